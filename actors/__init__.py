@@ -1,0 +1,1 @@
+"""Actor runtime and actors, installed as ``dccd.actors``."""

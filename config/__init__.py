@@ -1,0 +1,1 @@
+"""Embedded configs (default.yaml, example.yaml), installed as dccd.defaults."""

@@ -1,0 +1,75 @@
+"""`dccd` command line: the entry point and the config commands.
+
+Exit codes: 0 success, 1 operation failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import yaml
+
+from dccd import __version__
+from dccd.cli.common import EXIT_USAGE, common_options, state
+from dccd.config import expand_jobs, masked
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dccd")
+@common_options
+def cli() -> None:
+    """dccd: crypto market data, complete and exact, on your own disks."""
+
+
+@cli.command()
+@common_options
+def validate() -> None:
+    """Check the config and print the expanded job list (writes nothing)."""
+    cfg = state().config()
+    jobs = expand_jobs(cfg)
+    click.echo(f"config ok: {len(jobs)} job(s), data in {cfg.storage.path}")
+    for j in jobs:
+        sched = {
+            "every": f"every {j.every_s}s",
+            "cron": f"cron '{j.cron}' UTC",
+            "once": "once at start",
+            "stream": "supervised stream",
+            "manual": "manual (API / run now)",
+        }[j.schedule]
+        span = f" span={j.span}" if j.span else ""
+        window = ""
+        if j.operation == "backfill":
+            window = f" start={j.start or 'last'} end={j.end or 'now'}"
+        syms = ",".join(str(s) for s in j.symbols)
+        click.echo(f"  {j.id}: {j.operation} {j.exchange} {j.data_type.value}{span} [{syms}]{window} — {sched}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the effective config."""
+
+
+@config_group.command("show")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def config_show(as_json: bool) -> None:
+    """Print the effective config (env overrides applied, secrets masked)."""
+    data = masked(state().config())
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+# Commands from other modules register here.
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+    sys.exit(EXIT_USAGE)  # pragma: no cover - click always exits

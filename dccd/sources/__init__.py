@@ -1,0 +1,1 @@
+"""Sans-IO exchange adapters: request specs and parsers, one module per exchange."""

@@ -1,0 +1,1 @@
+"""Parquet lake (layout, writer, reader, compaction, inventory) and run history."""

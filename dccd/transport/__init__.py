@@ -1,0 +1,1 @@
+"""I/O to exchanges: httpx client, rate limiters, WebSocket connections."""

@@ -1,0 +1,1 @@
+"""Litestar app, SSE and UI, installed as ``dccd.web``."""
