@@ -41,13 +41,12 @@ def configure_logging(level: str | int = "INFO", *, json: bool | None = None, st
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # JSON needs the traceback as a string field; the console renderer formats exc_info itself
+    # (ExceptionPrettyPrinter would print it to stdout, not to ``stream``).
+    tail: list[Any] = [structlog.processors.format_exc_info, renderer] if json else [renderer]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if json else structlog.processors.ExceptionPrettyPrinter(),
-            renderer,
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)

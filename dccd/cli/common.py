@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from dccd.config import Config, load_config
 from dccd.errors import ConfigError
@@ -46,9 +47,13 @@ class State:
 
 
 def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def cb(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        if value is not None:
-            setattr(ctx.ensure_object(State), attr, value)
+    def cb(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        obj = ctx.ensure_object(State)
+        # The option exists on the group and on each subcommand: the subcommand's copy reads
+        # the env var again, which must not override a value given on the command line.
+        from_env = param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+        if value is not None and not (from_env and getattr(obj, attr) is not None):
+            setattr(obj, attr, value)
         return value
 
     return cb

@@ -64,6 +64,10 @@ def config_show(as_json: bool) -> None:
 
 
 # Commands from other modules register here.
+from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
+
+for _cmd in LAKE_COMMANDS:
+    cli.add_command(_cmd)
 
 
 def main() -> None:

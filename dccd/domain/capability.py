@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import msgspec
 
@@ -11,14 +11,14 @@ from dccd.domain.spans import Span
 from dccd.errors import NoCapability
 
 
-class Transport(str, Enum):
+class Transport(StrEnum):
     """How data arrives."""
 
     REST = "rest"
     WS = "ws"
 
 
-class History(str, Enum):
+class History(StrEnum):
     """How far back REST history goes."""
 
     FULL = "full"  # from listing
@@ -27,7 +27,7 @@ class History(str, Enum):
     LIVE = "live"  # WebSocket only
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Order in which an endpoint pages."""
 
     FORWARD = "forward"

@@ -19,7 +19,7 @@ def check_exchange_name(name: str) -> str:
     Raises:
         ValueError: not a valid exchange id.
     """
-    if not isinstance(name, str) or not _EXCHANGE.match(name):
+    if not isinstance(name, str) or not _EXCHANGE.fullmatch(name):
         raise ValueError(f"{name!r} is not an exchange name (lowercase letters, digits, _)")
     return name
 

@@ -26,16 +26,20 @@ def missing_bars(
     """
     out: list[tuple[int, int]] = []
     expect: int | None = span.align_up(start_ns) if start_ns is not None else None
+    # Bars opening at or after `stop` are outside the range: gaps are clipped there.
+    stop = span.align_up(end_ns) if end_ns is not None else None
     for ts in ts_sorted:
         if expect is None:
             expect = ts
         if ts < expect:
             continue  # duplicate or before the range
+        if stop is not None and ts >= stop:
+            break
         if ts > expect:
             out.append((expect, ts))
         expect = span.next(span.align(ts))
-    if end_ns is not None and expect is not None and expect < end_ns:
-        out.append((expect, span.align_up(end_ns)))
+    if stop is not None and expect is not None and expect < stop:
+        out.append((expect, stop))
     return out
 
 
@@ -54,13 +58,15 @@ def missing_ids(ids_sorted: Iterable[int], first: int | None = None, last: int |
             expect = i
         if i < expect:
             continue
+        if last is not None and i > last:
+            break  # ids past `last` are outside the range: the gap is clipped there
         if i > expect:
             out.append((expect, i - 1))
         expect = i + 1
     if last is not None and expect is not None and expect <= last:
         out.append((expect, last))
     elif last is not None and expect is None:
-        out.append((first if first is not None else last, last))
+        out.append((last, last))  # nothing given and no `first`: only `last` is known to be expected
     return out
 
 

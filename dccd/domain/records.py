@@ -6,13 +6,13 @@ column type). Fields an exchange does not give are ``None``, never invented.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 import msgspec
 
 
-class DataType(str, Enum):
+class DataType(StrEnum):
     """A dataset kind, as named in the lake and on the CLI."""
 
     TRADES = "trades"

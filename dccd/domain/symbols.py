@@ -51,7 +51,7 @@ class Symbol(msgspec.Struct, frozen=True, order=True):
         Raises:
             ValueError: not a slug.
         """
-        m = _SLUG.match(slug)
+        m = _SLUG.fullmatch(slug) if isinstance(slug, str) else None
         if m is None:
             raise ValueError(f"{slug!r} is not a symbol slug (expected BASE-QUOTE or BASE-QUOTE-PERP)")
         return cls(m.group("base"), m.group("quote"), "perp" if m.group("market") else None)

@@ -20,9 +20,10 @@ NS_PER_DAY = 24 * NS_PER_HOUR
 _ISO = re.compile(
     r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
-    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?)?$"
+    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?)?$",
+    re.ASCII,  # \d would also match non-ASCII digits, which int() accepts
 )
-_DECIMAL = re.compile(r"^(?P<sign>-?)(?P<int>\d+)(?:\.(?P<frac>\d*))?$")
+_DECIMAL = re.compile(r"^(?P<sign>-?)(?P<int>\d+)(?:\.(?P<frac>\d*))?$", re.ASCII)
 
 
 def s_to_ns(seconds: int) -> int:
