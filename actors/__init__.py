@@ -1,1 +1,98 @@
-"""Actor runtime and actors, installed as ``dccd.actors``."""
+"""dccd's actor runtime: supervised Trio actors exchanging msgspec messages over reactivex.
+
+Installed as ``dccd.actors``. The pieces:
+
+- :mod:`~dccd.actors.messages`: frozen tagged Structs (commands, events, :class:`Batch`);
+- :mod:`~dccd.actors.supervisor`: ordered start, restart with backoff and intensity limit, ordered stop;
+- :mod:`~dccd.actors.rx`: :class:`TrioScheduler`, so Rx time operators run on Trio's clock and thread;
+- :mod:`~dccd.actors.sink`: :class:`PressureQueue`, the gated lossless end of the data plane;
+- :mod:`~dccd.actors.ingress`: :class:`BoundedIngress` for un-gatable WebSocket sources, overflow recorded;
+- :mod:`~dccd.actors.hub`: :class:`Hub`, lossy fan-out to SSE/UI with in-band :class:`Lagged` notices;
+- :mod:`~dccd.actors.bridges`: Trio channel <-> Observable;
+- :mod:`~dccd.actors.writer`: :class:`Writer`, the batched writer actor;
+- :mod:`~dccd.actors.service`: :func:`open_service` / :func:`serve`, the embedding API;
+- :mod:`~dccd.actors.stats`, :mod:`~dccd.actors.metrics`: snapshots, and a Prometheus collector for them.
+"""
+
+from dccd.domain.backoff import RestartPolicy
+
+from .bridges import LossyChannelObserver, from_channel
+from .hub import Hub, HubStats, SubscriberStats, Subscription
+from .ingress import BoundedIngress, IngressStats, OverflowPolicy
+from .messages import (
+    EVENT_TYPES,
+    ActorFailed,
+    ActorRestarted,
+    ActorStarted,
+    ActorStopped,
+    Batch,
+    Flush,
+    GapDetected,
+    Lagged,
+    Message,
+    OverflowRecorded,
+    PageFetched,
+    PartWritten,
+    Stop,
+    WriteResult,
+    decode_event,
+)
+from .metrics import ActorCollector, register_metrics
+from .rx import TrioScheduler, open_trio_scheduler
+from .service import EVENTS_TOPIC, Service, ServiceStats, open_service, serve
+from .sink import Gate, PressureQueue, QueueStats
+from .stats import ActorMetrics, ActorStats, Instrumented
+from .supervisor import SHUTDOWN_ORDER, Role, State, Supervisor, is_transient, open_supervisor
+from .writer import Writer, WriterStats
+
+__all__ = [
+    "EVENTS_TOPIC",
+    "EVENT_TYPES",
+    "SHUTDOWN_ORDER",
+    "ActorCollector",
+    "ActorFailed",
+    "ActorMetrics",
+    "ActorRestarted",
+    "ActorStarted",
+    "ActorStats",
+    "ActorStopped",
+    "Batch",
+    "BoundedIngress",
+    "Flush",
+    "GapDetected",
+    "Gate",
+    "Hub",
+    "HubStats",
+    "IngressStats",
+    "Instrumented",
+    "Lagged",
+    "LossyChannelObserver",
+    "Message",
+    "OverflowPolicy",
+    "OverflowRecorded",
+    "PageFetched",
+    "PartWritten",
+    "PressureQueue",
+    "QueueStats",
+    "RestartPolicy",
+    "Role",
+    "Service",
+    "ServiceStats",
+    "State",
+    "Stop",
+    "SubscriberStats",
+    "Subscription",
+    "Supervisor",
+    "TrioScheduler",
+    "WriteResult",
+    "Writer",
+    "WriterStats",
+    "decode_event",
+    "from_channel",
+    "is_transient",
+    "open_service",
+    "open_supervisor",
+    "open_trio_scheduler",
+    "register_metrics",
+    "serve",
+]

@@ -1,0 +1,211 @@
+"""Messages exchanged between actors: frozen, tagged msgspec Structs.
+
+Commands are imperative (:class:`Flush`, :class:`Stop`), events past tense
+(:class:`PageFetched`, :class:`PartWritten`, ...). Every message carries a
+``type`` tag (its snake_case class name) so a stream of mixed events encodes
+to self-describing JSON and decodes back through :data:`EVENT_TYPES`.
+
+Data travels as :class:`Batch` (one page, one WebSocket frame's worth, one
+flush) and never as single records: a Trio channel hop costs ~13 µs and an
+Rx ``on_next`` ~2 µs, which a per-record design would pay per trade.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from dccd.domain.dataset import DatasetId
+from dccd.domain.records import Record
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
+
+
+class Message(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag=_snake):
+    """Base of every actor message; ``type`` is the snake_case class name."""
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+class Flush(Message, frozen=True, gc=False):
+    """Write everything buffered now instead of waiting for size or age."""
+
+
+class Stop(Message, frozen=True, gc=False):
+    """Finish gracefully: accept nothing new, drain, then end."""
+
+    reason: str = ""
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+class Batch(Message, frozen=True, gc=False):
+    """Records of one dataset travelling together between actors.
+
+    ``source`` names the producer (actor name or exchange endpoint) and
+    ``transport`` how the records arrived (``rest`` or ``ws``); the writer
+    stores both as provenance. ``recv_ts`` is when the batch arrived (ns UTC).
+    """
+
+    dataset: DatasetId
+    records: list[Record]
+    source: str
+    transport: str
+    recv_ts: int | None = None
+
+    @property
+    def rows(self) -> int:
+        """Number of records."""
+        return len(self.records)
+
+
+class WriteResult(msgspec.Struct, frozen=True):
+    """What the injected ``write`` callable reports for one part."""
+
+    rows: int
+    path: str | None = None
+    bytes: int = 0
+
+
+# -- data-plane events ----------------------------------------------------------------------------
+
+
+class PageFetched(Message, frozen=True, gc=False):
+    """A paginator received one page."""
+
+    dataset: DatasetId
+    rows: int
+    first_ts: int | None = None
+    last_ts: int | None = None
+    source: str = ""
+
+
+class PartWritten(Message, frozen=True, gc=False):
+    """The writer stored one part durably."""
+
+    dataset: DatasetId
+    rows: int
+    path: str | None
+    bytes: int
+    first_ts: int | None
+    last_ts: int | None
+    duration_s: float
+    writer: str = ""
+
+
+class GapDetected(Message, frozen=True, gc=False):
+    """Records in ``[start_ts, end_ts]`` (and ids ``first_id..last_id``) are missing and should be refilled."""
+
+    dataset: DatasetId
+    start_ts: int
+    end_ts: int
+    first_id: str | None = None
+    last_id: str | None = None
+    reason: str = ""
+
+
+class OverflowRecorded(Message, frozen=True, gc=False):
+    """A bounded ingress dropped ``rows`` records (``batches`` batches): a gap to refill.
+
+    ``first_ts``/``last_ts`` are the smallest and largest dropped timestamps;
+    ``first_id``/``last_id`` the ids of the first and last dropped records in
+    arrival order (``None`` for records without ids).
+    """
+
+    dataset: DatasetId
+    rows: int
+    batches: int
+    first_ts: int
+    last_ts: int
+    first_id: str | None
+    last_id: str | None
+    policy: str
+    ingress: str = ""
+
+
+class Lagged(Message, frozen=True, gc=False):
+    """In-band notice to a slow subscriber: ``n`` items were dropped before the next one."""
+
+    n: int
+
+
+# -- lifecycle events -----------------------------------------------------------------------------
+
+
+class ActorStarted(Message, frozen=True, gc=False):
+    """An actor reported ready (``task_status.started``) for the first time."""
+
+    name: str
+    role: str
+
+
+class ActorRestarted(Message, frozen=True, gc=False):
+    """An actor failed with a transient error and is restarted after ``delay_s``."""
+
+    name: str
+    role: str
+    attempt: int
+    delay_s: float
+    error: str
+
+
+class ActorFailed(Message, frozen=True, gc=False):
+    """An actor failed for good (permanent error or restart intensity exceeded)."""
+
+    name: str
+    role: str
+    error: str
+    escalated: bool
+
+
+class ActorStopped(Message, frozen=True, gc=False):
+    """An actor ended: it returned, or it was stopped."""
+
+    name: str
+    role: str
+    reason: str
+
+
+Command = Flush | Stop
+Event = (
+    PageFetched
+    | PartWritten
+    | GapDetected
+    | OverflowRecorded
+    | Lagged
+    | ActorStarted
+    | ActorRestarted
+    | ActorFailed
+    | ActorStopped
+)
+EVENT_TYPES: tuple[type[Message], ...] = (
+    PageFetched,
+    PartWritten,
+    GapDetected,
+    OverflowRecorded,
+    Lagged,
+    ActorStarted,
+    ActorRestarted,
+    ActorFailed,
+    ActorStopped,
+)
+
+_event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)
+
+
+def decode_event(data: bytes | str) -> Message:
+    """Decode one JSON-encoded event (as produced by ``msgspec.json.encode``).
+
+    Raises:
+        msgspec.ValidationError: not a known event, with the failing ``$.path``.
+    """
+    event: Message = _event_decoder.decode(data)
+    return event

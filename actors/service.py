@@ -1,0 +1,195 @@
+"""The embedding API: the running actor system as one handle.
+
+::
+
+    async with dccd.actors.open_service(config) as svc:      # inside your own trio.run
+        writer = await svc.start_writer("writer", lake_write)
+        await svc.start_actor("binance:trades", run_stream, writer, role=Role.SOURCE)
+        ...
+
+    svc = await nursery.start(dccd.actors.serve, config)    # or as a task; svc.cancel() ends it
+
+The library never calls ``trio.run``, installs no signal handlers and
+configures no logging: the CLI does those. Leaving the block (or
+:meth:`Service.cancel`) shuts down in order (sources, writers drain, the hub
+closes its subscribers, the rest) within ``grace_s``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+from prometheus_client.registry import CollectorRegistry
+from reactivex.subject import Subject
+
+from dccd.domain.backoff import RestartPolicy
+
+from .hub import Hub, HubStats, Key
+from .messages import Message
+from .metrics import register_metrics
+from .stats import ActorStats
+from .supervisor import ActorFn, Role, Supervisor, open_supervisor
+from .writer import WriteFn, Writer
+
+log = structlog.get_logger()
+
+EVENTS_TOPIC: Key = ("events",)
+"""Hub topic carrying every control event (lifecycle, PartWritten, OverflowRecorded...)."""
+
+
+class ServiceStats(msgspec.Struct, frozen=True):
+    """A snapshot of the whole runtime."""
+
+    uptime_s: float
+    actors: tuple[ActorStats, ...]
+    hub: HubStats
+    events: int
+
+
+class Service:
+    """Handle on a running actor system (made by :func:`open_service` / :func:`serve`)."""
+
+    def __init__(self, config: Any, supervisor: Supervisor, hub: Hub[Any], events: Subject[Message]) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.hub = hub
+        self.events = events
+        """Every control event, on the Trio thread (also published to the hub under :data:`EVENTS_TOPIC`)."""
+        self.events_emitted = 0
+        self._scope = trio.CancelScope()
+        self._t0 = trio.current_time()
+
+    @property
+    def storage_path(self) -> Path | None:
+        """``config.storage.path`` when the config has one."""
+        path = getattr(getattr(self.config, "storage", None), "path", None)
+        return None if path is None else Path(path)
+
+    def emit(self, message: Message) -> None:
+        """Publish a control event to :attr:`events` and to the hub's :data:`EVENTS_TOPIC`."""
+        self.events_emitted += 1
+        self.events.on_next(message)
+        self.hub.publish(EVENTS_TOPIC, message)
+
+    async def start_actor(
+        self,
+        name: str,
+        fn: ActorFn,
+        *args: Any,
+        role: Role = Role.OTHER,
+        policy: RestartPolicy | None = None,
+        escalate: bool = True,
+    ) -> Any:
+        """Start a supervised actor and wait until it is ready; see :meth:`Supervisor.start`."""
+        return await self.supervisor.start(name, fn, *args, role=role, policy=policy, escalate=escalate)
+
+    async def stop_actor(self, name: str) -> None:
+        """Stop one actor and wait for it (a writer drains first); see :meth:`Supervisor.stop`."""
+        await self.supervisor.stop(name)
+
+    async def start_writer(self, name: str, write: WriteFn, **options: Any) -> Writer:
+        """Create a :class:`Writer` emitting into this service and start it with the ``writer`` role.
+
+        ``options`` go to :class:`Writer` (``max_rows``, ``max_age_s``, ``high``, ``low``, ``drain_s``, ``offload``).
+        """
+        writer = Writer(write, name=name, emit=self.emit, **options)
+        started: Writer = await self.supervisor.start(name, writer.run, role=Role.WRITER)
+        return started
+
+    def actor_statistics(self) -> tuple[ActorStats, ...]:
+        """One snapshot per actor."""
+        return self.supervisor.statistics()
+
+    def hub_statistics(self) -> HubStats:
+        """The hub's snapshot."""
+        return self.hub.statistics()
+
+    def statistics(self) -> ServiceStats:
+        """Actors (state, restarts, queue depth, drops, credits), hub and event counts."""
+        return ServiceStats(
+            uptime_s=trio.current_time() - self._t0,
+            actors=self.actor_statistics(),
+            hub=self.hub_statistics(),
+            events=self.events_emitted,
+        )
+
+    def cancel(self) -> None:
+        """End the service block (or the :func:`serve` task); shutdown then runs in order."""
+        self._scope.cancel()
+
+
+async def _run_hub(hub: Hub[Any], *, task_status: trio.TaskStatus[Hub[Any]]) -> None:
+    """The hub as an actor, so ordered shutdown closes its subscribers after the writers drained."""
+    task_status.started(hub)
+    try:
+        await trio.sleep_forever()
+    finally:
+        hub.close()
+
+
+@asynccontextmanager
+async def open_service(
+    config: Any = None,
+    *,
+    grace_s: float = 15.0,
+    policy: RestartPolicy | None = None,
+    hub_maxlen: int = 256,
+    registry: CollectorRegistry | None = None,
+    rng: random.Random | None = None,
+    on_event: Callable[[Message], None] | None = None,
+) -> AsyncIterator[Service]:
+    """Run the actor runtime for the duration of the block.
+
+    Args:
+        config: the application's config object (only ``config.storage.path`` is read, if present).
+        grace_s: bound on the ordered shutdown.
+        policy: default restart policy for actors.
+        hub_maxlen: default per-subscriber buffer of the hub.
+        registry: if given, the actor metrics are registered there (and unregistered on exit).
+        rng: random source for backoff jitter.
+        on_event: called with every control event (before hub subscribers see it).
+
+    Yields:
+        The :class:`Service` handle.
+    """
+    hub: Hub[Any] = Hub(maxlen=hub_maxlen)
+    events: Subject[Message] = Subject()
+    if on_event is not None:
+        events.subscribe(on_event)
+    svc: Service | None = None
+
+    def emit(message: Message) -> None:
+        if svc is not None:
+            svc.emit(message)
+
+    async with open_supervisor(grace_s=grace_s, policy=policy, emit=emit, rng=rng, name="service") as sup:
+        svc = Service(config, sup, hub, events)
+        await sup.start("hub", _run_hub, hub, role=Role.HUB)
+        collector = register_metrics(svc, registry) if registry is not None else None
+        log.info("service.started", storage=str(svc.storage_path))
+        try:
+            with svc._scope:
+                yield svc
+        finally:
+            if registry is not None and collector is not None:
+                registry.unregister(collector)
+            log.info("service.stopping")
+
+
+async def serve(
+    config: Any = None, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED, **options: Any
+) -> None:
+    """Run the service as a task: ``svc = await nursery.start(serve, config)``; ends on ``svc.cancel()``.
+
+    ``options`` are :func:`open_service`'s keyword arguments (pass them with ``functools.partial``).
+    """
+    async with open_service(config, **options) as svc:
+        task_status.started(svc)
+        await trio.sleep_forever()
