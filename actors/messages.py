@@ -174,6 +174,38 @@ class ActorStopped(Message, frozen=True, gc=False):
     reason: str
 
 
+class RunStateChanged(Message, frozen=True, gc=False):
+    """A run (backfill, stream, compaction) moved to ``state``; ``error`` set when it failed."""
+
+    run_id: str
+    operation: str
+    state: str
+    dataset: str = ""
+    error: str | None = None
+    rows: int = 0
+
+
+class RunProgressed(Message, frozen=True, gc=False):
+    """Progress of a run: ``done``/``total`` in ``unit`` (bars, trades, ns), pages and rows so far."""
+
+    run_id: str
+    done: int
+    total: int | None
+    unit: str
+    pages: int
+    rows: int
+    rate_rows_s: float = 0.0
+    eta_s: float | None = None
+
+
+class RunLogged(Message, frozen=True, gc=False):
+    """A log line attached to a run (retries, holes, warnings)."""
+
+    run_id: str
+    level: str
+    message: str
+
+
 Command = Flush | Stop
 Event = (
     PageFetched
@@ -185,6 +217,9 @@ Event = (
     | ActorRestarted
     | ActorFailed
     | ActorStopped
+    | RunStateChanged
+    | RunProgressed
+    | RunLogged
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
     PageFetched,
@@ -196,6 +231,9 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     ActorRestarted,
     ActorFailed,
     ActorStopped,
+    RunStateChanged,
+    RunProgressed,
+    RunLogged,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)

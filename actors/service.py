@@ -30,9 +30,14 @@ from prometheus_client.registry import CollectorRegistry
 from reactivex.subject import Subject
 
 from dccd.domain.backoff import RestartPolicy
+from dccd.ops import BackfillRequest
+from dccd.storage.lake import Lake
+from dccd.storage.runs import RunRecord, RunStore
 
 from .hub import Hub, HubStats, Key
+from .clients import ClientPool
 from .messages import Message
+from .operations import Operations
 from .metrics import register_metrics
 from .stats import ActorStats
 from .supervisor import ActorFn, Role, Supervisor, open_supervisor
@@ -65,6 +70,36 @@ class Service:
         self.events_emitted = 0
         self._scope = trio.CancelScope()
         self._t0 = trio.current_time()
+        self.ops: Operations | None = None
+        """Backfill/stream operations; set when the config names a storage path."""
+
+    @property
+    def operations(self) -> Operations:
+        """The service's operations (needs a config with ``storage.path``).
+
+        Raises:
+            RuntimeError: the service was opened without storage.
+        """
+        if self.ops is None:
+            raise RuntimeError("this service has no storage (open it with a config that has storage.path)")
+        return self.ops
+
+    async def start_backfill(self, request: BackfillRequest) -> list[str]:
+        """Start a backfill (one run per symbol) and return the run ids; see :class:`Operations`."""
+        return await self.operations.start_backfill(request)
+
+    async def backfill(self, request: BackfillRequest) -> list[RunRecord]:
+        """Run a backfill to completion and return the final run records."""
+        run_ids = await self.operations.start_backfill(request)
+        return [await self.operations.wait_run(r) for r in run_ids]
+
+    async def wait_run(self, run_id: str) -> RunRecord:
+        """Wait for a run of this service to end."""
+        return await self.operations.wait_run(run_id)
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancel a running run; False if it is not running in this service."""
+        return await self.operations.cancel_run(run_id)
 
     @property
     def storage_path(self) -> Path | None:
@@ -144,6 +179,8 @@ async def open_service(
     registry: CollectorRegistry | None = None,
     rng: random.Random | None = None,
     on_event: Callable[[Message], None] | None = None,
+    client_options: dict[str, Any] | None = None,
+    ops_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
 
@@ -155,6 +192,8 @@ async def open_service(
         registry: if given, the actor metrics are registered there (and unregistered on exit).
         rng: random source for backoff jitter.
         on_event: called with every control event (before hub subscribers see it).
+        client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
+        ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
 
     Yields:
         The :class:`Service` handle.
@@ -173,6 +212,8 @@ async def open_service(
         svc = Service(config, sup, hub, events)
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
+        if svc.storage_path is not None:
+            await _open_operations(svc, client_options, ops_options)
         log.info("service.started", storage=str(svc.storage_path))
         try:
             with svc._scope:
@@ -181,6 +222,28 @@ async def open_service(
             if registry is not None and collector is not None:
                 registry.unregister(collector)
             log.info("service.stopping")
+
+
+def _exchange_settings(config: Any) -> Callable[[str], tuple[str | None, float]]:
+    def settings(name: str) -> tuple[str | None, float]:
+        ex = config.exchange(name) if hasattr(config, "exchange") else None
+        return (getattr(ex, "rest_url", None), float(getattr(ex, "rate_limit", 0.8)))
+
+    return settings
+
+
+async def _open_operations(svc: Service, client_options: dict[str, Any] | None, ops_options: dict[str, Any] | None) -> None:
+    """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first."""
+    root = svc.storage_path
+    assert root is not None
+    lake = Lake(root.expanduser())
+    runs = RunStore(root.expanduser())
+    swept = await lake.asweep()
+    orphans = await runs.amark_orphans()
+    if swept or orphans:
+        log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
+    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options)
+    svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.emit, lake, runs, pool, **(ops_options or {}))
 
 
 async def serve(

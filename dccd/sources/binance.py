@@ -447,6 +447,7 @@ class BinanceAdapter:
     rest_url: str = REST_URL
     capabilities: Capabilities = CAPABILITIES
     rate_limits: RateLimits = RATE_LIMITS
+    sequential_trade_ids: bool = True  # historicalTrades / @trade ids are consecutive per symbol
 
     symbol_to_native = staticmethod(symbol_to_native)
     symbol_from_native = staticmethod(symbol_from_native)

@@ -1,0 +1,445 @@
+"""The backfill paginator actor: history of one dataset over REST into the lake.
+
+Completeness first. OHLC is planned from what the lake already holds: only
+missing bars are requested, in span-aligned windows of one page, a bounded
+number in flight; a window the exchange answers with fewer bars than it spans
+records those bars as a known hole (never silently skipped). Trades walk the
+exchange's id cursor: the head before the stored range, interior id holes
+when ids are sequential, and the tail up to ``end``. Every request first
+waits for writer capacity (``await writer.wait_writable()``), so a slow disk
+means fewer HTTP requests, not more memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import pyarrow.compute as pc
+import structlog
+import trio
+
+from dccd.domain.capability import Capabilities, History, Transport
+from dccd.domain.dataset import DatasetId
+from dccd.domain.gaps import merge_ranges, missing_ids
+from dccd.domain.plan import Window, closed_end, ohlc_windows, page_holes
+from dccd.domain.records import DataType, Trade
+from dccd.domain.spans import Span
+from dccd.domain.timeutil import ns_to_iso
+from dccd.errors import DccdError, NoCapability
+from dccd.sources.base import Adapter, Request
+from dccd.storage.lake import Lake
+from dccd.storage.runs import RunStore
+from dccd.transport.http import ExchangeClient
+
+from .clients import ClientPool
+from .messages import Batch, GapDetected, Message, RunLogged, RunProgressed
+
+log = structlog.get_logger()
+
+PROGRESS_EVERY_S = 0.5
+
+
+class BackfillJob(msgspec.Struct, frozen=True):
+    """One dataset to backfill in one run. ``start`` is an int (ns) or ``last``/``origin``."""
+
+    run_id: str
+    dataset: DatasetId
+    start: int | str
+    end_ns: int
+    now_ns: int
+    concurrency: int = 4
+    book_depth: int = 100
+
+
+class PageFailed(DccdError):
+    """A page could not be fetched or parsed; names the request."""
+
+    def __init__(self, request: Request, exc: BaseException) -> None:
+        params = "&".join(f"{k}={v}" for k, v in request.params)
+        super().__init__(f"page {request.path}?{params} failed: {exc}")
+        self.request = request
+
+
+class Progress:
+    """Counts a run's pages and rows and reports them at most every ``PROGRESS_EVERY_S``."""
+
+    def __init__(self, run_id: str, unit: str, total: int | None, emit: Callable[[Message], None], runs: RunStore):
+        self.run_id = run_id
+        self.unit = unit
+        self.total = total
+        self.done = 0
+        self.pages = 0
+        self.rows = 0
+        self._emit = emit
+        self._runs = runs
+        self._t0 = trio.current_time()
+        self._last = -1e9
+
+    def add(self, done: int = 0, rows: int = 0, pages: int = 0) -> None:
+        """Count progress; maybe report."""
+        self.done += done
+        self.rows += rows
+        self.pages += pages
+        now = trio.current_time()
+        if now - self._last >= PROGRESS_EVERY_S:
+            self._last = now
+            self.report()
+
+    def report(self) -> None:
+        """Emit a RunProgressed event (the run record is updated by :meth:`save`)."""
+        elapsed = max(trio.current_time() - self._t0, 1e-9)
+        rate = self.rows / elapsed
+        eta = None
+        if self.total and self.done:
+            eta = elapsed * (self.total - self.done) / self.done
+        self._emit(RunProgressed(self.run_id, self.done, self.total, self.unit, self.pages, self.rows, rate, eta))
+
+    async def save(self) -> None:
+        """Persist progress in the run record."""
+        await self._runs.aprogress(
+            self.run_id, done=self.done, total=self.total, unit=self.unit, pages=self.pages, rows=self.rows
+        )
+
+
+class Backfiller:
+    """Runs one :class:`BackfillJob`; the actor body is :meth:`run`.
+
+    Args:
+        job: what to fetch.
+        pool: shared exchange clients.
+        lake: the lake (for what is stored).
+        runs: run history (progress, holes).
+        send: writer entry (``Batch`` in, never blocks).
+        wait_writable: the writer's backpressure gate.
+        emit: control events.
+    """
+
+    def __init__(
+        self,
+        job: BackfillJob,
+        pool: ClientPool,
+        lake: Lake,
+        runs: RunStore,
+        send: Callable[[Batch], None],
+        wait_writable: Callable[[], Any],
+        emit: Callable[[Message], None],
+    ) -> None:
+        self.job = job
+        self.ds = job.dataset
+        self.pool = pool
+        self.lake = lake
+        self.runs = runs
+        self._send = send
+        self._wait_writable = wait_writable
+        self._emit = emit
+        self.progress = Progress(job.run_id, "rows", None, emit, runs)
+        self.holes: list[tuple[int, int]] = []
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _log(self, level: str, message: str, **fields: Any) -> None:
+        getattr(log, level)(message, run_id=self.job.run_id, dataset=str(self.ds), **fields)
+        self._emit(RunLogged(self.job.run_id, level, message + "".join(f" {k}={v}" for k, v in fields.items())))
+
+    async def _fetch(self, client: ExchangeClient, request: Request) -> bytes:
+        await self._wait_writable()
+        try:
+            return await client.fetch(request)
+        except DccdError as exc:
+            raise PageFailed(request, exc) from exc
+
+    def _emit_batch(self, records: Sequence[Any]) -> None:
+        if records:
+            self._send(Batch(self.ds, list(records), self.ds.exchange, Transport.REST.value))
+
+    async def _hole(self, lo: int, hi: int, detail: str) -> None:
+        self.holes.append((lo, hi))
+        await self.runs.aevent(self.job.run_id, "gap", lo, hi, detail)
+        self._emit(GapDetected(self.ds, lo, hi, reason=detail))
+
+    async def run(self) -> None:
+        """Fetch everything the job asks for (raises on the first failed page)."""
+        adapter = self.pool.adapter(self.ds.exchange)
+        market = "perp" if self.ds.symbol.is_perp else "spot"
+        caps: Capabilities = adapter.capabilities
+        cap = caps.require(self.ds.data_type, Transport.REST, self.ds.span, market)
+        listing = await self.pool.listing(self.ds.exchange)
+        listing.require(self.ds.symbol)
+        client = await self.pool.get(self.ds.exchange)
+        if self.ds.data_type is DataType.OHLC:
+            await self._ohlc(adapter, client, cap.page_limit or 500, cap.history, cap.recent_rows)
+        elif self.ds.data_type is DataType.TRADES:
+            await self._trades(adapter, client)
+        elif self.ds.data_type is DataType.BOOK:
+            await self._book(adapter, client)
+        else:
+            await self._series(adapter, client, cap.page_limit or 500)
+        self.progress.report()
+        await self.progress.save()
+
+    # -- OHLC ----------------------------------------------------------------------------------
+
+    async def _origin(self, adapter: Adapter, client: ExchangeClient, span: Span, end_ns: int) -> int | None:
+        request = adapter.build_ohlc(self.ds.symbol, span, 0, end_ns, limit=1)
+        page = adapter.parse_ohlc(request, await self._fetch(client, request))
+        return page.candles[0].ts if page.candles else None
+
+    async def _ohlc(
+        self, adapter: Adapter, client: ExchangeClient, limit: int, history: History, recent_rows: int | None
+    ) -> None:
+        span = self.ds.span
+        assert span is not None
+        end = closed_end(span, self.job.end_ns, self.job.now_ns)
+        start: int | None
+        if self.job.start == "last":
+            last = await self.lake.alast_ts(self.ds)
+            start = span.next(span.align(last)) if last is not None else None
+            if start is None:
+                start = await self._origin(adapter, client, span, end)
+        elif self.job.start == "origin":
+            start = await self._origin(adapter, client, span, end)
+        else:
+            assert isinstance(self.job.start, int)
+            start = span.align_up(self.job.start)
+        if start is None:
+            self._log("warning", "backfill.no_data", detail="the exchange has no bars before end")
+            return
+        if history is History.RECENT and recent_rows:
+            earliest = span.add(span.align(self.job.now_ns), -recent_rows)
+            if start < earliest:
+                self._log(
+                    "warning",
+                    "backfill.clamped",
+                    requested=ns_to_iso(start),
+                    earliest=ns_to_iso(earliest),
+                    reason=f"{self.ds.exchange} serves only the last {recent_rows} bars",
+                )
+                start = earliest
+        if start >= end:
+            return
+        stored_tbl = (await self.lake.aread_table(self.ds, start, end)).table
+        stored = stored_tbl.column("ts").to_pylist() if stored_tbl.num_rows else []
+        known = await self._known_holes(start, end)
+        windows = _subtract(ohlc_windows(span, start, end, stored, limit), known, span)
+        self.progress = Progress(self.job.run_id, "bars", sum(w.bars for w in windows), self._emit, self.runs)
+        self._log("info", "backfill.planned", windows=len(windows), bars=self.progress.total, stored=len(stored))
+        limiter = trio.CapacityLimiter(max(1, self.job.concurrency))
+
+        async def one(window: Window) -> None:
+            async with limiter:
+                await self._ohlc_window(adapter, client, span, window, limit)
+
+        async with trio.open_nursery() as nursery:
+            for window in windows:
+                await limiter.acquire()  # bounded in flight: do not even create more tasks than slots
+                limiter.release()
+                nursery.start_soon(one, window)
+
+    async def _ohlc_window(self, adapter: Adapter, client: ExchangeClient, span: Span, w: Window, limit: int) -> None:
+        cur: int | None = w.start_ns
+        got: list[int] = []
+        last_open = span.add(w.end_ns, -1)
+        while cur is not None and cur < w.end_ns:
+            request = adapter.build_ohlc(self.ds.symbol, span, cur, last_open, limit=limit)
+            body = await self._fetch(client, request)
+            try:
+                page = adapter.parse_ohlc(request, body)
+            except DccdError as exc:
+                raise PageFailed(request, exc) from exc
+            candles = [c for c in page.candles if w.start_ns <= c.ts < w.end_ns]
+            self._emit_batch(candles)
+            got.extend(c.ts for c in candles)
+            self.progress.add(done=len(candles), rows=len(candles), pages=1)
+            nxt = page.next_start_ns
+            if nxt is not None and nxt <= cur:
+                raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
+            cur = nxt
+        for lo, hi in page_holes(span, w, got):
+            await self._hole(lo, hi, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(hi)})")
+            self.progress.add(done=span.count(lo, hi))
+
+    async def _known_holes(self, start: int, end: int) -> list[tuple[int, int]]:
+        return await trio.to_thread.run_sync(_holes_for, self.runs, self.ds, start, end)
+
+    # -- trades --------------------------------------------------------------------------------
+
+    async def _trades(self, adapter: Adapter, client: ExchangeClient) -> None:
+        end = min(self.job.end_ns, self.job.now_ns)
+        sequential = bool(getattr(adapter, "sequential_trade_ids", False))
+        if self.job.start == "last":
+            last = await self._last_trade()
+            if last is None:
+                raise DccdError(f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin")
+            cursor = adapter.trades_cursor_after(last)
+            self.progress = Progress(self.job.run_id, "ns", max(end - last.ts, 1), self._emit, self.runs)
+            await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts)
+            return
+        start = None if self.job.start == "origin" else int(self.job.start)
+        stored = (await self.lake.aread_table(self.ds, start, end)).table
+        self.progress = Progress(self.job.run_id, "ns", max(end - (start or 0), 1), self._emit, self.runs)
+        if stored.num_rows == 0:
+            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=end, stop_id=None, t0=start or 0)
+            return
+        ts = stored.column("ts")
+        first_ts, last_ts = pc.min(ts).as_py(), pc.max(ts).as_py()
+        ids = _int_ids(stored)
+        if sequential and ids is not None:
+            first_id, last_id = ids[0], ids[-1]
+            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=first_ts + 1, stop_id=first_id - 1, t0=start or 0)
+            for lo, hi in missing_ids(ids):
+                await self._walk(adapter, client, cursor=str(lo), start_ns=None, stop_ts=end, stop_id=hi, t0=start or 0)
+            last = Trade(last_ts, str(last_id), 0.0, 0.0)
+        else:
+            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=first_ts, stop_id=None, t0=start or 0)
+            last = await self._last_trade()
+            assert last is not None
+        cursor = adapter.trades_cursor_after(last)
+        await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=start or 0)
+
+    async def _last_trade(self) -> Trade | None:
+        last_ts = await self.lake.alast_ts(self.ds)
+        if last_ts is None:
+            return None
+        tbl = (await self.lake.aread_table(self.ds, last_ts, last_ts + 1)).table
+        if tbl.num_rows == 0:
+            return None
+        ids = _int_ids(tbl)
+        row = tbl.slice(tbl.num_rows - 1, 1).to_pylist()[0]
+        return Trade(row["ts"], str(ids[-1]) if ids else row["id"], row["price"], row["amount"], row["side"])
+
+    async def _walk(
+        self,
+        adapter: Adapter,
+        client: ExchangeClient,
+        *,
+        cursor: str | None,
+        start_ns: int | None,
+        stop_ts: int,
+        stop_id: int | None,
+        t0: int,
+    ) -> None:
+        while True:
+            request = adapter.build_trades(self.ds.symbol, cursor=cursor, start_ns=start_ns if cursor is None else None)
+            body = await self._fetch(client, request)
+            try:
+                page = adapter.parse_trades(request, body)
+            except DccdError as exc:
+                raise PageFailed(request, exc) from exc
+            keep = [
+                t
+                for t in page.records
+                if t.ts < stop_ts and (stop_id is None or t.id is None or not t.id.isdigit() or int(t.id) <= stop_id)
+            ]
+            self._emit_batch(keep)
+            for lo, hi in page.id_gaps:
+                await self.runs.aevent(self.job.run_id, "gap", lo, hi, "exchange skipped these trade ids")
+            if keep:
+                self.progress.done = max(self.progress.done, keep[-1].ts - t0)
+            self.progress.add(rows=len(keep), pages=1)
+            if page.done or len(keep) < len(page.records):
+                return
+            if cursor is not None and page.next_cursor == cursor:
+                raise PageFailed(request, DccdError("trade cursor did not advance"))
+            cursor = page.next_cursor
+
+    # -- book, funding, open interest ----------------------------------------------------------
+
+    async def _book(self, adapter: Adapter, client: ExchangeClient) -> None:
+        request = adapter.build_book(self.ds.symbol, self.job.book_depth)
+        await self._wait_writable()
+        try:
+            body, recv_ns = await client.fetch_with_time(request)
+            snapshot = adapter.parse_book(request, body, recv_ns)
+        except DccdError as exc:
+            raise PageFailed(request, exc) from exc
+        levels = snapshot.levels()
+        self._emit_batch(levels)
+        self.progress = Progress(self.job.run_id, "snapshots", 1, self._emit, self.runs)
+        self.progress.add(done=1, rows=len(levels), pages=1)
+
+    async def _series(self, adapter: Adapter, client: ExchangeClient, limit: int) -> None:
+        build = getattr(adapter, f"build_{self.ds.data_type.value}", None)
+        parse = getattr(adapter, f"parse_{self.ds.data_type.value}", None)
+        if build is None or parse is None:
+            raise NoCapability(self.ds.exchange, f"{self.ds.data_type.value} over rest")
+        end = min(self.job.end_ns, self.job.now_ns)
+        if self.job.start == "last":
+            last = await self.lake.alast_ts(self.ds)
+            cur: int | None = (last + 1) if last is not None else 0
+        elif self.job.start == "origin":
+            cur = 0
+        else:
+            cur = int(self.job.start)
+        t0 = cur or 0
+        self.progress = Progress(self.job.run_id, "ns", max(end - t0, 1), self._emit, self.runs)
+        while cur is not None and cur < end:
+            request = build(self.ds.symbol, cur, end, limit=limit)
+            body = await self._fetch(client, request)
+            try:
+                page = parse(request, body)
+            except DccdError as exc:
+                raise PageFailed(request, exc) from exc
+            keep = [r for r in page.records if cur <= r.ts < end]
+            self._emit_batch(keep)
+            if keep:
+                self.progress.done = max(self.progress.done, keep[-1].ts - t0)
+            self.progress.add(rows=len(keep), pages=1)
+            nxt = page.next_start_ns
+            if nxt is not None and nxt <= cur:
+                raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
+            cur = nxt
+
+
+def _int_ids(table: Any) -> list[int] | None:
+    """Sorted integer ids of a trades table, or None if any id is not an integer."""
+    ids = table.column("id").to_pylist()
+    try:
+        return sorted(int(i) for i in ids)
+    except (TypeError, ValueError):
+        return None
+
+
+def _holes_for(runs: RunStore, ds: DatasetId, start: int, end: int) -> list[tuple[int, int]]:
+    """Exchange-confirmed holes recorded by earlier runs of ``ds`` overlapping [start, end)."""
+    con = runs._connect()
+    try:
+        rows = con.execute(
+            "SELECT g.lo, g.hi FROM run_gaps g JOIN runs r ON r.run_id = g.run_id"
+            " WHERE g.kind = 'gap' AND r.operation = 'backfill' AND r.exchange = ? AND r.symbol = ?"
+            " AND r.data_type = ? AND coalesce(r.span, '') = ? AND g.hi > ? AND g.lo < ?"
+            " AND g.detail LIKE 'exchange returned no bars%'",
+            (ds.exchange, str(ds.symbol), ds.data_type.value, ds.span.label if ds.span else "", start, end),
+        ).fetchall()
+    finally:
+        con.close()
+    return merge_ranges([(int(lo), int(hi)) for lo, hi in rows])
+
+
+def _subtract(windows: list[Window], holes: list[tuple[int, int]], span: Span) -> list[Window]:
+    """Drop the parts of windows that are known exchange-side holes."""
+    if not holes:
+        return windows
+    out: list[Window] = []
+    for w in windows:
+        pieces = [(w.start_ns, w.end_ns)]
+        for lo, hi in holes:
+            nxt = []
+            for a, b in pieces:
+                if hi <= a or lo >= b:
+                    nxt.append((a, b))
+                    continue
+                if a < lo:
+                    nxt.append((a, lo))
+                if hi < b:
+                    nxt.append((hi, b))
+            pieces = nxt
+        out.extend(Window(a, b, span.count(a, b)) for a, b in pieces if span.count(a, b))
+    return out
+
+
+def wall_now_ns() -> int:
+    """Wall-clock now in ns (the one place the backfill reads the real clock)."""
+    return time.time_ns()

@@ -1,0 +1,106 @@
+"""Exchange connections as actors: one shared HTTP client (and rate limiter) per exchange.
+
+Every paginator and gap-filler hitting the same exchange goes through the one
+client the :class:`ClientPool` opened for it, so the exchange's weight budget,
+429 pauses and 418 bans are shared. The symbol listing is fetched once per
+exchange and cached, so an unknown symbol fails before any paging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from dccd.sources.base import Adapter, Listing
+from dccd.sources.registry import get_adapter
+from dccd.transport.http import ExchangeClient, open_exchange_client
+
+from .supervisor import Role
+
+log = structlog.get_logger()
+
+LISTING_TTL_S = 3600.0
+
+
+async def run_exchange_client(
+    adapter: Adapter,
+    rest_url: str | None,
+    rate_limit: float,
+    options: dict[str, Any],
+    *,
+    task_status: trio.TaskStatus[ExchangeClient] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Own one exchange's HTTP client for the life of the service."""
+    async with open_exchange_client(adapter, rest_url, rate_limit, **options) as client:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(actor=f"http:{adapter.name}", exchange=adapter.name)
+        log.info("http.client_opened", base_url=client.base_url, rate_limit=rate_limit)
+        task_status.started(client)
+        await trio.sleep_forever()
+
+
+class ClientPool:
+    """Lazily started, shared exchange clients of a service.
+
+    Args:
+        start_actor: the service's ``start_actor``.
+        settings: ``name -> (rest_url, rate_limit)`` lookup (the config's exchange overrides).
+        options: extra keyword arguments for :func:`open_exchange_client` (tests pass transports).
+    """
+
+    def __init__(
+        self,
+        start_actor: Callable[..., Any],
+        settings: Callable[[str], tuple[str | None, float]],
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._start_actor = start_actor
+        self._settings = settings
+        self._options = options or {}
+        self._clients: dict[str, ExchangeClient] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._listings: dict[str, tuple[float, Listing]] = {}
+
+    def adapter(self, exchange: str) -> Adapter:
+        """The adapter of ``exchange`` (raises ConfigError if unknown)."""
+        return get_adapter(exchange)
+
+    async def get(self, exchange: str) -> ExchangeClient:
+        """The shared client of ``exchange``, starting its actor on first use."""
+        client = self._clients.get(exchange)
+        if client is not None:
+            return client
+        lock = self._locks.setdefault(exchange, trio.Lock())
+        async with lock:
+            client = self._clients.get(exchange)
+            if client is None:
+                adapter = get_adapter(exchange)
+                rest_url, rate_limit = self._settings(exchange)
+                client = await self._start_actor(
+                    f"http:{exchange}",
+                    run_exchange_client,
+                    adapter,
+                    rest_url,
+                    rate_limit,
+                    dict(self._options),
+                    role=Role.OTHER,
+                )
+                assert client is not None
+                self._clients[exchange] = client
+        return client
+
+    async def listing(self, exchange: str) -> Listing:
+        """The exchange's symbol table, fetched at most once per :data:`LISTING_TTL_S`."""
+        cached = self._listings.get(exchange)
+        now = trio.current_time()
+        if cached is not None and now - cached[0] < LISTING_TTL_S:
+            return cached[1]
+        client = await self.get(exchange)
+        adapter = client.adapter
+        request = adapter.build_symbols()
+        listing = adapter.parse_symbols(request, await client.fetch(request))
+        self._listings[exchange] = (now, listing)
+        return listing

@@ -1,0 +1,210 @@
+"""Operations on a running service: backfills (and, via streams.py, live recordings) as runs.
+
+One run per (request, symbol). A run owns a backfill actor (role SOURCE) and
+its own batched writer (role WRITER), so a run's rows, quarantine counts and
+provenance are its own, and stopping a run drains exactly its writer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from dccd.config import resolve_end, resolve_start
+from dccd.domain.capability import Transport
+from dccd.domain.dataset import DatasetId
+from dccd.errors import DccdError
+from dccd.ops import BackfillRequest
+from dccd.sources.registry import get_adapter
+from dccd.storage.lake import Lake
+from dccd.storage.runs import RunRecord, RunStore
+from dccd.storage.writer import Provenance
+
+from .backfill import Backfiller, BackfillJob
+from .clients import ClientPool
+from .messages import Message, RunStateChanged
+from .supervisor import Role
+from .writer import Writer
+
+log = structlog.get_logger()
+
+
+class RunHandle:
+    """An in-flight run: its actor names and completion event."""
+
+    def __init__(self, run_id: str, actor: str, writer: str) -> None:
+        self.run_id = run_id
+        self.actor = actor
+        self.writer = writer
+        self.done = trio.Event()
+        self.rows_written = 0
+        self.rows_quarantined = 0
+
+
+class Operations:
+    """Backfill (and stream) operations of one service.
+
+    Args:
+        start_actor / stop_actor / emit: the service's.
+        lake, runs, pool: storage, run history and exchange clients.
+        writer_options: :class:`Writer` options (``max_rows``, ``max_age_s``, ``high``).
+        concurrency: OHLC windows in flight per backfill.
+        now_ns: wall clock (ns); tests may pin it.
+    """
+
+    def __init__(
+        self,
+        start_actor: Callable[..., Any],
+        stop_actor: Callable[[str], Any],
+        emit: Callable[[Message], None],
+        lake: Lake,
+        runs: RunStore,
+        pool: ClientPool,
+        *,
+        writer_options: dict[str, Any] | None = None,
+        concurrency: int = 4,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._start_actor = start_actor
+        self._stop_actor = stop_actor
+        self._emit = emit
+        self.lake = lake
+        self.runs = runs
+        self.pool = pool
+        self.writer_options = {"max_rows": 100_000, "max_age_s": 2.0, "high": 4, **(writer_options or {})}
+        self.concurrency = concurrency
+        self.now_ns = now_ns
+        self.active: dict[str, RunHandle] = {}
+
+    # -- backfills -----------------------------------------------------------------------------
+
+    def check_backfill(self, req: BackfillRequest) -> None:
+        """Fail early (before any run or request) on what the adapter does not declare.
+
+        Raises:
+            NoCapability: type/span/market not offered over REST.
+            ConfigError: unknown exchange.
+        """
+        adapter = get_adapter(req.exchange)
+        for sym in req.symbols:
+            adapter.capabilities.require(req.data_type, Transport.REST, req.span, "perp" if sym.is_perp else "spot")
+
+    async def start_backfill(self, req: BackfillRequest) -> list[str]:
+        """Create one run per symbol and start them; returns the run ids at once.
+
+        Raises:
+            NoCapability, ConfigError: before any run is created.
+            ValueError: bad start/end.
+        """
+        self.check_backfill(req)
+        now = self.now_ns()
+        start = resolve_start(req.start, now)
+        end = resolve_end(req.end, now)
+        run_ids = []
+        for sym in req.symbols:
+            ds = DatasetId(req.exchange, sym, req.data_type, req.span)
+            run_id = await self.runs.acreate("backfill", ds)
+            job = BackfillJob(
+                run_id,
+                ds,
+                start if start is not None else "last",
+                end,
+                now,
+                concurrency=self.concurrency,
+            )
+            await self._launch(job)
+            run_ids.append(run_id)
+        return run_ids
+
+    async def _launch(self, job: BackfillJob) -> None:
+        handle = RunHandle(job.run_id, f"backfill:{job.run_id}", f"writer:{job.run_id}")
+        provenance = Provenance(job.dataset.exchange, Transport.REST.value, job.run_id)
+        lake, runs = self.lake, self.runs
+
+        def write(dataset: DatasetId, records: list[Any]) -> Any:
+            result = lake.write(dataset, records, provenance)
+            handle.rows_written += result.rows_written
+            handle.rows_quarantined += result.rows_quarantined
+            runs.add_rows(job.run_id, result.rows_written, result.rows_quarantined)
+            return result
+
+        writer = Writer(write, name=handle.writer, emit=self._emit, **self.writer_options)
+        await self._start_actor(handle.writer, writer.run, role=Role.WRITER, escalate=False)
+        self.active[job.run_id] = handle
+        await self._start_actor(handle.actor, self._run_backfill, job, writer, handle, role=Role.SOURCE, escalate=False)
+
+    async def _run_backfill(
+        self,
+        job: BackfillJob,
+        writer: Writer,
+        handle: RunHandle,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        structlog.contextvars.bind_contextvars(actor=handle.actor, exchange=job.dataset.exchange, symbol=str(job.dataset.symbol))
+        await self.runs.astart(job.run_id)
+        self._state(job, "running")
+        task_status.started()
+        bf = Backfiller(job, self.pool, self.lake, self.runs, writer.send, writer.wait_writable, self._emit)
+        state, error = "succeeded", None
+        try:
+            await bf.run()
+        except trio.Cancelled:
+            state, error = "cancelled", "cancelled"
+            raise
+        except DccdError as exc:
+            state, error = "failed", str(exc)
+        except Exception as exc:  # a bug: record it on the run, then let the supervisor see it
+            state, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(writer.drain_s + 5):
+                await self._stop_actor(handle.writer)
+                await bf.progress.save()
+                if state == "succeeded" and writer.lost_rows:
+                    state, error = "failed", f"{writer.lost_rows} rows could not be written"
+                await self.runs.afinish(job.run_id, state, error=error)
+                self._state(job, state, error, handle.rows_written)
+                log.info(
+                    "backfill.finished",
+                    run_id=job.run_id,
+                    state=state,
+                    rows=handle.rows_written,
+                    quarantined=handle.rows_quarantined,
+                    pages=bf.progress.pages,
+                    error=error,
+                )
+                self.active.pop(job.run_id, None)
+                handle.done.set()
+
+    def _state(self, job: BackfillJob, state: str, error: str | None = None, rows: int = 0) -> None:
+        self._emit(RunStateChanged(job.run_id, "backfill", state, str(job.dataset), error, rows))
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    async def wait_run(self, run_id: str) -> RunRecord:
+        """Wait until a run of this service ends; return its record.
+
+        Raises:
+            KeyError: unknown run.
+        """
+        handle = self.active.get(run_id)
+        if handle is not None:
+            await handle.done.wait()
+        record = await self.runs.aget(run_id)
+        if record is None:
+            raise KeyError(run_id)
+        return record
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run of this service (its written rows stay); False if it is not running here."""
+        handle = self.active.get(run_id)
+        if handle is None:
+            return False
+        await self._stop_actor(handle.actor)
+        await handle.done.wait()
+        return True
