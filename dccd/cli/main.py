@@ -64,6 +64,9 @@ def config_show(as_json: bool) -> None:
 
 
 # Commands from other modules register here.
+from dccd.cli.backfill_cmds import backfill  # noqa: E402
+
+cli.add_command(backfill)
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 
 for _cmd in LAKE_COMMANDS:

@@ -41,8 +41,9 @@ symbol."}`` bodies -> :class:`~dccd.errors.ExchangeRejected`.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -107,6 +108,30 @@ class _Kline(msgspec.Struct, array_like=True, frozen=True):
     taker_buy_quote: str
 
 
+class _KlineF(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Fast path: prices decoded straight to float (msgspec rounds decimal strings correctly)."""
+
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    close_time: int
+    quote_volume: float
+    trades: int
+    taker_buy_base: float
+    taker_buy_quote: float
+
+
+class _TradeF(msgspec.Struct, frozen=True, gc=False):
+    id: int
+    price: float
+    qty: float
+    time: int
+    isBuyerMaker: bool
+
+
 class _Trade(msgspec.Struct, frozen=True):
     id: int
     price: str
@@ -157,6 +182,17 @@ class _Error(msgspec.Struct, frozen=True):
 
 _KLINES = msgspec.json.Decoder(list[_Kline])
 _TRADES = msgspec.json.Decoder(list[_Trade])
+# strict=False only lets numeric strings become floats here; any failure (or a
+# non-finite value) falls back to the strict decoders for an exact error path.
+_KLINES_F = msgspec.json.Decoder(list[_KlineF], strict=False)
+_TRADES_F = msgspec.json.Decoder(list[_TradeF], strict=False)
+
+
+def _fast(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
 _AGG = msgspec.json.Decoder(list[_AggTrade])
 _DEPTH = msgspec.json.Decoder(_Depth)
 _INFO = msgspec.json.Decoder(_ExchangeInfo)
@@ -276,16 +312,17 @@ def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit:
     return Request("GET", KLINES, params, WEIGHTS[KLINES], "klines")
 
 
-def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
-    """Candles of a klines page and the open time of the next page.
+def _ascending_within(rows: Any, start_ms: int, end_ms: int) -> bool:
+    prev = start_ms - 1
+    for r in rows:
+        if not prev < r.open_time <= end_ms:
+            return False
+        prev = r.open_time
+    return True
 
-    Raises:
-        ProtocolDrift: malformed rows, non-numeric prices, bars out of order or
-            outside the requested range.
-    """
-    ep = request.endpoint
+
+def _parse_ohlc_strict(ep: str, body: bytes, start_ms: int, end_ms: int) -> list[Candle]:
     rows = decode(_KLINES, body, NAME, ep)
-    start_ms, end_ms = _int_param(request, "startTime"), _int_param(request, "endTime")
     candles: list[Candle] = []
     prev = start_ms - 1
     for i, r in enumerate(rows):
@@ -307,6 +344,29 @@ def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
                 r.trades,
             )
         )
+    return candles
+
+
+def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
+    """Candles of a klines page and the open time of the next page.
+
+    Raises:
+        ProtocolDrift: malformed rows, non-numeric prices, bars out of order or
+            outside the requested range.
+    """
+    ep = request.endpoint
+    start_ms, end_ms = _int_param(request, "startTime"), _int_param(request, "endTime")
+    fast = _fast(_KLINES_F, body)
+    candles: list[Candle] = []
+    if fast is not None and _ascending_within(fast, start_ms, end_ms) and math.isfinite(
+        sum(r.open + r.high + r.low + r.close + r.volume + r.quote_volume for r in fast)
+    ):
+        candles = [
+            Candle(r.open_time * NS_PER_MS, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, r.trades)
+            for r in fast
+        ]
+    else:
+        candles = _parse_ohlc_strict(ep, body, start_ms, end_ms)
     next_start: int | None = None
     if candles and len(candles) >= _int_param(request, "limit"):
         span = Span.parse(request.param("interval") or "")
@@ -354,8 +414,11 @@ def parse_trades(request: Request, body: bytes) -> TradesPage:
     if request.path == AGG_TRADES:
         aggs = decode(_AGG, body, NAME, ep)
         return TradesPage([], str(aggs[0].f) if aggs else None)
-    rows = decode(_TRADES, body, NAME, ep)
     from_id = request.param("fromId")
+    fast = _fast(_TRADES_F, body)
+    if fast is not None and math.isfinite(sum(r.price + r.qty for r in fast)):
+        return _trades_page(request, fast, from_id)
+    rows = decode(_TRADES, body, NAME, ep)
     expect = int(from_id) if from_id is not None else None
     gaps: list[tuple[int, int]] = []
     records: list[Trade] = []
@@ -376,6 +439,24 @@ def parse_trades(request: Request, body: bytes) -> TradesPage:
                 "sell" if r.isBuyerMaker else "buy",
             )
         )
+    full = from_id is not None and len(rows) >= _int_param(request, "limit")
+    return TradesPage(records, str(rows[-1].id + 1) if full else None, tuple(gaps))
+
+
+def _trades_page(request: Request, rows: list[_TradeF], from_id: str | None) -> TradesPage:
+    expect = int(from_id) if from_id is not None else None
+    gaps: list[tuple[int, int]] = []
+    for i, r in enumerate(rows):
+        if expect is not None:
+            if r.id < expect:
+                why = f"not after {expect - 1}" if i else f"before fromId {expect}"
+                raise ProtocolDrift(NAME, request.endpoint, f"trade id {r.id} {why} - at `$[{i}].id`")
+            if r.id > expect:
+                gaps.append((expect, r.id - 1))
+        expect = r.id + 1
+    records = [
+        Trade(r.time * NS_PER_MS, str(r.id), r.price, r.qty, "sell" if r.isBuyerMaker else "buy") for r in rows
+    ]
     full = from_id is not None and len(rows) >= _int_param(request, "limit")
     return TradesPage(records, str(rows[-1].id + 1) if full else None, tuple(gaps))
 

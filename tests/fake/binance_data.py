@@ -26,6 +26,11 @@ UNIT = 10**8
 _M64 = (1 << 64) - 1
 
 
+def _step(base_units: int) -> int:
+    """Price jitter step: 1e-3 of the base for BTC-sized prices, scaled down so cheap markets stay positive."""
+    return min(100_000, max(1, base_units // 1_000_000))
+
+
 def dec8(units: int) -> str:
     """``units * 1e-8`` as an 8-decimal string (``123`` -> ``'0.00000123'``)."""
     q, r = divmod(units, UNIT)
@@ -141,7 +146,7 @@ class Tape:
 
     def price(self, g: int) -> int:
         """Price of group ``g`` (1e-8 units)."""
-        return self.market.price_units + (mix(self._seed ^ g) % 200_001 - 100_000) * 100_000
+        return self.market.price_units + (mix(self._seed ^ g) % 200_001 - 100_000) * _step(self.market.price_units)
 
     def qty(self, i: int) -> int:
         """Quantity of trade ``i`` (1e-8 units)."""
@@ -208,11 +213,11 @@ class Tape:
         """The 12-column klines row of the bar opening at ``open_ms`` (the live bar counts trades up to now)."""
         close_ms = span.next(open_ms * NS_PER_MS) // NS_PER_MS - 1
         h = mix(self._seed ^ (open_ms * 31 + span.seconds))
-        base = self.market.price_units
-        o = base + (h % 200_001 - 100_000) * 100_000
-        c = base + ((h >> 18) % 200_001 - 100_000) * 100_000
-        hi = max(o, c) + ((h >> 36) % 1000) * 100_000
-        lo = min(o, c) - ((h >> 46) % 1000) * 100_000
+        base, step = self.market.price_units, _step(self.market.price_units)
+        o = base + (h % 200_001 - 100_000) * step
+        c = base + ((h >> 18) % 200_001 - 100_000) * step
+        hi = max(o, c) + ((h >> 36) % 1000) * step
+        lo = min(o, c) - ((h >> 46) % 1000) * step
         v = ((h >> 8) % 10_000_000 + 1) * 1000
         taker = v * ((h >> 24) % 101) // 100
         n = self.trade_count(open_ms, min(close_ms, now_ms))

@@ -194,10 +194,17 @@ def test_empty_body_is_drift_not_empty_page() -> None:
         bn.parse_ohlc(klines_request(0, 1000, 1000), b"")
 
 
-def test_kline_with_number_price_names_the_path() -> None:
-    """A price sent as a JSON number instead of a string is drift carrying msgspec's $.path."""
+def test_kline_with_number_price_is_read_exactly() -> None:
+    """A price sent as a JSON number instead of a string still yields the exact value (the fast decoder takes both)."""
     body = b'[[1591478520000,1.5,"1","1","1","1",1591478579999,"1",1,"1","1","0"]]'
-    with pytest.raises(ProtocolDrift, match=r"binance klines: .*Expected `str`, got `float` - at `\$\[0\]\[1\]`"):
+    page = bn.parse_ohlc(klines_request(1591478520000, 1591478520000, 1000), body)
+    assert page.candles[0].open == 1.5
+
+
+def test_kline_with_object_price_names_the_path() -> None:
+    """A price of the wrong JSON type is drift carrying msgspec's $.path."""
+    body = b'[[1591478520000,{"p":1},"1","1","1","1",1591478579999,"1",1,"1","1","0"]]'
+    with pytest.raises(ProtocolDrift, match=r"binance klines: .*Expected `str`, got `object` - at `\$\[0\]\[1\]`"):
         bn.parse_ohlc(klines_request(1591478520000, 1591478520000, 1000), body)
 
 
@@ -306,10 +313,10 @@ def test_trade_ids_before_cursor_or_descending_are_drift() -> None:
 
 
 def test_malformed_trade_names_the_path() -> None:
-    """A trade with a numeric price or a missing field is drift with its $.path."""
-    with pytest.raises(ProtocolDrift, match=r"Expected `str`, got `float` - at `\$\[0\].price`"):
+    """A trade with a price of the wrong JSON type or a missing field is drift with its $.path."""
+    with pytest.raises(ProtocolDrift, match=r"Expected `str`, got `array` - at `\$\[0\].price`"):
         bn.parse_trades(
-            bn.build_trades(BTC, cursor="1"), b'[{"id":1,"price":1.5,"qty":"1","time":1,"isBuyerMaker":true}]'
+            bn.build_trades(BTC, cursor="1"), b'[{"id":1,"price":[1],"qty":"1","time":1,"isBuyerMaker":true}]'
         )
     with pytest.raises(ProtocolDrift, match=r"Object missing required field `isBuyerMaker` - at `\$\[0\]`"):
         bn.parse_trades(bn.build_trades(BTC, cursor="1"), b'[{"id":1,"price":"1","qty":"1","time":1}]')

@@ -1,0 +1,154 @@
+"""`dccd backfill`: history into the lake, with a progress bar per symbol on a terminal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+import msgspec
+import trio
+
+from dccd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options, state
+from dccd.domain.timeutil import ns_to_iso
+from dccd.errors import ConfigError, NoCapability
+from dccd.ops import BackfillRequest, InvalidRequest, parse_backfill
+from dccd.sources.registry import list_adapters
+
+EXIT_INTERRUPTED = 130
+
+
+def _fmt_rate(rate: float) -> str:
+    return f"{rate / 1000:.1f}k rows/s" if rate >= 1000 else f"{rate:.0f} rows/s"
+
+
+async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurrency: int) -> tuple[list[Any], bool]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dccd.actors import EVENTS_TOPIC, open_service
+    from dccd.actors.messages import RunProgressed, RunStateChanged
+
+    interrupted = False
+    records: list[Any] = []
+    console = Console(stderr=True)
+    async with open_service(cfg, ops_options={"concurrency": concurrency}) as svc:
+        async with trio.open_nursery() as nursery:
+            run_ids = await svc.start_backfill(req)
+            names = dict(zip(run_ids, (str(s) for s in req.symbols), strict=True))
+            progress = Progress(
+                TextColumn("{task.description:<14}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+                disable=not show_progress,
+            )
+            tasks = {r: progress.add_task(names[r], total=None, info="") for r in run_ids}
+
+            async def watch(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                async with svc.hub.subscribe(EVENTS_TOPIC, maxlen=4096) as sub:
+                    task_status.started()
+                    async for ev in sub:
+                        if isinstance(ev, RunProgressed) and ev.run_id in tasks:
+                            info = f"{ev.pages} pages · {ev.rows:,} rows · {_fmt_rate(ev.rate_rows_s)}"
+                            progress.update(tasks[ev.run_id], total=ev.total, completed=ev.done, info=info)
+                        elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != "running":
+                            task = progress.tasks[tasks[ev.run_id]]
+                            progress.update(tasks[ev.run_id], completed=task.total or task.completed, info=ev.state)
+
+            async def signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                nonlocal interrupted
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                    task_status.started()
+                    async for _ in sigs:
+                        interrupted = True
+                        for r in run_ids:
+                            nursery.start_soon(svc.cancel_run, r)
+                        return
+
+            await nursery.start(signals)
+            with progress:
+                await nursery.start(watch)
+                for r in run_ids:
+                    records.append(await svc.wait_run(r))
+            nursery.cancel_scope.cancel()
+    return records, interrupted
+
+
+@click.command()
+@common_options
+@click.argument("exchange")
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--type", "data_type", required=True, help="trades | ohlc | book | funding | oi")
+@click.option("--span", default=None, help="Bar span for ohlc: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M.")
+@click.option("--start", default=None, help="ISO date/datetime, -30d, last (resume; default) or origin.")
+@click.option("--end", default=None, help="ISO date/datetime, -1h or now (default).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="OHLC pages in flight per symbol.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON (for scripts).")
+@click.option("--progress/--no-progress", "show", default=None, help="Progress bars (default: on a terminal).")
+def backfill(
+    exchange: str,
+    symbols: tuple[str, ...],
+    data_type: str,
+    span: str | None,
+    start: str | None,
+    end: str | None,
+    concurrency: int,
+    as_json: bool,
+    show: bool | None,
+) -> None:
+    """Backfill history of SYMBOLS (BASE/QUOTE) from EXCHANGE into the lake.
+
+    Only what is missing is fetched: re-running writes no duplicates, and gaps
+    inside the range are repaired. Exit 0 only if every symbol succeeded.
+    """
+    from dccd.logging import configure_logging
+
+    cfg = state().config()
+    try:
+        req = parse_backfill(
+            exchange,
+            list(symbols),
+            data_type,
+            known_exchanges=list_adapters(),
+            span=span,
+            start=start,
+            end=end,
+            now_ns=time.time_ns(),
+        )
+    except InvalidRequest as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    show_progress = sys.stderr.isatty() if show is None else show
+    configure_logging("WARNING" if show_progress else "INFO")
+    try:
+        records, interrupted = trio.run(lambda: _run(cfg, req, show_progress=show_progress, concurrency=concurrency))
+    except (NoCapability, ConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    failed = [r for r in records if r.state != "succeeded"]
+    if as_json:
+        click.echo(json.dumps([msgspec.to_builtins(r) for r in records], indent=2))
+    else:
+        for r in records:
+            p = r.progress or {}
+            line = (
+                f"{r.symbol}: {r.state} — {r.rows_written:,} rows written"
+                f", {r.rows_quarantined:,} quarantined, {p.get('pages', 0)} pages"
+            )
+            if r.started_ns and r.ended_ns:
+                line += f", {(r.ended_ns - r.started_ns) / 1e9:.1f}s"
+            if r.error:
+                line += f" — {r.error}"
+            click.echo(line)
+        if records:
+            click.echo(f"done at {ns_to_iso(time.time_ns())}: {len(records) - len(failed)}/{len(records)} succeeded")
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
