@@ -29,6 +29,7 @@ import trio
 from prometheus_client.registry import CollectorRegistry
 from reactivex.subject import Subject
 
+from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.ops import BackfillRequest
 from dccd.storage.lake import Lake
@@ -212,7 +213,7 @@ async def open_service(
         svc = Service(config, sup, hub, events)
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
-        if svc.storage_path is not None:
+        if isinstance(config, Config):
             await _open_operations(svc, client_options, ops_options)
         log.info("service.started", storage=str(svc.storage_path))
         try:

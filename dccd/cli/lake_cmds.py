@@ -1,0 +1,226 @@
+"""Lake commands: ``dccd read``, ``dccd inventory``, ``dccd runs``, ``dccd compact``."""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from dccd.cli.common import EXIT_USAGE, common_options, data_root, fail
+from dccd.domain import SPAN_LABELS, DatasetId, DataType, Span, Symbol, check_exchange_name
+from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
+from dccd.storage import BadFile, Lake, RunStore
+from dccd.storage.runs import STATES
+
+_FORMATS = {"table": None, "csv": "csv", "json": "jsonl", "parquet": "parquet"}
+_HEAD = 10
+
+
+def _dataset(exchange: str, symbol: str, data_type: str, span: str | None) -> DatasetId:
+    """Build a DatasetId from CLI text; bad input exits 2 with one ``error:`` line."""
+    try:
+        check_exchange_name(exchange)
+    except ValueError as exc:
+        fail(f"EXCHANGE: {exc}", EXIT_USAGE)
+    try:
+        sym = Symbol.parse(symbol) if "/" in symbol else Symbol.from_slug(symbol)
+    except ValueError as exc:
+        fail(f"SYMBOL: {exc}", EXIT_USAGE)
+    try:
+        dt = DataType.parse(data_type)
+    except ValueError as exc:
+        fail(f"--type: {exc}", EXIT_USAGE)
+    if dt is DataType.OHLC and span is None:
+        fail("--span is required for --type ohlc", EXIT_USAGE)
+    if dt is not DataType.OHLC and span is not None:
+        fail(f"--span applies to ohlc only, not {dt.value}", EXIT_USAGE)
+    try:
+        return DatasetId(exchange, sym, dt, Span.parse(span) if span else None)
+    except ValueError as exc:
+        fail(f"--span: {exc}", EXIT_USAGE)
+
+
+def _time(option: str, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_iso_ns(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE)
+
+
+def _console() -> Console:
+    # Off a terminal rich would wrap to 80 columns and truncate timestamps.
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
+def _warn_skipped(skipped: Sequence[BadFile]) -> None:
+    for bad in skipped:
+        click.echo(f"warning: skipped {bad.path}: {bad.reason}", err=True)
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in ("ts", "recv_ts") and isinstance(value, int):
+        return ns_to_iso(value)
+    return str(value)
+
+
+def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) -> None:
+    """Head and tail rows plus the count, streaming (memory stays bounded)."""
+    head: list[dict[str, Any]] = []
+    tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=_HEAD)
+    rows = 0
+    with lake.open_reader(ds, start, end) as stream:
+        names = stream.reader.schema.names
+        for batch in stream.reader:
+            if len(head) < _HEAD:
+                head.extend(batch.slice(0, _HEAD - len(head)).to_pylist())
+            tail.extend(batch.slice(max(0, batch.num_rows - _HEAD)).to_pylist())
+            rows += batch.num_rows
+        skipped = stream.skipped
+    _warn_skipped(skipped)
+    table = Table(title=f"{ds}: {rows} rows", show_lines=False)
+    for n in names:
+        table.add_column(n, justify="left" if n in ("ts", "id", "side") else "right", no_wrap=n in ("ts", "id"))
+    shown = head + [r for i, r in enumerate(tail) if rows - len(tail) + i >= len(head)]
+    for i, row in enumerate(shown):
+        if i == len(head) and rows > len(shown):
+            table.add_row(*(["…"] * len(names)))
+        table.add_row(*(_cell(n, row[n]) for n in names))
+    _console().print(table)
+
+
+@click.command("read")
+@common_options
+@click.argument("exchange")
+@click.argument("symbol")
+@click.option("--type", "data_type", required=True, help="trades | ohlc | book | funding | oi")
+@click.option("--span", default=None, help=f"Bar span for ohlc ({' '.join(SPAN_LABELS)}).")
+@click.option("--start", default=None, help="ISO date/datetime (UTC), inclusive.")
+@click.option("--end", default=None, help="ISO date/datetime (UTC), exclusive.")
+@click.option("--format", "fmt", type=click.Choice(list(_FORMATS)), default="table", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None, help="Output file.")
+def read_cmd(
+    exchange: str,
+    symbol: str,
+    data_type: str,
+    span: str | None,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    out: str | None,
+) -> None:
+    """Print or export stored data, deduplicated and sorted by ts."""
+    ds = _dataset(exchange, symbol, data_type, span)
+    start_ns, end_ns = _time("--start", start), _time("--end", end)
+    if start_ns is not None and end_ns is not None and start_ns >= end_ns:
+        fail("--start must be before --end", EXIT_USAGE)
+    lake = Lake(data_root())
+    export_fmt = _FORMATS[fmt]
+    if export_fmt is None:
+        if out is not None:
+            fail("--out needs --format csv, json or parquet", EXIT_USAGE)
+        _print_table(lake, ds, start_ns, end_ns)
+        return
+    if out is None and export_fmt == "parquet" and sys.stdout.isatty():
+        fail("--format parquet writes binary: give --out FILE or redirect stdout", EXIT_USAGE)
+    if out is not None:
+        rows, skipped = lake.export_to(ds, export_fmt, out, start_ns, end_ns)
+    else:
+        stdout: BinaryIO = sys.stdout.buffer
+        rows, skipped = lake.export_to(ds, export_fmt, stdout, start_ns, end_ns)
+        stdout.flush()
+    _warn_skipped(skipped)
+    if out is not None:
+        click.echo(f"{rows} rows written to {out}", err=True)
+
+
+@click.command("inventory")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inventory_cmd(as_json: bool) -> None:
+    """List datasets with rows, first/last ts, size and exact gaps."""
+    items = Lake(data_root()).inventory()
+    for item in items:
+        _warn_skipped(item.skipped)
+    if as_json:
+        click.echo(msgspec.json.encode(items).decode())
+        return
+    table = Table(title=f"{len(items)} dataset(s)")
+    for col in ("exchange", "symbol", "type", "rows", "first", "last", "parts", "MB", "gaps"):
+        table.add_column(col, justify="right" if col in ("rows", "parts", "MB", "gaps") else "left")
+    for it in items:
+        kind = f"{it.data_type} {it.span}" if it.span else it.data_type
+        gaps = str(len(it.gaps)) if it.gap_kind else "-"
+        first = ns_to_iso(it.first_ts) if it.first_ts is not None else ""
+        last = ns_to_iso(it.last_ts) if it.last_ts is not None else ""
+        table.add_row(
+            it.exchange, it.symbol, kind, str(it.rows), first, last, str(it.parts), f"{it.bytes / 1e6:.1f}", gaps
+        )
+    _console().print(table)
+
+
+@click.command("runs")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with each run's gap/reconnect events).")
+@click.option("--state", type=click.Choice(STATES), default=None, help="Only runs in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def runs_cmd(as_json: bool, state: str | None, limit: int) -> None:
+    """Show the run history, newest first."""
+    store = RunStore(data_root())
+    runs = store.list_runs(state=state, limit=limit) if store.path.exists() else []
+    if as_json:
+        docs = [{**msgspec.to_builtins(r), "events": msgspec.to_builtins(store.events(r.run_id))} for r in runs]
+        click.echo(json.dumps(docs))
+        return
+    table = Table(title=f"{len(runs)} run(s)")
+    for col in ("run", "operation", "dataset", "state", "rows", "quarantined", "started", "error"):
+        table.add_column(col)
+    for r in runs:
+        ds = " ".join(x for x in (r.exchange, r.symbol, r.data_type, r.span) if x)
+        started = ns_to_iso(r.started_ns) if r.started_ns else ""
+        table.add_row(
+            r.run_id[:12],
+            r.operation,
+            ds,
+            r.state,
+            str(r.rows_written),
+            str(r.rows_quarantined),
+            started,
+            r.error or "",
+        )
+    _console().print(table)
+
+
+@click.command("compact")
+@common_options
+@click.argument("exchange", required=False)
+@click.argument("symbol", required=False)
+@click.option("--type", "data_type", default=None, help="trades | ohlc | book | funding | oi")
+@click.option("--span", default=None, help="Bar span for ohlc.")
+def compact_cmd(exchange: str | None, symbol: str | None, data_type: str | None, span: str | None) -> None:
+    """Merge each partition's parts into one (all datasets, or EXCHANGE SYMBOL --type T)."""
+    ds = None
+    if exchange is not None or symbol is not None or data_type is not None:
+        if exchange is None or symbol is None or data_type is None:
+            raise click.UsageError("give EXCHANGE SYMBOL --type T (and --span for ohlc), or nothing for all datasets")
+        ds = _dataset(exchange, symbol, data_type, span)
+    elif span is not None:
+        raise click.UsageError("--span needs EXCHANGE SYMBOL --type ohlc")
+    results = Lake(data_root()).compact(ds)
+    for r in results:
+        _warn_skipped(r.skipped)
+        click.echo(f"{r.partition}: {r.inputs} parts -> 1 ({r.rows} rows)")
+    click.echo(f"compacted {len(results)} partition(s)")
+
+
+COMMANDS = (read_cmd, inventory_cmd, runs_cmd, compact_cmd)

@@ -1,0 +1,248 @@
+"""``Lake(root)``: the one handle actors, the web app and the CLI use.
+
+Every method blocks (disk, DuckDB); each has an ``a``-prefixed twin that runs
+it in a Trio worker thread, so the event loop never waits on the disk::
+
+    lake = Lake("./data")
+    res = await lake.awrite(ds, candles, Provenance("binance", "rest", run_id))
+    rows = (await lake.aread_table(ds, start_ns, end_ns)).table
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
+
+import pyarrow as pa
+import trio
+
+from dccd.domain import DatasetId
+from dccd.storage import compaction, layout, reader, writer
+from dccd.storage import inventory as inv
+from dccd.storage.export import Export
+from dccd.storage.quality import DEFAULT_SKEW_NS
+from dccd.storage.reader import BadFile
+from dccd.storage.schema import LOOSE_SCHEMAS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Rows of a read (deduplicated, sorted by ts) and the files skipped as corrupt or foreign."""
+
+    table: pa.Table
+    skipped: list[BadFile] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchStream:
+    """A streaming read: ``reader`` yields record batches; ``skipped`` as in :class:`ReadResult`."""
+
+    reader: pa.RecordBatchReader
+    skipped: list[BadFile]
+
+
+class Lake:
+    """A Parquet lake rooted at ``root``. Construction does no I/O.
+
+    Args:
+        root: lake directory (created on first write).
+        skew_ns: clock skew tolerated by the ``ts_not_future`` gate.
+    """
+
+    def __init__(self, root: Path | str, *, skew_ns: int = DEFAULT_SKEW_NS) -> None:
+        self.root = Path(root)
+        self.skew_ns = skew_ns
+
+    # -- writing -------------------------------------------------------------------------
+    def sweep(self) -> list[Path]:
+        """Startup: remove temp files left by crashed writers; return them."""
+        return writer.sweep_temp(self.root) if self.root.exists() else []
+
+    def write(
+        self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None
+    ) -> writer.WriteResult:
+        """Append domain Structs; see :func:`dccd.storage.writer.write_records`."""
+        return writer.write_records(self.root, dataset, records, provenance, now_ns=now_ns, skew_ns=self.skew_ns)
+
+    def write_table(
+        self, dataset: DatasetId, table: pa.Table, provenance: writer.Provenance, *, now_ns: int | None = None
+    ) -> writer.WriteResult:
+        """Append an Arrow table with the lake columns."""
+        return writer.write_table(self.root, dataset, table, provenance, now_ns=now_ns, skew_ns=self.skew_ns)
+
+    # -- reading -------------------------------------------------------------------------
+    def read_table(self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> ReadResult:
+        """Rows with ``start_ns <= ts < end_ns`` (None = unbounded), deduplicated, sorted."""
+        table, skipped = reader.read_table(self.root, dataset, start_ns, end_ns)
+        return ReadResult(table, skipped)
+
+    @contextlib.contextmanager
+    def open_reader(
+        self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
+    ) -> Iterator[BatchStream]:
+        """Stream a read as a ``pyarrow.RecordBatchReader``; the query is closed on exit."""
+        p = reader.plan(self.root, dataset, start_ns, end_ns)
+        batches = reader.iter_batches(p, batch_rows)
+        try:
+            yield BatchStream(pa.RecordBatchReader.from_batches(LOOSE_SCHEMAS[dataset.data_type], batches), p.skipped)
+        finally:
+            batches.close()
+
+    def export(
+        self,
+        dataset: DatasetId,
+        fmt: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Export:
+        """An iterable of byte chunks in ``fmt`` (csv, jsonl, parquet, arrow); ``.rows`` after iterating.
+
+        Raises:
+            ValueError: unknown format.
+        """
+        return Export(reader.plan(self.root, dataset, start_ns, end_ns), fmt)
+
+    def export_to(
+        self,
+        dataset: DatasetId,
+        fmt: str,
+        out: Path | str | BinaryIO,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> tuple[int, list[BadFile]]:
+        """Write an export to a file path or binary stream; return (rows, skipped files)."""
+        exp = self.export(dataset, fmt, start_ns, end_ns)
+        if isinstance(out, str | os.PathLike):
+            with open(out, "wb") as f:
+                return exp.write_to(f), exp.plan.skipped
+        return exp.write_to(out), exp.plan.skipped
+
+    def last_ts(self, dataset: DatasetId) -> int | None:
+        """Newest stored ts of ``dataset`` (for ``--start last``), from part names: no data is read."""
+        for pdir in reversed(reader.partitions(self.root, dataset)):
+            names = sorted(
+                (n for n in map(layout.parse_part_name, os.listdir(pdir)) if n is not None),
+                key=lambda n: n.last_ts,
+                reverse=True,
+            )
+            for n in names:
+                path = str(pdir / layout.part_name(n.first_ts, n.last_ts, n.stamp))
+                if reader.check_footer(dataset.data_type, path) is None:
+                    return n.last_ts
+        return None
+
+    # -- maintenance ---------------------------------------------------------------------
+    def datasets(self) -> list[DatasetId]:
+        """Every dataset present in the lake."""
+        return reader.datasets(self.root)
+
+    def inventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:
+        """Rows, ranges, sizes and exact gaps per dataset."""
+        return inv.inventory(self.root, dataset)
+
+    def compact(self, dataset: DatasetId | None = None) -> list[compaction.CompactResult]:
+        """Compact every partition of ``dataset`` (or of all datasets) now."""
+        return compaction.compact(self.root, dataset)
+
+    def compact_closed(self, now_ns: int) -> list[compaction.CompactResult]:
+        """Compact partitions whose day/month ended by ``now_ns``."""
+        return compaction.compact_closed(self.root, now_ns)
+
+    # -- async twins ---------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    async def asweep(self) -> list[Path]:
+        """Async :meth:`sweep`."""
+        return await self._run(self.sweep)
+
+    async def awrite(self, *args: Any, **kwargs: Any) -> writer.WriteResult:
+        """Async :meth:`write` (the write completes even if the caller is cancelled)."""
+        return await self._run(self.write, *args, **kwargs)
+
+    async def awrite_table(self, *args: Any, **kwargs: Any) -> writer.WriteResult:
+        """Async :meth:`write_table`."""
+        return await self._run(self.write_table, *args, **kwargs)
+
+    async def aread_table(self, *args: Any, **kwargs: Any) -> ReadResult:
+        """Async :meth:`read_table`."""
+        return await self._run(self.read_table, *args, **kwargs)
+
+    async def aexport_to(self, *args: Any, **kwargs: Any) -> tuple[int, list[BadFile]]:
+        """Async :meth:`export_to` (the whole export runs in one worker thread)."""
+        return await self._run(self.export_to, *args, **kwargs)
+
+    async def alast_ts(self, dataset: DatasetId) -> int | None:
+        """Async :meth:`last_ts`."""
+        return await self._run(self.last_ts, dataset)
+
+    async def ainventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:
+        """Async :meth:`inventory`."""
+        return await self._run(self.inventory, dataset)
+
+    async def acompact(self, dataset: DatasetId | None = None) -> list[compaction.CompactResult]:
+        """Async :meth:`compact`."""
+        return await self._run(self.compact, dataset)
+
+    async def acompact_closed(self, now_ns: int) -> list[compaction.CompactResult]:
+        """Async :meth:`compact_closed`."""
+        return await self._run(self.compact_closed, now_ns)
+
+    @contextlib.asynccontextmanager
+    async def aopen_export(
+        self, dataset: DatasetId, fmt: str, start_ns: int | None = None, end_ns: int | None = None
+    ) -> AsyncIterator[tuple[AsyncIterator[bytes], Export]]:
+        """Async streaming export (for HTTP responses): ``async with ... as (chunks, exp): async for b in chunks``.
+
+        Each chunk is produced in a worker thread; ``exp.rows`` and ``exp.plan.skipped`` describe the export.
+
+        Raises:
+            ValueError: unknown format.
+        """
+        exp = await self._run(self.export, dataset, fmt, start_ns, end_ns)
+        chunks = iter(exp)
+        try:
+            yield _AsyncPull(chunks), exp
+        finally:
+            await trio.to_thread.run_sync(chunks.close)
+
+    @contextlib.asynccontextmanager
+    async def aopen_batches(
+        self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
+    ) -> AsyncIterator[tuple[AsyncIterator[pa.RecordBatch], list[BadFile]]]:
+        """Async streaming read: ``async with lake.aopen_batches(ds) as (batches, skipped): async for b in batches``.
+
+        Each batch is fetched in a worker thread; the query closes on exit.
+        """
+        p = await self._run(reader.plan, self.root, dataset, start_ns, end_ns)
+        batches = reader.iter_batches(p, batch_rows)
+        try:
+            yield _AsyncPull(batches), p.skipped
+        finally:
+            await trio.to_thread.run_sync(batches.close)
+
+
+class _AsyncPull(Generic[T]):
+    """Async iterator pulling each item of a sync iterator in a worker thread."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+
+    def __aiter__(self) -> _AsyncPull[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await trio.to_thread.run_sync(next, self._items, _END)
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+
+_END: Any = object()

@@ -1,0 +1,285 @@
+"""Reads over the lake with DuckDB: pruned by path, deduplicated, sorted by ts.
+
+Pruning happens in Python before DuckDB sees anything: only partition
+directories overlapping ``[start, end)`` are listed, and within them only parts
+whose name range ``[first_ts, last_ts]`` overlaps. Each candidate's footer is
+checked once per process (cached by path, size and mtime; parts are
+immutable); corrupt or foreign files are skipped and listed in the result,
+never fatal (the caller, which owns the logger, warns about them). Duplicates across parts are removed on the natural key, keeping
+the row of the newest part (largest stamp). Each query runs on its own DuckDB
+connection (a cursor of one shared in-memory database: separate connection
+state, no 15 ms start-up per query).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Generator
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dccd.domain import DatasetId, DataType
+from dccd.errors import CorruptPart, StorageError
+from dccd.storage import layout
+from dccd.storage.schema import LOOSE_SCHEMAS, key_sql, matches_schema, order_sql
+
+_FOOTER_CACHE_MAX = 200_000
+_footer_cache: OrderedDict[tuple[str, int, int], str | None] = OrderedDict()
+_db_lock = threading.Lock()
+_db: duckdb.DuckDBPyConnection | None = None
+
+
+class Vanished(Exception):
+    """A listed part disappeared before DuckDB opened it (a compaction replaced it): plan again."""
+
+
+class BadFile(msgspec.Struct, frozen=True):
+    """A file in the lake that was skipped, and why."""
+
+    path: str
+    reason: str
+
+
+class PartFile(NamedTuple):
+    """A candidate part, from its name and a stat."""
+
+    path: str
+    first_ts: int
+    last_ts: int
+    stamp: str
+    size: int
+
+
+class Plan(NamedTuple):
+    """Which files a read touches and the SQL to run over them."""
+
+    data_type: DataType
+    files: list[PartFile]
+    skipped: list[BadFile]
+    sql: str
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A fresh DuckDB connection (cursor) for one query; close it when done."""
+    global _db
+    with _db_lock:
+        if _db is None:
+            _db = duckdb.connect(":memory:")
+        return _db.cursor()
+
+
+def partitions(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> list[Path]:
+    """Partition directories of ``ds`` overlapping ``[start_ns, end_ns)``, oldest first."""
+    try:
+        entries = list(os.scandir(layout.dataset_dir(root, ds)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for entry in entries:
+        bounds = layout.partition_bounds(entry.name)
+        if bounds is None or not entry.is_dir():
+            continue
+        lo, hi = bounds
+        if (end_ns is None or lo < end_ns) and (start_ns is None or hi > start_ns):
+            out.append((lo, Path(entry.path)))
+    return [p for _, p in sorted(out)]
+
+
+def list_parts(
+    root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None
+) -> tuple[list[PartFile], list[BadFile]]:
+    """Parts (by name) overlapping the range, sorted by stamp; plus foreign files found on the way."""
+    parts: list[PartFile] = []
+    foreign: list[BadFile] = []
+    for pdir in partitions(root, ds, start_ns, end_ns):
+        for entry in os.scandir(pdir):
+            if entry.name.startswith("."):
+                continue  # temp files of writers in flight
+            name = layout.parse_part_name(entry.name)
+            if name is None or not entry.is_file():
+                foreign.append(BadFile(entry.path, "not a dccd part (unexpected name)"))
+                continue
+            if (end_ns is not None and name.first_ts >= end_ns) or (start_ns is not None and name.last_ts < start_ns):
+                continue
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue  # compacted away meanwhile
+            parts.append(PartFile(entry.path, name.first_ts, name.last_ts, name.stamp, size))
+    parts.sort(key=lambda p: p.stamp)
+    return parts, foreign
+
+
+def check_footer(data_type: DataType, path: str) -> str | None:
+    """Why ``path`` is unreadable or foreign, or None when it is a good part (cached)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "vanished"
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key in _footer_cache:
+        return _footer_cache[key]
+    try:
+        schema = pq.read_schema(path)
+        reason = None if matches_schema(data_type, schema) else f"foreign columns: {', '.join(schema.names)}"
+    except (OSError, pa.ArrowException) as exc:
+        reason = f"corrupt: {exc}"
+    _footer_cache[key] = reason
+    if len(_footer_cache) > _FOOTER_CACHE_MAX:
+        _footer_cache.popitem(last=False)
+    return reason
+
+
+def _mark_bad(path: str, reason: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    _footer_cache[(path, st.st_size, st.st_mtime_ns)] = reason
+
+
+def needs_dedup(data_type: DataType, files: list[PartFile]) -> bool:
+    """True when two parts may hold the same natural key.
+
+    Keys of ts-keyed types contain ts, so parts with disjoint ts ranges cannot
+    share a key. Trade ids are not ts, so several trade parts always dedup.
+    """
+    if len(files) < 2:
+        return False
+    if data_type is DataType.TRADES:
+        return True
+    spans = sorted((f.first_ts, f.last_ts) for f in files)
+    return any(lo <= prev_hi for (_, prev_hi), (lo, _) in itertools.pairwise(spans))
+
+
+def presorted(data_type: DataType, files: list[PartFile]) -> bool:
+    """True when concatenating ``files`` by first ts already gives the read order (no sort needed).
+
+    Holds for ts-keyed types whose parts do not overlap: each part is sorted and
+    its ts are unique. DuckDB keeps file and row order (insertion order) for scans.
+    """
+    return data_type in (DataType.OHLC, DataType.FUNDING, DataType.OI) and not needs_dedup(data_type, files)
+
+
+def build_sql(data_type: DataType, dedup: bool, start_ns: int | None, end_ns: int | None, *, order: bool = True) -> str:
+    """SQL over ``read_parquet($files)``; files ordered oldest stamp first when ``dedup``."""
+    cols = ", ".join(LOOSE_SCHEMAS[data_type].names)
+    cond = []
+    if start_ns is not None:
+        cond.append(f"ts >= {int(start_ns)}")
+    if end_ns is not None:
+        cond.append(f"ts < {int(end_ns)}")
+    sql = f"SELECT {cols} FROM read_parquet($files, hive_partitioning=false)"
+    if cond:
+        sql += " WHERE " + " AND ".join(cond)
+    if dedup:
+        sql += f" QUALIFY row_number() OVER (PARTITION BY {key_sql(data_type)} ORDER BY file_index DESC) = 1"
+    return sql + f" ORDER BY {order_sql(data_type)}" if order else sql
+
+
+def plan(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> Plan:
+    """List, prune and check the parts for a read; build its SQL."""
+    parts, skipped = list_parts(root, ds, start_ns, end_ns)
+    good = []
+    for p in parts:
+        reason = check_footer(ds.data_type, p.path)
+        if reason is None:
+            good.append(p)
+        elif reason != "vanished":
+            skipped.append(BadFile(p.path, reason))
+    if presorted(ds.data_type, good):
+        good.sort(key=lambda p: p.first_ts)
+        sql = build_sql(ds.data_type, False, start_ns, end_ns, order=False)
+    else:
+        sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns)
+    return Plan(ds.data_type, good, skipped, sql)
+
+
+def empty_table(data_type: DataType) -> pa.Table:
+    """A zero-row table with the read schema."""
+    return LOOSE_SCHEMAS[data_type].empty_table()
+
+
+def run_table(p: Plan, sql: str | None = None) -> tuple[pa.Table, list[BadFile]]:
+    """Run a plan to an Arrow table, dropping (and reporting) files DuckDB finds corrupt."""
+    files, skipped = list(p.files), list(p.skipped)
+    while files:
+        con = connect()
+        try:
+            return con.sql(sql or p.sql, params={"files": [f.path for f in files]}).to_arrow_table(), skipped
+        except duckdb.Error as exc:
+            culprits = [f for f in files if f.path in str(exc)]
+            if any(not os.path.exists(f.path) for f in culprits):
+                raise Vanished(str(exc)) from exc
+            if not culprits:
+                raise CorruptPart(f"reading {len(files)} parts failed: {exc}") from exc
+            for f in culprits:
+                reason = f"corrupt: {str(exc).splitlines()[0]}"
+                _mark_bad(f.path, reason)
+                skipped.append(BadFile(f.path, reason))
+            files = [f for f in files if f not in culprits]
+        finally:
+            con.close()
+    return empty_table(p.data_type), skipped
+
+
+def read_table(
+    root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None
+) -> tuple[pa.Table, list[BadFile]]:
+    """Rows of ``ds`` in ``[start_ns, end_ns)``, deduplicated and sorted, plus the skipped files.
+
+    Raises:
+        StorageError: parts kept vanishing (compactions racing the read).
+    """
+    for _attempt in range(5):
+        try:
+            return run_table(plan(root, ds, start_ns, end_ns))
+        except Vanished:
+            continue
+    raise StorageError(f"{ds}: parts kept vanishing during the read")
+
+
+def iter_batches(p: Plan, batch_rows: int = 65_536, sql: str | None = None) -> Generator[pa.RecordBatch, None, None]:
+    """Stream a plan's rows as record batches; the connection closes when the iterator ends or is closed.
+
+    Raises:
+        CorruptPart: a part passed its footer check but its data is damaged.
+    """
+    if not p.files:
+        return
+    con = connect()
+    try:
+        reader = con.sql(sql or p.sql, params={"files": [f.path for f in p.files]}).to_arrow_reader(batch_rows)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise CorruptPart(f"streaming {len(p.files)} parts failed: {exc}") from exc
+    finally:
+        con.close()
+
+
+def datasets(root: Path) -> list[DatasetId]:
+    """Every dataset directory present under ``root`` (foreign directories ignored), sorted."""
+    found = []
+    for dt in DataType:
+        depth = 3 if dt is DataType.OHLC else 2
+        level = [root / dt.value]
+        for _ in range(depth):
+            level = [Path(e.path) for d in level if d.is_dir() for e in os.scandir(d) if e.is_dir()]
+        for path in level:
+            ds = layout.parse_dataset_dir(root, path)
+            if ds is not None:
+                found.append(ds)
+    return sorted(found)

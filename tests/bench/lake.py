@@ -1,0 +1,296 @@
+"""Lake benchmark: dccd's Parquet lake side by side with dccd 3.8.1's ParquetStore.
+
+Measures, on the same generated data:
+  1. writing N trade rows (default 10M, in 1M-row batches) end to end from records;
+  2. appending 60 one-minute bars to a 1m dataset of 0 .. 525,600 rows (must stay flat);
+  3. reading one year (525,600 rows) of 1m bars; plus inventory of that year.
+
+dccd 3.8.1 runs in its own virtual environment (env ``DCCD_OLD_VENV``, default
+/work/venv-old; created with ``pip install dccd==3.8.1`` if missing) in a
+subprocess. Record creation is excluded from every timing on both sides.
+
+Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+# Shared by both sides (exec'd here and sent to the old venv): deterministic data.
+GEN_SRC = textwrap.dedent(
+    """
+    import random
+
+    T_TRADES = 1_709_251_200_000_000_000  # 2024-03-01: every trade lands on one day
+    Y2024 = 1_704_067_200_000_000_000
+    MIN = 60_000_000_000
+    YEAR_BARS = 525_600
+
+    def trade_rows(batch, n):
+        rnd = random.Random(batch)
+        price, out = 60_000.0 + batch, []
+        for i in range(n):
+            g = batch * n + i
+            price = round(price + rnd.choice((-0.01, 0.0, 0.01)), 2)
+            side = "buy" if rnd.random() < 0.5 else "sell"
+            out.append((T_TRADES + g * 8_000_000 + rnd.randrange(8_000_000), str(3_000_000_000 + g), price,
+                        round(rnd.expovariate(20.0), 6), side))
+        return out
+
+    def bar_rows(n):
+        rnd = random.Random(7)
+        price, out = 42_000.0, []
+        for i in range(n):
+            o = price
+            c = round(o * (1 + rnd.gauss(0, 0.0008)), 2)
+            h = round(max(o, c) * (1 + abs(rnd.gauss(0, 0.0004))), 2)
+            lo = round(min(o, c) * (1 - abs(rnd.gauss(0, 0.0004))), 2)
+            out.append((Y2024 + i * MIN, o, h, lo, c, round(rnd.expovariate(0.05), 4)))
+            price = c
+        return out
+    """
+)
+
+OLD_SRC = textwrap.dedent(
+    """
+    import json, statistics, sys, time, tempfile, pathlib
+    from dccd.storage.parquet import ParquetStore
+    from dccd.domain.dataset import DatasetId
+    from dccd.domain.symbol import Symbol
+    from dccd.domain.types import DataType
+    from dccd.domain.records import OHLCBar, Trade
+
+    cfg = json.loads(sys.argv[1])
+    exec(cfg["gen"])
+    sym = Symbol(base="BTC", quote="USDT")
+    TR = DatasetId(exchange="binance", symbol=sym, data_type=DataType.TRADES)
+    OH = DatasetId(exchange="binance", symbol=sym, data_type=DataType.OHLC, span=60)
+    out = {}
+
+    def bars(rows):
+        return [OHLCBar(ts=t, open=o, high=h, low=lo, close=c, volume=v) for t, o, h, lo, c, v in rows]
+
+    with tempfile.TemporaryDirectory(dir=cfg["tmp"]) as d:
+        store = ParquetStore(d)
+        spent = 0.0
+        for b in range(cfg["trades"] // cfg["batch"]):
+            recs = [Trade(ts=t, price=p, amount=a, side=s, tid=i) for t, i, p, a, s in trade_rows(b, cfg["batch"])]
+            t0 = time.perf_counter(); store.save(TR, recs); spent += time.perf_counter() - t0
+        out["write_s"] = spent
+
+    year = bar_rows(YEAR_BARS + 60 * cfg["appends"])
+    out["append"] = {}
+    for size in cfg["sizes"]:
+        with tempfile.TemporaryDirectory(dir=cfg["tmp"]) as d:
+            store = ParquetStore(d)
+            if size:
+                store.save(OH, bars(year[:size]))
+            times = []
+            for j in range(cfg["appends"]):
+                recs = bars(year[size + 60 * j: size + 60 * (j + 1)])
+                t0 = time.perf_counter(); store.save(OH, recs); times.append(time.perf_counter() - t0)
+            out["append"][str(size)] = times
+            if size == YEAR_BARS:
+                reads = []
+                for _ in range(cfg["reads"]):
+                    t0 = time.perf_counter()
+                    df = store.load(OH, Y2024, Y2024 + YEAR_BARS * MIN - 1)  # 3.8.1's end bound is inclusive
+                    reads.append(time.perf_counter() - t0)
+                out["read"] = reads
+                out["read_rows"] = len(df)
+                t0 = time.perf_counter(); store.inventory(); out["inventory_s"] = time.perf_counter() - t0
+    print(json.dumps(out))
+    """
+)
+
+
+def ensure_old_venv(path: Path) -> Path:
+    """The 3.8.1 venv's python, creating the venv if missing."""
+    py = path / "bin" / "python"
+    if not py.exists():
+        print(f"creating {path} with dccd==3.8.1 ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run([str(path / "bin" / "pip"), "install", "-q", "dccd==3.8.1"], check=True)
+    return py
+
+
+def run_new(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same measurements on this checkout's Lake."""
+    from dccd.domain import Candle, DatasetId, DataType, Span, Symbol, Trade
+    from dccd.storage import Lake, Provenance
+
+    gen: dict[str, Any] = {}
+    exec(GEN_SRC, gen)
+    sym = Symbol.parse("BTC/USDT")
+    tr = DatasetId("binance", sym, DataType.TRADES)
+    oh = DatasetId("binance", sym, DataType.OHLC, Span.parse("1m"))
+    prov = Provenance("bench", "rest")
+    now = 1_767_225_600_000_000_000  # 2026-01-01
+    year_bars, minute, y2024 = gen["YEAR_BARS"], gen["MIN"], gen["Y2024"]
+    out: dict[str, Any] = {}
+
+    with tempfile.TemporaryDirectory(dir=cfg["tmp"]) as d:
+        lake, spent = Lake(d), 0.0
+        for b in range(cfg["trades"] // cfg["batch"]):
+            recs = [Trade(t, i, p, a, s, None) for t, i, p, a, s in gen["trade_rows"](b, cfg["batch"])]
+            t0 = time.perf_counter()
+            lake.write(tr, recs, prov, now_ns=now)
+            spent += time.perf_counter() - t0
+        out["write_s"] = spent
+
+    year = [Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in gen["bar_rows"](year_bars + 60 * cfg["appends"])]
+    out["append"] = {}
+    for size in cfg["sizes"]:
+        with tempfile.TemporaryDirectory(dir=cfg["tmp"]) as d:
+            lake = Lake(d)
+            if size:
+                lake.write(oh, year[:size], prov, now_ns=now)
+            times = []
+            for j in range(cfg["appends"]):
+                chunk = year[size + 60 * j : size + 60 * (j + 1)]
+                t0 = time.perf_counter()
+                lake.write(oh, chunk, prov, now_ns=now)
+                times.append(time.perf_counter() - t0)
+            out["append"][str(size)] = times
+            if size == year_bars:
+                out["read"], out["read_rows"] = _reads(lake, oh, y2024, y2024 + year_bars * minute, cfg["reads"])
+                t0 = time.perf_counter()
+                (inv,) = lake.inventory(oh)
+                out["inventory_s"] = time.perf_counter() - t0
+                out["inventory_rows"] = inv.rows
+
+    # Same year written as a REST backfill would: 1000-bar pages, i.e. 526 parts before compaction.
+    with tempfile.TemporaryDirectory(dir=cfg["tmp"]) as d:
+        lake = Lake(d)
+        for k in range(0, year_bars, 1000):
+            lake.write(oh, year[k : min(k + 1000, year_bars)], prov, now_ns=now)
+        out["read_pages"], _ = _reads(lake, oh, y2024, y2024 + year_bars * minute, cfg["reads"])
+        t0 = time.perf_counter()
+        lake.compact(oh)
+        out["compact_s"] = time.perf_counter() - t0
+        out["read_compacted"], _ = _reads(lake, oh, y2024, y2024 + year_bars * minute, cfg["reads"])
+    return out
+
+
+def _reads(lake: Any, ds: Any, start: int, end: int, n: int) -> tuple[list[float], int]:
+    times, rows = [], 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        rows = lake.read_table(ds, start, end).table.num_rows
+        times.append(time.perf_counter() - t0)
+    return times, rows
+
+
+def _ms(xs: list[float]) -> str:
+    return f"median {statistics.median(xs) * 1e3:7.1f} ms  max {max(xs) * 1e3:7.1f} ms"
+
+
+def report(cfg: dict[str, Any], new: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Print both sides in one table."""
+    rows: list[tuple[str, str, str]] = []
+    n = cfg["trades"] // cfg["batch"] * cfg["batch"]
+
+    def side(res: dict[str, Any] | None, fn: Any) -> str:
+        try:
+            return fn(res) if res is not None else "skipped"
+        except KeyError:
+            return "n/a"
+
+    rows.append(
+        (
+            f"write {n:,} trades ({cfg['batch']:,}-row batches)",
+            side(new, lambda r: f"{n / r['write_s'] / 1e6:5.2f} M rows/s ({r['write_s']:.1f} s)"),
+            side(old, lambda r: f"{n / r['write_s'] / 1e6:5.2f} M rows/s ({r['write_s']:.1f} s)"),
+        )
+    )
+    for size in cfg["sizes"]:
+        rows.append(
+            (
+                f"append 60 bars to {size:,} rows (x{cfg['appends']})",
+                side(new, lambda r, s=size: _ms(r["append"][str(s)])),
+                side(old, lambda r, s=size: _ms(r["append"][str(s)])),
+            )
+        )
+    rows.append(
+        (
+            "read 1 year of 1m bars (cold = 1st)",
+            side(
+                new,
+                lambda r: (
+                    f"cold {r['read'][0] * 1e3:6.1f} ms  warm " + _ms(r["read"][1:]) + f"  {r['read_rows']:,} rows"
+                ),
+            ),
+            side(
+                old,
+                lambda r: (
+                    f"cold {r['read'][0] * 1e3:6.1f} ms  warm " + _ms(r["read"][1:]) + f"  {r['read_rows']:,} rows"
+                ),
+            ),
+        )
+    )
+    rows.append(("  same year as 526 backfill pages", side(new, lambda r: "warm " + _ms(r["read_pages"][1:])), "-"))
+    rows.append(("  compact those 526 parts", side(new, lambda r: f"{r['compact_s'] * 1e3:.0f} ms"), "-"))
+    rows.append(("  read after compaction", side(new, lambda r: "warm " + _ms(r["read_compacted"][1:])), "-"))
+    rows.append(
+        (
+            "inventory of the year",
+            side(new, lambda r: f"{r['inventory_s'] * 1e3:.1f} ms (exact gaps)"),
+            side(old, lambda r: f"{r['inventory_s'] * 1e3:.1f} ms"),
+        )
+    )
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"\n{'operation':<{w0}}  {'dccd (this checkout)':<{w1}}  dccd 3.8.1 ParquetStore")
+    for a, b, c in rows:
+        print(f"{a:<{w0}}  {b:<{w1}}  {c}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trades", type=int, default=10_000_000)
+    ap.add_argument("--batch", type=int, default=1_000_000)
+    ap.add_argument("--appends", type=int, default=10)
+    ap.add_argument("--reads", type=int, default=8)
+    ap.add_argument("--skip-old", action="store_true")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
+    cfg = {
+        "trades": args.trades,
+        "batch": args.batch,
+        "appends": args.appends,
+        "reads": args.reads,
+        "sizes": [0, 131_400, 262_800, 525_600],
+        "tmp": tmp,
+        "gen": GEN_SRC,
+    }
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+    t0 = time.perf_counter()
+    new = run_new(cfg)
+    print(f"dccd (this checkout) done in {time.perf_counter() - t0:.0f} s", flush=True)
+    old = None
+    if not args.skip_old:
+        py = ensure_old_venv(Path(os.environ.get("DCCD_OLD_VENV", "/work/venv-old")))
+        t0 = time.perf_counter()
+        # -I: isolated, so this checkout (cwd) does not shadow the old package.
+        proc = subprocess.run([str(py), "-I", "-c", OLD_SRC, json.dumps(cfg)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit("dccd 3.8.1 run failed")
+        old = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"dccd 3.8.1 done in {time.perf_counter() - t0:.0f} s", flush=True)
+    os.rmdir(tmp)
+    report(cfg, new, old)
+
+
+if __name__ == "__main__":
+    main()

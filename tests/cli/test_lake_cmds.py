@@ -1,0 +1,150 @@
+"""CLI lake commands: read (table/csv/json/parquet), inventory, runs, compact, and one-line usage errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+
+from dccd.cli.main import cli
+from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
+from dccd.domain.timeutil import NS_PER_MIN, parse_iso_ns
+from dccd.storage import Lake, Provenance, RunStore
+
+DS = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.OHLC, Span.parse("1m"))
+T0 = parse_iso_ns("2024-01-01")
+NOW = parse_iso_ns("2025-01-01")
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    """A lake with 30 one-minute bars (minute 5 missing) in two overlapping parts."""
+    lk = Lake(tmp_path)
+    bars = [Candle(T0 + i * NS_PER_MIN, 1.0, 2.0, 0.5, 1.5, float(i)) for i in range(31) if i != 5]
+    lk.write(DS, bars[:20], Provenance("binance", "rest"), now_ns=NOW)
+    lk.write(DS, bars[15:], Provenance("binance", "rest"), now_ns=NOW)
+    return tmp_path
+
+
+def run(root: Path, *args: str) -> Result:
+    """Invoke dccd with --data root."""
+    return CliRunner().invoke(cli, ["--data", str(root), *args])
+
+
+def test_read_table_shows_count_head_and_tail(lake: Path) -> None:
+    """The table view prints the row count, the first and last rows (ISO ts) and elides the middle."""
+    res = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m")
+    assert res.exit_code == 0, res.output
+    assert "30 rows" in res.stdout and "2024-01-01T00:00:00Z" in res.stdout and "2024-01-01T00:30:00Z" in res.stdout
+    assert "2024-01-01T00:15:00Z" not in res.stdout and "…" in res.stdout
+
+
+def test_read_csv_streams_to_stdout_with_range(lake: Path) -> None:
+    """CSV goes to stdout: header then rows in [start, end), ts as int ns; the slug form of a symbol works too."""
+    res = run(lake, "read", "binance", "BTC-USDT", "--type", "ohlc", "--span", "1m", "--format", "csv",
+              "--start", "2024-01-01T00:04", "--end", "2024-01-01T00:07")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith('"ts","open"') and [int(x.split(",")[0]) for x in lines[1:]] == [
+        T0 + 4 * NS_PER_MIN,
+        T0 + 6 * NS_PER_MIN,
+    ]
+
+
+def test_read_json_and_parquet_to_files(lake: Path, tmp_path: Path) -> None:
+    """JSON lines and Parquet land in --out, deduplicated (30 rows)."""
+    out = tmp_path / "x.jsonl"
+    res = run(
+        lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--format", "json", "--out", str(out)
+    )
+    assert res.exit_code == 0 and "30 rows written" in res.stderr
+    assert [json.loads(line)["volume"] for line in out.read_text().splitlines()][:6] == [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+    pout = tmp_path / "x.parquet"
+    res = run(
+        lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--format", "parquet", "--out", str(pout)
+    )
+    assert res.exit_code == 0 and pq.read_table(pout).num_rows == 30
+
+
+def test_read_parquet_to_a_pipe(lake: Path) -> None:
+    """Without --out and off a terminal, Parquet bytes go to stdout."""
+    res = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--format", "parquet")
+    assert res.exit_code == 0 and pq.read_table(io.BytesIO(res.stdout_bytes)).num_rows == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["binance", "BTC/USDT", "--type", "candles"], "error: --type: 'candles' is not a data type"),
+        (["binance", "BTC/USDT", "--type", "ohlc"], "error: --span is required for --type ohlc"),
+        (["binance", "BTC/USDT", "--type", "trades", "--span", "1m"], "error: --span applies to ohlc only"),
+        (["binance", "BTC/USDT", "--type", "ohlc", "--span", "7m"], "error: --span: '7m' is not a span"),
+        (["binance", "BTCUSDT", "--type", "trades"], "error: SYMBOL: 'BTCUSDT' is not a symbol slug"),
+        (["Binance!", "BTC/USDT", "--type", "trades"], "error: EXCHANGE: 'Binance!' is not an exchange name"),
+        (["binance", "BTC/USDT", "--type", "trades", "--start", "soon"], "error: --start: 'soon' is not an ISO-8601"),
+        (["binance", "BTC/USDT", "--type", "trades", "--start", "2024-02-01", "--end", "2024-01-01"],
+         "error: --start must be before --end"),
+        (["binance", "BTC/USDT", "--type", "trades", "--out", "x.csv"], "error: --out needs --format"),
+    ],
+)  # fmt: skip
+def test_bad_read_input_exits_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    """Each bad argument gives exit 2 and a single 'error: ...' line naming it."""
+    res = run(tmp_path, "read", *args)
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(message)
+
+
+def test_corrupt_parts_warn_but_succeed(lake: Path) -> None:
+    """A corrupt part is named in a warning on stderr; the read still exits 0."""
+    part = sorted(lake.rglob("part-*.parquet"))[0]
+    part.write_bytes(b"garbage" * 20)
+    res = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--format", "csv")
+    assert res.exit_code == 0 and f"warning: skipped {part}" in res.stderr
+    assert len(res.stdout.splitlines()) == 1 + 15  # the second part's 15 rows
+
+
+def test_inventory_json_lists_rows_and_gaps(lake: Path) -> None:
+    """inventory --json gives rows, range and the exact missing bar interval."""
+    res = run(lake, "inventory", "--json")
+    assert res.exit_code == 0, res.output
+    (item,) = json.loads(res.stdout)
+    assert item["rows"] == 30 and item["gaps"] == [[T0 + 5 * NS_PER_MIN, T0 + 6 * NS_PER_MIN]]
+    assert item["first_ts"] == T0 and item["last_ts"] == T0 + 30 * NS_PER_MIN and item["parts"] == 2
+    table = run(lake, "inventory")
+    assert table.exit_code == 0 and "BTC/USDT" in table.stdout and "ohlc 1m" in table.stdout
+
+
+def test_runs_json_filters_and_includes_events(tmp_path: Path) -> None:
+    """runs --json lists runs newest first with events; --state filters; --limit caps."""
+    store = RunStore(tmp_path)
+    a = store.create("backfill", DS, state="running", now_ns=1)
+    b = store.create("stream", DS, state="running", now_ns=2)
+    store.event(b, "reconnect", detail="1006")
+    store.finish(a, "failed", error="boom")
+    docs = json.loads(run(tmp_path, "runs", "--json").stdout)
+    assert [d["run_id"] for d in docs] == [b, a] and docs[0]["events"][0]["kind"] == "reconnect"
+    assert [d["run_id"] for d in json.loads(run(tmp_path, "runs", "--json", "--state", "failed").stdout)] == [a]
+    assert len(json.loads(run(tmp_path, "runs", "--json", "--limit", "1").stdout)) == 1
+    text = run(tmp_path, "runs")
+    assert text.exit_code == 0 and "boom" in text.stdout
+    assert run(tmp_path, "runs", "--state", "done").exit_code == 2
+
+
+def test_runs_on_a_fresh_lake_creates_nothing(tmp_path: Path) -> None:
+    """Listing runs of a lake without history prints an empty list and creates no database."""
+    res = run(tmp_path, "runs", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout) == [] and not (tmp_path / "_dccd").exists()
+
+
+def test_compact_all_and_one_dataset(lake: Path) -> None:
+    """compact merges every partition; naming a dataset needs EXCHANGE SYMBOL --type."""
+    res = run(lake, "compact", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m")
+    assert res.exit_code == 0 and "compacted 1 partition(s)" in res.stdout
+    assert len(list(lake.rglob("part-*.parquet"))) == 1
+    assert "compacted 0 partition(s)" in run(lake, "compact").stdout
+    bad = run(lake, "compact", "binance")
+    assert bad.exit_code == 2 and "EXCHANGE SYMBOL --type" in bad.stderr
