@@ -413,10 +413,10 @@ def _corrupt(body: bytes, kind: str) -> FakeResponse:
         raise ValueError(f"unknown malformation {kind!r} (field, truncated, empty, html)")
     doc = json.loads(body)
     if isinstance(doc, list) and doc and isinstance(doc[0], list):
-        doc[0][1] = 1.5  # klines: price as a number instead of a string
+        doc[0][1] = "n/a"  # klines: a price that is not a number
     elif isinstance(doc, list) and doc and isinstance(doc[0], dict):
         key = "price" if "price" in doc[0] else "p"
-        doc[0][key] = 1.5
+        doc[0][key] = "n/a"
     elif isinstance(doc, dict) and "lastUpdateId" in doc:
         doc["lastUpdateId"] = "soon"
     elif isinstance(doc, dict) and "symbols" in doc:
