@@ -145,7 +145,9 @@ class Operations:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        structlog.contextvars.bind_contextvars(actor=handle.actor, exchange=job.dataset.exchange, symbol=str(job.dataset.symbol))
+        structlog.contextvars.bind_contextvars(
+            actor=handle.actor, exchange=job.dataset.exchange, symbol=str(job.dataset.symbol)
+        )
         await self.runs.astart(job.run_id)
         self._state(job, "running")
         task_status.started()
@@ -183,6 +185,23 @@ class Operations:
 
     def _state(self, job: BackfillJob, state: str, error: str | None = None, rows: int = 0) -> None:
         self._emit(RunStateChanged(job.run_id, "backfill", state, str(job.dataset), error, rows))
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def start_maintenance(self, interval_s: float = 3600.0) -> None:
+        """Start the compaction actor: closed partitions (past days/months) are compacted every ``interval_s``."""
+        await self._start_actor("maintenance", self._run_maintenance, interval_s, role=Role.OTHER, escalate=False)
+
+    async def _run_maintenance(
+        self, interval_s: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            results = await self.lake.acompact_closed(self.now_ns())
+            merged = [r for r in results if r.output is not None]
+            if merged:
+                log.info("lake.compacted", partitions=len(merged), parts_removed=sum(r.removed for r in merged))
+            await trio.sleep(interval_s)
 
     # -- runs ----------------------------------------------------------------------------------
 
