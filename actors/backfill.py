@@ -272,7 +272,9 @@ class Backfiller:
         if self.job.start == "last":
             last = await self._last_trade()
             if last is None:
-                raise DccdError(f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin")
+                raise DccdError(
+                    f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin"
+                )
             cursor = adapter.trades_cursor_after(last)
             self.progress = Progress(self.job.run_id, "ns", max(end - last.ts, 1), self._emit, self.runs)
             await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts)
@@ -288,12 +290,16 @@ class Backfiller:
         ids = _int_ids(stored)
         if sequential and ids is not None:
             first_id, last_id = ids[0], ids[-1]
-            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=first_ts + 1, stop_id=first_id - 1, t0=start or 0)
+            await self._walk(
+                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts + 1, stop_id=first_id - 1, t0=start or 0
+            )
             for lo, hi in missing_ids(ids):
                 await self._walk(adapter, client, cursor=str(lo), start_ns=None, stop_ts=end, stop_id=hi, t0=start or 0)
             last = Trade(last_ts, str(last_id), 0.0, 0.0)
         else:
-            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=first_ts, stop_id=None, t0=start or 0)
+            await self._walk(
+                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts, stop_id=None, t0=start or 0
+            )
             last = await self._last_trade()
             assert last is not None
         cursor = adapter.trades_cursor_after(last)

@@ -35,49 +35,48 @@ async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurren
     interrupted = False
     records: list[Any] = []
     console = Console(stderr=True)
-    async with open_service(cfg, ops_options={"concurrency": concurrency}) as svc:
-        async with trio.open_nursery() as nursery:
-            run_ids = await svc.start_backfill(req)
-            names = dict(zip(run_ids, (str(s) for s in req.symbols), strict=True))
-            progress = Progress(
-                TextColumn("{task.description:<14}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=False,
-                disable=not show_progress,
-            )
-            tasks = {r: progress.add_task(names[r], total=None, info="") for r in run_ids}
+    async with open_service(cfg, ops_options={"concurrency": concurrency}) as svc, trio.open_nursery() as nursery:
+        run_ids = await svc.start_backfill(req)
+        names = dict(zip(run_ids, (str(s) for s in req.symbols), strict=True))
+        progress = Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not show_progress,
+        )
+        tasks = {r: progress.add_task(names[r], total=None, info="") for r in run_ids}
 
-            async def watch(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-                async with svc.hub.subscribe(EVENTS_TOPIC, maxlen=4096) as sub:
-                    task_status.started()
-                    async for ev in sub:
-                        if isinstance(ev, RunProgressed) and ev.run_id in tasks:
-                            info = f"{ev.pages} pages · {ev.rows:,} rows · {_fmt_rate(ev.rate_rows_s)}"
-                            progress.update(tasks[ev.run_id], total=ev.total, completed=ev.done, info=info)
-                        elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != "running":
-                            task = progress.tasks[tasks[ev.run_id]]
-                            progress.update(tasks[ev.run_id], completed=task.total or task.completed, info=ev.state)
+        async def watch(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            async with svc.hub.subscribe(EVENTS_TOPIC, maxlen=4096) as sub:
+                task_status.started()
+                async for ev in sub:
+                    if isinstance(ev, RunProgressed) and ev.run_id in tasks:
+                        info = f"{ev.pages} pages · {ev.rows:,} rows · {_fmt_rate(ev.rate_rows_s)}"
+                        progress.update(tasks[ev.run_id], total=ev.total, completed=ev.done, info=info)
+                    elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != "running":
+                        task = progress.tasks[tasks[ev.run_id]]
+                        progress.update(tasks[ev.run_id], completed=task.total or task.completed, info=ev.state)
 
-            async def signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-                nonlocal interrupted
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                    task_status.started()
-                    async for _ in sigs:
-                        interrupted = True
-                        for r in run_ids:
-                            nursery.start_soon(svc.cancel_run, r)
-                        return
+        async def signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            nonlocal interrupted
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                task_status.started()
+                async for _ in sigs:
+                    interrupted = True
+                    for r in run_ids:
+                        nursery.start_soon(svc.cancel_run, r)
+                    return
 
-            await nursery.start(signals)
-            with progress:
-                await nursery.start(watch)
-                for r in run_ids:
-                    records.append(await svc.wait_run(r))
-            nursery.cancel_scope.cancel()
+        await nursery.start(signals)
+        with progress:
+            await nursery.start(watch)
+            for r in run_ids:
+                records.append(await svc.wait_run(r))
+        nursery.cancel_scope.cancel()
     return records, interrupted
 
 
@@ -89,7 +88,9 @@ async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurren
 @click.option("--span", default=None, help="Bar span for ohlc: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M.")
 @click.option("--start", default=None, help="ISO date/datetime, -30d, last (resume; default) or origin.")
 @click.option("--end", default=None, help="ISO date/datetime, -1h or now (default).")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="OHLC pages in flight per symbol.")
+@click.option(
+    "--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="OHLC pages in flight per symbol."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON (for scripts).")
 @click.option("--progress/--no-progress", "show", default=None, help="Progress bars (default: on a terminal).")
 def backfill(
