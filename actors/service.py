@@ -31,16 +31,18 @@ from reactivex.subject import Subject
 
 from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
-from dccd.ops import BackfillRequest
+from dccd.ops import BackfillRequest, StreamRequest
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunRecord, RunStore
 
-from .hub import Hub, HubStats, Key
 from .clients import ClientPool
+from .hub import Hub, HubStats, Key
 from .messages import Message
-from .operations import Operations
 from .metrics import register_metrics
+from .operations import Operations
+from .scheduler import Scheduler
 from .stats import ActorStats
+from .streams import StreamInfo, StreamOps, ws_url_lookup
 from .supervisor import ActorFn, Role, Supervisor, open_supervisor
 from .writer import WriteFn, Writer
 
@@ -73,6 +75,10 @@ class Service:
         self._t0 = trio.current_time()
         self.ops: Operations | None = None
         """Backfill/stream operations; set when the config names a storage path."""
+        self.streams: StreamOps | None = None
+        """Live recordings (:mod:`~dccd.actors.streams`); set with :attr:`ops`."""
+        self.scheduler: Scheduler | None = None
+        """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
 
     @property
     def operations(self) -> Operations:
@@ -101,6 +107,23 @@ class Service:
     async def cancel_run(self, run_id: str) -> bool:
         """Cancel a running run; False if it is not running in this service."""
         return await self.operations.cancel_run(run_id)
+
+    def _streams(self) -> StreamOps:
+        if self.streams is None:
+            raise RuntimeError("this service has no storage (open it with a config that has storage.path)")
+        return self.streams
+
+    async def start_stream(self, request: StreamRequest) -> str:
+        """Start recording a live stream (one run); returns its id. See :class:`StreamOps`."""
+        return await self._streams().start(request)
+
+    async def stop_stream(self, stream_id: str) -> bool:
+        """Stop a stream after writing everything it received; False if it is not running."""
+        return await self._streams().stop(stream_id)
+
+    def list_streams(self) -> list[StreamInfo]:
+        """Running and recently ended streams."""
+        return self._streams().list()
 
     @property
     def storage_path(self) -> Path | None:
@@ -182,6 +205,7 @@ async def open_service(
     on_event: Callable[[Message], None] | None = None,
     client_options: dict[str, Any] | None = None,
     ops_options: dict[str, Any] | None = None,
+    stream_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
 
@@ -195,6 +219,7 @@ async def open_service(
         on_event: called with every control event (before hub subscribers see it).
         client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
         ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
+        stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
 
     Yields:
         The :class:`Service` handle.
@@ -214,7 +239,7 @@ async def open_service(
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
         if isinstance(config, Config):
-            await _open_operations(svc, client_options, ops_options)
+            await _open_operations(svc, client_options, ops_options, stream_options)
         log.info("service.started", storage=str(svc.storage_path))
         try:
             with svc._scope:
@@ -233,7 +258,12 @@ def _exchange_settings(config: Any) -> Callable[[str], tuple[str | None, float]]
     return settings
 
 
-async def _open_operations(svc: Service, client_options: dict[str, Any] | None, ops_options: dict[str, Any] | None) -> None:
+async def _open_operations(
+    svc: Service,
+    client_options: dict[str, Any] | None,
+    ops_options: dict[str, Any] | None,
+    stream_options: dict[str, Any] | None = None,
+) -> None:
     """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first."""
     root = svc.storage_path
     assert root is not None
@@ -245,6 +275,11 @@ async def _open_operations(svc: Service, client_options: dict[str, Any] | None, 
         log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
     pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options)
     svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.emit, lake, runs, pool, **(ops_options or {}))
+    svc.streams = StreamOps(
+        svc.start_actor, svc.stop_actor, svc.emit, svc.hub, lake, runs, pool,
+        ws_url=ws_url_lookup(svc.config), **(stream_options or {}),
+    )  # fmt: skip
+    svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
 
 
 async def serve(
