@@ -36,17 +36,42 @@ Paging rules that make history complete and exactly-once:
 - ``parse_error`` recognises the exchange's error bodies; the transport calls
   it for every non-2xx answer and for every 2xx answer (some exchanges report
   errors with HTTP 200).
+
+Derivatives (funding rates, open interest, perp listings) are a second,
+optional protocol, :class:`DerivativesAdapter`, so an adapter without
+perpetuals stays a complete :class:`Adapter`. The paginator checks it with
+``isinstance`` and walks funding/OI like OHLC, by window starts::
+
+    if not isinstance(adapter, DerivativesAdapter): raise NoCapability(...)
+    adapter.capabilities.require(DataType.FUNDING, Transport.REST, market="perp")
+    req, parse = listing_for(adapter, symbol)                                # perp table for :perp symbols
+    parse(req, await client.fetch(req)).require(symbol)
+    start = start_ns
+    while start is not None and start <= end_ns:
+        req = adapter.build_funding(symbol, start, end_ns)                   # build_oi(..., span=...) for OI
+        page = adapter.parse_funding(req, await client.fetch(req))
+        emit(page.records); start = page.next_start_ns
+
+A page always holds every record of its window (adapters narrow the window
+to what one answer can carry), so ``next_start_ns`` is the start of the next
+window and an empty page in the middle of a range is not the end of it.
+
+``Request.origin`` sends a request to another host of the same exchange
+(Binance USD-M lives on ``https://fapi.binance.com``). A configured
+``rest_url`` override replaces every host of the exchange: the override is
+one origin that serves all of the exchange's paths (a fake, a proxy).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
 from dccd.domain.capability import Capabilities
-from dccd.domain.records import BookSnapshot, Candle, Trade
+from dccd.domain.records import BookSnapshot, Candle, Funding, OpenInterest, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import DccdError, ProtocolDrift, UnsupportedSymbol
@@ -59,7 +84,12 @@ class Request(msgspec.Struct, frozen=True):
 
     ``path`` is the exchange's real path (``/api/v3/klines``), appended to the
     configured ``rest_url``; ``weight`` is what the exchange charges for it;
-    ``endpoint`` is a short name for logs, metrics and errors.
+    ``endpoint`` is a short name for logs, metrics and errors. ``origin`` is
+    set only for a path served by another host of the exchange than its
+    ``rest_url`` (see :meth:`target`). ``state`` is never sent: it carries
+    what the adapter's ``parse_*`` must know about the page it asked for but
+    the exchange is not told (the requested end of a window, a seam trade id
+    to skip, a binary-search bound).
     """
 
     method: str
@@ -67,6 +97,20 @@ class Request(msgspec.Struct, frozen=True):
     params: tuple[tuple[str, str], ...] = ()
     weight: int = 1
     endpoint: str = ""
+    origin: str | None = None
+    state: str = ""
+
+    def target(self, rest_url: str, default_rest_url: str) -> str:
+        """Where to send this request: ``path`` (relative to ``rest_url``) or an absolute URL.
+
+        A request with an ``origin`` goes there while the exchange client uses
+        the adapter's default ``rest_url``; once ``rest_url`` is overridden
+        (a fake exchange, a proxy), the override serves every path, so the
+        relative ``path`` is returned.
+        """
+        if self.origin is None or rest_url.rstrip("/") != default_rest_url.rstrip("/"):
+            return self.path
+        return self.origin.rstrip("/") + self.path
 
     def param(self, name: str) -> str | None:
         """The value of query parameter ``name``, or None."""
@@ -117,6 +161,20 @@ class TradesPage(msgspec.Struct, frozen=True):
     def done(self) -> bool:
         """True when there is no next page."""
         return self.next_cursor is None
+
+
+class FundingPage(msgspec.Struct, frozen=True):
+    """Funding prints of one window, ascending, and where the next window starts (None = done)."""
+
+    records: list[Funding]
+    next_start_ns: int | None
+
+
+class OiPage(msgspec.Struct, frozen=True):
+    """Open-interest samples of one window, ascending, and where the next window starts (None = done)."""
+
+    records: list[OpenInterest]
+    next_start_ns: int | None
 
 
 class Market(msgspec.Struct, frozen=True):
@@ -226,6 +284,60 @@ class Adapter(Protocol):
     def parse_error(self, status: int, body: bytes) -> DccdError | None:
         """The error an answer carries (ExchangeRejected, RateLimited, Banned), or None for a normal answer."""
         ...
+
+
+@runtime_checkable
+class DerivativesAdapter(Protocol):
+    """Perpetual swaps of one exchange: their listing, funding rates and open interest.
+
+    Optional: an adapter implements it next to :class:`Adapter` when the
+    exchange offers these publicly, and declares ``DataType.FUNDING`` /
+    ``DataType.OI`` capabilities with ``markets=("perp",)``. The paging loop
+    is in the module docstring.
+    """
+
+    name: str
+    capabilities: Capabilities
+
+    def build_perp_symbols(self) -> Request:
+        """Request for the exchange's perpetual-swap table (``BASE/QUOTE:perp`` markets)."""
+        ...
+
+    def parse_perp_symbols(self, request: Request, body: bytes) -> Listing:
+        """Perpetual markets from the response to :meth:`build_perp_symbols`."""
+        ...
+
+    def build_funding(self, symbol: Symbol, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+        """Funding prints at ``[start_ns, end_ns]`` (inclusive), or the part of it one answer carries."""
+        ...
+
+    def parse_funding(self, request: Request, body: bytes) -> FundingPage:
+        """Funding prints of one window and the next window's start; raises ProtocolDrift on bad payloads."""
+        ...
+
+    def build_oi(
+        self, symbol: Symbol, start_ns: int, end_ns: int, *, limit: int | None = None, span: Span | None = None
+    ) -> Request:
+        """Open-interest samples at ``[start_ns, end_ns]``, one per ``span`` (None = the finest offered)."""
+        ...
+
+    def parse_oi(self, request: Request, body: bytes) -> OiPage:
+        """Open-interest samples of one window and the next window's start; raises ProtocolDrift."""
+        ...
+
+
+def listing_for(adapter: Adapter, symbol: Symbol) -> tuple[Request, Callable[[Request, bytes], Listing]]:
+    """The listing request that can contain ``symbol`` and the parser of its answer.
+
+    Perpetuals are listed separately on most exchanges (Bybit ``category``,
+    OKX ``instType``, Binance's futures host), so a ``:perp`` symbol is
+    checked against :meth:`DerivativesAdapter.build_perp_symbols` when the
+    adapter has one; spot symbols (and adapters without derivatives) use
+    :meth:`Adapter.build_symbols`.
+    """
+    if symbol.is_perp and isinstance(adapter, DerivativesAdapter):
+        return adapter.build_perp_symbols(), adapter.parse_perp_symbols
+    return adapter.build_symbols(), adapter.parse_symbols
 
 
 def decode(decoder: msgspec.json.Decoder[T], body: bytes, exchange: str, endpoint: str) -> T:

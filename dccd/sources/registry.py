@@ -25,6 +25,12 @@ ENTRY_POINT_GROUP: Final = "dccd.sources"
 # name -> "module:attribute"; imported on first use so listing exchanges stays cheap.
 BUILTINS: Final[dict[str, str]] = {
     "binance": "dccd.sources.binance:BinanceAdapter",
+    "bitfinex": "dccd.sources.bitfinex:BitfinexAdapter",
+    "bitmex": "dccd.sources.bitmex:BitmexAdapter",
+    "bybit": "dccd.sources.bybit:BybitAdapter",
+    "coinbase": "dccd.sources.coinbase:CoinbaseAdapter",
+    "kraken": "dccd.sources.kraken:KrakenAdapter",
+    "okx": "dccd.sources.okx:OkxAdapter",
 }
 
 _cache: dict[str, Adapter] = {}
