@@ -47,9 +47,11 @@ def test_every_span_is_declared_for_rest_ohlc(label: str) -> None:
 
 
 def test_undeclared_operations_raise_no_capability() -> None:
-    """Funding, WS and perp markets are not declared, so they fail before any request."""
-    with pytest.raises(NoCapability, match="funding over rest"):
+    """Spot funding, funding over WS and perp OHLC are not declared, so they fail before any request."""
+    with pytest.raises(NoCapability, match="funding for spot markets"):
         bn.CAPABILITIES.require(DataType.FUNDING, Transport.REST)
+    with pytest.raises(NoCapability, match="funding over ws"):
+        bn.CAPABILITIES.require(DataType.FUNDING, Transport.WS, market="perp")
     with pytest.raises(NoCapability, match="for perp markets"):
         bn.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span("1m"), market="perp")
     assert bn.CAPABILITIES.find(DataType.TRADES, Transport.REST) == Capability(
