@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -38,6 +39,7 @@ from .clients import ClientPool
 from .messages import Batch, GapDetected, Message, RunLogged, RunProgressed
 
 log = structlog.get_logger()
+_TS = attrgetter("ts")
 
 PROGRESS_EVERY_S = 0.5
 
@@ -166,7 +168,7 @@ class Backfiller:
         market = "perp" if self.ds.symbol.is_perp else "spot"
         caps: Capabilities = adapter.capabilities
         cap = caps.require(self.ds.data_type, Transport.REST, self.ds.span, market)
-        listing = await self.pool.listing(self.ds.exchange)
+        listing = await self.pool.listing(self.ds.exchange, perp=self.ds.symbol.is_perp)
         listing.require(self.ds.symbol)
         client = await self.pool.get(self.ds.exchange)
         if self.ds.data_type is DataType.OHLC:
@@ -182,10 +184,41 @@ class Backfiller:
 
     # -- OHLC ----------------------------------------------------------------------------------
 
-    async def _origin(self, adapter: Adapter, client: ExchangeClient, span: Span, end_ns: int) -> int | None:
-        request = adapter.build_ohlc(self.ds.symbol, span, 0, end_ns, limit=1)
-        page = adapter.parse_ohlc(request, await self._fetch(client, request))
-        return page.candles[0].ts if page.candles else None
+    async def _first_bar(
+        self, adapter: Adapter, client: ExchangeClient, span: Span, from_ns: int, end_ns: int
+    ) -> int | None:
+        """Open time of the exchange's first bar in ``[from_ns, end_ns)``, by one probe (``limit=1``)."""
+        request = adapter.build_ohlc(self.ds.symbol, span, from_ns, span.add(end_ns, -1), limit=1)
+        body = await self._fetch(client, request)
+        try:
+            page = adapter.parse_ohlc(request, body)
+        except DccdError as exc:
+            raise PageFailed(request, exc) from exc
+        first = page.candles[0].ts if page.candles else None
+        return first if first is not None and first < end_ns else None
+
+    async def _head(
+        self, adapter: Adapter, client: ExchangeClient, span: Span, windows: list[Window], end: int, limit: int
+    ) -> list[Window]:
+        """Fetch the first window alone; if the exchange has nothing there, find its first bar by one probe.
+
+        A start before the listing would otherwise page through empty windows (years of them);
+        the bars before the first one are recorded as one exchange-side hole, so later runs skip them.
+        """
+        first_window, rest = windows[0], windows[1:]
+        if await self._ohlc_window(adapter, client, span, first_window, limit, empty_is_hole=False):
+            return rest
+        run_end = first_window.end_ns  # the missing run the first window opens (stored bars end it)
+        for w in rest:
+            if w.start_ns != run_end:
+                break
+            run_end = w.end_ns
+        first = await self._first_bar(adapter, client, span, first_window.end_ns, run_end) if rest else None
+        lo, head_end = first_window.start_ns, run_end if first is None else first
+        await self._hole(lo, head_end, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(head_end)})")
+        left = _subtract(rest, [(lo, head_end)], span)
+        self.progress.add(done=first_window.bars + sum(w.bars for w in rest) - sum(w.bars for w in left))
+        return left
 
     async def _ohlc(
         self, adapter: Adapter, client: ExchangeClient, limit: int, history: History, recent_rows: int | None
@@ -198,9 +231,9 @@ class Backfiller:
             last = await self.lake.alast_ts(self.ds)
             start = span.next(span.align(last)) if last is not None else None
             if start is None:
-                start = await self._origin(adapter, client, span, end)
+                start = await self._first_bar(adapter, client, span, 0, end)
         elif self.job.start == "origin":
-            start = await self._origin(adapter, client, span, end)
+            start = await self._first_bar(adapter, client, span, 0, end)
         else:
             assert isinstance(self.job.start, int)
             start = span.align_up(self.job.start)
@@ -226,19 +259,37 @@ class Backfiller:
         windows = _subtract(ohlc_windows(span, start, end, stored, limit), known, span)
         self.progress = Progress(self.job.run_id, "bars", sum(w.bars for w in windows), self._emit, self.runs)
         self._log("info", "backfill.planned", windows=len(windows), bars=self.progress.total, stored=len(stored))
+        if isinstance(self.job.start, int) and windows and windows[0].start_ns == start:
+            windows = await self._head(adapter, client, span, windows, end, limit)  # the start may predate the data
         limiter = trio.CapacityLimiter(max(1, self.job.concurrency))
 
         async def one(window: Window) -> None:
             async with limiter:
                 await self._ohlc_window(adapter, client, span, window, limit)
 
-        async with trio.open_nursery() as nursery:
-            for window in windows:
-                await limiter.acquire()  # bounded in flight: do not even create more tasks than slots
-                limiter.release()
-                nursery.start_soon(one, window)
+        failed: DccdError | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                for window in windows:
+                    await limiter.acquire()  # bounded in flight: do not even create more tasks than slots
+                    limiter.release()
+                    nursery.start_soon(one, window)
+        except BaseExceptionGroup as group:
+            # A failed page ends the run with that page's error, not with a nursery group: the
+            # operation records DccdErrors as a failed run, and a group would read as a bug.
+            failed = _first_error(group)
+            if failed is None:
+                raise
+        if failed is not None:
+            raise failed  # outside the handler, so the error does not chain to its own group
 
-    async def _ohlc_window(self, adapter: Adapter, client: ExchangeClient, span: Span, w: Window, limit: int) -> None:
+    async def _ohlc_window(
+        self, adapter: Adapter, client: ExchangeClient, span: Span, w: Window, limit: int, *, empty_is_hole: bool = True
+    ) -> int:
+        """Page through one window; record the bars it lacks as holes; return the number of bars received.
+
+        With ``empty_is_hole=False`` a window without any bar records nothing (the caller probes further).
+        """
         cur: int | None = w.start_ns
         got: list[int] = []
         last_open = span.add(w.end_ns, -1)
@@ -249,17 +300,23 @@ class Backfiller:
                 page = adapter.parse_ohlc(request, body)
             except DccdError as exc:
                 raise PageFailed(request, exc) from exc
-            candles = [c for c in page.candles if w.start_ns <= c.ts < w.end_ns]
+            candles = page.candles
+            # Pages are ascending (the adapter protocol), so in-window ends mean every bar is in the window.
+            if candles and not (w.start_ns <= candles[0].ts and candles[-1].ts < w.end_ns):
+                candles = [c for c in candles if w.start_ns <= c.ts < w.end_ns]
             self._emit_batch(candles)
-            got.extend(c.ts for c in candles)
+            got.extend(map(_TS, candles))
             self.progress.add(done=len(candles), rows=len(candles), pages=1)
             nxt = page.next_start_ns
             if nxt is not None and nxt <= cur:
                 raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
             cur = nxt
+        if not got and not empty_is_hole:
+            return 0
         for lo, hi in page_holes(span, w, got):
             await self._hole(lo, hi, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(hi)})")
             self.progress.add(done=span.count(lo, hi))
+        return len(got)
 
     async def _known_holes(self, start: int, end: int) -> list[tuple[int, int]]:
         return await trio.to_thread.run_sync(_holes_for, self.runs, self.ds, start, end)
@@ -397,6 +454,21 @@ class Backfiller:
             if nxt is not None and nxt <= cur:
                 raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
             cur = nxt
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> DccdError | None:
+    """The first DccdError of a nursery's group if every other leaf is one too (or Cancelled), else None."""
+    errors: list[DccdError] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            stack[:0] = exc.exceptions
+        elif isinstance(exc, DccdError):
+            errors.append(exc)
+        elif not isinstance(exc, trio.Cancelled):
+            return None  # a bug: let the supervisor see the whole group
+    return errors[0] if errors else None
 
 
 def _int_ids(table: Any) -> list[int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 import trio
 
-from dccd.sources.base import Adapter, Listing
+from dccd.sources.base import Adapter, DerivativesAdapter, Listing
 from dccd.sources.registry import get_adapter
 from dccd.transport.http import ExchangeClient, open_exchange_client
 
@@ -62,7 +62,7 @@ class ClientPool:
         self._options = options or {}
         self._clients: dict[str, ExchangeClient] = {}
         self._locks: dict[str, trio.Lock] = {}
-        self._listings: dict[str, tuple[float, Listing]] = {}
+        self._listings: dict[tuple[str, bool], tuple[float, Listing]] = {}
 
     def adapter(self, exchange: str) -> Adapter:
         """The adapter of ``exchange`` (raises ConfigError if unknown)."""
@@ -92,15 +92,28 @@ class ClientPool:
                 self._clients[exchange] = client
         return client
 
-    async def listing(self, exchange: str) -> Listing:
-        """The exchange's symbol table, fetched at most once per :data:`LISTING_TTL_S`."""
-        cached = self._listings.get(exchange)
+    async def listing(self, exchange: str, *, perp: bool = False) -> Listing:
+        """The exchange's symbol table (its perpetuals' with ``perp``), fetched at most once per :data:`LISTING_TTL_S`.
+
+        Perpetuals are listed apart on most exchanges (Binance's futures host), so a
+        ``BASE/QUOTE:perp`` symbol must be checked against that table, not the spot one.
+        """
+        key = (exchange, perp)
+        cached = self._listings.get(key)
         now = trio.current_time()
         if cached is not None and now - cached[0] < LISTING_TTL_S:
             return cached[1]
         client = await self.get(exchange)
         adapter = client.adapter
-        request = adapter.build_symbols()
-        listing = adapter.parse_symbols(request, await client.fetch(request))
-        self._listings[exchange] = (now, listing)
+        request, parse = (
+            (adapter.build_perp_symbols(), adapter.parse_perp_symbols)
+            if perp and isinstance(adapter, DerivativesAdapter)
+            else (adapter.build_symbols(), adapter.parse_symbols)
+        )
+        listing = parse(request, await client.fetch(request))
+        if listing.rate_limits is not None and not perp:
+            # The exchange's live budget (Binance exchangeInfo) beats the adapter's published default;
+            # a derivatives host's table describes that host's budget, not this limiter's.
+            client.limiter.update(listing.rate_limits)
+        self._listings[key] = (now, listing)
         return listing

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -19,6 +20,30 @@ from dccd.ops import BackfillRequest, InvalidRequest, parse_backfill
 from dccd.sources.registry import list_adapters
 
 EXIT_INTERRUPTED = 130
+
+
+def _sole_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside nested groups that is not a Trio Cancelled, or None."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+async def _write_inline(fn: Callable[..., Any], *args: Any) -> Any:
+    """Writer offload for this command: write parts on the Trio thread, not in a worker thread.
+
+    A backfill process serves nothing latency-sensitive, and a worker thread converting rows
+    to Arrow competes for the GIL with the HTTP loop (each socket call then waits for the
+    GIL): measured on one year of 1m bars, ~1 s more CPU and ~30 % more wall time.
+    """
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
 
 
 def _fmt_rate(rate: float) -> str:
@@ -35,7 +60,8 @@ async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurren
     interrupted = False
     records: list[Any] = []
     console = Console(stderr=True)
-    async with open_service(cfg, ops_options={"concurrency": concurrency}) as svc, trio.open_nursery() as nursery:
+    ops = {"concurrency": concurrency, "writer_options": {"offload": _write_inline}}
+    async with open_service(cfg, ops_options=ops) as svc, trio.open_nursery() as nursery:
         run_ids = await svc.start_backfill(req)
         names = dict(zip(run_ids, (str(s) for s in req.symbols), strict=True))
         progress = Progress(
@@ -126,12 +152,27 @@ def backfill(
     except InvalidRequest as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    from dccd.actors.operations import check_backfill
+
+    try:
+        check_backfill(req)  # before any service, run or request
+    except (NoCapability, ConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     show_progress = sys.stderr.isatty() if show is None else show
     configure_logging("WARNING" if show_progress else "INFO")
     try:
         records, interrupted = trio.run(lambda: _run(cfg, req, show_progress=show_progress, concurrency=concurrency))
     except (NoCapability, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except BaseExceptionGroup as group:  # Trio nurseries wrap what escapes them
+        leaf = _sole_leaf(group)
+        if isinstance(leaf, KeyboardInterrupt):  # Ctrl-C before the signal handler was installed
+            sys.exit(EXIT_INTERRUPTED)
+        if not isinstance(leaf, NoCapability | ConfigError):
+            raise
+        click.echo(f"error: {leaf}", err=True)
         sys.exit(EXIT_USAGE)
     failed = [r for r in records if r.state != "succeeded"]
     if as_json:

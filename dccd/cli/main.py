@@ -67,6 +67,12 @@ def config_show(as_json: bool) -> None:
 from dccd.cli.backfill_cmds import backfill  # noqa: E402
 
 cli.add_command(backfill)
+from dccd.cli.serve_cmds import serve  # noqa: E402
+
+cli.add_command(serve)
+from dccd.cli.stream_cmds import stream_cmd  # noqa: E402
+
+cli.add_command(stream_cmd)
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 
 for _cmd in LAKE_COMMANDS:

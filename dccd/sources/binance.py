@@ -33,6 +33,9 @@ wall-clock time the response was received (passed in by the caller) and
 ``lastUpdateId`` is kept as ``seq``: it is the number the diff-depth stream's
 ``U``/``u`` continue from.
 
+Funding rates and open interest of USD-M perpetuals (``BTC/USDT:perp``) come
+from the futures host through :mod:`dccd.sources.binance_futures`.
+
 Symbols: ``BTC/USDT`` <-> ``BTCUSDT``; ``GET /api/v3/exchangeInfo`` (weight 20)
 is the listing check run before any paging, and carries the live
 ``REQUEST_WEIGHT`` budget. Errors are ``{"code": -1121, "msg": "Invalid
@@ -53,6 +56,7 @@ from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, UnsupportedSymbol
+from dccd.sources import binance_futures, binance_ws
 from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode, number
 
 NAME: Final = "binance"
@@ -86,6 +90,11 @@ CAPABILITIES: Final = Capabilities(
         Capability(DataType.OHLC, Transport.REST, History.FULL, Direction.FORWARD, SPAN_LABELS, PAGE_LIMIT),
         Capability(DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), PAGE_LIMIT),
         Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH),
+        binance_futures.FUNDING_CAPABILITY,  # USD-M perpetuals, from the futures host
+        binance_futures.OI_CAPABILITY,
+        Capability(DataType.TRADES, Transport.WS, History.LIVE),
+        Capability(DataType.OHLC, Transport.WS, History.LIVE, Direction.NONE, SPAN_LABELS),
+        Capability(DataType.BOOK, Transport.WS, History.LIVE),
     ),
 )
 RATE_LIMITS: Final = RateLimits(6000, 60.0, "x-mbx-used-weight-1m", default_retry_after_s=1.0, default_ban_s=120.0)
@@ -529,6 +538,9 @@ class BinanceAdapter:
     capabilities: Capabilities = CAPABILITIES
     rate_limits: RateLimits = RATE_LIMITS
     sequential_trade_ids: bool = True  # historicalTrades / @trade ids are consecutive per symbol
+    ws_url: str = binance_ws.DEFAULT_WS_ORIGIN  # StreamAdapter (dccd.sources.stream), sans-IO in binance_ws
+    plan_streams = staticmethod(binance_ws.plan_streams)
+    open_session = staticmethod(binance_ws.open_session)
 
     symbol_to_native = staticmethod(symbol_to_native)
     symbol_from_native = staticmethod(symbol_from_native)
@@ -541,4 +553,12 @@ class BinanceAdapter:
     trades_cursor_after = staticmethod(trades_cursor_after)
     build_book = staticmethod(build_book)
     parse_book = staticmethod(parse_book)
-    parse_error = staticmethod(parse_error)
+    parse_error = staticmethod(parse_error)  # fapi error bodies have the same shape
+
+    # DerivativesAdapter (dccd.sources.base): USD-M perpetuals on https://fapi.binance.com
+    build_perp_symbols = staticmethod(binance_futures.build_perp_symbols)
+    parse_perp_symbols = staticmethod(binance_futures.parse_perp_symbols)
+    build_funding = staticmethod(binance_futures.build_funding)
+    parse_funding = staticmethod(binance_futures.parse_funding)
+    build_oi = staticmethod(binance_futures.build_oi)
+    parse_oi = staticmethod(binance_futures.parse_oi)

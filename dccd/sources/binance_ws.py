@@ -4,6 +4,10 @@ Builds stream names, combined-stream URLs and SUBSCRIBE/UNSUBSCRIBE control
 messages (with a planner that respects Binance's per-connection limits), and
 parses frames straight from their bytes into events carrying domain records.
 
+:func:`plan_streams` and :class:`BinanceSession` are the
+:class:`~dccd.sources.stream.StreamAdapter` side (generic events for the
+exchange-agnostic stream actor).
+
 The parser decodes each frame once with a msgspec tagged union (``e`` is the
 tag), inside the combined wrapper ``{"stream": ..., "data": {...}}`` or bare
 (``/ws`` raw streams). Anything else takes a slow path that sorts it into a
@@ -19,10 +23,23 @@ from typing import Any, Final
 
 import msgspec
 
-from dccd.domain.records import Candle, Trade
-from dccd.domain.spans import SPAN_LABELS
+from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
+from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
-from dccd.errors import ExchangeRejected, ProtocolDrift, UnsupportedSymbol
+from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.stream import (
+    BookReceived,
+    CandlesClosed,
+    ControlAck,
+    ControlFailed,
+    Outgoing,
+    ReconnectRequested,
+    StreamEvent,
+    Subscription,
+    TradesReceived,
+    WsPlan,
+)
+from dccd.sources.stream import Unrecognised as StreamUnrecognised
 
 EXCHANGE: Final = "binance"
 DEFAULT_WS_ORIGIN: Final = "wss://stream.binance.com:9443"
@@ -517,3 +534,148 @@ def _control_reply(probe: _Probe) -> ControlReply | ControlError:
     err = probe.error if isinstance(probe.error, dict) else {"code": probe.code, "msg": probe.msg}
     code = err.get("code")
     return ControlError(rid, code if isinstance(code, int) else None, str(err.get("msg", "")))
+
+
+# --- the StreamAdapter side: plans and sessions emitting generic events ----------------------
+
+HEARTBEAT_S: Final = 60.0  # our protocol ping (Binance counts it against the 5 msgs/s; once a minute is nothing)
+WATCHDOG_S: Final = 90.0  # a quiet @trade stream of an illiquid pair can idle for a minute
+BOOK_UPDATE_MS: Final = 100
+
+
+def stream_name(sub: Subscription) -> str:
+    """The Binance stream carrying one subscription.
+
+    Trades use ``@trade`` (ids ``t`` equal ``historicalTrades`` ids, so REST can
+    refill a hole id for id), OHLC ``@kline_<span>``, books ``@depth@100ms``.
+
+    Raises:
+        UnsupportedSymbol: a symbol that is not a spot market.
+        NoCapability: a data type Binance spot does not stream, or OHLC without a span.
+    """
+    market = ws_market(sub.symbol)
+    if sub.data_type is DataType.TRADES:
+        return trade_stream(market)
+    if sub.data_type is DataType.OHLC:
+        if sub.span is None:
+            raise NoCapability(EXCHANGE, "ohlc over ws without a span")
+        return kline_stream(market, sub.span.label)
+    if sub.data_type is DataType.BOOK:
+        return depth_stream(market, BOOK_UPDATE_MS)
+    raise NoCapability(EXCHANGE, f"{sub.data_type.value} over ws")
+
+
+def plan_streams(subscriptions: Sequence[Subscription], origin: str = DEFAULT_WS_ORIGIN) -> list[WsPlan]:
+    """Connections for ``subscriptions`` (:func:`plan_connections` keeps Binance's limits).
+
+    Raises:
+        UnsupportedSymbol, NoCapability: see :func:`stream_name`.
+    """
+    by_name: dict[str, Subscription] = {}
+    for sub in subscriptions:
+        by_name.setdefault(stream_name(sub), sub)
+    return [
+        WsPlan(
+            url=p.url,
+            subscriptions=tuple(by_name[name] for name in p.streams),
+            on_open=tuple(Outgoing(m.text, m.delay_s) for m in p.subscribes),
+            heartbeat_s=HEARTBEAT_S,
+            watchdog_s=WATCHDOG_S,
+            rotate_after_s=float(ROTATE_AFTER_S),
+        )
+        for p in plan_connections(list(by_name), origin=origin)
+    ]
+
+
+class _TradeFast(msgspec.Struct, tag_field="e", tag="trade", frozen=True, gc=False):
+    s: str
+    t: int
+    p: float
+    q: float
+    T: int
+    m: bool
+
+
+class _TradeEnvelope(msgspec.Struct, frozen=True, gc=False):
+    stream: str
+    data: _TradeFast
+
+
+# Prices arrive as decimal strings; strict=False has msgspec convert them while decoding (correctly rounded,
+# equal to float()). It would also take "t":"5" for an int: tolerated on this one view, used only where every
+# frame is expected to be a trade; anything it refuses goes through the strict general path.
+_decode_trade = msgspec.json.Decoder(_TradeEnvelope, strict=False).decode
+
+
+class BinanceSession:
+    """Parser of one combined-stream connection: frames -> generic :mod:`dccd.sources.stream` events.
+
+    Trade frames take a direct path (one decode, one :class:`Trade`); every
+    other frame goes through :func:`parse_frame`. Frames of a market this
+    connection did not subscribe are :class:`~dccd.sources.stream.Unrecognised`.
+    """
+
+    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+        self._symbols: dict[str, Symbol] = {ws_market(s.symbol): s.symbol for s in subscriptions}
+        self._trades_only = bool(subscriptions) and all(s.data_type is DataType.TRADES for s in subscriptions)
+
+    def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
+        """Events in one frame (see :func:`parse_frame` for the errors)."""
+        if self._trades_only:
+            try:
+                fast = _decode_trade(frame)
+            except msgspec.DecodeError:
+                pass  # a control reply, another event or drift: the general path decides
+            else:
+                t = fast.data
+                symbol = self._symbols.get(t.s)
+                if symbol is not None:
+                    side = "sell" if t.m else "buy"  # m = buyer is maker, so the taker sold
+                    return [TradesReceived(symbol, [Trade(t.T * _MS, str(t.t), t.p, t.q, side, recv_ns)])]
+        try:
+            env = _decode_combined(frame)
+        except msgspec.DecodeError:
+            return self._generic(_parse_other(frame, recv_ns))
+        d = env.data
+        if type(d) is _TradeMsg:
+            symbol = self._symbols.get(d.s)
+            if symbol is None:
+                return [StreamUnrecognised(env.stream)]
+            try:
+                price, qty = float(d.p), float(d.q)
+            except ValueError as exc:
+                raise ProtocolDrift(EXCHANGE, env.stream, f"bad number: {exc}") from exc
+            # m = buyer is maker, so the taker sold.
+            trade = Trade(d.T * _MS, str(d.t), price, qty, "sell" if d.m else "buy", recv_ns)
+            return [TradesReceived(symbol, [trade])]
+        try:
+            event = _CONVERT[type(d)](d, recv_ns)
+        except ValueError as exc:
+            raise ProtocolDrift(EXCHANGE, env.stream, f"bad number: {exc}") from exc
+        return self._generic(event, env.stream)
+
+    def _generic(self, ev: WsEvent, stream: str = "") -> list[StreamEvent]:
+        if isinstance(ev, TradeEvent | AggTradeEvent | CandleClosed | DepthDiff):
+            symbol = self._symbols.get(ev.market)
+            if symbol is None:
+                return [StreamUnrecognised(stream or ev.market)]
+            if isinstance(ev, TradeEvent | AggTradeEvent):
+                return [TradesReceived(symbol, [ev.trade])]
+            if isinstance(ev, CandleClosed):
+                return [CandlesClosed(symbol, Span(ev.interval), [ev.candle])]
+            book = BookSnapshot(ev.ts, ev.bids, ev.asks, ev.last_update_id)
+            return [BookReceived(symbol, book, False, ev.first_update_id, ev.last_update_id)]
+        if isinstance(ev, KlineOpen):
+            return []  # a bar still in progress: liveness only, never stored
+        if isinstance(ev, ServerShutdown):
+            return [ReconnectRequested("serverShutdown")]
+        if isinstance(ev, ControlReply):
+            return [ControlAck(f"id {ev.id}")]
+        if isinstance(ev, ControlError):
+            return [ControlFailed(str(ev.code), f"{ev.message} (request id {ev.id})")]
+        return [StreamUnrecognised(ev.key)]
+
+
+def open_session(plan: WsPlan) -> BinanceSession:
+    """A fresh parser for one connection of ``plan``."""
+    return BinanceSession(plan.subscriptions)

@@ -172,7 +172,8 @@ class ExchangeClient:
         where = f"{self.exchange} {request.endpoint or request.path}"
         with trio.move_on_after(self._timeout_s) as scope:
             try:
-                url = request.target(self.base_url, self.adapter.rest_url)  # another host of the exchange (Binance USD-M)
+                # A request may name another host of the exchange (Binance USD-M); an override serves all paths.
+                url = request.target(self.base_url, self.adapter.rest_url)
                 return await self._http.request(request.method, url, params=request.params)
             except httpx.TimeoutException as exc:
                 raise RequestTimeout(f"{where}: {type(exc).__name__} (no answer in time)") from exc

@@ -295,6 +295,13 @@ class SharedTape(Tape):
         bm = "true" if t.is_buyer_maker else "false"
         return f'{{"a":{g},"p":"{t.price}","q":"{t.qty}","f":{g},"l":{g},"T":{t.time_ms},"m":{bm},"M":true}}'
 
+    def depth_json(self, now_ms: int, limit: int) -> str:
+        """The book the fake WebSocket's diff-depth events build up to the head (see :func:`tape.depth_book`)."""
+        update_id, bids = tape.depth_book(self.market.native, self.head_id(now_ms))
+        best = sorted(bids.items(), key=lambda kv: _units(kv[0]), reverse=True)[:limit]
+        rows = ",".join(f'["{p}","{q}"]' for p, q in best)
+        return f'{{"lastUpdateId":{update_id},"bids":[{rows}],"asks":[]}}'
+
     def kline_json(self, span: Span, open_ms: int, now_ms: int) -> str:
         close_ms = span.next(open_ms * NS_PER_MS) // NS_PER_MS - 1
         c = tape.candle_at(self.market.native, close_ms + 1 - open_ms, open_ms, self.head_id(now_ms))

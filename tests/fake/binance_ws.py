@@ -46,7 +46,7 @@ import trio_websocket
 
 from dccd.domain.spans import SPAN_SECONDS
 from dccd.errors import ConnectFailed
-from tests.fake.tape import candle_at, trade_at
+from tests.fake.tape import candle_at, depth_ids, trade_at
 
 _RECEIVED_LINE = re.compile(r"^\d+(?:\.\d+)?: (.*)$")
 _METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
@@ -394,9 +394,9 @@ class _Session:
         if kind == "depth":
             if trade_id % self.fake.depth_every:
                 return []
-            first = trade_id // self.fake.depth_every * 3 + 1
+            first, last = depth_ids(trade_id, self.fake.depth_every)
             data = (
-                f'{{"e":"depthUpdate","E":{t.time_ms},"s":"{market}","U":{first},"u":{first + 2},'
+                f'{{"e":"depthUpdate","E":{t.time_ms},"s":"{market}","U":{first},"u":{last},'
                 f'"b":[["{t.price}","{t.qty}"]],"a":[["{t.price}","0.00000000"]]}}'
             )
             return [self._wrap(name, data)]

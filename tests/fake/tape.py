@@ -137,3 +137,26 @@ def candle_at(symbol: str, interval_ms: int, open_ms: int, last_id: int | None =
         first_id=first,
         last_id=stop - 1,
     )
+
+
+DEPTH_EVERY: Final = 5  # the fake WebSocket sends a diff-depth event at every 5th trade id (its default)
+
+
+def depth_ids(trade_id: int, every: int = DEPTH_EVERY) -> tuple[int, int]:
+    """``(U, u)`` of the diff-depth event sent with trade ``trade_id`` (a multiple of ``every``)."""
+    first = trade_id // every * 3 + 1
+    return first, first + 2
+
+
+def depth_book(symbol: str, head_id: int, every: int = DEPTH_EVERY) -> tuple[int, dict[str, str]]:
+    """The book after every diff-depth event up to trade ``head_id``: ``(lastUpdateId, {bid price: qty})``.
+
+    Each event sets the bid at its trade's price to its trade's quantity and
+    removes the ask at that price, so the ask side is always empty; the REST
+    snapshot (``source="shared"``) and the WebSocket diffs agree exactly.
+    """
+    bids: dict[str, str] = {}
+    for i in range(0, max(head_id, -1) + 1, every):
+        t = trade_at(symbol, i)
+        bids[t.price] = t.qty
+    return (depth_ids(head_id // every * every, every)[1] if head_id >= 0 else 0), bids

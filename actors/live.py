@@ -1,0 +1,515 @@
+"""The stream actor: WebSocket connections of one stream, REST repairs, and the end of its run.
+
+:class:`LiveStream.run` is an actor body (role SOURCE). Per connection plan
+it runs :func:`~dccd.transport.ws.run_ws_connection` (protocol pings,
+watchdog, rotation with overlap, jittered reconnects) with a connection
+factory that gives every physical connection a fresh parser session, so
+during a rotation each frame is parsed by the session of the connection it
+came from. Next to the connections run: the ingress pump into the writer,
+a flusher (pending rows every ``flush_s``), the refiller (holes over REST),
+the book loop (snapshots to sync from, top-N every ``book_interval_s``), the
+run-event recorder and a progress reporter.
+
+Stopping (cancel) hands every received row to the writer, records every
+hole still open as a ``gap``, drains the writer and ends the run:
+``succeeded`` when stopped on request, ``cancelled`` when the service shut
+down under it, ``failed`` on an error (a refused subscription, drift).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+import trio
+
+from dccd.domain.book import BookSync
+from dccd.domain.capability import Transport
+from dccd.domain.dataset import DatasetId
+from dccd.domain.records import DataType, Record
+from dccd.domain.symbols import Symbol
+from dccd.errors import DccdError, ExchangeRejected
+from dccd.ops import StreamRequest
+from dccd.sources.stream import (
+    BookReceived,
+    CandlesClosed,
+    ControlAck,
+    ControlFailed,
+    Heartbeat,
+    ReconnectRequested,
+    StreamSession,
+    TradesReceived,
+    Unrecognised,
+    WsPlan,
+)
+from dccd.storage.writer import Provenance
+from dccd.transport.ws import Connector, WsConn, WsEvent, WsHandle, run_ws_connection
+from dccd.transport.ws import Heartbeat as Keepalive
+
+from . import gapfill
+from .ingress import BoundedIngress
+from .messages import RunLogged, RunProgressed, RunStateChanged
+from .recording import Recording, SymbolState
+from .stats import ActorMetrics
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from .streams import StreamOps
+
+log = structlog.get_logger()
+
+
+class StreamInfo(msgspec.Struct, frozen=True):
+    """A snapshot of one stream.
+
+    ``state``: ``connected`` (every connection up), ``reconnecting`` (some are
+    down or not up yet), ``stopped`` or ``failed``. ``messages`` counts frames,
+    ``rows`` rows written to the lake, ``gaps_filled`` ranges refilled over
+    REST, ``gaps_open`` ranges recorded as unfillable.
+    """
+
+    id: str
+    exchange: str
+    symbols: tuple[str, ...]
+    type: str
+    span: str | None
+    state: str
+    messages: int
+    rows: int
+    reconnects: int
+    gaps_filled: int
+    gaps_open: int
+    run_id: str
+    started_ns: int
+    error: str | None = None
+
+
+class StreamOptions(msgspec.Struct, frozen=True):
+    """Tunables of every stream of a service (defaults suit the real exchanges).
+
+    ``watchdog_s`` / ``rotate_after_s`` / ``heartbeat_s`` override the
+    adapter's plan when set; ``settle_s`` is how long a hole waits for a late
+    copy before it is refilled; ``ingress_rows`` bounds memory between the
+    socket and the writer; ``book_depth`` levels are written every
+    ``book_interval_s`` from a book synced with ``snapshot_depth`` levels.
+    """
+
+    flush_s: float = 0.25
+    batch_rows: int = 10_000
+    ingress_rows: int = 500_000
+    settle_s: float = 1.0
+    overlap_s: float = 5.0
+    pong_timeout_s: float = 15.0
+    watchdog_s: float | None = None
+    rotate_after_s: float | None = None
+    heartbeat_s: float | None = None
+    book_depth: int = 100
+    book_interval_s: float = 1.0
+    snapshot_depth: int = 1000
+    progress_s: float = 5.0
+    writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
+
+
+class _Feed:
+    """One planned connection (two physical ones during a rotation overlap) and its state."""
+
+    def __init__(self, plan: WsPlan, index: int) -> None:
+        self.plan = plan
+        self.index = index
+        self.session: StreamSession | None = None  # of the connection whose frame is being handled
+        self.handle: WsHandle | None = None
+        self.conn_id = 0
+        self.up = False
+        self.down_since_ns: int | None = None
+        self.down_reason = ""
+
+
+class _SessionConn:
+    """A connection that tells its feed which session parses the frame it just returned.
+
+    ``run_ws_connection`` calls ``on_frame`` right after ``get_message`` with
+    no await in between, so the feed's ``session`` is always the one of the
+    connection the frame came from.
+    """
+
+    __slots__ = ("_feed", "_ws", "session")
+
+    def __init__(self, ws: WsConn, feed: _Feed, session: StreamSession) -> None:
+        self._ws, self._feed, self.session = ws, feed, session
+
+    async def get_message(self) -> str | bytes:
+        frame = await self._ws.get_message()
+        self._feed.session = self.session
+        return frame
+
+    async def send_message(self, message: str | bytes) -> None:
+        await self._ws.send_message(message)
+
+    async def ping(self, payload: bytes | None = None) -> None:
+        await self._ws.ping(payload)
+
+
+class LiveStream:
+    """One stream: its actor body (:meth:`run`), writer, recording and counters. Made by ``StreamOps.start``."""
+
+    def __init__(
+        self, ops: StreamOps, stream_id: str, request: StreamRequest, adapter: Any, plans: list[WsPlan]
+    ) -> None:
+        self.id = self.run_id = stream_id
+        self.request = request
+        self.exchange = request.exchange
+        self.actor = f"stream:{stream_id}"
+        self._ops = ops
+        self._opt = opt = ops.options
+        self._adapter = adapter
+        self.feeds = [_Feed(p, i) for i, p in enumerate(plans)]
+        datasets = [DatasetId(self.exchange, s, request.data_type, request.span) for s in request.symbols]
+        self._provenance = Provenance(self.exchange, Transport.WS.value, stream_id)
+        self.writer = Writer(self._write, name=f"writer:{stream_id}", emit=ops.emit, **opt.writer)
+        self.ingress = BoundedIngress(opt.ingress_rows, name=f"ingress:{stream_id}", emit=ops.emit)
+        self.recording = Recording(
+            datasets,
+            source=self.actor,
+            sequential=bool(getattr(adapter, "sequential_trade_ids", False)),
+            ingress=self.ingress,
+            publish=ops.hub.publish,
+            on_gap=self._gap,
+            batch_rows=opt.batch_rows,
+            settle_s=opt.settle_s,
+        )
+        self.started_ns = ops.now_ns()
+        self.state = "reconnecting"
+        self.error: str | None = None
+        self.stop_requested = False
+        self.done = trio.Event()
+        self.rows_written = self.rows_refilled = self.gap_rows = 0
+        self.reconnects = self.gaps_filled = self.gaps_open = self.acks = 0
+        self._filling: list[tuple[SymbolState, int, int]] = []
+        records = trio.open_memory_channel[tuple[str, int | None, int | None, str]](math.inf)
+        self._records_in, self._records_out = records
+        rec = self.recording
+        self._handlers: dict[type, Callable[[Any, _Feed], None]] = {
+            TradesReceived: rec.on_trades,
+            CandlesClosed: rec.on_candles,
+            BookReceived: rec.on_book,
+            ControlAck: self._on_ack,
+            ControlFailed: self._on_failed,
+            Heartbeat: _ignore,
+            ReconnectRequested: self._on_reconnect_requested,
+            Unrecognised: lambda ev, feed: rec.on_unrecognised(ev.key),
+        }
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> int:
+        """Frames received over every connection."""
+        return sum(f.handle.stats.messages for f in self.feeds if f.handle is not None)
+
+    def info(self) -> StreamInfo:
+        """A snapshot for the CLI, the API and the UI."""
+        r = self.request
+        return StreamInfo(
+            self.id, self.exchange, tuple(str(s) for s in r.symbols), r.data_type.value,
+            r.span.label if r.span else None, self.state, self.messages, self.rows_written, self.reconnects,
+            self.gaps_filled, self.gaps_open, self.run_id, self.started_ns, self.error,
+        )  # fmt: skip
+
+    def actor_metrics(self) -> ActorMetrics:
+        """Ingress depth (rows), frames in, rows out, and rows lost in unfillable gaps as drops."""
+        depth = self.ingress.statistics().rows
+        rows = self.recording.rows_received
+        return ActorMetrics(depth, self.ingress.max_rows, self.messages, rows, self.gap_rows, None)
+
+    # -- the actor -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[LiveStream] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect every planned connection and record until cancelled; then drain and finish the run."""
+        structlog.contextvars.bind_contextvars(actor=self.actor, exchange=self.exchange, stream=self.id)
+        await self._ops.runs.astart(self.run_id)
+        self._state_event("running")
+        state, error, ready = "succeeded", None, False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.ingress.run, self.writer.input, self.writer)
+                for loop in (self._record_loop, self._flush_loop, self._fill_loop, self._progress_loop):
+                    nursery.start_soon(loop)
+                if self.request.data_type is DataType.BOOK:
+                    nursery.start_soon(self._book_loop)
+                for feed in self.feeds:
+                    feed.handle = await nursery.start(self._connection, feed)
+                log.info("stream.started", symbols=[str(s) for s in self.request.symbols], connections=len(self.feeds))
+                ready = True
+                task_status.started(self)
+        except BaseException as exc:  # the nursery groups its children's errors (and Cancelled)
+            state, error, recorded = _outcome(exc, self.stop_requested)
+            if not (recorded and ready):
+                raise
+        finally:
+            # Shielded but not time-boxed: the writer bounds its own drain (drain_s), the service its shutdown (grace_s).
+            with trio.CancelScope(shield=True):
+                await self._finish(state, error)
+
+    async def _connection(self, feed: _Feed, *, task_status: trio.TaskStatus[WsHandle]) -> None:
+        plan, opt = feed.plan, self._opt
+        beat_s = opt.heartbeat_s or plan.heartbeat_s
+        keepalive = None
+        if beat_s:
+            pong_s = None if plan.heartbeat_message else opt.pong_timeout_s
+            keepalive = Keepalive(beat_s, plan.heartbeat_message, pong_s)
+        await run_ws_connection(
+            plan.url,
+            on_frame=self._frame_handler(feed),
+            on_connect=partial(self._subscribe, feed),
+            on_event=partial(self._on_ws_event, feed),
+            heartbeat=keepalive,
+            watchdog_s=opt.watchdog_s or plan.watchdog_s,
+            rotate_after_s=opt.rotate_after_s or plan.rotate_after_s,
+            overlap_s=opt.overlap_s,
+            backoff=self._ops.backoff,
+            rand=self._ops.rand,
+            connect=self._connector(feed),
+            task_status=task_status,
+        )
+
+    def _connector(self, feed: _Feed) -> Connector:
+        connect, adapter = self._ops.connect, self._adapter
+
+        @asynccontextmanager
+        async def opener(url: str) -> AsyncIterator[WsConn]:
+            async with connect(url) as ws:
+                yield _SessionConn(ws, feed, adapter.open_session(feed.plan))
+
+        return opener
+
+    async def _subscribe(self, feed: _Feed, ws: WsConn) -> None:
+        t0 = trio.current_time()
+        for out in feed.plan.on_open:  # paced as planned: exchanges cap control messages per second
+            await trio.sleep_until(t0 + out.delay_s)
+            await ws.send_message(out.text)
+
+    def _frame_handler(self, feed: _Feed) -> Callable[[str | bytes, int], None]:
+        handlers = self._handlers
+
+        def on_frame(frame: str | bytes, recv_ns: int) -> None:
+            session = feed.session
+            assert session is not None
+            for event in session.parse(frame, recv_ns):
+                handlers[type(event)](event, feed)
+
+        return on_frame
+
+    def _on_ws_event(self, feed: _Feed, ev: WsEvent) -> None:
+        if ev.kind in ("connected", "rotated"):
+            feed.conn_id, feed.up = ev.conn_id, True
+            if ev.kind == "connected" and feed.down_since_ns is not None:
+                self.reconnects += 1
+                detail = f"connection {feed.index}: {feed.down_reason}"
+                self._record("reconnect", feed.down_since_ns, self._ops.now_ns(), detail)
+                feed.down_since_ns = None
+            log.info(f"ws.{ev.kind}", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason or None)
+        elif ev.kind == "disconnected" and ev.conn_id == feed.conn_id:
+            feed.up, feed.down_since_ns, feed.down_reason = False, self._ops.now_ns(), ev.reason
+            log.warning("ws.disconnected", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
+        elif ev.kind == "disconnected":
+            log.warning("ws.replacement_dropped", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
+        else:
+            log.info("ws.reconnecting", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
+        if self.state in ("connected", "reconnecting"):
+            self.state = "connected" if all(f.up for f in self.feeds) else "reconnecting"
+
+    def _on_ack(self, ev: ControlAck, feed: _Feed) -> None:
+        self.acks += 1
+
+    def _on_failed(self, ev: ControlFailed, feed: _Feed) -> None:
+        raise ExchangeRejected(self.exchange, ev.code, f"subscription refused: {ev.message}")
+
+    def _on_reconnect_requested(self, ev: ReconnectRequested, feed: _Feed) -> None:
+        log.info("ws.reconnect_requested", connection=feed.index, reason=ev.reason)
+        if feed.handle is not None:
+            feed.handle.rotate(ev.reason)  # the replacement overlaps the old connection: nothing is lost
+
+    # -- loops ---------------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await trio.sleep(self._opt.flush_s)
+            self.recording.flush_all()
+
+    async def _fill_loop(self) -> None:
+        rec = self.recording
+        while True:
+            work = rec.claim(trio.current_time())
+            if not work:
+                with trio.move_on_at(rec.next_claim()):
+                    await rec.fill_wake.wait()
+                rec.fill_wake = trio.Event()
+                continue
+            for item in work:
+                self._filling.append(item)
+                await self._fill(*item)
+                self._filling.remove(item)
+
+    async def _fill(self, st: SymbolState, lo: int, hi: int) -> None:
+        ds, pool = st.dataset, self._ops.pool
+        if st.tracker is not None:
+            log.info("stream.refilling", symbol=str(ds.symbol), first_id=lo, last_id=hi)
+            res = await gapfill.fill_ids(pool, ds, lo, hi, self.writer.put, self.actor)
+        else:
+            assert ds.span is not None
+            log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)
+            res = await gapfill.fill_bars(pool, ds, ds.span, lo, hi, self.writer.put, self.actor)
+        self.rows_refilled += res.rows
+        for a, b, detail in res.filled:
+            self.gaps_filled += 1
+            self._record("filled", a, b, f"{ds.symbol}: {detail}")
+        for a, b, detail in res.gaps:
+            self._gap(st, a, b, detail)
+
+    def _gap(self, st: SymbolState, lo: int, hi: int, detail: str) -> None:
+        self.gaps_open += 1
+        if st.tracker is not None:
+            self.gap_rows += hi - lo + 1
+        log.warning("stream.gap", symbol=str(st.dataset.symbol), lo=lo, hi=hi, detail=detail)
+        self._record("gap", lo, hi, f"{st.dataset.symbol}: {detail}")
+
+    async def _book_loop(self) -> None:
+        rec, interval = self.recording, self._opt.book_interval_s
+        tick = trio.current_time() + interval
+        retry_at: dict[Symbol, float] = {}
+        while True:
+            with trio.move_on_at(min([tick, *retry_at.values()])):
+                await rec.book_wake.wait()
+            rec.book_wake = trio.Event()
+            now = trio.current_time()
+            for sym, st in rec.symbols.items():
+                sync = st.book
+                # Fetch only once a delta is buffered, so the snapshot cannot predate the stream.
+                if sync is not None and sync.needs_snapshot and sync.buffer and retry_at.get(sym, 0.0) <= now:
+                    retry_at.pop(sym, None)
+                    if not await self._sync_book(st, sync):
+                        retry_at[sym] = trio.current_time() + interval / 4
+            if trio.current_time() >= tick:
+                rec.write_books(self._opt.book_depth)
+                tick = max(tick + interval, trio.current_time())
+
+    async def _sync_book(self, st: SymbolState, sync: BookSync) -> bool:
+        try:
+            snapshot = await gapfill.fetch_book(self._ops.pool, st.dataset, self._opt.snapshot_depth)
+        except DccdError as exc:
+            log.warning("book.snapshot_failed", symbol=str(st.dataset.symbol), error=str(exc))
+            return False
+        if not sync.on_snapshot(snapshot):
+            log.info("book.snapshot_too_old", symbol=str(st.dataset.symbol), seq=snapshot.seq)
+            return False
+        log.info("book.synced", symbol=str(st.dataset.symbol), seq=sync.book.seq)
+        return True
+
+    # -- the run record ------------------------------------------------------------------------------
+
+    def _record(self, kind: str, lo: int | None, hi: int | None, detail: str) -> None:
+        self._records_in.send_nowait((kind, lo, hi, detail))
+        level = "info" if kind == "filled" else "warning"
+        self._ops.emit(RunLogged(self.run_id, level, f"{kind} {lo}..{hi}: {detail}"))
+
+    async def _record_loop(self) -> None:
+        async for kind, lo, hi, detail in self._records_out:
+            await self._ops.runs.aevent(self.run_id, kind, lo, hi, detail)
+
+    async def _progress_loop(self) -> None:
+        last = 0
+        while True:
+            await trio.sleep(self._opt.progress_s)
+            messages = self.messages
+            rate = (messages - last) / self._opt.progress_s
+            last = messages
+            self._ops.emit(RunProgressed(self.run_id, messages, None, "messages", 0, self.rows_written, rate))
+            await self._save_progress()
+
+    async def _save_progress(self) -> None:
+        rec = self.recording
+        await self._ops.runs.aprogress(
+            self.run_id, unit="messages", done=self.messages, rows=self.rows_written, reconnects=self.reconnects,
+            gaps_filled=self.gaps_filled, gaps_open=self.gaps_open, refilled_rows=self.rows_refilled,
+            dropped_rows=rec.dropped_rows, book_resyncs=rec.book_resyncs, unrecognised=dict(rec.unrecognised),
+        )  # fmt: skip
+
+    def _state_event(self, state: str, error: str | None = None) -> None:
+        symbols = ",".join(str(s) for s in self.request.symbols)
+        dataset = f"{self.exchange}:{symbols}:{self.request.data_type.value}"
+        self._ops.emit(RunStateChanged(self.run_id, "stream", state, dataset, error, self.rows_written))
+
+    def _write(self, dataset: DatasetId, records: list[Record]) -> Any:
+        """The writer's ``write`` (in a worker thread): one lake append, counted on the run."""
+        result = self._ops.lake.write(dataset, records, self._provenance)
+        self.rows_written += result.rows_written
+        self._ops.runs.add_rows(self.run_id, result.rows_written, result.rows_quarantined)
+        return result
+
+    async def _finish(self, state: str, error: str | None) -> None:
+        """Hand every received row to the writer, record what stays missing, drain, end the run."""
+        try:
+            await self._wind_up(state, error)
+        finally:
+            if self.state in ("connected", "reconnecting"):  # wind-up failed half way
+                self.state = "failed" if state == "failed" else "stopped"
+            self._ops.ended(self)
+            self.done.set()
+
+    async def _wind_up(self, state: str, error: str | None) -> None:
+        for batch in self.recording.take_pending():
+            try:
+                self.writer.send(batch)  # never blocks; the writer drains it below
+                self.recording.rows_received += batch.rows
+            except trio.ClosedResourceError:
+                self.recording.dropped_rows += batch.rows
+        for st, lo, hi in self._filling:
+            self._gap(st, lo, hi, "the stream stopped during the refill (rows may be partly stored)")
+        for st, lo, hi in self.recording.claim_all():
+            self._gap(st, lo, hi, "the stream stopped before the refill")
+        self._records_in.close()
+        async for kind, first, last, detail in self._records_out:
+            await self._ops.runs.aevent(self.run_id, kind, first, last, detail)
+        await self._ops.stop_actor(self.writer.name)
+        if state == "succeeded" and self.writer.lost_rows:
+            state, error = "failed", f"{self.writer.lost_rows} rows could not be written"
+        await self._save_progress()
+        await self._ops.runs.afinish(self.run_id, state, error=error)
+        self.state, self.error = ("failed" if state == "failed" else "stopped"), error
+        self._state_event(state, error)
+        log.info(
+            "stream.finished", state=state, messages=self.messages, rows=self.rows_written, reconnects=self.reconnects,
+            gaps_filled=self.gaps_filled, gaps_open=self.gaps_open, error=error,
+        )  # fmt: skip
+
+
+def _ignore(ev: Any, feed: _Feed) -> None:
+    pass
+
+
+def _outcome(exc: BaseException, stop_requested: bool) -> tuple[str, str | None, bool]:
+    """``(run state, error, recorded)`` for what ended a stream.
+
+    Cancellation alone (possibly grouped) is a stop: ``succeeded`` if asked
+    for, else ``cancelled``. A :class:`DccdError` (refused subscription, drift)
+    fails the run and is fully ``recorded`` there; anything else is a bug the
+    supervisor must see as well.
+    """
+    leaves, stack = [], [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        elif not isinstance(e, trio.Cancelled):
+            leaves.append(e)
+    if not leaves:
+        return ("succeeded", None, False) if stop_requested else ("cancelled", "cancelled", False)
+    first = leaves[-1]
+    if all(isinstance(e, DccdError) for e in leaves):
+        return "failed", str(first), True
+    return "failed", f"{type(first).__name__}: {first}", False

@@ -1,0 +1,106 @@
+"""`dccd serve`: the collector as one process — supervisor tree, configured jobs, HTTP API, SSE and UI.
+
+One ``trio.run`` holds the service (``open_service``: startup sweep of temp
+parts, orphaned runs marked failed) and the HTTP server (hypercorn's Trio
+worker). On SIGINT/SIGTERM the shutdown runs in order: sources stop,
+writers drain, the hub closes (every SSE stream ends cleanly), then the
+server stops; exit 0. A second signal cuts the drain short.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from typing import Any
+
+import click
+import structlog
+import trio
+
+from dccd.cli.common import EXIT_FAILED, EXIT_OK, common_options, state
+
+log = structlog.get_logger("dccd.serve")
+
+
+async def run_service(
+    config: Any, *, task_status: trio.TaskStatus[tuple[Any, trio.Event]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The service as a task: ``started((svc, done))``; ``svc.cancel()`` runs the ordered shutdown, then ``done`` is set."""
+    from dccd.actors import open_service
+
+    done = trio.Event()
+    try:
+        async with open_service(config) as svc:
+            task_status.started((svc, done))
+            await trio.sleep_forever()
+    finally:
+        done.set()
+
+
+async def serve_main(config: Any, host: str | None, port: int | None, *, ready: Any = None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down in order (see the module docstring).
+
+    ``ready`` (optional) is called with the bound URLs once the server listens.
+    """
+    from dccd.web import serve_http
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as root:
+            svc, service_done = await root.start(run_service, config)
+            urls = await root.start(functools.partial(serve_http, svc, config, host=host, port=port))
+            log.info("serve.started", urls=urls, storage=str(svc.storage_path))
+            scheduler = getattr(svc, "scheduler", None)
+            if scheduler is not None:
+                await scheduler.start(run_config_jobs=True)
+            if ready is not None:
+                ready(urls)
+            sig = await signals.__anext__()
+            log.info("serve.stopping", signal=signal.Signals(sig).name)
+            t0 = trio.current_time()
+            svc.cancel()  # sources, then writers drain, then the hub closes: SSE streams end here
+
+            async def second_signal() -> None:
+                await signals.__anext__()
+                log.warning("serve.forced", reason="second signal: not waiting for writers to drain")
+                root.cancel_scope.cancel()
+
+            root.start_soon(second_signal)
+            await service_done.wait()
+            root.cancel_scope.cancel()  # now the server: no SSE stream is left to hold it
+        log.info("serve.stopped", shutdown_s=round(trio.current_time() - t0, 3))
+
+
+@click.command()
+@common_options
+@click.option("--host", default=None, help="Bind address (default: server.host, 127.0.0.1).")
+@click.option(
+    "--port", default=None, type=click.IntRange(0, 65535), help="Port (default: server.port, 8080; 0 = any free port)."
+)
+def serve(host: str | None, port: int | None) -> None:
+    """Run the collector: configured jobs (scheduled backfills, supervised streams), the HTTP API, SSE and UI.
+
+    Without --config (or DCCD_CONFIG) the embedded default config runs.
+    SIGINT/SIGTERM drain the writers and exit 0.
+    """
+    from dccd.logging import configure_logging
+
+    cfg = state().config()
+    configure_logging("INFO")
+    try:
+        trio.run(serve_main, cfg, host, port)
+    except (OSError, BaseExceptionGroup) as exc:
+        bind_error = _only_os_error(exc)
+        if bind_error is None:
+            raise
+        where = f"{host or cfg.server.host}:{cfg.server.port if port is None else port}"
+        click.echo(f"error: cannot serve on {where}: {bind_error.strerror or bind_error}", err=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (e.g. address in use) if it is the one failure inside ``exc``'s groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None

@@ -1,0 +1,107 @@
+"""SSE routes: live trades and candles from the hub, and the service's run/control events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from dccd.actors import EVENTS_TOPIC
+from litestar import Controller, get
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+
+from dccd.domain import DataType
+
+from . import params
+from .api_runs import check_run_id
+from .context import WebContext
+from .sse import Feed, closing_sse, data_encoder, event_encoder
+
+_LAST_ID = Parameter(header="Last-Event-ID", required=False, description="Resume after this event id.")
+
+
+def _after(feed: Feed, last_event_id: str | None) -> int:
+    """Where a client starts: after its ``Last-Event-ID``, else after the newest event (live only).
+
+    Starting from the id current when the request arrived (rather than when the
+    response body starts) means nothing published in between is missed.
+    """
+    if last_event_id is None or last_event_id.strip() == "":
+        return feed.last_seq
+    text = last_event_id.strip()
+    if not text.isdigit() or len(text) > 19:
+        raise params.bad("Last-Event-ID", f"{text[:40]!r} is not an event id (a non-negative integer)")
+    return int(text)
+
+
+class LiveController(Controller):
+    """``/api/v1/live/trades``, ``/api/v1/live/candles``, ``/api/v1/events``."""
+
+    path = "/api/v1"
+    tags = ("live",)
+
+    @get("/live/trades", summary="SSE: live trades (event 'trades', data = JSON list)")
+    async def trades(
+        self,
+        ctx: WebContext,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        last_event_id: Annotated[str | None, _LAST_ID] = None,
+    ) -> ServerSentEvent:
+        """Batches of ``{ts,id,price,amount,side,recv_ts}``; ids resume with ``Last-Event-ID``; ``lagged`` on loss."""
+        name = params.exchange(exchange)
+        sym = params.symbol(symbol)
+        params.live_capability(name, DataType.TRADES, None, sym)
+        return await self._live(ctx, ("trades", name, str(sym)), "trades", last_event_id)
+
+    @get("/live/candles", summary="SSE: live candles (event 'candles', data = JSON list)")
+    async def candles(
+        self,
+        ctx: WebContext,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        span: str | None = None,
+        last_event_id: Annotated[str | None, _LAST_ID] = None,
+    ) -> ServerSentEvent:
+        """Batches of ``{ts,open,high,low,close,volume,quote_volume,trades}`` of one span."""
+        name = params.exchange(exchange)
+        sym = params.symbol(symbol)
+        sp = params.span_for(DataType.OHLC, span)
+        assert sp is not None
+        params.live_capability(name, DataType.OHLC, sp, sym)
+        return await self._live(ctx, ("ohlc", name, str(sym), sp.label), "candles", last_event_id)
+
+    async def _live(
+        self, ctx: WebContext, key: tuple[str, ...], event: str, last_event_id: str | None
+    ) -> ServerSentEvent:
+        o = ctx.options
+        feed = await ctx.feeds.open(
+            key,
+            event,
+            data_encoder(event, o.max_records_per_event),
+            window_s=o.live_window_s,
+            ring_size=o.live_ring,
+            client_maxlen=o.live_client_buffer,
+        )
+        return closing_sse(ctx.feeds.stream(feed, _after(feed, last_event_id)))
+
+    @get("/events", summary="SSE: run progress, log and state events (event name = message type)")
+    async def events(
+        self,
+        ctx: WebContext,
+        run_id: str | None = None,
+        last_event_id: Annotated[str | None, _LAST_ID] = None,
+    ) -> ServerSentEvent:
+        """Every control event of the service (``run_state_changed``, ``run_progressed``, ``run_logged``,
+        ``part_written``...), or only one run's with ``?run_id=``."""
+        if run_id is not None:
+            check_run_id(run_id)
+        o = ctx.options
+        feed = await ctx.feeds.open(
+            EVENTS_TOPIC,
+            "events",
+            event_encoder,
+            window_s=0.0,
+            ring_size=o.events_ring,
+            client_maxlen=o.events_client_buffer,
+        )
+        return closing_sse(ctx.feeds.stream(feed, _after(feed, last_event_id), run_id))

@@ -1,0 +1,125 @@
+"""Backfills and run history: start (202 + run ids), list, inspect with progress, cancel."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, delete, get, post
+from litestar.params import JSONBody, Parameter
+
+from dccd.ops import parse_backfill
+from dccd.sources.registry import list_adapters
+from dccd.storage.runs import OPERATIONS, STATES, TERMINAL, RunRecord
+
+from . import params
+from .context import WebContext
+from .errors import ApiError
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class BackfillBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``POST /api/v1/backfills``: symbols as ``BTC/USDT``; start ISO/-30d/last/origin; end ISO/-1h/now."""
+
+    exchange: str
+    symbols: list[str]
+    type: str
+    span: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+def run_view(record: RunRecord, active: bool) -> dict[str, Any]:
+    """A run as JSON, with ``active`` (running in this process)."""
+    out: dict[str, Any] = msgspec.to_builtins(record)
+    out["active"] = active
+    return out
+
+
+def is_active(ctx: WebContext, run_id: str) -> bool:
+    """Whether the run is running in this process (a backfill, or a stream: a stream's id is its run id)."""
+    if ctx.svc.ops is not None and run_id in ctx.svc.ops.active:
+        return True
+    get_stream = getattr(getattr(ctx.svc, "streams", None), "get", None)
+    stream = get_stream(run_id) if get_stream is not None else None
+    return stream is not None and not stream.done.is_set()
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids are short tokens; anything else is a 400 before any lookup."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise params.bad("run_id", f"{run_id[:80]!r} is not a run id")
+    return run_id
+
+
+async def load_run(ctx: WebContext, run_id: str) -> RunRecord:
+    """The stored run, or a 404."""
+    record: RunRecord | None = await ctx.ops.runs.aget(check_run_id(run_id))
+    if record is None:
+        raise ctx.not_found("run_id", f"run {run_id!r}")
+    return record
+
+
+class RunsController(Controller):
+    """``/api/v1/backfills`` and ``/api/v1/runs``."""
+
+    path = "/api/v1"
+    tags = ("runs",)
+
+    @post("/backfills", status_code=202, summary="Start a backfill (one run per symbol)")
+    async def create_backfill(self, ctx: WebContext, data: JSONBody[BackfillBody]) -> dict[str, Any]:
+        """Validate, check the exchange's capabilities, start one run per symbol; returns at once."""
+        req = parse_backfill(
+            data.exchange,
+            data.symbols,
+            data.type,
+            known_exchanges=list_adapters(),
+            span=data.span,
+            start=data.start,
+            end=data.end,
+            now_ns=time.time_ns(),
+        )
+        ops = ctx.ops
+        ops.check_backfill(req)
+        run_ids = await ctx.svc.start_backfill(req)
+        return {"run_ids": run_ids, "runs": [f"/api/v1/runs/{r}" for r in run_ids]}
+
+    @get("/runs", summary="Run history, newest first")
+    async def list_runs(
+        self,
+        ctx: WebContext,
+        run_state: Annotated[str | None, Parameter(query="state")] = None,
+        operation: str | None = None,
+        limit: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs filtered by ``state`` and ``operation``; ``limit`` 1-1000 (default 50)."""
+        st = params.choice(run_state, "state", STATES)
+        op = params.choice(operation, "operation", OPERATIONS)
+        n = params.limit(limit)
+        records = await ctx.ops.runs.alist_runs(state=st, operation=op, limit=n)
+        return [run_view(r, is_active(ctx, r.run_id)) for r in records]
+
+    @get("/runs/{run_id:str}", summary="One run with progress and its gap/reconnect events")
+    async def get_run(self, ctx: WebContext, run_id: str) -> dict[str, Any]:
+        """The run record, ``progress`` (done/total/unit/pages/rows) and recorded events."""
+        record = await load_run(ctx, run_id)
+        out = run_view(record, is_active(ctx, run_id))
+        out["events"] = msgspec.to_builtins(await ctx.ops.runs.aevents(run_id))
+        return out
+
+    @delete("/runs/{run_id:str}", status_code=200, summary="Cancel a running run (its written rows stay)")
+    async def cancel_run(self, ctx: WebContext, run_id: str) -> Response[dict[str, Any]]:
+        """Stop the run, drain its writer, and return the final record; 409 if it is not running here."""
+        record = await load_run(ctx, run_id)
+        if record.state in TERMINAL:
+            raise ApiError(409, "run_id", f"run {run_id!r} already ended ({record.state})")
+        stopped = await ctx.svc.cancel_run(run_id)
+        if not stopped and record.operation == "stream" and getattr(ctx.svc, "stop_stream", None) is not None:
+            stopped = await ctx.svc.stop_stream(run_id)  # a stream's id is its run id
+        if not stopped:
+            raise ApiError(409, "run_id", f"run {run_id!r} is not running in this process ({record.state})")
+        final = await load_run(ctx, run_id)
+        return Response(run_view(final, False))

@@ -1,0 +1,87 @@
+"""The app factory: ``create_app(svc, config) -> Litestar``.
+
+The app runs under hypercorn's Trio worker inside the service's own
+``trio.run`` (see :func:`dccd.web.serve_http`). Its lifespan owns a nursery
+for the SSE taps; the middleware stack counts requests (outermost) and
+enforces the bearer token on mutating routes. Litestar's asyncio-only parts
+(ChannelsPlugin) and its logging setup are not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from dccd.actors import Service
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from dccd import __version__
+
+from .api_catalog import CatalogController
+from .api_control import ControlController
+from .api_data import DataController
+from .api_live import LiveController
+from .api_ops import OpsController
+from .api_runs import RunsController
+from .auth import auth_middleware
+from .context import WebContext, WebOptions
+from .errors import EXCEPTION_HANDLERS
+from .ui import ui
+
+ROUTE_HANDLERS: list[Any] = [
+    OpsController,
+    CatalogController,
+    RunsController,
+    ControlController,
+    DataController,
+    LiveController,
+    ui,
+]
+
+
+def create_app(svc: Service, config: Any, *, options: WebOptions | None = None) -> Litestar:
+    """Build the HTTP app over a running service.
+
+    Args:
+        svc: the service handle (``open_service``).
+        config: the effective :class:`dccd.config.Config` (token, shown masked at ``/api/v1/config``).
+        options: web tunables (heartbeats, replay rings, buffers).
+
+    Returns:
+        The Litestar app; ``app.state.ctx`` is its :class:`WebContext`.
+    """
+    ctx = WebContext(svc, config, options or WebOptions())
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        disposable = svc.events.subscribe(ctx.metrics.on_event)
+        try:
+            async with trio.open_nursery() as nursery:
+                ctx.feeds.nursery = nursery
+                yield
+                ctx.feeds.close()
+                nursery.cancel_scope.cancel()
+        finally:
+            disposable.dispose()
+            if ctx.metrics.collector is not None:
+                ctx.metrics.registry.unregister(ctx.metrics.collector)
+
+    def provide_ctx() -> WebContext:
+        return ctx
+
+    app = Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
+        middleware=[ctx.metrics.middleware, auth_middleware(ctx.token)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        logging_config=None,
+        openapi_config=OpenAPIConfig(title="dccd", version=__version__, path="/schema"),
+        state=None,
+    )
+    app.state.ctx = ctx
+    return app

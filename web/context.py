@@ -1,0 +1,87 @@
+"""What every route handler gets: the service, the config, the app's metrics and feeds, and options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from dccd.actors import Service
+
+from .errors import ApiError, unavailable
+from .metrics import WebMetrics
+from .sse import Feeds
+
+
+class WebOptions(msgspec.Struct, frozen=True):
+    """Tunables of the web layer (defaults suit production; tests shrink the times).
+
+    Attributes:
+        heartbeat_s: SSE comment line after this long without events.
+        linger_s: a live tap outlives its last client this long (so EventSource reconnects can resume).
+        live_window_s: live records arriving within this window travel as one SSE event.
+        live_ring: events kept per live topic for ``Last-Event-ID`` resume.
+        live_client_buffer: events buffered per live client before it lags.
+        max_records_per_event: records per live SSE event (bigger windows are split).
+        events_ring / events_client_buffer: the same for ``/api/v1/events``.
+        tap_maxlen: hub buffer of each tap.
+        graceful_s: how long the server waits for open requests at shutdown.
+    """
+
+    heartbeat_s: float = 15.0
+    linger_s: float = 30.0
+    live_window_s: float = 0.1
+    live_ring: int = 256
+    live_client_buffer: int = 64
+    max_records_per_event: int = 5000
+    events_ring: int = 1024
+    events_client_buffer: int = 1024
+    tap_maxlen: int = 4096
+    graceful_s: float = 3.0
+
+
+class WebContext:
+    """Shared state of one app (injected into handlers as ``ctx``)."""
+
+    def __init__(self, svc: Service, config: Any, options: WebOptions) -> None:
+        self.svc = svc
+        self.config = config
+        self.options = options
+        server = getattr(config, "server", None)
+        self.token: str | None = getattr(server, "token", None) or None
+        self.metrics = WebMetrics(svc)
+        self.feeds: Feeds = Feeds(
+            svc.hub,
+            self.metrics,
+            heartbeat_s=options.heartbeat_s,
+            linger_s=options.linger_s,
+            tap_maxlen=options.tap_maxlen,
+        )
+        self.metrics.watch_sse(self.feeds.stats)
+
+    @property
+    def ops(self) -> Any:
+        """The service's operations (storage, runs, backfills).
+
+        Raises:
+            ApiError: 503 when the service runs without storage.
+        """
+        if self.svc.ops is None:
+            raise unavailable("storage", "storage (config storage.path)")
+        return self.svc.ops
+
+    @property
+    def storage_root(self) -> Path | None:
+        """The lake root, if the service has storage."""
+        return self.svc.ops.lake.root if self.svc.ops is not None else None
+
+    def feature(self, name: str, field: str, what: str) -> Any:
+        """An optional service capability (``scheduler``, ``start_stream``...), or a 503 naming it."""
+        value = getattr(self.svc, name, None)
+        if value is None or self.svc.ops is None:  # streams and jobs live on the service's storage
+            raise unavailable(field, what)
+        return value
+
+    def not_found(self, field: str, what: str) -> ApiError:
+        """A 404 naming the missing thing."""
+        return ApiError(404, field, f"{what} not found")

@@ -1,0 +1,357 @@
+"""Server-Sent Events from the hub: one tap per topic, a replay ring, and bounded per-client fan-out.
+
+::
+
+    service hub ──(one subscription per topic)──► Feed tap ──► encoded frames ──► replay ring
+                                                                     └──► fan-out hub ──► client 1..N (bounded)
+
+A :class:`Feed` subscribes to the service hub once, however many clients
+watch the topic, batches what arrived within ``window_s`` into one event,
+encodes it once (``id``/``event``/``data`` bytes shared by every client),
+keeps the last ``ring_size`` events for ``Last-Event-ID`` resume, and
+offers each event to the clients' bounded buffers. A client that falls
+behind loses its oldest events and gets ``event: lagged`` ``{"n": N}``;
+nothing upstream waits for it. After its last client leaves, a feed lingers
+``linger_s`` (so a reconnecting ``EventSource`` can resume) and then
+releases its hub subscription.
+
+Event ids are dense integers per topic, so a resuming client is told
+exactly how many events it missed beyond the ring.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import AsyncGenerator, Callable, Hashable
+from typing import Any
+
+import msgspec
+import trio
+from dccd.actors import Batch, Hub, Lagged
+from dccd.actors.messages import Message
+from litestar.background_tasks import BackgroundTask
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from .metrics import WebMetrics
+
+Key = tuple[Hashable, ...]
+FEED_KINDS = ("trades", "candles", "events")
+START_GRACE_S = 5.0
+_encode = msgspec.json.Encoder().encode
+
+
+class Frame(ServerSentEventMessage):
+    """One SSE event, encoded once and shared by every client (Litestar sends :meth:`encode`)."""
+
+    def __init__(self, raw: bytes, seq: int | None = None, tag: str | None = None) -> None:
+        super().__init__(data=None)
+        self.raw = raw
+        self.seq = seq
+        self.tag = tag
+
+    def encode(self) -> bytes:
+        """The wire bytes."""
+        return self.raw
+
+
+def frame(event: str, data: bytes, seq: int | None = None, tag: str | None = None) -> Frame:
+    """An event with optional id; ``data`` is one line of JSON (msgspec never emits raw newlines)."""
+    head = b"" if seq is None else b"id: %d\r\n" % seq
+    return Frame(head + b"event: " + event.encode() + b"\r\ndata: " + data + b"\r\n\r\n", seq, tag)
+
+
+HEARTBEAT = Frame(b": keep-alive\r\n\r\n")
+
+
+def lagged(n: int, seq: int | None = None) -> Frame:
+    """The in-band notice that ``n`` events were lost."""
+    return frame("lagged", b'{"n":%d}' % n, seq)
+
+
+def closing_sse(agen: AsyncGenerator[Any, None], **kwargs: Any) -> ServerSentEvent:
+    """A ServerSentEvent whose generator is always closed when the response ends.
+
+    Litestar cancels its body task on disconnect; if that lands while the task
+    waits in ``send()``, the generator stays suspended and its ``finally``
+    (releasing the subscription) never runs. Closing it from a background task
+    fixes that. ``BackgroundTask(agen.aclose)`` does not work: Litestar does
+    not see it as async and never awaits it.
+    """
+
+    async def _aclose() -> None:
+        await agen.aclose()
+
+    return ServerSentEvent(agen, background=BackgroundTask(_aclose), **kwargs)
+
+
+Encoder = Callable[[list[Any]], list[tuple[str, bytes, str | None]]]
+"""Turns what one window delivered (hub items, no Lagged) into ``(event, data, tag)`` triples."""
+
+
+def data_encoder(event: str, max_records: int) -> Encoder:
+    """Records of the window's :class:`Batch` items as JSON lists, at most ``max_records`` per event."""
+
+    def encode(items: list[Any]) -> list[tuple[str, bytes, str | None]]:
+        records = [r for item in items if isinstance(item, Batch) for r in item.records]
+        return [(event, _encode(records[i : i + max_records]), None) for i in range(0, len(records), max_records)]
+
+    return encode
+
+
+def _run_tag(message: Message) -> str | None:
+    run_id = getattr(message, "run_id", None)
+    if isinstance(run_id, str):
+        return run_id
+    for attr in ("name", "writer"):  # actors of a run are named "<role>:<run_id>"
+        name = getattr(message, attr, None)
+        if isinstance(name, str) and ":" in name:
+            return name.rsplit(":", 1)[1]
+    return None
+
+
+def event_encoder(items: list[Any]) -> list[tuple[str, bytes, str | None]]:
+    """One event per control message: event name = message type, data = its msgspec JSON.
+
+    The tag is the message's run id ("" when it belongs to no run) for ``?run_id=`` filtering.
+    """
+    out: list[tuple[str, bytes, str | None]] = []
+    for m in items:
+        if isinstance(m, Message):
+            out.append((type(m).__struct_config__.tag or type(m).__name__, _encode(m), _run_tag(m) or ""))
+    return out
+
+
+class Feed:
+    """The tap, replay ring and client fan-out of one hub topic (made by :class:`Feeds`)."""
+
+    def __init__(
+        self, feeds: Feeds, key: Key, kind: str, encode: Encoder, *, window_s: float, ring_size: int, client_maxlen: int
+    ) -> None:
+        self.feeds = feeds
+        self.key = key
+        self.kind = kind
+        self.encode = encode
+        self.window_s = window_s
+        self.client_maxlen = client_maxlen
+        self.ring: collections.deque[Frame] = collections.deque(maxlen=ring_size)
+        self.fanout: Hub[Frame] = Hub(maxlen=client_maxlen, name=f"sse:{kind}")
+        self.clients = 0
+        # The client that opened the feed attaches a moment later (after the response starts): give it time.
+        self._idle_until = trio.current_time() + max(feeds.linger_s, START_GRACE_S)
+        self._wait = trio.CancelScope()
+
+    @property
+    def last_seq(self) -> int:
+        """Id of the newest event of this topic (0 before the first)."""
+        return self.feeds._seqs.get(self.key, 0)
+
+    def _emit(self, event: str, data: bytes, tag: str | None) -> None:
+        seq = self.last_seq + 1
+        self.feeds._set_seq(self.key, seq)
+        f = frame(event, data, seq, tag)
+        self.ring.append(f)
+        self.fanout.publish(self.key, f)
+        self.feeds.metrics.sse_events.labels(self.kind).inc()
+
+    def _deadline(self) -> float:
+        return math.inf if self.clients else self._idle_until
+
+    def attach(self) -> None:
+        """A client arrived: no lingering."""
+        self.clients += 1
+        self._wait.deadline = math.inf
+
+    def reserve(self) -> None:
+        """A client is on its way (its response is about to start): do not end the tap before it attaches."""
+        if not self.clients:
+            self._idle_until = max(self._idle_until, trio.current_time() + START_GRACE_S)
+            self._wait.deadline = self._idle_until
+
+    def detach(self) -> None:
+        """A client left: the tap lingers ``linger_s`` once nobody watches."""
+        self.clients -= 1
+        if self.clients == 0:
+            self._idle_until = trio.current_time() + self.feeds.linger_s
+            self._wait.deadline = self._idle_until
+
+    async def run(self, hub: Hub[Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The tap: subscribe once, batch per window, encode, remember, fan out."""
+        try:
+            async with hub.subscribe(self.key, maxlen=self.feeds.tap_maxlen) as sub:
+                task_status.started()
+                while await self._pump(sub):
+                    pass
+        finally:
+            self.feeds._forget(self)
+            self.fanout.close()  # clients still attached end cleanly (hub closed or app stopping)
+
+    async def _pump(self, sub: Any) -> bool:
+        """One window; False when the tap should end."""
+        first: Any = _IDLE
+        self._wait = trio.CancelScope(deadline=self._deadline())
+        with self._wait:
+            first = await _receive(sub)
+        if first is _IDLE:
+            return self.clients > 0
+        if first is _END:
+            return False
+        items, ended = [first], False
+        if self.window_s > 0:
+            await trio.sleep(self.window_s)
+        while True:
+            try:
+                items.append(sub.receive_nowait())
+            except trio.WouldBlock:
+                break
+            except trio.EndOfChannel:
+                ended = True
+                break
+        run: list[Any] = []
+        for item in items:
+            if isinstance(item, Lagged):  # the tap itself lost hub items: every client is told, in sequence
+                self._flush(run)
+                run = []
+                self._emit("lagged", b'{"n":%d}' % item.n, None)
+            else:
+                run.append(item)
+        self._flush(run)
+        return not ended
+
+    def _flush(self, items: list[Any]) -> None:
+        if items:
+            for event, data, tag in self.encode(items):
+                self._emit(event, data, tag)
+
+    def replay(self, after: int) -> list[Frame]:
+        """Events after id ``after``: from the ring, preceded by ``lagged`` if some are gone."""
+        last = self.last_seq
+        if after >= last:  # up to date, or an id from another server run: nothing to replay
+            return []
+        kept = [f for f in self.ring if f.seq is not None and f.seq > after]
+        first = kept[0].seq if kept and kept[0].seq is not None else last + 1
+        lost = first - after - 1
+        return ([lagged(lost)] if lost > 0 else []) + kept
+
+
+_END: Any = object()
+_IDLE: Any = object()
+
+
+async def _receive(sub: Any) -> Any:
+    try:
+        return await sub.receive()
+    except trio.EndOfChannel:
+        return _END
+
+
+class Feeds:
+    """The app's feeds: starts taps on demand in the app's nursery and streams them to clients.
+
+    Args:
+        hub: the service hub.
+        metrics: the app's metrics.
+        heartbeat_s: a comment line is sent after this long without events.
+        linger_s: how long a tap outlives its last client.
+        tap_maxlen: hub buffer of a tap (items between two windows).
+    """
+
+    def __init__(
+        self,
+        hub: Hub[Any],
+        metrics: WebMetrics,
+        *,
+        heartbeat_s: float = 15.0,
+        linger_s: float = 30.0,
+        tap_maxlen: int = 4096,
+        max_topics: int = 10_000,
+    ) -> None:
+        self.hub = hub
+        self.metrics = metrics
+        self.heartbeat_s = heartbeat_s
+        self.linger_s = linger_s
+        self.tap_maxlen = tap_maxlen
+        self.nursery: trio.Nursery | None = None
+        self.feeds: dict[Key, Feed] = {}
+        self.closed = False
+        self._seqs: collections.OrderedDict[Key, int] = collections.OrderedDict()
+        self._ended: collections.Counter[str] = collections.Counter()  # drops of feeds that ended, by kind
+        self._max_topics = max_topics
+
+    def _set_seq(self, key: Key, seq: int) -> None:
+        self._seqs[key] = seq
+        self._seqs.move_to_end(key)
+        while len(self._seqs) > self._max_topics:  # ids of long-idle topics restart; clients then replay nothing
+            self._seqs.popitem(last=False)
+
+    def _forget(self, feed: Feed) -> None:
+        if self.feeds.get(feed.key) is feed:
+            del self.feeds[feed.key]
+            self._ended[feed.kind] += feed.fanout.statistics().drops
+
+    async def open(
+        self, key: Key, kind: str, encode: Encoder, *, window_s: float, ring_size: int, client_maxlen: int
+    ) -> Feed:
+        """The running feed of ``key``, its tap started (and subscribed) if needed."""
+        feed = self.feeds.get(key)
+        if feed is not None:
+            feed.reserve()
+            return feed
+        if self.nursery is None or self.closed:
+            raise RuntimeError("the app is not running (no lifespan) or is shutting down")
+        feed = Feed(self, key, kind, encode, window_s=window_s, ring_size=ring_size, client_maxlen=client_maxlen)
+        self.feeds[key] = feed
+        await self.nursery.start(feed.run, self.hub)
+        return feed
+
+    def close(self) -> None:
+        """End every client stream now (before the server shuts down); idempotent."""
+        self.closed = True
+        for feed in list(self.feeds.values()):
+            feed.fanout.close()
+
+    def subscribers(self) -> int:
+        """Clients attached to any feed."""
+        return sum(f.clients for f in self.feeds.values())
+
+    def stats(self) -> dict[str, tuple[int, int]]:
+        """Per feed kind: (attached clients, events evicted from slow clients' buffers, ever)."""
+        out = {kind: (0, 0) for kind in FEED_KINDS}
+        out.update({kind: (0, n) for kind, n in self._ended.items()})
+        for f in self.feeds.values():
+            clients, drops = out.get(f.kind, (0, 0))
+            out[f.kind] = (clients + f.clients, drops + f.fanout.statistics().drops)
+        return out
+
+    async def stream(self, feed: Feed, after: int, run_id: str | None = None) -> AsyncGenerator[Frame, None]:
+        """One client's events: replay after id ``after``, then live; heartbeats when idle.
+
+        The subscription is taken before the replay so nothing falls between;
+        events already replayed are skipped by id.
+        """
+        sub = feed.fanout.subscribe(feed.key, maxlen=feed.client_maxlen)
+        feed.attach()
+        try:
+            sent = after
+            for old in feed.replay(after):
+                if old.seq is not None:
+                    sent = old.seq
+                if run_id is None or old.tag is None or old.tag == run_id:
+                    yield old
+            while True:
+                f: Any = _IDLE
+                with trio.move_on_after(self.heartbeat_s):  # never yield inside a cancel scope
+                    f = await _receive(sub)
+                if f is _END:
+                    return
+                if f is _IDLE:
+                    yield HEARTBEAT
+                elif isinstance(f, Lagged):
+                    yield lagged(f.n)
+                elif f.seq is None or f.seq > sent:
+                    sent = f.seq if f.seq is not None else sent
+                    if run_id is None or f.tag is None or f.tag == run_id:
+                        yield f
+        finally:
+            sub.unsubscribe()
+            feed.detach()
