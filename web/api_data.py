@@ -1,16 +1,17 @@
 """Stored rows over HTTP: streamed, no row cap, in JSON, JSON lines, CSV, Parquet or Arrow IPC.
 
 The lake's export yields byte chunks (one per DuckDB batch); each chunk is
-produced in a worker thread, so a year of bars never blocks the event loop
-and never sits whole in memory. ``json`` is a JSON array assembled from the
+produced in a worker thread, one chunk ahead of the socket writes, so a year
+of bars never blocks the event loop and never sits whole in memory. ``json`` is a JSON array assembled from the
 export's JSON lines as they stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import structlog
 import trio
 from litestar import Controller, get
 from litestar.background_tasks import BackgroundTask
@@ -30,32 +31,63 @@ MEDIA_TYPES = {
     "arrow": "application/vnd.apache.arrow.stream",
 }
 _END: Any = object()
+log = structlog.get_logger("dccd.web")
 
 
-async def _chunks(export: Export, as_array: bool) -> AsyncGenerator[bytes, None]:
-    """The export's chunks, each made in a worker thread; the query is closed however the stream ends."""
-    it: Iterator[bytes] = iter(export)
+class _Failed:
+    """The producer's error, handed to the response so it aborts (a truncated body must not look complete)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+async def _produce(export: Export, send: trio.MemorySendChannel[Any], scope: trio.CancelScope) -> None:
+    """Make the export's chunks in a worker thread, one ahead of the sender (bounded: backpressure stays)."""
+    it = iter(export)
     try:
-        if as_array:
-            yield b"["
-        first = True
-        while True:
-            chunk = await trio.to_thread.run_sync(next, it, _END)
-            if chunk is _END:
-                break
-            if as_array:  # JSON lines -> array items; to_json escapes newlines inside strings
-                chunk = chunk.rstrip(b"\n").replace(b"\n", b",")
-                if not chunk:
-                    continue
-                if not first:
-                    chunk = b"," + chunk
-                first = False
-            yield chunk
-        if as_array:
-            yield b"]"
+        with scope:
+            async with send:
+                while True:
+                    try:
+                        chunk = await trio.to_thread.run_sync(next, it, _END)
+                    except Exception as exc:  # e.g. a part damaged mid-read (CorruptPart)
+                        await send.send(_Failed(exc))
+                        return
+                    if chunk is _END:
+                        return
+                    await send.send(chunk)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(it.close)  # type: ignore[attr-defined]
+            await trio.to_thread.run_sync(it.close)  # the DuckDB query ends with the response
+
+
+async def _chunks(export: Export, as_array: bool, nursery: trio.Nursery, what: str) -> AsyncGenerator[bytes, None]:
+    """The export's chunks, produced one ahead in a task of the app's nursery (DuckDB and encoding overlap the
+    socket writes); cancelled and closed however the response ends."""
+    send, recv = trio.open_memory_channel[Any](1)
+    scope = trio.CancelScope()
+    nursery.start_soon(_produce, export, send, scope)
+    try:
+        async with recv:
+            if as_array:
+                yield b"["
+            first = True
+            async for chunk in recv:
+                if isinstance(chunk, _Failed):
+                    log.error("data.read_failed", dataset=what, error=str(chunk.exc))
+                    raise chunk.exc
+                if as_array:  # JSON lines -> array items; to_json escapes newlines inside strings
+                    chunk = chunk.rstrip(b"\n").replace(b"\n", b",")
+                    if not chunk:
+                        continue
+                    if not first:
+                        chunk = b"," + chunk
+                    first = False
+                yield chunk
+            if as_array:
+                yield b"]"
+    finally:
+        scope.cancel()
 
 
 def _filename(ds: DatasetId, fmt: str) -> str:
@@ -98,7 +130,10 @@ class DataController(Controller):
         ds = DatasetId(name, sym, dtype, sp)
         lake = ctx.ops.lake
         export = await trio.to_thread.run_sync(lake.export, ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
-        body = _chunks(export, as_array=fmt == "json")
+        nursery = ctx.feeds.nursery
+        if nursery is None:
+            raise RuntimeError("the app's lifespan is not running")
+        body = _chunks(export, fmt == "json", nursery, str(ds))
 
         async def _aclose() -> None:  # Litestar may leave the generator suspended on disconnect
             await body.aclose()

@@ -14,23 +14,40 @@ from dccd.domain import DataType
 from . import params
 from .api_runs import check_run_id
 from .context import WebContext
-from .sse import Feed, closing_sse, data_encoder, event_encoder
+from .errors import ApiError
+from .frames import Encoder, closing_sse, data_encoder, event_encoder
+from .sse import Feed
 
 _LAST_ID = Parameter(header="Last-Event-ID", required=False, description="Resume after this event id.")
 
 
-def _after(feed: Feed, last_event_id: str | None) -> int:
+def _last_id(text: str | None) -> int | None:
+    """The ``Last-Event-ID`` header as an id (None when absent)."""
+    if text is None or text.strip() == "":
+        return None
+    text = text.strip()
+    if not text.isdigit() or len(text) > 19:
+        raise params.bad("Last-Event-ID", f"{text[:40]!r} is not an event id (a non-negative integer)")
+    return int(text)
+
+
+def _start(feed: Feed, last_id: int | None) -> int:
     """Where a client starts: after its ``Last-Event-ID``, else after the newest event (live only).
 
     Starting from the id current when the request arrived (rather than when the
     response body starts) means nothing published in between is missed.
     """
-    if last_event_id is None or last_event_id.strip() == "":
-        return feed.last_seq
-    text = last_event_id.strip()
-    if not text.isdigit() or len(text) > 19:
-        raise params.bad("Last-Event-ID", f"{text[:40]!r} is not an event id (a non-negative integer)")
-    return int(text)
+    return feed.last_seq if last_id is None else last_id
+
+
+async def _open(
+    ctx: WebContext, key: tuple[str, ...], kind: str, encode: Encoder, *, window_s: float, ring: int, buffer: int
+) -> Feed:
+    if ctx.feeds.closed:
+        raise ApiError(503, "server", "shutting down")
+    return await ctx.feeds.open(
+        key, kind, encode, window_s=window_s, ring_size=ring, client_maxlen=buffer, ring_bytes=ctx.options.ring_bytes
+    )
 
 
 class LiveController(Controller):
@@ -74,15 +91,12 @@ class LiveController(Controller):
         self, ctx: WebContext, key: tuple[str, ...], event: str, last_event_id: str | None
     ) -> ServerSentEvent:
         o = ctx.options
-        feed = await ctx.feeds.open(
-            key,
-            event,
-            data_encoder(event, o.max_records_per_event),
-            window_s=o.live_window_s,
-            ring_size=o.live_ring,
-            client_maxlen=o.live_client_buffer,
+        last_id = _last_id(last_event_id)
+        encode = data_encoder(event, o.max_records_per_event)
+        feed = await _open(
+            ctx, key, event, encode, window_s=o.live_window_s, ring=o.live_ring, buffer=o.live_client_buffer
         )
-        return closing_sse(ctx.feeds.stream(feed, _after(feed, last_event_id)))
+        return closing_sse(ctx.feeds.stream(feed, _start(feed, last_id)))
 
     @get("/events", summary="SSE: run progress, log and state events (event name = message type)")
     async def events(
@@ -96,12 +110,8 @@ class LiveController(Controller):
         if run_id is not None:
             check_run_id(run_id)
         o = ctx.options
-        feed = await ctx.feeds.open(
-            EVENTS_TOPIC,
-            "events",
-            event_encoder,
-            window_s=0.0,
-            ring_size=o.events_ring,
-            client_maxlen=o.events_client_buffer,
+        last_id = _last_id(last_event_id)
+        feed = await _open(
+            ctx, EVENTS_TOPIC, "events", event_encoder, window_s=0.0, ring=o.events_ring, buffer=o.events_client_buffer
         )
-        return closing_sse(ctx.feeds.stream(feed, _after(feed, last_event_id), run_id))
+        return closing_sse(ctx.feeds.stream(feed, _start(feed, last_id), run_id))

@@ -20,7 +20,7 @@ class WebOptions(msgspec.Struct, frozen=True):
         heartbeat_s: SSE comment line after this long without events.
         linger_s: a live tap outlives its last client this long (so EventSource reconnects can resume).
         live_window_s: live records arriving within this window travel as one SSE event.
-        live_ring: events kept per live topic for ``Last-Event-ID`` resume.
+        live_ring: events kept per live topic for ``Last-Event-ID`` resume (and at most ``ring_bytes`` of them).
         live_client_buffer: events buffered per live client before it lags.
         max_records_per_event: records per live SSE event (bigger windows are split).
         events_ring / events_client_buffer: the same for ``/api/v1/events``.
@@ -32,8 +32,9 @@ class WebOptions(msgspec.Struct, frozen=True):
     linger_s: float = 30.0
     live_window_s: float = 0.1
     live_ring: int = 256
+    ring_bytes: int = 8 << 20
     live_client_buffer: int = 64
-    max_records_per_event: int = 5000
+    max_records_per_event: int = 2000
     events_ring: int = 1024
     events_client_buffer: int = 1024
     tap_maxlen: int = 4096

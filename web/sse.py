@@ -23,110 +23,34 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncGenerator, Callable, Hashable
+from collections.abc import AsyncGenerator, Hashable
 from typing import Any
 
-import msgspec
 import trio
-from dccd.actors import Batch, Hub, Lagged
-from dccd.actors.messages import Message
-from litestar.background_tasks import BackgroundTask
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from dccd.actors import Hub, Lagged
 
+from .frames import HEARTBEAT, Encoder, Frame, frame, lagged
 from .metrics import WebMetrics
 
 Key = tuple[Hashable, ...]
 FEED_KINDS = ("trades", "candles", "events")
 START_GRACE_S = 5.0
-_encode = msgspec.json.Encoder().encode
-
-
-class Frame(ServerSentEventMessage):
-    """One SSE event, encoded once and shared by every client (Litestar sends :meth:`encode`)."""
-
-    def __init__(self, raw: bytes, seq: int | None = None, tag: str | None = None) -> None:
-        super().__init__(data=None)
-        self.raw = raw
-        self.seq = seq
-        self.tag = tag
-
-    def encode(self) -> bytes:
-        """The wire bytes."""
-        return self.raw
-
-
-def frame(event: str, data: bytes, seq: int | None = None, tag: str | None = None) -> Frame:
-    """An event with optional id; ``data`` is one line of JSON (msgspec never emits raw newlines)."""
-    head = b"" if seq is None else b"id: %d\r\n" % seq
-    return Frame(head + b"event: " + event.encode() + b"\r\ndata: " + data + b"\r\n\r\n", seq, tag)
-
-
-HEARTBEAT = Frame(b": keep-alive\r\n\r\n")
-
-
-def lagged(n: int, seq: int | None = None) -> Frame:
-    """The in-band notice that ``n`` events were lost."""
-    return frame("lagged", b'{"n":%d}' % n, seq)
-
-
-def closing_sse(agen: AsyncGenerator[Any, None], **kwargs: Any) -> ServerSentEvent:
-    """A ServerSentEvent whose generator is always closed when the response ends.
-
-    Litestar cancels its body task on disconnect; if that lands while the task
-    waits in ``send()``, the generator stays suspended and its ``finally``
-    (releasing the subscription) never runs. Closing it from a background task
-    fixes that. ``BackgroundTask(agen.aclose)`` does not work: Litestar does
-    not see it as async and never awaits it.
-    """
-
-    async def _aclose() -> None:
-        await agen.aclose()
-
-    return ServerSentEvent(agen, background=BackgroundTask(_aclose), **kwargs)
-
-
-Encoder = Callable[[list[Any]], list[tuple[str, bytes, str | None]]]
-"""Turns what one window delivered (hub items, no Lagged) into ``(event, data, tag)`` triples."""
-
-
-def data_encoder(event: str, max_records: int) -> Encoder:
-    """Records of the window's :class:`Batch` items as JSON lists, at most ``max_records`` per event."""
-
-    def encode(items: list[Any]) -> list[tuple[str, bytes, str | None]]:
-        records = [r for item in items if isinstance(item, Batch) for r in item.records]
-        return [(event, _encode(records[i : i + max_records]), None) for i in range(0, len(records), max_records)]
-
-    return encode
-
-
-def _run_tag(message: Message) -> str | None:
-    run_id = getattr(message, "run_id", None)
-    if isinstance(run_id, str):
-        return run_id
-    for attr in ("name", "writer"):  # actors of a run are named "<role>:<run_id>"
-        name = getattr(message, attr, None)
-        if isinstance(name, str) and ":" in name:
-            return name.rsplit(":", 1)[1]
-    return None
-
-
-def event_encoder(items: list[Any]) -> list[tuple[str, bytes, str | None]]:
-    """One event per control message: event name = message type, data = its msgspec JSON.
-
-    The tag is the message's run id ("" when it belongs to no run) for ``?run_id=`` filtering.
-    """
-    out: list[tuple[str, bytes, str | None]] = []
-    for m in items:
-        if isinstance(m, Message):
-            out.append((type(m).__struct_config__.tag or type(m).__name__, _encode(m), _run_tag(m) or ""))
-    return out
 
 
 class Feed:
     """The tap, replay ring and client fan-out of one hub topic (made by :class:`Feeds`)."""
 
     def __init__(
-        self, feeds: Feeds, key: Key, kind: str, encode: Encoder, *, window_s: float, ring_size: int, client_maxlen: int
+        self,
+        feeds: Feeds,
+        key: Key,
+        kind: str,
+        encode: Encoder,
+        *,
+        window_s: float,
+        ring_size: int,
+        client_maxlen: int,
+        ring_bytes: int = 8 << 20,
     ) -> None:
         self.feeds = feeds
         self.key = key
@@ -135,6 +59,8 @@ class Feed:
         self.window_s = window_s
         self.client_maxlen = client_maxlen
         self.ring: collections.deque[Frame] = collections.deque(maxlen=ring_size)
+        self.ring_bytes = ring_bytes
+        self._ring_size = 0  # bytes held by the ring: big events make it keep fewer
         self.fanout: Hub[Frame] = Hub(maxlen=client_maxlen, name=f"sse:{kind}")
         self.clients = 0
         # The client that opened the feed attaches a moment later (after the response starts): give it time.
@@ -150,7 +76,12 @@ class Feed:
         seq = self.last_seq + 1
         self.feeds._set_seq(self.key, seq)
         f = frame(event, data, seq, tag)
+        if len(self.ring) == self.ring.maxlen:
+            self._ring_size -= len(self.ring[0].raw)
         self.ring.append(f)
+        self._ring_size += len(f.raw)
+        while self._ring_size > self.ring_bytes and len(self.ring) > 1:
+            self._ring_size -= len(self.ring.popleft().raw)
         self.fanout.publish(self.key, f)
         self.feeds.metrics.sse_events.labels(self.kind).inc()
 
@@ -192,8 +123,8 @@ class Feed:
         self._wait = trio.CancelScope(deadline=self._deadline())
         with self._wait:
             first = await _receive(sub)
-        if first is _IDLE:
-            return self.clients > 0
+        if first is _IDLE:  # a client may have reserved a place since the deadline passed
+            return self.clients > 0 or trio.current_time() < self._idle_until
         if first is _END:
             return False
         items, ended = [first], False
@@ -290,16 +221,37 @@ class Feeds:
             self._ended[feed.kind] += feed.fanout.statistics().drops
 
     async def open(
-        self, key: Key, kind: str, encode: Encoder, *, window_s: float, ring_size: int, client_maxlen: int
+        self,
+        key: Key,
+        kind: str,
+        encode: Encoder,
+        *,
+        window_s: float,
+        ring_size: int,
+        client_maxlen: int,
+        ring_bytes: int = 8 << 20,
     ) -> Feed:
-        """The running feed of ``key``, its tap started (and subscribed) if needed."""
+        """The running feed of ``key``, its tap started (and subscribed) if needed.
+
+        Raises:
+            RuntimeError: the app's lifespan is not running, or the app is shutting down.
+        """
         feed = self.feeds.get(key)
         if feed is not None:
             feed.reserve()
             return feed
         if self.nursery is None or self.closed:
             raise RuntimeError("the app is not running (no lifespan) or is shutting down")
-        feed = Feed(self, key, kind, encode, window_s=window_s, ring_size=ring_size, client_maxlen=client_maxlen)
+        feed = Feed(
+            self,
+            key,
+            kind,
+            encode,
+            window_s=window_s,
+            ring_size=ring_size,
+            client_maxlen=client_maxlen,
+            ring_bytes=ring_bytes,
+        )
         self.feeds[key] = feed
         await self.nursery.start(feed.run, self.hub)
         return feed

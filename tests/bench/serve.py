@@ -73,14 +73,10 @@ def write_year(root: Path) -> Any:
     return ds
 
 
-async def bench_reads(root: Path, reads: int) -> None:
+def baselines(root: Path, reads: int) -> float:
+    """Write the year, time DuckDB reading it directly and the lake's export per format; returns DuckDB's p50."""
     import duckdb
-    import httpx
-    import trio
-    from dccd.actors import open_service
-    from dccd.web import serve_http
 
-    from dccd.config import parse_config
     from dccd.storage.lake import Lake
 
     ds = write_year(root)
@@ -98,30 +94,50 @@ async def bench_reads(root: Path, reads: int) -> None:
             out.append(time.perf_counter() - t0)
         return out
 
+    def show(label: str, samples: list[float], extra: str = "") -> None:
+        print(f"{label:<40} p50 {pct(samples, 0.5) * 1e3:7.1f} ms  p99 {pct(samples, 0.99) * 1e3:7.1f} ms{extra}")
+
     con = duckdb.connect()
-    bare = time_it(lambda: con.sql(f"SELECT * FROM read_parquet({files!r}) ORDER BY ts").to_arrow_table(), reads)
+    show(
+        "DuckDB read_parquet (bare, ordered)",
+        time_it(lambda: con.sql(f"SELECT * FROM read_parquet({files!r}) ORDER BY ts").to_arrow_table(), reads),
+    )
     via_lake = time_it(lambda: lake.read_table(ds), reads)
     assert lake.read_table(ds).table.num_rows == YEAR_BARS
-    print(
-        f"{'DuckDB read_parquet (bare, ordered)':<40} p50 {pct(bare, 0.5) * 1e3:7.1f} ms  p99 {pct(bare, 0.99) * 1e3:7.1f} ms"
-    )
-    print(
-        f"{'DuckDB via Lake.read_table (dedup plan)':<40} p50 {pct(via_lake, 0.5) * 1e3:7.1f} ms  p99 {pct(via_lake, 0.99) * 1e3:7.1f} ms"
-    )
-    duck_p50 = pct(via_lake, 0.5)
+    show("DuckDB via Lake.read_table (the plan)", via_lake)
+    for fmt in ("arrow", "parquet", "csv", "jsonl"):
+        show(
+            f"lake export only, {fmt} (no HTTP)",
+            time_it(lambda fmt=fmt: sum(len(c) for c in lake.export(ds, fmt)), max(3, reads // 2)),
+        )
+    return pct(via_lake, 0.5)
+
+
+async def bench_api(root: Path, reads: int, duck_p50: float) -> None:
+    import httpx
+    import trio
+    from dccd.actors import open_service
+    from dccd.web import serve_http
+
+    from dccd.config import parse_config
 
     cfg = parse_config(f"storage: {{path: '{root}'}}\n", env={})
     plan = [("arrow", reads), ("parquet", reads), ("csv", max(3, reads // 4)), ("json", max(3, reads // 4))]
     async with open_service(cfg) as svc, trio.open_nursery() as nursery:
         [url] = await nursery.start(functools.partial(serve_http, svc, cfg, host="127.0.0.1", port=0))
-        for where in ("client in this process", "client in another process"):
+        for where in (
+            "httpx client in this process",
+            "httpx client in another process",
+            "raw socket client in another process",
+        ):
             print(f"-- API, {where} --")
             if where.endswith("this process"):
                 async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                     results = [await _timed_reads(client, fmt, n) for fmt, n in plan]
             else:
+                target = raw_read_client if where.startswith("raw") else read_client
                 parent, child = multiprocessing.get_context("spawn").Pipe()
-                proc = multiprocessing.get_context("spawn").Process(target=read_client, args=(url, plan, child))
+                proc = multiprocessing.get_context("spawn").Process(target=target, args=(url, plan, child))
                 proc.start()
                 results = await trio.to_thread.run_sync(parent.recv)
                 await trio.to_thread.run_sync(proc.join)
@@ -158,6 +174,53 @@ def read_client(url: str, plan: list[tuple[str, int]], conn: Any) -> None:
     conn.send(trio.run(main))
 
 
+def raw_read_client(url: str, plan: list[tuple[str, int]], conn: Any) -> None:
+    """Child process: the timed reads over one keep-alive socket with 1 MB reads (the server's own pace:
+    httpx reads 64 KB at a time and parses every piece, which bounds what it can take in)."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    buf = bytearray()
+
+    def fill() -> None:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        buf.extend(chunk)
+
+    def read_line() -> bytes:
+        while (i := buf.find(b"\r\n")) < 0:
+            fill()
+        line = bytes(buf[:i])
+        del buf[: i + 2]
+        return line
+
+    def get(fmt: str) -> int:
+        path = f"/api/v1/data/ohlc/binance/BTC-USDT?span=1m&format={fmt}"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        while read_line():  # status line and headers (chunked transfer encoding)
+            pass
+        size = 0
+        while n := int(read_line(), 16):
+            while len(buf) < n + 2:
+                fill()
+            del buf[: n + 2]
+            size += n
+        read_line()
+        return size
+
+    results = []
+    for fmt, n in plan:
+        samples, size = [], 0
+        for _ in range(n + 1):
+            t0 = time.perf_counter()
+            size = get(fmt)
+            samples.append(time.perf_counter() - t0)
+        results.append((samples[1:], size))
+    conn.send(results)
+
+
 def sse_clients(url: str, n: int, conn: Any) -> None:
     """Child process: n SSE clients counting events/trades until told to stop; reports totals."""
     import httpx
@@ -186,9 +249,22 @@ def sse_clients(url: str, n: int, conn: Any) -> None:
             for i in range(n):
                 await nursery.start(one, i)
             conn.send("connected")
-            await trio.to_thread.run_sync(conn.recv)  # "stop"
+            expected = await trio.to_thread.run_sync(conn.recv)  # trades published while we listened
+            t0 = trio.current_time()
+            with trio.move_on_after(20):  # let every client read what is still in flight
+                while min(trades) < expected and not any(lagged):
+                    await trio.sleep(0.02)
+            drain_s = trio.current_time() - t0
             nursery.cancel_scope.cancel()
-        conn.send({"events": sum(events), "trades": sum(trades), "lagged": sum(lagged), "min_trades": min(trades)})
+        conn.send(
+            {
+                "events": sum(events),
+                "trades": sum(trades),
+                "lagged": sum(lagged),
+                "min_trades": min(trades),
+                "drain_s": drain_s,
+            }
+        )
 
     trio.run(main)
 
@@ -234,8 +310,7 @@ async def bench_fanout(root: Path, subscribers: int, rate: float, seconds: float
         while app.state.ctx.feeds.subscribers() < subscribers:
             await trio.sleep(0.01)
         crowded, cost_crowded = await publish(svc, seconds)
-        await trio.sleep(0.5)  # the last window reaches the clients
-        parent.send("stop")
+        parent.send(crowded * TRADES_PER_BATCH)
         got = await trio.to_thread.run_sync(parent.recv)
         await trio.to_thread.run_sync(proc.join)
         nursery.cancel_scope.cancel()
@@ -246,10 +321,14 @@ async def bench_fanout(root: Path, subscribers: int, rate: float, seconds: float
         f"  publish rate, {subscribers} subscribers: {r1:8.1f} batches/s  ({cost_crowded * 1e6:.1f} us per publish call)"
     )
     print(f"  change: {100 * (r1 - r0) / r0:+.2f} %  [{'ok' if abs(r1 - r0) <= 0.05 * r0 else 'over 5 %'}]")
+    span = seconds + got["drain_s"]  # until the last client had read everything
     print(
-        f"  delivered: {got['events'] / seconds:,.0f} events/s, {got['trades'] / seconds:,.0f} trades/s to {subscribers} clients"
-        f" (lagged notices: {got['lagged']}; fewest trades at one client: {got['min_trades']:,}"
-        f" of {crowded * TRADES_PER_BATCH:,} published)"
+        f"  delivered: {got['events']:,} events, {got['trades']:,} trades to {subscribers} clients in {span:.2f} s"
+        f" = {got['events'] / span:,.0f} events/s, {got['trades'] / span:,.0f} trades/s"
+    )
+    print(
+        f"  every client got every trade: {got['min_trades'] == crowded * TRADES_PER_BATCH}"
+        f" (fewest at one client {got['min_trades']:,} of {crowded * TRADES_PER_BATCH:,}; lagged notices: {got['lagged']})"
     )
 
 
@@ -265,7 +344,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         print("== read one year of 1m bars through the API ==")
-        trio.run(bench_reads, Path(d) / "read", args.reads)
+        duck_p50 = baselines(Path(d) / "read", args.reads)
+        trio.run(bench_api, Path(d) / "read", args.reads, duck_p50)
         print("\n== SSE fan-out ==")
         trio.run(bench_fanout, Path(d) / "fanout", args.subscribers, args.rate, args.seconds)
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import trio
 from dccd.actors import Hub
+from dccd.web.frames import HEARTBEAT, data_encoder
 from dccd.web.metrics import WebMetrics
-from dccd.web.sse import HEARTBEAT, Feed, Feeds, data_encoder
+from dccd.web.sse import Feed, Feeds
 
 from .conftest import TRADES_KEY, trades
 
@@ -19,9 +20,15 @@ def _feeds(hub: Hub[Any], nursery: trio.Nursery, **kw: Any) -> Feeds:
     return feeds
 
 
-async def _open(feeds: Feeds, window_s: float = 0.1, ring: int = 8, buffer: int = 4) -> Feed:
+async def _open(feeds: Feeds, window_s: float = 0.1, ring: int = 8, buffer: int = 4, ring_bytes: int = 1 << 20) -> Feed:
     return await feeds.open(
-        TRADES_KEY, "trades", data_encoder("trades", 3), window_s=window_s, ring_size=ring, client_maxlen=buffer
+        TRADES_KEY,
+        "trades",
+        data_encoder("trades", 3),
+        window_s=window_s,
+        ring_size=ring,
+        client_maxlen=buffer,
+        ring_bytes=ring_bytes,
     )
 
 
@@ -118,3 +125,16 @@ async def test_the_tap_outlives_its_last_client_by_linger_s_exactly(autojump_clo
     assert hub.subscriber_count == 0 and feeds.feeds == {}
     again = await _open(feeds)
     assert again is not feed and again.last_seq == 1  # the id sequence of the topic continues
+
+
+async def test_the_ring_is_bounded_in_bytes_too(autojump_clock: Any, nursery: trio.Nursery) -> None:
+    """Events of ~300 bytes with a 700-byte budget: the ring keeps the newest two, and replay says 3 are gone."""
+    hub: Hub[Any] = Hub()
+    feeds = _feeds(hub, nursery)
+    feed = await _open(feeds, ring=100, ring_bytes=700)
+    for k in range(5):
+        hub.publish(TRADES_KEY, trades(3, 3 * k))
+        await trio.sleep(0.2)
+    assert all(250 < len(f.raw) < 350 for f in feed.ring)
+    assert [f.seq for f in feed.ring] == [4, 5]
+    assert feed.replay(0)[0].raw == b'event: lagged\r\ndata: {"n":3}\r\n\r\n'
