@@ -3,9 +3,11 @@
 Completeness first. OHLC is planned from what the lake already holds: only
 missing bars are requested, in span-aligned windows of one page, a bounded
 number in flight; a window the exchange answers with fewer bars than it spans
-records those bars as a known hole (never silently skipped). Trades walk the
-exchange's id cursor: the head before the stored range, interior id holes
-when ids are sequential, and the tail up to ``end``. Every request first
+records those bars as a known hole (never silently skipped); a start before the
+exchange's first bar costs one empty window and one ``limit=1`` probe, not a
+walk through empty windows. Trades walk the exchange's id cursor: the head
+before the stored range, interior id holes when ids are sequential, and the
+tail up to ``end``. Every request first
 waits for writer capacity (``await writer.wait_writable()``), so a slow disk
 means fewer HTTP requests, not more memory.
 """
@@ -25,7 +27,7 @@ import trio
 from dccd.domain.capability import Capabilities, History, Transport
 from dccd.domain.dataset import DatasetId
 from dccd.domain.gaps import merge_ranges, missing_ids
-from dccd.domain.plan import Window, closed_end, ohlc_windows, page_holes
+from dccd.domain.plan import Window, closed_end, ohlc_windows, page_holes, subtract_holes
 from dccd.domain.records import DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso
@@ -216,7 +218,7 @@ class Backfiller:
         first = await self._first_bar(adapter, client, span, first_window.end_ns, run_end) if rest else None
         lo, head_end = first_window.start_ns, run_end if first is None else first
         await self._hole(lo, head_end, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(head_end)})")
-        left = _subtract(rest, [(lo, head_end)], span)
+        left = subtract_holes(rest, [(lo, head_end)], span)
         self.progress.add(done=first_window.bars + sum(w.bars for w in rest) - sum(w.bars for w in left))
         return left
 
@@ -256,7 +258,7 @@ class Backfiller:
         stored_tbl = (await self.lake.aread_table(self.ds, start, end)).table
         stored = stored_tbl.column("ts").to_pylist() if stored_tbl.num_rows else []
         known = await self._known_holes(start, end)
-        windows = _subtract(ohlc_windows(span, start, end, stored, limit), known, span)
+        windows = subtract_holes(ohlc_windows(span, start, end, stored, limit), known, span)
         self.progress = Progress(self.job.run_id, "bars", sum(w.bars for w in windows), self._emit, self.runs)
         self._log("info", "backfill.planned", windows=len(windows), bars=self.progress.total, stored=len(stored))
         if isinstance(self.job.start, int) and windows and windows[0].start_ns == start:
@@ -494,28 +496,6 @@ def _holes_for(runs: RunStore, ds: DatasetId, start: int, end: int) -> list[tupl
     finally:
         con.close()
     return merge_ranges([(int(lo), int(hi)) for lo, hi in rows])
-
-
-def _subtract(windows: list[Window], holes: list[tuple[int, int]], span: Span) -> list[Window]:
-    """Drop the parts of windows that are known exchange-side holes."""
-    if not holes:
-        return windows
-    out: list[Window] = []
-    for w in windows:
-        pieces = [(w.start_ns, w.end_ns)]
-        for lo, hi in holes:
-            nxt = []
-            for a, b in pieces:
-                if hi <= a or lo >= b:
-                    nxt.append((a, b))
-                    continue
-                if a < lo:
-                    nxt.append((a, lo))
-                if hi < b:
-                    nxt.append((hi, b))
-            pieces = nxt
-        out.extend(Window(a, b, span.count(a, b)) for a, b in pieces if span.count(a, b))
-    return out
 
 
 def wall_now_ns() -> int:

@@ -66,3 +66,25 @@ def page_holes(span: Span, window: Window, got: Sequence[int]) -> list[tuple[int
         return []  # every bar present: the common case, no per-bar alignment needed
     inside = sorted(t for t in got if window.start_ns <= t < window.end_ns)
     return missing_bars(inside, span, window.start_ns, window.end_ns)
+
+
+def subtract_holes(windows: list[Window], holes: list[tuple[int, int]], span: Span) -> list[Window]:
+    """``windows`` without the ``[lo, hi)`` ranges known to hold no bars (exchange-side holes)."""
+    if not holes:
+        return windows
+    out: list[Window] = []
+    for w in windows:
+        pieces = [(w.start_ns, w.end_ns)]
+        for lo, hi in holes:
+            nxt = []
+            for a, b in pieces:
+                if hi <= a or lo >= b:
+                    nxt.append((a, b))
+                    continue
+                if a < lo:
+                    nxt.append((a, lo))
+                if hi < b:
+                    nxt.append((hi, b))
+            pieces = nxt
+        out.extend(Window(a, b, span.count(a, b)) for a, b in pieces if span.count(a, b))
+    return out

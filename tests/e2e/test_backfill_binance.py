@@ -10,6 +10,7 @@ instantly and times are exact.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -163,7 +164,9 @@ async def test_weight_budget_binds_over_500_pages(autojump_clock: Any, tmp_path:
     assert fake.count(KLINES) == 500 and fake.rejected_429 == 0
     assert fake.max_used_weight <= 500  # floor(1000 * 0.5): the budget taken from exchangeInfo
     assert sorted(fake.weight_by_window.values()) == [20, 500, 500]  # 1020 weight over three minutes
-    assert trio.current_time() >= 120.0  # the run waited two window roll-overs (instantly, on the autojump clock)
+    # exchangeInfo + 240 pages fill minute 0; the rest wait for each roll-over plus the 0.6 s guard (1 % of 60 s).
+    sent_at = collections.Counter(round(r.t - WALL0, 3) for r in fake.requests)
+    assert sent_at == {0.0: 1 + 240, 60.6: 250, 120.6: 10}
     assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == bars
 
 
@@ -333,7 +336,9 @@ async def test_origin_is_found_by_one_probe(fake: FakeBinance, tmp_path: Path) -
     assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == fake_klines(fake, LISTED_MS, LISTED_MS + DAY_MS)
 
 
-async def test_start_before_the_listing_probes_instead_of_paging_empty_windows(fake: FakeBinance, tmp_path: Path) -> None:
+async def test_start_before_the_listing_probes_instead_of_paging_empty_windows(
+    fake: FakeBinance, tmp_path: Path
+) -> None:
     """A start 7.5 months before the listing costs one empty window and one probe, recorded as one gap, never again."""
     req = request(["BTC/USDT"], start="2017-01-01", end=iso_ms(LISTED_MS + DAY_MS))
     async with http_service(tmp_path, fake) as svc:
