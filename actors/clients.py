@@ -62,6 +62,7 @@ class ClientPool:
         self._options = options or {}
         self._clients: dict[str, ExchangeClient] = {}
         self._locks: dict[str, trio.Lock] = {}
+        self._listing_locks: dict[tuple[str, bool], trio.Lock] = {}
         self._listings: dict[tuple[str, bool], tuple[float, Listing]] = {}
 
     def adapter(self, exchange: str) -> Adapter:
@@ -99,6 +100,10 @@ class ClientPool:
         ``BASE/QUOTE:perp`` symbol must be checked against that table, not the spot one.
         """
         key = (exchange, perp)
+        async with self._listing_locks.setdefault(key, trio.Lock()):  # concurrent runs share one fetch
+            return await self._listing(exchange, perp, key)
+
+    async def _listing(self, exchange: str, perp: bool, key: tuple[str, bool]) -> Listing:
         cached = self._listings.get(key)
         now = trio.current_time()
         if cached is not None and now - cached[0] < LISTING_TTL_S:

@@ -44,7 +44,6 @@ symbol."}`` bodies -> :class:`~dccd.errors.ExchangeRejected`.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Final
 
@@ -367,9 +366,8 @@ def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
     start_ms, end_ms = _int_param(request, "startTime"), _int_param(request, "endTime")
     fast = _fast(_KLINES_F, body)
     candles: list[Candle] = []
-    if fast is not None and _ascending_within(fast, start_ms, end_ms) and math.isfinite(
-        sum(r.open + r.high + r.low + r.close + r.volume + r.quote_volume for r in fast)
-    ):
+    # NaN/inf strings decode on this path; the lake's values_finite gate quarantines such rows.
+    if fast is not None and _ascending_within(fast, start_ms, end_ms):
         candles = [
             Candle(r.open_time * NS_PER_MS, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, r.trades)
             for r in fast
@@ -425,7 +423,7 @@ def parse_trades(request: Request, body: bytes) -> TradesPage:
         return TradesPage([], str(aggs[0].f) if aggs else None)
     from_id = request.param("fromId")
     fast = _fast(_TRADES_F, body)
-    if fast is not None and math.isfinite(sum(r.price + r.qty for r in fast)):
+    if fast is not None:  # NaN/inf: quarantined by the lake's values_finite gate
         return _trades_page(request, fast, from_id)
     rows = decode(_TRADES, body, NAME, ep)
     expect = int(from_id) if from_id is not None else None

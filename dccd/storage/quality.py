@@ -9,7 +9,7 @@ Rules: ``required_present`` (non-nullable columns are set), ``ts_positive``,
 ``ts_not_future`` (``ts <= now + skew``), ``price_positive``,
 ``amount_non_negative``, ``volume_non_negative``, ``ohlc_low_le_high``,
 ``ohlc_high`` (high >= max(open, close)), ``ohlc_low`` (low <= min(open, close)),
-``side_valid``, ``rate_finite`` and ``unique_key`` (a later row in the same batch
+``side_valid``, ``values_finite`` (no NaN/inf prices or amounts), ``rate_finite`` and ``unique_key`` (a later row in the same batch
 has the same natural key: the last one wins, earlier ones are quarantined).
 """
 
@@ -76,6 +76,10 @@ def _side(allowed: tuple[str, ...], nullable: bool) -> Check:
     return lambda t, _now: _must(pc.is_in(t["side"], value_set=values))
 
 
+def _finite(must: tuple[str, ...], opt: tuple[str, ...] = ()) -> Check:
+    return lambda t, _now: _all(*(_must(pc.is_finite(t[c])) for c in must), *(_opt(pc.is_finite(t[c])) for c in opt))
+
+
 def _common(dt: DataType) -> list[tuple[str, Check]]:
     return [
         ("required_present", _present(dt)),
@@ -87,12 +91,14 @@ def _common(dt: DataType) -> list[tuple[str, Check]]:
 RULES: Final[dict[DataType, list[tuple[str, Check]]]] = {
     DataType.TRADES: [
         *_common(DataType.TRADES),
+        ("values_finite", _finite(("price", "amount"))),
         ("price_positive", _gt0("price")),
         ("amount_non_negative", _ge0(("amount",))),
         ("side_valid", _side(("buy", "sell"), nullable=True)),
     ],
     DataType.OHLC: [
         *_common(DataType.OHLC),
+        ("values_finite", _finite(("open", "high", "low", "close", "volume"), ("quote_volume",))),
         ("price_positive", _gt0("open", "high", "low", "close")),
         ("volume_non_negative", _ge0(("volume",), ("quote_volume", "trades"))),
         ("ohlc_low_le_high", lambda t, _now: _must(pc.less_equal(t["low"], t["high"]))),

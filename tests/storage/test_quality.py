@@ -40,11 +40,11 @@ def _rules(data_type: DataType, records: list[Any]) -> list[str | None]:
         (Candle(T0 + 5, 3.0, 2.0, 2.5, 3.0, 1.0), "ohlc_low_le_high"),
         (Candle(T0 + 6, 0.0, 2.0, 0.5, 1.5, 1.0), "price_positive"),
         (Candle(T0 + 7, 1.0, 2.0, -0.5, 1.5, 1.0), "price_positive"),
-        (Candle(T0 + 8, 1.0, 2.0, 0.5, math.nan, 1.0), "price_positive"),
+        (Candle(T0 + 8, 1.0, 2.0, 0.5, math.nan, 1.0), "values_finite"),
         (Candle(T0 + 9, 1.0, 2.0, 0.5, 1.5, -1.0), "volume_non_negative"),
         (Candle(T0 + 10, 1.0, 2.0, 0.5, 1.5, 1.0, -2.0), "volume_non_negative"),
         (Candle(T0 + 11, 1.0, 2.0, 0.5, 1.5, 1.0, None, -1), "volume_non_negative"),
-        (Candle(T0 + 12, 1.0, 2.0, 0.5, 1.5, math.nan), "volume_non_negative"),
+        (Candle(T0 + 12, 1.0, 2.0, 0.5, 1.5, math.nan), "values_finite"),
         (Candle(T0 + 13, 1.0, 2.0, 0.5, 1.5, 0.0, None, 0), None),  # zero volume is fine
         (Candle(-60 * NS_PER_S, 1.0, 2.0, 0.5, 1.5, 1.0), "ts_positive"),
         (Candle(NOW + 61 * NS_PER_S, 1.0, 2.0, 0.5, 1.5, 1.0), "ts_not_future"),
@@ -179,3 +179,25 @@ def test_funding_and_oi_round_trip(tmp_path: Path) -> None:
     lake.write(OI, [OpenInterest(T0, 12.5, 1e6)], PROV, now_ns=NOW)
     assert lake.read_table(FUNDING).table.to_pylist() == [{"ts": T0, "rate": -0.0001, "mark_price": None}]
     assert lake.read_table(OI).table.to_pylist() == [{"ts": T0, "open_interest": 12.5, "open_interest_value": 1e6}]
+
+
+def test_nan_and_inf_prices_are_quarantined_as_values_finite() -> None:
+    """NaN or infinite prices (which the fast page decoders let through) go to quarantine under values_finite."""
+    import math
+
+    from dccd.domain import Candle, Trade
+    from dccd.storage.quality import gate
+    from dccd.storage.schema import records_to_table
+
+    now = 2_000_000_000_000_000_000
+    bars = [
+        Candle(60_000_000_000, 1.0, 2.0, 0.5, 1.5, 3.0),
+        Candle(120_000_000_000, math.nan, 2.0, 0.5, 1.5, 3.0),
+        Candle(180_000_000_000, 1.0, math.inf, 0.5, 1.5, 3.0),
+    ]
+    res = gate(DataType.OHLC, records_to_table(DataType.OHLC, bars), now_ns=now)
+    assert res.good.column("ts").to_pylist() == [60_000_000_000]
+    assert res.reasons == {"values_finite": 2}
+    trades = [Trade(1, "1", 1.0, 1.0, "buy"), Trade(2, "2", 1.0, math.inf, "sell")]
+    res = gate(DataType.TRADES, records_to_table(DataType.TRADES, trades), now_ns=now)
+    assert res.good.column("id").to_pylist() == ["1"] and res.reasons == {"values_finite": 1}
