@@ -1,4 +1,4 @@
-"""REST refills for live streams: missing trade ids, missing bars, book snapshots.
+"""REST repairs for live streams: missing trade ids, missing bars, book snapshots (:class:`Repairer`).
 
 A live stream cannot be slowed or replayed, so whatever it missed (a
 reconnect, a skipped window, an ingress overflow) is fetched over REST
@@ -15,15 +15,19 @@ from typing import Any
 
 import msgspec
 import structlog
+import trio
 
+from dccd.domain.book import BookSync
 from dccd.domain.dataset import DatasetId
 from dccd.domain.records import BookSnapshot, Candle, Record, Trade
 from dccd.domain.spans import Span
+from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import DccdError
 
 from .clients import ClientPool
 from .messages import Batch
+from .recording import Hole, Recording, SymbolState
 
 log = structlog.get_logger()
 
@@ -138,3 +142,107 @@ async def fetch_book(pool: ClientPool, ds: DatasetId, depth: int) -> BookSnapsho
     body, recv_ns = await client.fetch_with_time(request)
     snapshot: BookSnapshot = adapter.parse_book(request, body, recv_ns)
     return snapshot
+
+
+class Repairer:
+    """The REST side of one stream: refills its recording's holes and syncs its books.
+
+    Args:
+        recording: the stream's :class:`Recording` (holes to claim, books to sync).
+        pool: the service's shared exchange clients.
+        put: the writer's gated ``put`` (refilled rows wait for writer capacity).
+        source: the stream actor's name (on every batch).
+        record: ``record(kind, lo, hi, detail)`` appends a run event (``filled``).
+        on_gap: records a range that stays missing.
+        snapshot_depth / book_depth / book_interval_s: see ``StreamOptions``.
+    """
+
+    def __init__(
+        self,
+        recording: Recording,
+        pool: ClientPool,
+        put: Put,
+        source: str,
+        *,
+        record: Callable[[str, int, int, str], None],
+        on_gap: Callable[[SymbolState, int, int, str], None],
+        snapshot_depth: int = 1000,
+        book_depth: int = 100,
+        book_interval_s: float = 1.0,
+    ) -> None:
+        self.recording = recording
+        self.pool = pool
+        self.put = put
+        self.source = source
+        self._record = record
+        self._on_gap = on_gap
+        self.snapshot_depth = snapshot_depth
+        self.book_depth = book_depth
+        self.book_interval_s = book_interval_s
+        self.filling: list[Hole] = []  # claimed and being fetched (recorded as gaps if the stream stops)
+        self.filled = 0  # ranges refilled
+        self.rows = 0  # rows refilled
+
+    async def run_fills(self) -> None:
+        """Claim holes once they settled and refill them, one at a time (the rate limiter is shared anyway)."""
+        rec = self.recording
+        while True:
+            work = rec.claim(trio.current_time())
+            if not work:
+                with trio.move_on_at(rec.next_claim()):
+                    await rec.fill_wake.wait()
+                rec.fill_wake = trio.Event()
+                continue
+            for item in work:
+                self.filling.append(item)
+                await self._fill(*item)
+                self.filling.remove(item)
+
+    async def _fill(self, st: SymbolState, lo: int, hi: int) -> None:
+        ds = st.dataset
+        if st.tracker is not None:
+            log.info("stream.refilling", symbol=str(ds.symbol), first_id=lo, last_id=hi)
+            res = await fill_ids(self.pool, ds, lo, hi, self.put, self.source)
+        else:
+            assert ds.span is not None
+            log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)
+            res = await fill_bars(self.pool, ds, ds.span, lo, hi, self.put, self.source)
+        self.rows += res.rows
+        for a, b, detail in res.filled:
+            self.filled += 1
+            self._record("filled", a, b, f"{ds.symbol}: {detail}")
+        for a, b, detail in res.gaps:
+            self._on_gap(st, a, b, detail)
+
+    async def run_books(self) -> None:
+        """Sync books that need a snapshot; every ``book_interval_s`` emit their top ``book_depth`` levels."""
+        rec, interval = self.recording, self.book_interval_s
+        tick = trio.current_time() + interval
+        retry_at: dict[Symbol, float] = {}
+        while True:
+            with trio.move_on_at(min([tick, *retry_at.values()])):
+                await rec.book_wake.wait()
+            rec.book_wake = trio.Event()
+            now = trio.current_time()
+            for sym, st in rec.symbols.items():
+                sync = st.book
+                # Fetch only once a delta is buffered, so the snapshot cannot predate the stream.
+                if sync is not None and sync.needs_snapshot and sync.buffer and retry_at.get(sym, 0.0) <= now:
+                    retry_at.pop(sym, None)
+                    if not await self._sync_book(st, sync):
+                        retry_at[sym] = trio.current_time() + interval / 4
+            if trio.current_time() >= tick:
+                rec.write_books(self.book_depth)
+                tick = max(tick + interval, trio.current_time())
+
+    async def _sync_book(self, st: SymbolState, sync: BookSync) -> bool:
+        try:
+            snapshot = await fetch_book(self.pool, st.dataset, self.snapshot_depth)
+        except DccdError as exc:
+            log.warning("book.snapshot_failed", symbol=str(st.dataset.symbol), error=str(exc))
+            return False
+        if not sync.on_snapshot(snapshot):
+            log.info("book.snapshot_too_old", symbol=str(st.dataset.symbol), seq=snapshot.seq)
+            return False
+        log.info("book.synced", symbol=str(st.dataset.symbol), seq=sync.book.seq)
+        return True

@@ -24,15 +24,12 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import structlog
 import trio
 
-from dccd.domain.book import BookSync
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
 from dccd.domain.records import DataType, Record
-from dccd.domain.symbols import Symbol
 from dccd.errors import DccdError, ExchangeRejected
 from dccd.ops import StreamRequest
 from dccd.sources.stream import (
@@ -51,7 +48,7 @@ from dccd.storage.writer import Provenance
 from dccd.transport.ws import Connector, WsConn, WsEvent, WsHandle, run_ws_connection
 from dccd.transport.ws import Heartbeat as Keepalive
 
-from . import gapfill
+from .gapfill import Repairer
 from .ingress import BoundedIngress
 from .messages import RunLogged, RunProgressed, RunStateChanged
 from .recording import Recording, SymbolState
@@ -59,60 +56,9 @@ from .stats import ActorMetrics
 from .writer import Writer
 
 if TYPE_CHECKING:
-    from .streams import StreamOps
+    from .streams import StreamInfo, StreamOps
 
 log = structlog.get_logger()
-
-
-class StreamInfo(msgspec.Struct, frozen=True):
-    """A snapshot of one stream.
-
-    ``state``: ``connected`` (every connection up), ``reconnecting`` (some are
-    down or not up yet), ``stopped`` or ``failed``. ``messages`` counts frames,
-    ``rows`` rows written to the lake, ``gaps_filled`` ranges refilled over
-    REST, ``gaps_open`` ranges recorded as unfillable.
-    """
-
-    id: str
-    exchange: str
-    symbols: tuple[str, ...]
-    type: str
-    span: str | None
-    state: str
-    messages: int
-    rows: int
-    reconnects: int
-    gaps_filled: int
-    gaps_open: int
-    run_id: str
-    started_ns: int
-    error: str | None = None
-
-
-class StreamOptions(msgspec.Struct, frozen=True):
-    """Tunables of every stream of a service (defaults suit the real exchanges).
-
-    ``watchdog_s`` / ``rotate_after_s`` / ``heartbeat_s`` override the
-    adapter's plan when set; ``settle_s`` is how long a hole waits for a late
-    copy before it is refilled; ``ingress_rows`` bounds memory between the
-    socket and the writer; ``book_depth`` levels are written every
-    ``book_interval_s`` from a book synced with ``snapshot_depth`` levels.
-    """
-
-    flush_s: float = 0.25
-    batch_rows: int = 10_000
-    ingress_rows: int = 500_000
-    settle_s: float = 1.0
-    overlap_s: float = 5.0
-    pong_timeout_s: float = 15.0
-    watchdog_s: float | None = None
-    rotate_after_s: float | None = None
-    heartbeat_s: float | None = None
-    book_depth: int = 100
-    book_interval_s: float = 1.0
-    snapshot_depth: int = 1000
-    progress_s: float = 5.0
-    writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
 
 
 class _Feed:
@@ -187,9 +133,19 @@ class LiveStream:
         self.error: str | None = None
         self.stop_requested = False
         self.done = trio.Event()
-        self.rows_written = self.rows_refilled = self.gap_rows = 0
-        self.reconnects = self.gaps_filled = self.gaps_open = self.acks = 0
-        self._filling: list[tuple[SymbolState, int, int]] = []
+        self.rows_written = self.gap_rows = 0
+        self.reconnects = self.gaps_open = self.acks = 0
+        self.repairs = Repairer(
+            self.recording,
+            ops.pool,
+            self.writer.put,
+            self.actor,
+            record=self._record,
+            on_gap=self._gap,
+            snapshot_depth=opt.snapshot_depth,
+            book_depth=opt.book_depth,
+            book_interval_s=opt.book_interval_s,
+        )
         records = trio.open_memory_channel[tuple[str, int | None, int | None, str]](math.inf)
         self._records_in, self._records_out = records
         rec = self.recording
@@ -211,8 +167,20 @@ class LiveStream:
         """Frames received over every connection."""
         return sum(f.handle.stats.messages for f in self.feeds if f.handle is not None)
 
+    @property
+    def gaps_filled(self) -> int:
+        """Ranges refilled over REST."""
+        return self.repairs.filled
+
+    @property
+    def rows_refilled(self) -> int:
+        """Rows refilled over REST."""
+        return self.repairs.rows
+
     def info(self) -> StreamInfo:
         """A snapshot for the CLI, the API and the UI."""
+        from .streams import StreamInfo  # the ops module imports this one
+
         r = self.request
         return StreamInfo(
             self.id, self.exchange, tuple(str(s) for s in r.symbols), r.data_type.value,
@@ -237,10 +205,10 @@ class LiveStream:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.ingress.run, self.writer.input, self.writer)
-                for loop in (self._record_loop, self._flush_loop, self._fill_loop, self._progress_loop):
+                for loop in (self._record_loop, self._flush_loop, self.repairs.run_fills, self._progress_loop):
                     nursery.start_soon(loop)
                 if self.request.data_type is DataType.BOOK:
-                    nursery.start_soon(self._book_loop)
+                    nursery.start_soon(self.repairs.run_books)
                 for feed in self.feeds:
                     feed.handle = await nursery.start(self._connection, feed)
                 log.info("stream.started", symbols=[str(s) for s in self.request.symbols], connections=len(self.feeds))
@@ -341,74 +309,12 @@ class LiveStream:
             await trio.sleep(self._opt.flush_s)
             self.recording.flush_all()
 
-    async def _fill_loop(self) -> None:
-        rec = self.recording
-        while True:
-            work = rec.claim(trio.current_time())
-            if not work:
-                with trio.move_on_at(rec.next_claim()):
-                    await rec.fill_wake.wait()
-                rec.fill_wake = trio.Event()
-                continue
-            for item in work:
-                self._filling.append(item)
-                await self._fill(*item)
-                self._filling.remove(item)
-
-    async def _fill(self, st: SymbolState, lo: int, hi: int) -> None:
-        ds, pool = st.dataset, self._ops.pool
-        if st.tracker is not None:
-            log.info("stream.refilling", symbol=str(ds.symbol), first_id=lo, last_id=hi)
-            res = await gapfill.fill_ids(pool, ds, lo, hi, self.writer.put, self.actor)
-        else:
-            assert ds.span is not None
-            log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)
-            res = await gapfill.fill_bars(pool, ds, ds.span, lo, hi, self.writer.put, self.actor)
-        self.rows_refilled += res.rows
-        for a, b, detail in res.filled:
-            self.gaps_filled += 1
-            self._record("filled", a, b, f"{ds.symbol}: {detail}")
-        for a, b, detail in res.gaps:
-            self._gap(st, a, b, detail)
-
     def _gap(self, st: SymbolState, lo: int, hi: int, detail: str) -> None:
         self.gaps_open += 1
         if st.tracker is not None:
             self.gap_rows += hi - lo + 1
         log.warning("stream.gap", symbol=str(st.dataset.symbol), lo=lo, hi=hi, detail=detail)
         self._record("gap", lo, hi, f"{st.dataset.symbol}: {detail}")
-
-    async def _book_loop(self) -> None:
-        rec, interval = self.recording, self._opt.book_interval_s
-        tick = trio.current_time() + interval
-        retry_at: dict[Symbol, float] = {}
-        while True:
-            with trio.move_on_at(min([tick, *retry_at.values()])):
-                await rec.book_wake.wait()
-            rec.book_wake = trio.Event()
-            now = trio.current_time()
-            for sym, st in rec.symbols.items():
-                sync = st.book
-                # Fetch only once a delta is buffered, so the snapshot cannot predate the stream.
-                if sync is not None and sync.needs_snapshot and sync.buffer and retry_at.get(sym, 0.0) <= now:
-                    retry_at.pop(sym, None)
-                    if not await self._sync_book(st, sync):
-                        retry_at[sym] = trio.current_time() + interval / 4
-            if trio.current_time() >= tick:
-                rec.write_books(self._opt.book_depth)
-                tick = max(tick + interval, trio.current_time())
-
-    async def _sync_book(self, st: SymbolState, sync: BookSync) -> bool:
-        try:
-            snapshot = await gapfill.fetch_book(self._ops.pool, st.dataset, self._opt.snapshot_depth)
-        except DccdError as exc:
-            log.warning("book.snapshot_failed", symbol=str(st.dataset.symbol), error=str(exc))
-            return False
-        if not sync.on_snapshot(snapshot):
-            log.info("book.snapshot_too_old", symbol=str(st.dataset.symbol), seq=snapshot.seq)
-            return False
-        log.info("book.synced", symbol=str(st.dataset.symbol), seq=sync.book.seq)
-        return True
 
     # -- the run record ------------------------------------------------------------------------------
 
@@ -468,7 +374,7 @@ class LiveStream:
                 self.recording.rows_received += batch.rows
             except trio.ClosedResourceError:
                 self.recording.dropped_rows += batch.rows
-        for st, lo, hi in self._filling:
+        for st, lo, hi in self.repairs.filling:
             self._gap(st, lo, hi, "the stream stopped during the refill (rows may be partly stored)")
         for st, lo, hi in self.recording.claim_all():
             self._gap(st, lo, hi, "the stream stopped before the refill")

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import random
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
@@ -42,7 +43,7 @@ from dccd.transport.ws import RECONNECT_POLICY, Connector, open_ws
 
 from .clients import ClientPool
 from .hub import Hub
-from .live import LiveStream, StreamInfo, StreamOptions
+from .live import LiveStream
 from .messages import Message
 from .supervisor import Role
 
@@ -55,6 +56,57 @@ WS_QUEUE_MESSAGES = 1024
 slower than the reader makes them hand over the CPU once per frame; at 1024 the reader parses whole socket
 reads in one go (measured: +3 µs of work per frame cost +8.5 µs of CPU at 64, +1 µs at 1024). Bounded in
 frames: about 1 MB for trade streams."""
+
+
+class StreamInfo(msgspec.Struct, frozen=True):
+    """A snapshot of one stream.
+
+    ``state``: ``connected`` (every connection up), ``reconnecting`` (some are
+    down or not up yet), ``stopped`` or ``failed``. ``messages`` counts frames,
+    ``rows`` rows written to the lake, ``gaps_filled`` ranges refilled over
+    REST, ``gaps_open`` ranges recorded as unfillable.
+    """
+
+    id: str
+    exchange: str
+    symbols: tuple[str, ...]
+    type: str
+    span: str | None
+    state: str
+    messages: int
+    rows: int
+    reconnects: int
+    gaps_filled: int
+    gaps_open: int
+    run_id: str
+    started_ns: int
+    error: str | None = None
+
+
+class StreamOptions(msgspec.Struct, frozen=True):
+    """Tunables of every stream of a service (defaults suit the real exchanges).
+
+    ``watchdog_s`` / ``rotate_after_s`` / ``heartbeat_s`` override the
+    adapter's plan when set; ``settle_s`` is how long a hole waits for a late
+    copy before it is refilled; ``ingress_rows`` bounds memory between the
+    socket and the writer; ``book_depth`` levels are written every
+    ``book_interval_s`` from a book synced with ``snapshot_depth`` levels.
+    """
+
+    flush_s: float = 0.25
+    batch_rows: int = 10_000
+    ingress_rows: int = 500_000
+    settle_s: float = 1.0
+    overlap_s: float = 5.0
+    pong_timeout_s: float = 15.0
+    watchdog_s: float | None = None
+    rotate_after_s: float | None = None
+    heartbeat_s: float | None = None
+    book_depth: int = 100
+    book_interval_s: float = 1.0
+    snapshot_depth: int = 1000
+    progress_s: float = 5.0
+    writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
 
 
 def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[Any, list[WsPlan]]:

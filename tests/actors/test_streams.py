@@ -8,6 +8,7 @@ REST serves exactly the trades the stream has pushed so far (``source="shared"``
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +28,8 @@ from dccd.errors import NoCapability, UnsupportedSymbol
 from dccd.ops import StreamRequest
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
-from tests.fake.binance import FakeBinance, Faults, open_fake_binance
+from tests.fake.binance import DEFAULT_MARKETS, FakeBinance, Faults, open_fake_binance
+from tests.fake.binance_data import FakeMarket
 from tests.fake.binance_ws import FakeBinanceWs, open_fake_binance_ws
 from tests.fake.tape import TAPE_EPOCH_MS, TAPE_STEP_MS, candle_at, depth_book
 
@@ -85,11 +87,16 @@ def raw_ids(root: Path) -> list[int]:
 
 @asynccontextmanager
 async def in_memory(
-    root: Path, ws_opts: dict[str, Any], options: StreamOptions, events: EventLog | None = None, **rest_opts: Any
+    root: Path,
+    ws_opts: dict[str, Any],
+    options: StreamOptions,
+    events: EventLog | None = None,
+    markets: tuple[FakeMarket, ...] = DEFAULT_MARKETS,
+    **rest_opts: Any,
 ) -> AsyncIterator[tuple[Any, FakeBinanceWs, FakeBinance]]:
     """A service streaming from the fakes' in-memory front-ends (for autojump_clock tests)."""
     async with open_fake_binance_ws(**ws_opts) as ws:
-        rest = FakeBinance(source="shared", clock=tape_clock(ws), faults=Faults(**rest_opts))
+        rest = FakeBinance(markets=markets, source="shared", clock=tape_clock(ws), faults=Faults(**rest_opts))
         async with open_service(
             config(root, "http://rest.invalid", "ws://ws.invalid"),
             grace_s=1e9,  # worker threads (run history) let autojump_clock race ahead during the shutdown
@@ -125,7 +132,7 @@ async def test_drops_and_a_skipped_window_leave_no_hole(tmp_path: Path) -> None:
                 await trio.sleep(0.01)
             first = tracker.last
             ws.skip_ids = (first + 2800, first + 2900)
-            while tracker.last < first + 5200 or stream.reconnects < 2 or tracker.missing or stream._filling:
+            while tracker.last < first + 5200 or stream.reconnects < 2 or tracker.missing or stream.repairs.filling:
                 await trio.sleep(0.05)
         assert await svc.stop_stream(sid)
         (info,) = svc.list_streams()
@@ -190,6 +197,39 @@ async def test_rotation_overlap_is_deduplicated(tmp_path: Path, autojump_clock: 
     assert raw_ids(tmp_path) == ids == list(range(ids[0], ids[-1] + 1)) and len(ids) > 240
     info = stream.info()
     assert (info.reconnects, info.gaps_filled, info.gaps_open) == (0, 0, 0)
+
+
+async def test_server_shutdown_notice_rotates_without_loss(tmp_path: Path, autojump_clock: Any) -> None:
+    """serverShutdown: a replacement connection opens at once and overlaps the old one; nothing lost, nothing refilled."""
+    async with in_memory(tmp_path, {"rate_per_s": 10, "shutdown_after": 30}, opts(overlap_s=2.0)) as (svc, ws, rest):
+        sid = await svc.start_stream(trades_req())
+        stream = svc.streams.get(sid)
+        await trio.sleep(10)
+        assert (ws.connections, stream.feeds[0].handle.stats.rotations) == (2, 1)
+        assert stream.recording.symbols[BTC].tracker.duplicates >= 19
+        await svc.stop_stream(sid)
+    ids = stored_ids(tmp_path)
+    assert ws.opened_at[1] == pytest.approx(ws.due_at(ids[0] + 30), abs=1e-9)  # the notice came with frame 31
+    assert rest.count("/api/v3/historicalTrades") == 0 and stream.reconnects == 0
+    assert raw_ids(tmp_path) == ids == list(range(ids[0], ids[-1] + 1))
+
+
+async def test_subscribes_beyond_the_url_are_paced(tmp_path: Path, autojump_clock: Any) -> None:
+    """600 kline streams: those past the URL limit go in SUBSCRIBEs 0.25 s apart; the fake's 5 msg/s guard never fires."""
+    markets = tuple(FakeMarket(f"C{i:03d}USDT", f"C{i:03d}", "USDT", TAPE_EPOCH_MS) for i in range(600))
+    symbols = tuple(Symbol(m.base, m.quote) for m in markets)
+    req = StreamRequest("binance", symbols, DataType.OHLC, Span("1h"))
+    async with in_memory(tmp_path, {"rate_per_s": 0.1}, opts(), markets=markets) as (svc, ws, _):
+        sid = await svc.start_stream(req)
+        stream = svc.streams.get(sid)
+        await trio.sleep(2)
+        subscribes = [(t - ws.opened_at[0], json.loads(text)) for t, _, text in ws.received]
+        assert (ws.connections, stream.acks) == (1, len(subscribes))
+        await svc.stop_stream(sid)
+    assert [round(t, 9) for t, _ in subscribes] == [0.25 * k for k in range(len(subscribes))]
+    in_url = ws.paths[0].split("streams=")[1].split("/")
+    subscribed = [p for _, msg in subscribes for p in msg["params"]]
+    assert len(subscribes) >= 2 and sorted(in_url + subscribed) == sorted(f"c{i:03d}usdt@kline_1h" for i in range(600))
 
 
 async def test_a_range_rest_cannot_fill_is_recorded_as_a_gap(tmp_path: Path, autojump_clock: Any) -> None:

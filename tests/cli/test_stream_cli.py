@@ -39,15 +39,16 @@ SUMMARY = re.compile(r"^stream (\w+): stopped, (\d+) messages, (\d+) rows, 0 rec
 class ThreadedFakes:
     """Fake Binance WS (``rate_per_s`` trades/s) + REST serving the same tape, in their own thread."""
 
-    def __init__(self, rate_per_s: float) -> None:
+    def __init__(self, rate_per_s: float, **ws_options: Any) -> None:
         self.rate_per_s = rate_per_s
+        self.ws_options = ws_options
         self._ready = threading.Event()
         self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
         self.ws: FakeBinanceWs
         self.rest_url = ""
 
     async def _main(self) -> None:
-        async with open_fake_binance_ws(rate_per_s=self.rate_per_s) as ws:
+        async with open_fake_binance_ws(rate_per_s=self.rate_per_s, **self.ws_options) as ws:
 
             def clock() -> float:
                 head = ws.first_id + (trio.current_time() - ws.t0) * self.rate_per_s
@@ -147,6 +148,39 @@ def test_duration_ends_the_stream(fakes: ThreadedFakes, tmp_path: Path) -> None:
     assert time.monotonic() - t0 >= 1.5
     match = SUMMARY.match(res.stdout.strip().splitlines()[-1])
     assert match is not None and 100 <= int(match.group(3)) == len(stored_trades(tmp_path / "data"))
+
+
+def test_refused_subscription_exits_1(tmp_path: Path) -> None:
+    """The exchange answers with an error reply: the run fails, the summary says why, exit 1."""
+    script = tmp_path / "script.rec"
+    script.write_text('1.0: {"error":{"code":2,"msg":"Invalid request: too many streams"},"id":1}\n')
+    with ThreadedFakes(rate_per_s=200, replay=script) as fakes:
+        cfg = write_config(tmp_path, fakes)
+        res = subprocess.run(
+            [DCCD, "--config", str(cfg), "stream", "binance", "BTC/USDT", "--type", "trades"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(),
+        )
+    assert res.returncode == 1, res.stderr
+    assert re.match(r"^stream \w+: failed \(binance rejected .*too many streams.*\), 1 messages", res.stdout.strip())
+
+
+def test_unlisted_symbol_exits_2(fakes: ThreadedFakes, tmp_path: Path) -> None:
+    """A symbol the exchange does not list is refused before any run: one error line, exit 2."""
+    cfg = write_config(tmp_path, fakes)
+    res = subprocess.run(
+        [DCCD, "--config", str(cfg), "stream", "binance", "NOPE/USDT", "--type", "trades"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(),
+    )
+    assert res.returncode == 2 and res.stdout == ""
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("{")]  # the rest is the JSON log
+    assert errors == ["error: binance: symbol NOPE/USDT is not listed (3 markets listed)"]
+    assert RunStore(tmp_path / "data").list_runs() == []
 
 
 @pytest.mark.parametrize(

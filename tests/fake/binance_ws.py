@@ -17,7 +17,8 @@ highest id sent so far.
 Faults (for the first ``fault_connections`` connections; None = all):
 ``drop_after`` N frames close TCP without a close frame; ``silent_after``
 stops sending but keeps answering pings; ``freeze_after`` also stops reading
-(pings go unanswered); ``close_after`` closes gracefully with 1001. ``skip_ids``
+(pings go unanswered); ``close_after`` closes gracefully with 1001;
+``shutdown_after`` sends one ``serverShutdown`` notice and carries on. ``skip_ids``
 never sends trades in ``[a, b)`` on any connection. ``refuse_connections``
 rejects the first N handshakes with HTTP 503. ``max_control_per_s`` drops a
 connection that sends more control messages per second (Binance: 5).
@@ -98,6 +99,7 @@ class FakeBinanceWs:
         silent_after: int | None = None,
         freeze_after: int | None = None,
         close_after: int | None = None,
+        shutdown_after: int | None = None,
         fault_connections: int | None = 1,
         skip_ids: tuple[int, int] | None = None,
         refuse_connections: int = 0,
@@ -107,6 +109,7 @@ class FakeBinanceWs:
         self.rate_per_s, self.first_id = rate_per_s, first_id
         self.kline_every, self.depth_every = kline_every, depth_every
         self.faults = {"drop": drop_after, "silent": silent_after, "freeze": freeze_after, "close": close_after}
+        self.faults["shutdown"] = shutdown_after
         self.fault_connections, self.skip_ids = fault_connections, skip_ids
         self.max_control_per_s = max_control_per_s
         self.replay = recorded_frames(replay) if replay is not None else None
@@ -261,6 +264,10 @@ class _Session:
         return limit is not None and self.sent >= limit
 
     async def _faults(self) -> None:
+        if self._due("shutdown"):
+            del self.limits["shutdown"]  # once per connection
+            notice = f'{{"e":"serverShutdown","E":{int(trio.current_time() * 1000)}}}'
+            await self.ws.send_message(self._wrap("!serverShutdown", notice))
         if self._due("drop"):
             await self.stream.aclose()  # TCP closes with no WebSocket close frame: the client sees 1006
             raise _Stop
