@@ -141,6 +141,7 @@ class Backfiller:
         self._emit = emit
         self.progress = Progress(job.run_id, "rows", None, emit, runs)
         self.holes: list[tuple[int, int]] = []
+        self.first_trade_ts: int | None = None  # the earliest trade any page returned (recent-only clamp)
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -177,10 +178,12 @@ class Backfiller:
             await self._ohlc(adapter, client, cap.page_limit or 500, cap.history, cap.recent_rows)
         elif self.ds.data_type is DataType.TRADES:
             await self._trades(adapter, client)
+            if cap.history is History.RECENT:
+                self._warn_recent_trades(cap.recent_rows, cap.recent_s)
         elif self.ds.data_type is DataType.BOOK:
             await self._book(adapter, client)
         else:
-            await self._series(adapter, client, cap.page_limit or 500)
+            await self._series(adapter, client, cap.page_limit or 500, snapshot=cap.history is History.SNAPSHOT)
         self.progress.report()
         await self.progress.save()
 
@@ -243,7 +246,8 @@ class Backfiller:
             self._log("warning", "backfill.no_data", detail="the exchange has no bars before end")
             return
         if history is History.RECENT and recent_rows:
-            earliest = span.add(span.align(self.job.now_ns), -recent_rows)
+            # The last ``recent_rows`` bars include the one still open (Kraken's 720 end at the current bar).
+            earliest = span.add(span.align(self.job.now_ns), -(recent_rows - 1))
             if start < earliest:
                 self._log(
                     "warning",
@@ -336,7 +340,10 @@ class Backfiller:
                 )
             cursor = adapter.trades_cursor_after(last)
             self.progress = Progress(self.job.run_id, "ns", max(end - last.ts, 1), self._emit, self.runs)
-            await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts)
+            seen = (last.ts, await self._ids_at(last.ts))
+            await self._walk(
+                adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts, seen=seen
+            )
             return
         start = None if self.job.start == "origin" else int(self.job.start)
         stored = (await self.lake.aread_table(self.ds, start, end)).table
@@ -362,7 +369,15 @@ class Backfiller:
             last = await self._last_trade()
             assert last is not None
         cursor = adapter.trades_cursor_after(last)
-        await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=start or 0)
+        seen = (last.ts, await self._ids_at(last.ts))
+        await self._walk(
+            adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=start or 0, seen=seen
+        )
+
+    async def _ids_at(self, ts: int) -> frozenset[str]:
+        """Ids of the trades stored at ``ts`` (a resume cursor re-reads that instant: they are not new)."""
+        tbl = (await self.lake.aread_table(self.ds, ts, ts + 1)).table
+        return frozenset(str(i) for i in tbl.column("id").to_pylist()) if tbl.num_rows else frozenset()
 
     async def _last_trade(self) -> Trade | None:
         last_ts = await self.lake.alast_ts(self.ds)
@@ -385,7 +400,9 @@ class Backfiller:
         stop_ts: int,
         stop_id: int | None,
         t0: int,
+        seen: tuple[int, frozenset[str]] | None = None,
     ) -> None:
+        """Page trades until ``stop_ts``/``stop_id``; ``seen`` = (last stored ts, its ids): drop what is not after it."""
         while True:
             request = adapter.build_trades(self.ds.symbol, cursor=cursor, start_ns=start_ns if cursor is None else None)
             body = await self._fetch(client, request)
@@ -393,22 +410,53 @@ class Backfiller:
                 page = adapter.parse_trades(request, body)
             except DccdError as exc:
                 raise PageFailed(request, exc) from exc
+            if page.records and (self.first_trade_ts is None or page.records[0].ts < self.first_trade_ts):
+                self.first_trade_ts = page.records[0].ts
             keep = [
                 t
                 for t in page.records
                 if t.ts < stop_ts and (stop_id is None or t.id is None or not t.id.isdigit() or int(t.id) <= stop_id)
             ]
-            self._emit_batch(keep)
+            fresh = keep
+            if seen is not None and keep and keep[0].ts <= seen[0]:
+                fresh = [t for t in keep if t.ts > seen[0] or (t.ts == seen[0] and str(t.id) not in seen[1])]
+            self._emit_batch(fresh)
             for lo, hi in page.id_gaps:
                 await self.runs.aevent(self.job.run_id, "gap", lo, hi, "exchange skipped these trade ids")
             if keep:
                 self.progress.done = max(self.progress.done, keep[-1].ts - t0)
-            self.progress.add(rows=len(keep), pages=1)
+            self.progress.add(rows=len(fresh), pages=1)
             if page.done or len(keep) < len(page.records):
                 return
             if cursor is not None and page.next_cursor == cursor:
                 raise PageFailed(request, DccdError("trade cursor did not advance"))
             cursor = page.next_cursor
+
+    def _warn_recent_trades(self, recent_rows: int | None, recent_s: int | None) -> None:
+        """Warn when the requested start predates what a recent-only exchange still serves.
+
+        A time-bounded history (``recent_s``) ends at a known instant; a count-bounded one
+        (``recent_rows``) is known short when even its oldest trade is after the start.
+        """
+        start = self.job.start
+        if not isinstance(start, int):
+            return
+        if recent_s:
+            bound: int | None = self.job.now_ns - recent_s * 1_000_000_000
+            served = f"only the last {recent_s} s of trades"
+        else:
+            bound = self.first_trade_ts
+            served = f"only its last {recent_rows} trades" if recent_rows else "recent trades only"
+        if bound is not None and bound <= start:
+            return
+        earliest = ns_to_iso(bound) if bound is not None else "none"
+        self._log(
+            "warning",
+            "backfill.clamped",
+            requested=ns_to_iso(start),
+            earliest=earliest,
+            reason=f"{self.ds.exchange} serves {served}",
+        )
 
     # -- book, funding, open interest ----------------------------------------------------------
 
@@ -425,7 +473,7 @@ class Backfiller:
         self.progress = Progress(self.job.run_id, "snapshots", 1, self._emit, self.runs)
         self.progress.add(done=1, rows=len(levels), pages=1)
 
-    async def _series(self, adapter: Adapter, client: ExchangeClient, limit: int) -> None:
+    async def _series(self, adapter: Adapter, client: ExchangeClient, limit: int, *, snapshot: bool = False) -> None:
         build = getattr(adapter, f"build_{self.ds.data_type.value}", None)
         parse = getattr(adapter, f"parse_{self.ds.data_type.value}", None)
         if build is None or parse is None:
@@ -447,7 +495,8 @@ class Backfiller:
                 page = parse(request, body)
             except DccdError as exc:
                 raise PageFailed(request, exc) from exc
-            keep = [r for r in page.records if cur <= r.ts < end]
+            # A snapshot (BitMEX OI) is stamped with the exchange's "now", which may be at or past ours.
+            keep = list(page.records) if snapshot else [r for r in page.records if cur <= r.ts < end]
             self._emit_batch(keep)
             if keep:
                 self.progress.done = max(self.progress.done, keep[-1].ts - t0)
