@@ -90,6 +90,12 @@ async def test_exchanges_list_every_adapter_with_its_capabilities(web: Web) -> N
     """Every registered adapter is listed with its capability matrix (type, transport, history, spans)."""
     listed = (await web.client.get("/api/v1/exchanges")).json()
     assert [e["name"] for e in listed] == list_adapters()
+    assert [e["name"] for e in listed] == ["binance", "bitfinex", "bitmex", "bybit", "coinbase", "kraken", "okx"]
+    for entry in listed:  # every exchange streams trades and backfills OHLC over REST
+        pairs = {(c["data_type"], c["transport"]) for c in entry["capabilities"]}
+        assert {("trades", "ws"), ("ohlc", "rest")} <= pairs, entry["name"]
+    perps = {e["name"] for e in listed if any(c["data_type"] == "funding" for c in e["capabilities"])}
+    assert perps == {"binance", "bitmex", "bybit", "okx"}
     binance = next(e for e in listed if e["name"] == "binance")
     ohlc_rest = next(c for c in binance["capabilities"] if (c["data_type"], c["transport"]) == ("ohlc", "rest"))
     assert ohlc_rest["history"] == "full" and "1m" in ohlc_rest["spans"]
