@@ -283,6 +283,7 @@ class LiveStream:
             log.info(f"ws.{ev.kind}", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason or None)
         elif ev.kind == "disconnected" and ev.conn_id == feed.conn_id:
             feed.up, feed.down_since_ns, feed.down_reason = False, self._ops.now_ns(), ev.reason
+            self.recording.on_disconnect(s.symbol for s in feed.plan.subscriptions)
             log.warning("ws.disconnected", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
         elif ev.kind == "disconnected":
             log.warning("ws.replacement_dropped", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)

@@ -18,7 +18,7 @@ inside the WebSocket reader's callback, once per frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -27,7 +27,7 @@ import trio
 from dccd.domain.book import BookSync
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
-from dccd.domain.records import DataType, Record
+from dccd.domain.records import DataType, Record, Trade
 from dccd.domain.sequence import NEW_AFTER_HOLE, IdTracker
 from dccd.domain.symbols import Symbol
 from dccd.sources.stream import BookReceived, CandlesClosed, TradesReceived
@@ -42,7 +42,18 @@ log = structlog.get_logger()
 class SymbolState:
     """One symbol of a stream: its dataset, hub key, pending rows and dedupe/hole/book state."""
 
-    __slots__ = ("book", "dataset", "holes", "key", "last_ts", "pending", "tracker", "written_ts")
+    __slots__ = (
+        "book",
+        "dataset",
+        "holes",
+        "key",
+        "last_trade",
+        "last_ts",
+        "pending",
+        "resumed",
+        "tracker",
+        "written_ts",
+    )
 
     def __init__(self, dataset: DatasetId, sequential: bool) -> None:
         self.dataset = dataset
@@ -54,6 +65,8 @@ class SymbolState:
         self.holes: list[tuple[int, int, float]] = []  # bars missing in [lo_ns, hi_ns), seen at trio time
         self.book = BookSync() if dataset.data_type is DataType.BOOK else None
         self.written_ts: int | None = None  # book time of the last top-N snapshot written
+        self.last_trade: Trade | None = None  # newest trade kept (non-consecutive ids: bounds a reconnect hole)
+        self.resumed = False  # the connection dropped since last_trade: the next trades may leave a hole
 
 
 Hole = tuple[SymbolState, int, int]
@@ -117,7 +130,11 @@ class Recording:
             st, self._last_symbol, self._last_state = found, ev.symbol, found
         pending, tracker = st.pending, st.tracker
         if tracker is None:
+            if st.resumed and ev.trades:
+                self._after_reconnect(st, ev.trades)
             pending.extend(ev.trades)  # ids not consecutive: duplicates of an overlap are removed on read
+            if ev.trades and (st.last_trade is None or ev.trades[-1].ts >= st.last_trade.ts):
+                st.last_trade = ev.trades[-1]
         else:
             for t in ev.trades:
                 rid = t.id
@@ -136,6 +153,23 @@ class Recording:
                         self.fill_wake.set()
         if len(pending) >= self.batch_rows:
             self.flush(st)
+
+    def on_disconnect(self, symbols: Iterable[Symbol]) -> None:
+        """A connection carrying ``symbols`` dropped: trades without consecutive ids cannot prove a hole later."""
+        for sym in symbols:
+            st = self.symbols.get(sym)
+            if st is not None and st.tracker is None and st.last_trade is not None:
+                st.resumed = True
+
+    def _after_reconnect(self, st: SymbolState, trades: list[Trade]) -> None:
+        """First trades after a drop: unless they overlap the last one kept, record the time range as a gap."""
+        st.resumed = False
+        last = st.last_trade
+        assert last is not None
+        if last.id is not None and any(t.id == last.id for t in trades):
+            return  # a snapshot reaching back to the last trade kept: nothing can be missing
+        detail = f"trades between these times may be missing: reconnected, trade ids not consecutive (last {last.id})"
+        self._on_gap(st, last.ts, max(last.ts, trades[0].ts), detail)
 
     def on_candles(self, ev: CandlesClosed, _conn: object = None) -> None:
         """Keep closed bars newer than the last one; a jump of more than one span opens a hole."""

@@ -12,7 +12,8 @@ snapshot; for trades the latest trade, marked ``snapshot``), then ``insert``
 (and for books ``update``/``delete``). Trade bins are pushed once complete and
 stamped with their **end**: bars are emitted at their open time. Trades carry
 UUID ids (``sequential_trade_ids`` is False): after a reconnect the stream
-actor refills the gap by time over REST and deduplicates by id.
+actor records the hole as a gap bounded by the last trade kept and the first
+new one (a backfill over that time range can repair it; reads dedup by id).
 
 ``orderBookL2`` updates and deletes name a level by ``id`` only, so the
 session keeps ``id -> (side, price)`` per symbol from the partial and the
