@@ -34,13 +34,14 @@ from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import parse_iso_ns
-from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.errors import NoCapability, ProtocolDrift
 from dccd.sources.bitmex import BIN_SIZES, NAME, WS_URL, symbol_from_native, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
     ControlAck,
     ControlFailed,
+    NativeSymbols,
     Outgoing,
     ReconnectRequested,
     StreamEvent,
@@ -172,17 +173,8 @@ class BitmexSession:
     """Parser state of one connection: symbols seen and the L2 level ids of each book."""
 
     def __init__(self, plan: WsPlan) -> None:
-        self._symbols: dict[str, Symbol] = {symbol_to_native(s.symbol): s.symbol for s in plan.subscriptions}
+        self._symbols = NativeSymbols(plan.subscriptions, symbol_to_native, symbol_from_native)
         self._levels: dict[str, dict[int, tuple[str, float]]] = {}  # symbol -> id -> (side, price)
-
-    def _symbol(self, native: str) -> Symbol | None:
-        symbol = self._symbols.get(native)
-        if symbol is None:
-            try:
-                symbol = self._symbols[native] = symbol_from_native(native)
-            except UnsupportedSymbol:
-                return None
-        return symbol
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events of one frame (see the module docstring).
@@ -240,7 +232,7 @@ class BitmexSession:
     ) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for native, items in groups.items():
-            symbol = self._symbol(native)
+            symbol = self._symbols.find(native)
             out.append(make(symbol, items) if symbol is not None else Unrecognised(f"symbol:{native}"))
         return out
 
@@ -252,7 +244,7 @@ class BitmexSession:
             groups.setdefault(r.symbol, []).append(r)
         out: list[StreamEvent] = []
         for native, levels in groups.items():
-            symbol = self._symbol(native)
+            symbol = self._symbols.find(native)
             if symbol is None:
                 out.append(Unrecognised(f"symbol:{native}"))
                 continue

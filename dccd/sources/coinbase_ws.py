@@ -30,7 +30,6 @@ from typing import Any, Final
 import msgspec
 
 from dccd.domain.records import BookSnapshot, DataType, Trade
-from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
 from dccd.sources.coinbase import NAME, TAKER_SIDE, symbol_from_native, symbol_to_native
 from dccd.sources.isotime import iso_ns
@@ -39,6 +38,7 @@ from dccd.sources.stream import (
     ControlAck,
     ControlFailed,
     Heartbeat,
+    NativeSymbols,
     Outgoing,
     StreamEvent,
     Subscription,
@@ -146,15 +146,10 @@ class CoinbaseSession:
     """Parser state of one feed connection (product id -> symbol)."""
 
     def __init__(self, plan: WsPlan | None = None) -> None:
-        self._symbols: dict[str, Symbol] = {}
-        for sub in plan.subscriptions if plan is not None else ():
-            self._symbols[symbol_to_native(sub.symbol)] = sub.symbol
-
-    def _symbol(self, product_id: str) -> Symbol:
-        symbol = self._symbols.get(product_id)
-        if symbol is None:  # a product we did not subscribe to (a replay): name it from its id
-            symbol = self._symbols[product_id] = symbol_from_native(product_id)
-        return symbol
+        # a product we did not subscribe to (a replay) is named from its id
+        self._symbols = NativeSymbols(
+            plan.subscriptions if plan is not None else (), symbol_to_native, symbol_from_native
+        )
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events of one frame.
@@ -177,7 +172,7 @@ class CoinbaseSession:
             if side is None:
                 raise ValueError(f"side {msg.side!r} is not buy/sell")
             trade = Trade(iso_ns(msg.time), str(msg.trade_id), float(msg.price), float(msg.size), side, recv_ns)
-            return [TradesReceived(self._symbol(msg.product_id), [trade], isinstance(msg, _LastMatch))]
+            return [TradesReceived(self._symbols.get(msg.product_id), [trade], isinstance(msg, _LastMatch))]
         if isinstance(msg, _L2Update):
             bids, asks = [], []
             for side_name, price, size in msg.changes:
@@ -189,12 +184,12 @@ class CoinbaseSession:
                 else:
                     raise ValueError(f"change side {side_name!r} is not buy/sell")
             book = BookSnapshot(iso_ns(msg.time), bids, asks)
-            return [BookReceived(self._symbol(msg.product_id), book, snapshot=False)]
+            return [BookReceived(self._symbols.get(msg.product_id), book, snapshot=False)]
         if isinstance(msg, _L2Snapshot):
             ts = iso_ns(msg.time) if msg.time else recv_ns
             bids = [(float(p), float(q)) for p, q in msg.bids]
             asks = [(float(p), float(q)) for p, q in msg.asks]
-            return [BookReceived(self._symbol(msg.product_id), BookSnapshot(ts, bids, asks), snapshot=True)]
+            return [BookReceived(self._symbols.get(msg.product_id), BookSnapshot(ts, bids, asks), snapshot=True)]
         if isinstance(msg, _Heartbeat):
             return [Heartbeat()]
         if isinstance(msg, _Subscriptions):

@@ -48,6 +48,7 @@ from dccd.sources.stream import (
     ControlAck,
     ControlFailed,
     Heartbeat,
+    NativeSymbols,
     Outgoing,
     StreamEvent,
     StreamSession,
@@ -212,16 +213,8 @@ class KrakenSession:
     """Parser state of one v2 connection: symbol names and the bar in progress per (symbol, interval)."""
 
     def __init__(self, plan: WsPlan | None = None) -> None:
-        self._symbols: dict[str, Symbol] = {}
-        for sub in plan.subscriptions if plan is not None else ():
-            self._symbols[ws_symbol(sub.symbol)] = sub.symbol
+        self._symbols = NativeSymbols(plan.subscriptions if plan is not None else (), ws_symbol, symbol_from_native)
         self._open_bars: dict[tuple[str, int], Candle] = {}
-
-    def _symbol(self, name: str) -> Symbol:
-        symbol = self._symbols.get(name)
-        if symbol is None:
-            symbol = self._symbols[name] = symbol_from_native(name)
-        return symbol
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events of one frame.
@@ -255,7 +248,7 @@ class KrakenSession:
                 raise ValueError(f"side {r.side!r} is not buy/sell")
             trade = Trade(iso_ns(r.timestamp), str(r.trade_id), r.price, r.qty, r.side, recv_ns)
             by_symbol.setdefault(r.symbol, []).append(trade)
-        return [TradesReceived(self._symbol(s), t, snapshot) for s, t in by_symbol.items()]
+        return [TradesReceived(self._symbols.get(s), t, snapshot) for s, t in by_symbol.items()]
 
     def _ohlc(self, msg: _OhlcMsg) -> list[StreamEvent]:
         closed: dict[tuple[str, int], list[Candle]] = {}
@@ -270,14 +263,14 @@ class KrakenSession:
             if pending is not None and bar.ts > pending.ts:
                 closed.setdefault(key, []).append(pending)
             self._open_bars[key] = bar
-        return [CandlesClosed(self._symbol(s), SPANS_BY_MINUTES[m], c) for (s, m), c in closed.items()]
+        return [CandlesClosed(self._symbols.get(s), SPANS_BY_MINUTES[m], c) for (s, m), c in closed.items()]
 
     def _book(self, msg: _BookMsg, recv_ns: int) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for r in msg.data:
             ts = iso_ns(r.timestamp) if r.timestamp else recv_ns
             book = BookSnapshot(ts, [(lv.price, lv.qty) for lv in r.bids], [(lv.price, lv.qty) for lv in r.asks])
-            out.append(BookReceived(self._symbol(r.symbol), book, snapshot=msg.type == "snapshot"))
+            out.append(BookReceived(self._symbols.get(r.symbol), book, snapshot=msg.type == "snapshot"))
         return out
 
     def _other(self, frame: bytes | str) -> list[StreamEvent]:

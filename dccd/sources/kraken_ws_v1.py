@@ -23,7 +23,6 @@ from typing import Any, Final
 import msgspec
 
 from dccd.domain.records import BookSnapshot, Candle, Trade
-from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_S, decimal_seconds_to_ns
 from dccd.errors import ProtocolDrift, UnsupportedSymbol
 from dccd.sources.kraken import NAME, SIDES, symbol_from_native
@@ -34,6 +33,7 @@ from dccd.sources.stream import (
     ControlAck,
     ControlFailed,
     Heartbeat,
+    NativeSymbols,
     StreamEvent,
     TradesReceived,
     Unrecognised,
@@ -78,14 +78,8 @@ class KrakenV1Session:
     """Parser state of one v1 connection: open bars per (pair, channel)."""
 
     def __init__(self, plan: WsPlan | None = None) -> None:
-        self._symbols: dict[str, Symbol] = {}
+        self._symbols = NativeSymbols((), str, symbol_from_native)
         self._open_bars: dict[tuple[str, str], Candle] = {}
-
-    def _symbol(self, pair: str) -> Symbol:
-        symbol = self._symbols.get(pair)
-        if symbol is None:
-            symbol = self._symbols[pair] = symbol_from_native(pair)
-        return symbol
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events of one frame.
@@ -138,14 +132,14 @@ class KrakenV1Session:
             if side is None:
                 raise ValueError(f"side {row[3]!r} is not b/s at `$[1][{i}][3]`")
             trades.append(Trade(_seconds_ns(row[2]), None, float(row[0]), float(row[1]), side, recv_ns))
-        return [TradesReceived(self._symbol(pair), trades)]
+        return [TradesReceived(self._symbols.get(pair), trades)]
 
     def _book(self, pair: str, payloads: list[Any], recv_ns: int) -> list[StreamEvent]:
         first = payloads[0] if payloads else None
         if isinstance(first, dict) and ("as" in first or "bs" in first):
             asks, _ = _levels(first.get("as", []), "$[1].as", times=False)
             bids, _ = _levels(first.get("bs", []), "$[1].bs", times=False)
-            return [BookReceived(self._symbol(pair), BookSnapshot(recv_ns, bids, asks), snapshot=True)]
+            return [BookReceived(self._symbols.get(pair), BookSnapshot(recv_ns, bids, asks), snapshot=True)]
         bids, asks, ts = [], [], 0
         for k, part in enumerate(payloads):
             if not isinstance(part, dict):
@@ -155,7 +149,7 @@ class KrakenV1Session:
                     levels, newest = _levels(part[key], f"$[{k + 1}].{key}", times=True)
                     into.extend(levels)
                     ts = max(ts, newest)
-        return [BookReceived(self._symbol(pair), BookSnapshot(ts or recv_ns, bids, asks), snapshot=False)]
+        return [BookReceived(self._symbols.get(pair), BookSnapshot(ts or recv_ns, bids, asks), snapshot=False)]
 
     def _ohlc(self, pair: str, channel: str, payloads: list[Any]) -> list[StreamEvent]:
         row = payloads[0] if payloads else None
@@ -174,5 +168,5 @@ class KrakenV1Session:
             return []
         self._open_bars[key] = bar
         if pending is not None and bar.ts > pending.ts:
-            return [CandlesClosed(self._symbol(pair), SPANS_BY_MINUTES[minutes], [pending])]
+            return [CandlesClosed(self._symbols.get(pair), SPANS_BY_MINUTES[minutes], [pending])]
         return []

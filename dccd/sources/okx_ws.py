@@ -33,13 +33,14 @@ from dccd.domain.records import BookSnapshot, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
-from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.errors import NoCapability, ProtocolDrift
 from dccd.sources.okx import BARS, NAME, WS_URL, candle_row, symbol_from_native, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
     ControlAck,
     ControlFailed,
+    NativeSymbols,
     Outgoing,
     ReconnectRequested,
     StreamEvent,
@@ -208,17 +209,8 @@ class OkxSession:
     """Parser state of one connection: symbols of its plan and the books being kept."""
 
     def __init__(self, plan: WsPlan) -> None:
-        self._symbols: dict[str, Symbol] = {symbol_to_native(s.symbol): s.symbol for s in plan.subscriptions}
+        self._symbols = NativeSymbols(plan.subscriptions, symbol_to_native, symbol_from_native)
         self._books: dict[str, _Book] = {}
-
-    def _symbol(self, inst: str) -> Symbol | None:
-        symbol = self._symbols.get(inst)
-        if symbol is None:
-            try:
-                symbol = self._symbols[inst] = symbol_from_native(inst)
-            except UnsupportedSymbol:
-                return None
-        return symbol
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events of one frame (see the module docstring).
@@ -239,7 +231,7 @@ class OkxSession:
         if env.arg is None or not env.data:
             return [Unrecognised("<unknown object>")]
         ch, inst = env.arg.channel, env.arg.instId
-        symbol = self._symbol(inst)
+        symbol = self._symbols.find(inst)
         if symbol is None:
             return [Unrecognised(f"{ch}:{inst}")]
         try:

@@ -18,7 +18,7 @@ decimal string) let the actor detect holes and refill them over REST
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -26,6 +26,7 @@ import msgspec
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
+from dccd.errors import UnsupportedSymbol
 
 
 class Subscription(msgspec.Struct, frozen=True, order=True):
@@ -115,8 +116,47 @@ class Unrecognised(msgspec.Struct, frozen=True):
 
 
 StreamEvent = (
-    TradesReceived | CandlesClosed | BookReceived | ControlAck | ControlFailed | Heartbeat | ReconnectRequested | Unrecognised
+    TradesReceived
+    | CandlesClosed
+    | BookReceived
+    | ControlAck
+    | ControlFailed
+    | Heartbeat
+    | ReconnectRequested
+    | Unrecognised
 )
+
+
+class NativeSymbols:
+    """Exchange names -> canonical symbols for one connection, memoised.
+
+    Seeded with the plan's subscriptions; a name seen on the wire that is not
+    in the plan (a replay, a server-side alias) is mapped once with
+    ``from_native`` and remembered.
+    """
+
+    def __init__(
+        self,
+        subscriptions: Iterable[Subscription],
+        to_native: Callable[[Symbol], str],
+        from_native: Callable[[str], Symbol],
+    ) -> None:
+        self._by_native: dict[str, Symbol] = {to_native(s.symbol): s.symbol for s in subscriptions}
+        self._from_native = from_native
+
+    def get(self, native: str) -> Symbol:
+        """The symbol of ``native``; raises UnsupportedSymbol if it cannot be mapped."""
+        symbol = self._by_native.get(native)
+        if symbol is None:
+            symbol = self._by_native[native] = self._from_native(native)
+        return symbol
+
+    def find(self, native: str) -> Symbol | None:
+        """Like :meth:`get`, but None for a name that cannot be mapped."""
+        try:
+            return self.get(native)
+        except UnsupportedSymbol:
+            return None
 
 
 @runtime_checkable
