@@ -14,7 +14,6 @@ means fewer HTTP requests, not more memory.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
@@ -26,7 +25,7 @@ import trio
 
 from dccd.domain.capability import Capabilities, History, Transport
 from dccd.domain.dataset import DatasetId
-from dccd.domain.gaps import merge_ranges, missing_ids
+from dccd.domain.gaps import missing_ids
 from dccd.domain.plan import Window, closed_end, ohlc_windows, page_holes, subtract_holes
 from dccd.domain.records import DataType, Trade
 from dccd.domain.spans import Span
@@ -44,6 +43,7 @@ log = structlog.get_logger()
 _TS = attrgetter("ts")
 
 PROGRESS_EVERY_S = 0.5
+HOLE_DETAIL = "exchange returned no bars"  # run-event detail of exchange-confirmed holes, skipped by later runs
 
 
 class BackfillJob(msgspec.Struct, frozen=True):
@@ -220,7 +220,7 @@ class Backfiller:
             run_end = w.end_ns
         first = await self._first_bar(adapter, client, span, first_window.end_ns, run_end) if rest else None
         lo, head_end = first_window.start_ns, run_end if first is None else first
-        await self._hole(lo, head_end, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(head_end)})")
+        await self._hole(lo, head_end, f"{HOLE_DETAIL} for [{ns_to_iso(lo)}, {ns_to_iso(head_end)})")
         left = subtract_holes(rest, [(lo, head_end)], span)
         self.progress.add(done=first_window.bars + sum(w.bars for w in rest) - sum(w.bars for w in left))
         return left
@@ -320,12 +320,12 @@ class Backfiller:
         if not got and not empty_is_hole:
             return 0
         for lo, hi in page_holes(span, w, got):
-            await self._hole(lo, hi, f"exchange returned no bars for [{ns_to_iso(lo)}, {ns_to_iso(hi)})")
+            await self._hole(lo, hi, f"{HOLE_DETAIL} for [{ns_to_iso(lo)}, {ns_to_iso(hi)})")
             self.progress.add(done=span.count(lo, hi))
         return len(got)
 
     async def _known_holes(self, start: int, end: int) -> list[tuple[int, int]]:
-        return await trio.to_thread.run_sync(_holes_for, self.runs, self.ds, start, end)
+        return await trio.to_thread.run_sync(self.runs.known_gaps, self.ds, start, end, HOLE_DETAIL)
 
     # -- trades --------------------------------------------------------------------------------
 
@@ -529,24 +529,3 @@ def _int_ids(table: Any) -> list[int] | None:
         return sorted(int(i) for i in ids)
     except (TypeError, ValueError):
         return None
-
-
-def _holes_for(runs: RunStore, ds: DatasetId, start: int, end: int) -> list[tuple[int, int]]:
-    """Exchange-confirmed holes recorded by earlier runs of ``ds`` overlapping [start, end)."""
-    con = runs._connect()
-    try:
-        rows = con.execute(
-            "SELECT g.lo, g.hi FROM run_gaps g JOIN runs r ON r.run_id = g.run_id"
-            " WHERE g.kind = 'gap' AND r.operation = 'backfill' AND r.exchange = ? AND r.symbol = ?"
-            " AND r.data_type = ? AND coalesce(r.span, '') = ? AND g.hi > ? AND g.lo < ?"
-            " AND g.detail LIKE 'exchange returned no bars%'",
-            (ds.exchange, str(ds.symbol), ds.data_type.value, ds.span.label if ds.span else "", start, end),
-        ).fetchall()
-    finally:
-        con.close()
-    return merge_ranges([(int(lo), int(hi)) for lo, hi in rows])
-
-
-def wall_now_ns() -> int:
-    """Wall-clock now in ns (the one place the backfill reads the real clock)."""
-    return time.time_ns()

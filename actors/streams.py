@@ -204,7 +204,7 @@ class StreamOps:
         ds = DatasetId(req.exchange, req.symbols[0], req.data_type, req.span)
         run_id = await self.runs.acreate("stream", ds)
         if len(req.symbols) > 1:  # one run records the whole stream: name all its symbols
-            await trio.to_thread.run_sync(_set_run_symbols, self.runs, run_id, ",".join(str(s) for s in req.symbols))
+            await trio.to_thread.run_sync(self.runs.set_symbols, run_id, ",".join(str(s) for s in req.symbols))
         stream = LiveStream(self, run_id, req, adapter, plans)
         self.streams[run_id] = stream
         await self._start_actor(stream.writer.name, stream.writer.run, role=Role.WRITER, escalate=False)
@@ -234,14 +234,6 @@ class StreamOps:
         ended = [sid for sid, s in self.streams.items() if s.done.is_set() or s is stream]
         for sid in ended[: max(0, len(ended) - self._keep_ended)]:
             del self.streams[sid]
-
-
-def _set_run_symbols(runs: RunStore, run_id: str, symbols: str) -> None:
-    con = runs._connect()
-    try:
-        con.execute("UPDATE runs SET symbol = ? WHERE run_id = ?", (symbols, run_id))
-    finally:
-        con.close()
 
 
 def ws_url_lookup(config: Any) -> Callable[[str], str | None]:

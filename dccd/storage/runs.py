@@ -25,6 +25,7 @@ import msgspec
 import trio
 
 from dccd.domain import DatasetId
+from dccd.domain.gaps import merge_ranges
 from dccd.storage.layout import meta_dir
 
 T = TypeVar("T")
@@ -272,6 +273,33 @@ class RunStore:
         finally:
             con.close()
         return [RunEvent(*r) for r in rows]
+
+    def known_gaps(self, dataset: DatasetId, start_ns: int, end_ns: int, detail_prefix: str) -> list[tuple[int, int]]:
+        """Gap ranges earlier backfills of ``dataset`` recorded overlapping [start_ns, end_ns), whose detail starts
+        with ``detail_prefix`` (e.g. exchange-confirmed holes), ascending and merged."""
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT g.lo, g.hi FROM run_gaps g JOIN runs r ON r.run_id = g.run_id"
+                " WHERE g.kind = 'gap' AND r.operation = 'backfill' AND r.exchange = ? AND r.symbol = ?"
+                " AND r.data_type = ? AND coalesce(r.span, '') = ? AND g.hi > ? AND g.lo < ? AND g.detail LIKE ?",
+                (
+                    dataset.exchange,
+                    str(dataset.symbol),
+                    dataset.data_type.value,
+                    dataset.span.label if dataset.span else "",
+                    start_ns,
+                    end_ns,
+                    detail_prefix.replace("%", "") + "%",
+                ),
+            ).fetchall()
+        finally:
+            con.close()
+        return merge_ranges([(int(lo), int(hi)) for lo, hi in rows])
+
+    def set_symbols(self, run_id: str, symbols: str) -> None:
+        """Name several symbols on one run (a multi-symbol stream): ``BTC/USDT,ETH/BTC``."""
+        self._write("UPDATE runs SET symbol = ? WHERE run_id = ?", (symbols, run_id))
 
     def mark_orphans(self, *, now_ns: int | None = None) -> list[str]:
         """At startup: fail pending/running runs whose process (on this host) is gone; return their ids."""
