@@ -38,7 +38,8 @@ class Direction(StrEnum):
 class Capability(msgspec.Struct, frozen=True):
     """One supported (data type, transport) pair with its limits.
 
-    ``recent_rows`` bounds a RECENT history by rows (Kraken OHLC: 720 bars);
+    ``recent_rows`` bounds a RECENT history by rows, counting the bar still in progress
+    (Kraken OHLC: 720 bars, so 719 closed ones are fetchable);
     ``recent_s`` bounds it by age in seconds.
     """
 
