@@ -181,6 +181,7 @@ class Repairer:
         self.book_interval_s = book_interval_s
         self.filling: list[Hole] = []  # claimed and being fetched (recorded as gaps if the stream stops)
         self.filled = 0  # ranges refilled
+        self.failed = 0  # ranges (or parts of ranges) that could not be refilled
         self.rows = 0  # rows refilled
 
     async def run_fills(self) -> None:
@@ -212,6 +213,7 @@ class Repairer:
             self.filled += 1
             self._record("filled", a, b, f"{ds.symbol}: {detail}")
         for a, b, detail in res.gaps:
+            self.failed += 1
             self._on_gap(st, a, b, detail)
 
     async def run_books(self) -> None:

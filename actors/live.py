@@ -135,6 +135,7 @@ class LiveStream:
         self.done = trio.Event()
         self.rows_written = self.gap_rows = 0
         self.reconnects = self.gaps_open = self.acks = 0
+        self.last_data_ns: int | None = None  # wall time of the latest trades/candles/book frame
         self.repairs = Repairer(
             self.recording,
             ops.pool,
@@ -186,6 +187,12 @@ class LiveStream:
             self.id, self.exchange, tuple(str(s) for s in r.symbols), r.data_type.value,
             r.span.label if r.span else None, self.state, self.messages, self.rows_written, self.reconnects,
             self.gaps_filled, self.gaps_open, self.run_id, self.started_ns, self.error,
+            connections=len(self.feeds), connections_up=sum(f.up for f in self.feeds),
+            last_data_ns=self.last_data_ns,
+            reconnect_attempts=sum(f.handle.stats.attempts for f in self.feeds if f.handle is not None),
+            reconnect_failures=sum(f.handle.stats.connect_failures for f in self.feeds if f.handle is not None),
+            refills_done=self.repairs.filled, refills_failed=self.repairs.failed,
+            watchdog_trips=sum(f.handle.stats.watchdog_trips for f in self.feeds if f.handle is not None),
         )  # fmt: skip
 
     def actor_metrics(self) -> ActorMetrics:
@@ -268,7 +275,10 @@ class LiveStream:
             session = feed.session
             assert session is not None
             for event in session.parse(frame, recv_ns):
-                handlers[type(event)](event, feed)
+                kind = type(event)
+                if kind in _DATA_EVENTS:
+                    self.last_data_ns = recv_ns
+                handlers[kind](event, feed)
 
         return on_frame
 
@@ -393,6 +403,9 @@ class LiveStream:
             "stream.finished", state=state, messages=self.messages, rows=self.rows_written, reconnects=self.reconnects,
             gaps_filled=self.gaps_filled, gaps_open=self.gaps_open, error=error,
         )  # fmt: skip
+
+
+_DATA_EVENTS = frozenset((TradesReceived, CandlesClosed, BookReceived))
 
 
 def _ignore(ev: Any, feed: _Feed) -> None:

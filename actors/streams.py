@@ -64,7 +64,13 @@ class StreamInfo(msgspec.Struct, frozen=True):
     ``state``: ``connected`` (every connection up), ``reconnecting`` (some are
     down or not up yet), ``stopped`` or ``failed``. ``messages`` counts frames,
     ``rows`` rows written to the lake, ``gaps_filled`` ranges refilled over
-    REST, ``gaps_open`` ranges recorded as unfillable.
+    REST, ``gaps_open`` ranges recorded as unfillable. Health: ``connections``
+    planned and ``connections_up`` open now, ``last_data_ns`` wall time of the
+    latest data frame (trades/candles/book; None before the first),
+    ``reconnect_attempts`` every attempt after a drop (failed ones included),
+    ``reconnect_failures`` attempts that failed, ``refills_done`` /
+    ``refills_failed`` REST refills, ``watchdog_trips`` connections replaced
+    for silence.
     """
 
     id: str
@@ -81,6 +87,14 @@ class StreamInfo(msgspec.Struct, frozen=True):
     run_id: str
     started_ns: int
     error: str | None = None
+    connections: int = 0
+    connections_up: int = 0
+    last_data_ns: int | None = None
+    reconnect_attempts: int = 0
+    reconnect_failures: int = 0
+    refills_done: int = 0
+    refills_failed: int = 0
+    watchdog_trips: int = 0
 
 
 class StreamOptions(msgspec.Struct, frozen=True):

@@ -159,6 +159,7 @@ class WsStats:
     """Counters of one :func:`run_ws_connection` (read them any time)."""
 
     __slots__ = (
+        "attempts",
         "connect_failures",
         "connects",
         "heartbeats",
@@ -172,7 +173,8 @@ class WsStats:
     def __init__(self) -> None:
         self.messages = 0
         self.connects = 0
-        self.reconnects = 0
+        self.attempts = 0  # connection attempts after the first one, failed ones included
+        self.reconnects = 0  # attempts that succeeded
         self.rotations = 0
         self.connect_failures = 0
         self.watchdog_trips = 0
