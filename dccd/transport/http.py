@@ -44,6 +44,7 @@ from dccd.errors import (
     ConnectFailed,
     DccdError,
     ExchangeRejected,
+    ProtocolDrift,
     RateLimited,
     RequestTimeout,
     ServerError,
@@ -59,17 +60,34 @@ TRANSPORT_REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
 
 class HttpMetrics:
-    """Prometheus counters of one registry: requests, weight, 429s, retries, bans, used weight."""
+    """Prometheus series of outbound exchange requests (``dccd_exchange_*``; inbound API ones are ``dccd_http_*``).
+
+    ``errors`` counts failed answers by class: ``timeout``, ``connect``, ``5xx``, ``4xx``, ``429``, ``418``
+    (a ban, whatever its status) and ``malformed`` (the exchange's error parser found a drifted payload).
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ["exchange", "endpoint"]
-        self.requests = Counter("dccd_http_requests", "HTTP requests sent", [*labels, "status"], registry=registry)
-        self.weight = Counter("dccd_http_request_weight", "Request weight spent", labels, registry=registry)
-        self.rate_limited = Counter("dccd_http_rate_limited", "429 / rate-limit answers", labels, registry=registry)
-        self.retries = Counter("dccd_http_retries", "Retries after failures", [*labels, "reason"], registry=registry)
-        self.bans = Counter("dccd_http_bans", "IP bans (418)", ["exchange"], registry=registry)
+        self.requests = Counter(
+            "dccd_exchange_requests",
+            "Requests sent to exchanges, by answer status",
+            [*labels, "status"],
+            registry=registry,
+        )
+        self.weight = Counter("dccd_exchange_request_weight", "Request weight spent", labels, registry=registry)
+        self.rate_limited = Counter("dccd_exchange_rate_limited", "429 / rate-limit answers", labels, registry=registry)
+        self.retries = Counter(
+            "dccd_exchange_retries", "Retries after failures", [*labels, "reason"], registry=registry
+        )
+        self.bans = Counter("dccd_exchange_bans", "IP bans (418)", ["exchange"], registry=registry)
         self.used_weight = Gauge(
-            "dccd_http_used_weight", "Exchange-reported used weight", ["exchange"], registry=registry
+            "dccd_exchange_used_weight", "Exchange-reported used weight", ["exchange"], registry=registry
+        )
+        self.errors = Counter(
+            "dccd_exchange_request_errors",
+            "Failed exchange requests by class (timeout, connect, 5xx, 4xx, 429, 418, malformed)",
+            [*labels, "class"],
+            registry=registry,
         )
 
 
@@ -83,6 +101,24 @@ def http_metrics(registry: CollectorRegistry | None = None) -> HttpMetrics:
     if metrics is None:
         metrics = _METRICS[reg] = HttpMetrics(reg)
     return metrics
+
+
+def _error_class(status: int, err: DccdError | None, banned: bool) -> str | None:
+    """The ``dccd_exchange_request_errors`` class of an answer, None for a success.
+
+    An error code in a 2xx body counts by its meaning: transient as ``5xx``, a rejection as ``4xx``.
+    """
+    if status == 429 or isinstance(err, RateLimited):
+        return "429"
+    if banned or isinstance(err, Banned):
+        return "418"
+    if status >= 500 or isinstance(err, TransientError):
+        return "5xx"
+    if isinstance(err, ProtocolDrift):
+        return "malformed"
+    if status >= 300 or err is not None:  # a rejection, or a redirect (never followed)
+        return "4xx"
+    return None
 
 
 def _snippet(body: bytes) -> str:
@@ -137,6 +173,7 @@ class ExchangeClient:
             try:
                 response = await self._send(request)
             except (ConnectFailed, RequestTimeout) as lost:
+                self._error(request, "timeout" if isinstance(lost, RequestTimeout) else "connect")
                 attempt += 1
                 await self._backoff(request, attempt, lost)
                 continue
@@ -144,6 +181,7 @@ class ExchangeClient:
             self._account(request, response, window)
             status, body = response.status_code, response.content
             err = self.adapter.parse_error(status, body)
+            self._error(request, _error_class(status, err, status in self.limiter.limits.ban_statuses))
             if status == 429 or isinstance(err, RateLimited):
                 limited += 1
                 default = err.retry_after_s if isinstance(err, RateLimited) else None
@@ -192,6 +230,10 @@ class ExchangeClient:
             used = int(raw)
             self.limiter.observe(used, window)
             self._metrics.used_weight.labels(self.exchange).set(used)
+
+    def _error(self, request: Request, cls: str | None) -> None:
+        if cls is not None:
+            self._metrics.errors.labels(self.exchange, request.endpoint or request.path, cls).inc()
 
     def _detail(self, err: DccdError | None, body: bytes) -> str:
         if isinstance(err, ExchangeRejected):

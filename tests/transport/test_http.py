@@ -422,13 +422,39 @@ async def test_metrics_count_requests_weight_and_429s(autojump_clock: trio.testi
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, {"exchange": "binance", **labels})
 
-    assert value("dccd_http_requests_total", endpoint="klines", status="429") == 1
-    assert value("dccd_http_requests_total", endpoint="klines", status="500") == 1
-    assert value("dccd_http_requests_total", endpoint="klines", status="200") == 1
-    assert value("dccd_http_request_weight_total", endpoint="klines") == 6
-    assert value("dccd_http_rate_limited_total", endpoint="klines") == 1
-    assert value("dccd_http_retries_total", endpoint="klines", reason="ServerError") == 1
-    assert value("dccd_http_used_weight") == 42
+    assert value("dccd_exchange_requests_total", endpoint="klines", status="429") == 1
+    assert value("dccd_exchange_requests_total", endpoint="klines", status="500") == 1
+    assert value("dccd_exchange_requests_total", endpoint="klines", status="200") == 1
+    assert value("dccd_exchange_request_weight_total", endpoint="klines") == 6
+    assert value("dccd_exchange_rate_limited_total", endpoint="klines") == 1
+    assert value("dccd_exchange_retries_total", endpoint="klines", reason="ServerError") == 1
+    assert value("dccd_exchange_used_weight") == 42
+    assert value("dccd_exchange_request_errors_total", endpoint="klines", **{"class": "429"}) == 1
+    assert value("dccd_exchange_request_errors_total", endpoint="klines", **{"class": "5xx"}) == 1
+
+
+async def test_request_errors_are_counted_by_class(autojump_clock: trio.testing.MockClock) -> None:
+    """Timeouts, refused connections, 4xx, transient codes in 200 bodies and bans each count in their class."""
+    registry = CollectorRegistry()
+    script = Script(
+        httpx.ReadTimeout("read"),
+        httpx.ConnectError("refused"),
+        OK,
+        httpx.Response(403, content=b"forbidden"),
+        httpx.Response(418, headers={"Retry-After": "60"}),
+    )
+    async with client_for(script, registry=registry) as client:
+        assert await client.fetch(REQ) == b"[]"
+        with pytest.raises(ExchangeRejected):
+            await client.fetch(REQ)
+        with pytest.raises(Banned):
+            await client.fetch(REQ)
+
+    def errors(cls: str) -> float | None:
+        labels = {"exchange": "binance", "endpoint": "klines", "class": cls}
+        return registry.get_sample_value("dccd_exchange_request_errors_total", labels)
+
+    assert [errors(c) for c in ("timeout", "connect", "4xx", "418", "5xx", "429")] == [1, 1, 1, 1, None, None]
 
 
 async def test_fetch_with_time_returns_receive_time(autojump_clock: trio.testing.MockClock) -> None:
