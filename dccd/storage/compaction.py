@@ -103,7 +103,7 @@ def compact_partition(root: Path, ds: DatasetId, partition_dir: Path) -> Compact
     if len(good) < 2:
         return None
     try:
-        table, bad = run_table(Plan(ds.data_type, good, skipped, build_sql(ds.data_type, True, None, None)))
+        table, bad = run_table(Plan(ds.data_type, good, skipped, build_sql(ds.data_type, True, None, None, files=good)))
     except Vanished:
         return None  # someone else compacted it meanwhile
     inputs = [p for p in good if p.path not in {b.path for b in bad}]

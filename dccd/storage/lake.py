@@ -125,17 +125,13 @@ class Lake:
         return exp.write_to(out), exp.plan.skipped
 
     def last_ts(self, dataset: DatasetId) -> int | None:
-        """Newest stored ts of ``dataset`` (for ``--start last``), from part names: no data is read."""
+        """Newest stored ts of ``dataset`` (for ``--start last``), from part names and footers: no data is read."""
         for pdir in reversed(reader.partitions(self.root, dataset)):
-            names = sorted(
-                (n for n in map(layout.parse_part_name, os.listdir(pdir)) if n is not None),
-                key=lambda n: n.last_ts,
-                reverse=True,
-            )
-            for n in names:
-                path = str(pdir / layout.part_name(n.first_ts, n.last_ts, n.stamp))
-                if reader.check_footer(dataset.data_type, path) is None:
-                    return n.last_ts
+            bounds = layout.partition_bounds(pdir.name)
+            parts, _bad = reader.list_parts(self.root, dataset, *(bounds or (None, None)))
+            for p in sorted(parts, key=lambda p: p.last_ts, reverse=True):
+                if p.foreign or reader.check_footer(dataset.data_type, p.path) is None:
+                    return p.last_ts
         return None
 
     # -- maintenance ---------------------------------------------------------------------

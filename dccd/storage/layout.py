@@ -6,12 +6,17 @@
     {root}/book/exchange=../symbol=../date=YYYY-MM-DD/part-*.parquet
     {root}/ohlc/exchange=../symbol=../span=1m/month=2024-01/part-*.parquet
     {root}/funding|oi/exchange=../symbol=../month=YYYY-MM/part-*.parquet
-    {root}/_dccd/   runs.db, quarantine/, locks/
+    {root}/_dccd/   runs.db, quarantine/, locks/, compaction/ (journals of merges in flight)
 
 A part is named ``part-{first_ts:019d}-{last_ts:019d}-{stamp:016x}{token:08x}.parquet``:
 the ts range lets readers prune and answer ``last_ts`` without opening files;
 the stamp (wall-clock ns of the write) orders parts so that on duplicate keys the
 newest write wins; the random token makes names unique across processes.
+
+Any other ``part-*.parquet`` in a partition (written by Spark, pyarrow, a user's
+script) is data too: its ts range comes from the Parquet footer statistics and
+its rank among writes from its modification time (:func:`foreign_stamp`).
+Names starting with ``.`` or ``_`` (temp files, ``_SUCCESS``, checksums) are not data.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import zlib
 from pathlib import Path
 from typing import Final, Literal, NamedTuple
 
@@ -93,6 +99,21 @@ def parse_part_name(name: str) -> PartName | None:
     return PartName(int(m.group(1)), int(m.group(2)), m.group(3))
 
 
+def is_part_file_name(name: str) -> bool:
+    """True for any ``part-*.parquet`` name: data, whoever wrote it."""
+    return name.startswith("part-") and name.endswith(".parquet") and len(name) > len("part-.parquet")
+
+
+def is_hidden_name(name: str) -> bool:
+    """Names tools treat as not-data (``.`` temp files, ``_SUCCESS``, ``_committed_*``)."""
+    return name.startswith((".", "_"))
+
+
+def foreign_stamp(mtime_ns: int, name: str) -> str:
+    """Stamp of a part dccd did not name: its modification time, then a hash of its name (ties stay stable)."""
+    return f"{max(mtime_ns, 0):016x}{zlib.crc32(name.encode()):08x}"
+
+
 def temp_name(final_name: str) -> str:
     """Hidden temp name in the same directory; the pid lets a sweep tell live writers from dead ones."""
     return f".{final_name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -109,9 +130,34 @@ def meta_dir(root: Path) -> Path:
     return root / META_DIR
 
 
+def quarantine_root(root: Path) -> Path:
+    """``{root}/_dccd/quarantine``: rows failing the gates, and parts moved aside by ``dccd quarantine``."""
+    return meta_dir(root) / "quarantine"
+
+
+def dataset_key(ds: DatasetId) -> str:
+    """``ds`` as one file-name-safe word (lock and journal names)."""
+    return str(ds).replace("/", "-").replace(":", "_")
+
+
+def lock_path(root: Path, ds: DatasetId, kind: Literal["compact", "list"]) -> Path:
+    """Lock file of ``ds``: ``compact`` serialises compactions, ``list`` keeps listings whole during a swap."""
+    return meta_dir(root) / "locks" / f"{kind}-{dataset_key(ds)}.lock"
+
+
+def journal_dir(root: Path) -> Path:
+    """``{root}/_dccd/compaction``: one journal per merge in flight (which inputs its output replaces)."""
+    return meta_dir(root) / "compaction"
+
+
+def stamp_ns(stamp: str) -> int:
+    """Write time (wall-clock ns) recorded in a part stamp."""
+    return int(stamp[:16], 16)
+
+
 def quarantine_dir(root: Path, ds: DatasetId) -> Path:
     """Where rows failing the quality gates of ``ds`` are kept (mirrors the data layout)."""
-    path = meta_dir(root) / "quarantine" / ds.data_type.value / f"exchange={ds.exchange}" / f"symbol={ds.symbol.slug}"
+    path = quarantine_root(root) / ds.data_type.value / f"exchange={ds.exchange}" / f"symbol={ds.symbol.slug}"
     return path / f"span={ds.span.label}" if ds.span is not None else path
 
 

@@ -2,13 +2,17 @@
 
 Pruning happens in Python before DuckDB sees anything: only partition
 directories overlapping ``[start, end)`` are listed, and within them only parts
-whose name range ``[first_ts, last_ts]`` overlaps. Each candidate's footer is
-checked once per process (cached by path, size and mtime; parts are
-immutable); corrupt or foreign files are skipped and listed in the result,
-never fatal (the caller, which owns the logger, warns about them). Duplicates across parts are removed on the natural key, keeping
-the row of the newest part (largest stamp). Each query runs on its own DuckDB
-connection (a cursor of one shared in-memory database: separate connection
-state, no 15 ms start-up per query).
+whose range ``[first_ts, last_ts]`` overlaps. dccd's own parts carry the range
+in their name; any other ``part-*.parquet`` (Spark, pyarrow, a user's script)
+is data too, its range taken from the footer's ``ts`` statistics (or, for a
+file written without them, from its ``ts`` column, read once). Each candidate's footer is read once per process
+(cached by path, size and mtime); corrupt files and files without the lake
+columns are skipped and listed in the result, never fatal (the caller, which
+owns the logger, warns about them). Duplicates across parts are removed on the
+natural key, keeping the row of the newest part (largest stamp; a foreign part
+ranks by its modification time) and, inside a foreign part, its last row. Each
+query runs on its own DuckDB connection (a cursor of one shared in-memory
+database: separate connection state, no 15 ms start-up per query).
 """
 
 from __future__ import annotations
@@ -17,22 +21,36 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dccd.domain import DatasetId, DataType
 from dccd.errors import CorruptPart, StorageError
 from dccd.storage import layout
-from dccd.storage.schema import LOOSE_SCHEMAS, key_sql, matches_schema, order_sql
+from dccd.storage.schema import LOOSE_SCHEMAS, SCHEMAS, key_sql, order_sql
 
 _FOOTER_CACHE_MAX = 200_000
-_footer_cache: OrderedDict[tuple[str, int, int], str | None] = OrderedDict()
+_STRINGS = (pa.string(), pa.large_string(), pa.string_view())
+_SQL_TYPES = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR"}
+
+
+class Footer(NamedTuple):
+    """What a part's footer says: why it is unusable (None = good), its ts range and absent optional columns."""
+
+    reason: str | None
+    first_ts: int | None = None
+    last_ts: int | None = None
+    missing: tuple[str, ...] = ()
+
+
+_footer_cache: OrderedDict[tuple[str, int, int], Footer] = OrderedDict()
 _db_lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
 
@@ -49,13 +67,14 @@ class BadFile(msgspec.Struct, frozen=True):
 
 
 class PartFile(NamedTuple):
-    """A candidate part, from its name and a stat."""
+    """A candidate part, from its name (or, for a foreign name, its footer) and a stat."""
 
     path: str
     first_ts: int
     last_ts: int
     stamp: str
     size: int
+    foreign: bool = False  # not named by dccd: rows may be unsorted and repeat keys inside the file
 
 
 class Plan(NamedTuple):
@@ -96,46 +115,118 @@ def partitions(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: i
 def list_parts(
     root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None
 ) -> tuple[list[PartFile], list[BadFile]]:
-    """Parts (by name) overlapping the range, sorted by stamp; plus foreign files found on the way."""
+    """Parts overlapping the range, sorted by stamp; plus unusable files found on the way.
+
+    A foreign-named ``part-*.parquet`` is listed with the ts range of its footer statistics;
+    a corrupt one or one without the lake columns is returned among the bad files.
+    """
     parts: list[PartFile] = []
-    foreign: list[BadFile] = []
+    bad: list[BadFile] = []
     for pdir in partitions(root, ds, start_ns, end_ns):
         for entry in os.scandir(pdir):
-            if entry.name.startswith("."):
-                continue  # temp files of writers in flight
+            if layout.is_hidden_name(entry.name):
+                continue  # temp files of writers in flight, _SUCCESS markers, checksums
             name = layout.parse_part_name(entry.name)
-            if name is None or not entry.is_file():
-                foreign.append(BadFile(entry.path, "not a dccd part (unexpected name)"))
-                continue
-            if (end_ns is not None and name.first_ts >= end_ns) or (start_ns is not None and name.last_ts < start_ns):
+            if not entry.is_file() or (name is None and not layout.is_part_file_name(entry.name)):
+                bad.append(BadFile(entry.path, "not data (the name does not match part-*.parquet)"))
                 continue
             try:
-                size = entry.stat().st_size
+                st = entry.stat()
             except FileNotFoundError:
                 continue  # compacted away meanwhile
-            parts.append(PartFile(entry.path, name.first_ts, name.last_ts, name.stamp, size))
+            if name is not None:
+                first, last, stamp, foreign = name.first_ts, name.last_ts, name.stamp, False
+            else:
+                info = footer(ds.data_type, entry.path)
+                if info.reason is not None:
+                    if info.reason != "vanished":
+                        bad.append(BadFile(entry.path, info.reason))
+                    continue
+                if info.first_ts is None or info.last_ts is None:
+                    continue  # no rows
+                first, last = info.first_ts, info.last_ts
+                stamp, foreign = layout.foreign_stamp(st.st_mtime_ns, entry.name), True
+            if (end_ns is not None and first >= end_ns) or (start_ns is not None and last < start_ns):
+                continue
+            parts.append(PartFile(entry.path, first, last, stamp, st.st_size, foreign))
     parts.sort(key=lambda p: p.stamp)
-    return parts, foreign
+    return parts, bad
+
+
+def _columns_reason(data_type: DataType, schema: pa.Schema) -> tuple[str | None, tuple[str, ...]]:
+    """Why a file's columns cannot be read as ``data_type`` (None if they can), and absent nullable columns.
+
+    Column order, nullability and extra columns do not matter (reads select by name); every
+    non-nullable lake column must be present with its type (any Arrow string type for strings).
+    """
+    missing: list[str] = []
+    for want in SCHEMAS[data_type]:
+        idx = schema.get_field_index(want.name)
+        if idx < 0:
+            if not want.nullable:
+                return f"wrong schema: no {want.name!r} column (has {', '.join(schema.names)})", ()
+            missing.append(want.name)
+            continue
+        got = schema.field(idx).type
+        if got != want.type and not (got in _STRINGS and want.type in _STRINGS):
+            return f"wrong schema: column {want.name!r} is {got}, expected {want.type}", ()
+    return None, tuple(missing)
+
+
+def _ts_stats(meta: pq.FileMetaData) -> tuple[int | None, int | None]:
+    """Min and max of ``ts`` over the row groups, or (None, None) when any group lacks statistics."""
+    idx = meta.schema.to_arrow_schema().get_field_index("ts")
+    lo: int | None = None
+    hi: int | None = None
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if rg.num_rows == 0:
+            continue
+        st = rg.column(idx).statistics
+        if st is None or not st.has_min_max or not isinstance(st.min, int) or not isinstance(st.max, int):
+            return None, None
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return lo, hi
+
+
+def footer(data_type: DataType, path: str) -> Footer:
+    """Read (once per path, size and mtime: parts are immutable) what a part's footer says."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Footer("vanished")
+    key = (path, st.st_size, st.st_mtime_ns)
+    cached = _footer_cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
+        reason, missing = _columns_reason(data_type, schema)
+        if reason:
+            info = Footer(reason, missing=missing)
+        else:
+            lo, hi = _ts_stats(meta)
+            if lo is None and meta.num_rows:  # written without statistics: read the ts column once
+                ts = pq.read_table(path, columns=["ts"])["ts"]
+                lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+            info = Footer(None, lo, hi, missing)
+    except (OSError, pa.ArrowException) as exc:
+        info = Footer(f"corrupt: {exc}")
+    _footer_cache[key] = info
+    if len(_footer_cache) > _FOOTER_CACHE_MAX:
+        _footer_cache.popitem(last=False)
+    return info
 
 
 def check_footer(data_type: DataType, path: str) -> str | None:
     """Why ``path`` is unreadable or foreign, or None when it is a good part (cached)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "vanished"
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key in _footer_cache:
-        return _footer_cache[key]
-    try:
-        schema = pq.read_schema(path)
-        reason = None if matches_schema(data_type, schema) else f"foreign columns: {', '.join(schema.names)}"
-    except (OSError, pa.ArrowException) as exc:
-        reason = f"corrupt: {exc}"
-    _footer_cache[key] = reason
-    if len(_footer_cache) > _FOOTER_CACHE_MAX:
-        _footer_cache.popitem(last=False)
-    return reason
+    return footer(data_type, path).reason
+
+
+def _missing_columns(data_type: DataType, path: str) -> tuple[str, ...]:
+    return footer(data_type, path).missing
 
 
 def _mark_bad(path: str, reason: str) -> None:
@@ -143,15 +234,18 @@ def _mark_bad(path: str, reason: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         return
-    _footer_cache[(path, st.st_size, st.st_mtime_ns)] = reason
+    _footer_cache[(path, st.st_size, st.st_mtime_ns)] = Footer(reason)
 
 
 def needs_dedup(data_type: DataType, files: list[PartFile]) -> bool:
     """True when two parts may hold the same natural key.
 
     Keys of ts-keyed types contain ts, so parts with disjoint ts ranges cannot
-    share a key. Trade ids are not ts, so several trade parts always dedup.
+    share a key. Trade ids are not ts, so several trade parts always dedup. A
+    foreign part may repeat keys inside itself, so it always dedups.
     """
+    if any(f.foreign for f in files):
+        return True
     if len(files) < 2:
         return False
     if data_type is DataType.TRADES:
@@ -169,19 +263,39 @@ def presorted(data_type: DataType, files: list[PartFile]) -> bool:
     return data_type in (DataType.OHLC, DataType.FUNDING, DataType.OI) and not needs_dedup(data_type, files)
 
 
-def build_sql(data_type: DataType, dedup: bool, start_ns: int | None, end_ns: int | None, *, order: bool = True) -> str:
-    """SQL over ``read_parquet($files)``; files ordered oldest stamp first when ``dedup``."""
-    cols = ", ".join(LOOSE_SCHEMAS[data_type].names)
+def build_sql(
+    data_type: DataType,
+    dedup: bool,
+    start_ns: int | None,
+    end_ns: int | None,
+    *,
+    order: bool = True,
+    files: Sequence[PartFile] = (),
+) -> str:
+    """SQL over ``read_parquet($files)``; files ordered oldest stamp first when ``dedup``.
+
+    ``files`` (the plan's parts) decides two things: a part lacking an optional column
+    makes DuckDB match columns by name across files (absent ones read as null), and a
+    foreign part makes its last row win among its own duplicate keys.
+    """
+    missing = [set(_missing_columns(data_type, f.path)) for f in files]
+    everywhere = set.intersection(*missing) if missing else set()
+    union = ", union_by_name=true" if any(m - everywhere for m in missing) else ""
+    cols = ", ".join(
+        f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" if f.name in everywhere else f.name
+        for f in LOOSE_SCHEMAS[data_type]
+    )
+    newest = "file_index DESC, file_row_number DESC" if any(f.foreign for f in files) else "file_index DESC"
     cond = []
     if start_ns is not None:
         cond.append(f"ts >= {int(start_ns)}")
     if end_ns is not None:
         cond.append(f"ts < {int(end_ns)}")
-    sql = f"SELECT {cols} FROM read_parquet($files, hive_partitioning=false)"
+    sql = f"SELECT {cols} FROM read_parquet($files, hive_partitioning=false{union})"
     if cond:
         sql += " WHERE " + " AND ".join(cond)
     if dedup:
-        sql += f" QUALIFY row_number() OVER (PARTITION BY {key_sql(data_type)} ORDER BY file_index DESC) = 1"
+        sql += f" QUALIFY row_number() OVER (PARTITION BY {key_sql(data_type)} ORDER BY {newest}) = 1"
     return sql + f" ORDER BY {order_sql(data_type)}" if order else sql
 
 
@@ -197,9 +311,9 @@ def plan(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | N
             skipped.append(BadFile(p.path, reason))
     if presorted(ds.data_type, good):
         good.sort(key=lambda p: p.first_ts)
-        sql = build_sql(ds.data_type, False, start_ns, end_ns, order=False)
+        sql = build_sql(ds.data_type, False, start_ns, end_ns, order=False, files=good)
     else:
-        sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns)
+        sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns, files=good)
     return Plan(ds.data_type, good, skipped, sql)
 
 

@@ -84,8 +84,8 @@ def test_truncated_part_with_valid_name_is_reported(tmp_path: Path) -> None:
     assert res.table.num_rows == 5 and [s.path for s in res.skipped] == [str(p)]
 
 
-def test_foreign_files_are_reported(tmp_path: Path) -> None:
-    """A stray parquet file with a foreign name or foreign columns is skipped and listed."""
+def test_non_part_files_and_wrong_columns_are_reported(tmp_path: Path) -> None:
+    """A stray parquet file not named part-*.parquet, or a part without the lake columns, is skipped and listed."""
     lake = Lake(tmp_path)
     good = Path(lake.write(OHLC_1M, bars(T0, 3), PROV, now_ns=NOW).parts[0].path)
     stray = good.parent / "export.parquet"
@@ -98,8 +98,8 @@ def test_foreign_files_are_reported(tmp_path: Path) -> None:
     res = lake.read_table(OHLC_1M)
     assert res.table.num_rows == 3
     reasons = {Path(s.path).name: s.reason for s in res.skipped}
-    assert "unexpected name" in reasons["export.parquet"]
-    assert reasons[alien.name].startswith("foreign columns")
+    assert "does not match part-*.parquet" in reasons["export.parquet"]
+    assert reasons[alien.name] == "wrong schema: no 'open' column (has ts, x)"
 
 
 def test_streaming_reader_yields_batches_in_order(tmp_path: Path) -> None:
