@@ -45,7 +45,7 @@ from dccd.sources.stream import (
     WsPlan,
 )
 from dccd.storage.writer import Provenance
-from dccd.transport.ws import Connector, WsConn, WsEvent, WsHandle, run_ws_connection
+from dccd.transport.ws import OPEN_TIMEOUT_S, Connector, WsConn, WsEvent, WsHandle, run_ws_connection
 from dccd.transport.ws import Heartbeat as Keepalive
 
 from .gapfill import Repairer
@@ -249,6 +249,7 @@ class LiveStream:
             backoff=self._ops.backoff,
             rand=self._ops.rand,
             connect=self._connector(feed),
+            open_timeout_s=OPEN_TIMEOUT_S + max((out.delay_s for out in plan.on_open), default=0.0),
             task_status=task_status,
         )
 
@@ -297,6 +298,8 @@ class LiveStream:
             log.warning("ws.disconnected", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
         elif ev.kind == "disconnected":
             log.warning("ws.replacement_dropped", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
+        elif ev.conn_id == 0:  # an attempt that failed: the exchange does not answer
+            log.warning("ws.connect_failed", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
         else:
             log.info("ws.reconnecting", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
         if self.state in ("connected", "reconnecting"):

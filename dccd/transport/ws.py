@@ -8,9 +8,14 @@ receive time, and
   protocol ping that must be answered within a timeout); server pings are
   answered by trio-websocket itself;
 - replaces a connection that has been silent for ``watchdog_s``;
+- gives every connection attempt a deadline (``open_timeout_s``: TCP, TLS,
+  handshake and subscribing together; :func:`open_ws` bounds the handshake
+  and the close too), so an exchange that accepts TCP but never answers
+  costs a retried failure, never a hang;
 - reconnects after any drop with jittered exponential backoff
-  (:mod:`dccd.domain.backoff`) that resets once a connection has stayed up
-  for ``healthy_s``;
+  (:mod:`dccd.domain.backoff`) that starts over once a connection has
+  stayed up for ``healthy_s`` or delivered :data:`HEALTHY_FRAMES` frames,
+  capped at :data:`ANSWERED_MAX_S` after the drop of an open connection;
 - rotates proactively (``rotate_after_s``): opens the replacement, runs both
   for ``overlap_s`` and only then closes the old one, so an exchange's
   periodic cut (Binance: 24 h) loses nothing. The caller dedups by id.
@@ -33,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -79,48 +85,121 @@ async def open_ws(
     ``max_message_size`` is generous (16 MiB) because full order-book
     snapshots exceed trio-websocket's 1 MiB default; ``message_queue_size``
     lets the reader parse a burst without a task switch per message while
-    bounding memory. A closing handshake that times out is ignored: the
-    connection is gone either way.
+    bounding memory.
+
+    Deadlines: TCP connect, TLS and the HTTP upgrade together get
+    ``connect_timeout_s``; the closing handshake gets ``close_timeout_s``.
+    The connection's reader task lives in a nursery owned here and is
+    cancelled when either deadline passes. (trio-websocket's own
+    ``open_websocket_url`` starts that reader before the handshake and, when
+    its connect timeout fires against a peer that accepted TCP but never
+    answers the upgrade -- a frozen exchange --, waits for the reader forever.)
 
     Raises:
-        ConnectFailed: DNS, TCP, TLS or handshake failure (HTTP status included).
+        ConnectFailed: DNS, TCP, TLS or handshake failure or timeout (HTTP status included).
     """
-    entered = False
+    host, port, resource, tls = _url_parts(url, ssl_context)
+    ws: trio_websocket.WebSocketConnection | None = None
+    stream: trio.abc.Stream | None = None
+    failure: ConnectFailed | None = None
     body_exc: BaseException | None = None
     try:
-        async with trio_websocket.open_websocket_url(
-            url,
-            ssl_context,
-            connect_timeout=connect_timeout_s,
-            disconnect_timeout=close_timeout_s,
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            message_queue_size=message_queue_size,
-        ) as ws:
-            entered = True
+        async with trio.open_nursery() as nursery:
             try:
-                yield ws
-            except BaseException as exc:
-                body_exc = exc
-                raise
-    except trio_websocket.HandshakeError as exc:
-        if not entered:
-            detail = (
-                f"HTTP {exc.status_code}"
-                if isinstance(exc, trio_websocket.ConnectionRejected)
-                else repr(exc.__cause__ or exc)
-            )
-            raise ConnectFailed(f"{url}: {detail}") from exc
-        if body_exc is not None:
-            raise body_exc from body_exc.__cause__  # the close timed out after the body failed: report the body's error
+                with trio.fail_after(connect_timeout_s):
+                    if tls is None:
+                        stream = await trio.open_tcp_stream(host, port)
+                    else:
+                        stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=tls, https_compatible=True)
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        stream,
+                        _host_header(host, port),
+                        resource,
+                        message_queue_size=message_queue_size,
+                        max_message_size=max_message_size,
+                        receive_buffer_size=receive_buffer_size,
+                    )
+            except trio.TooSlowError:
+                failure = ConnectFailed(f"{url}: no handshake within {connect_timeout_s:g}s")
+            except (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError) as exc:
+                failure = _connect_failed(url, exc)
+            if ws is None:
+                nursery.cancel_scope.cancel()  # the reader of a half-open connection
+            else:
+                try:
+                    yield ws
+                except BaseException as exc:
+                    body_exc = exc
+                    raise
+                finally:
+                    with trio.move_on_after(close_timeout_s):
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()  # whatever the peer did, the reader stops now
+    except BaseExceptionGroup as group:
+        sole = _sole_error(group)
+        if ws is None and isinstance(sole, trio_websocket.HandshakeError | OSError | trio.BrokenResourceError):
+            failure = _connect_failed(url, sole)  # the reader failed the handshake (e.g. HTTP 503)
+        elif sole is None or (body_exc is not None and sole is not body_exc):
+            raise
+        else:  # the body's own error, bare, as a caller of a plain context manager expects
+            context = sole.__context__
+            try:
+                raise sole
+            finally:
+                sole.__context__ = context
+    finally:
+        if ws is None and stream is not None:
+            await trio.aclose_forcefully(stream)
+    if failure is not None:
+        raise failure
 
 
-RECONNECT_POLICY = RestartPolicy(initial_s=0.5, factor=2.0, max_s=60.0, jitter=0.5, healthy_s=60.0)
-"""Default reconnect delays: 0.5 s doubling to 60 s, jittered by up to half; reset after 60 s up.
+def _url_parts(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, ssl.SSLContext | None]:
+    """``(host, port, resource, TLS context or None)`` of a ws/wss URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a WebSocket URL (ws:// or wss://)")
+    tls = (ssl_context or ssl.create_default_context()) if parts.scheme == "wss" else None
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, resource, tls
+
+
+def _host_header(host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port in (80, 443) else f"{name}:{port}"
+
+
+def _connect_failed(url: str, exc: BaseException) -> ConnectFailed:
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        detail = f"HTTP {exc.status_code}"
+    else:
+        detail = repr(exc.__cause__ or exc)
+    failure = ConnectFailed(f"{url}: {detail}")
+    failure.__cause__ = exc
+    return failure
+
+
+RECONNECT_POLICY = RestartPolicy(initial_s=0.5, factor=2.0, max_s=15.0, jitter=0.5, healthy_s=10.0)
+"""Default reconnect delays: 0.5 s doubling to 15 s while connects fail, jittered by up to half.
 
 Only ``initial_s``, ``factor``, ``max_s``, ``jitter`` and ``healthy_s`` apply to
-reconnects (a feed is retried forever unless ``max_failures`` is set).
+reconnects (a feed is retried forever unless ``max_failures`` is set). The
+delays start over after a connection that stayed up ``healthy_s`` or
+delivered :data:`HEALTHY_FRAMES` frames, and after the drop of a connection
+that was open (the exchange answers) they never exceed :data:`ANSWERED_MAX_S`:
+an exchange that works but cuts connections costs seconds, not minutes.
 """
+
+HEALTHY_FRAMES = 10
+"""Frames a connection must deliver for its drop to start the backoff over."""
+
+ANSWERED_MAX_S = 4.0
+"""Longest reconnect delay after the drop of a connection that was open."""
+
+OPEN_TIMEOUT_S = 30.0
+"""Default deadline for one connection attempt: connect, handshake and ``on_connect`` (subscribing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,13 +264,14 @@ class WsStats:
 class _Link:
     """One physical connection; ``end`` stops its tasks, the close runs after."""
 
-    __slots__ = ("ended", "error", "id", "last_rx", "opened_at", "scope", "ws")
+    __slots__ = ("ended", "error", "frames", "id", "last_rx", "opened_at", "scope", "ws")
 
     def __init__(self, link_id: int) -> None:
         self.id = link_id
         self.ws: WsConn | None = None
         self.opened_at = 0.0
         self.last_rx = 0.0
+        self.frames = 0
         self.ended = False
         self.error: Disconnected | None = None  # None when we closed it on purpose
         self.scope = trio.CancelScope()
@@ -269,7 +349,9 @@ class _Runner:
         connect: Connector,
         max_failures: int | None,
         wall_ns: Callable[[], int],
+        open_timeout_s: float,
     ) -> None:
+        self.open_timeout_s = open_timeout_s
         self.url, self.on_frame, self.on_connect, self.on_event = url, on_frame, on_connect, on_event
         self.heartbeat, self.watchdog_s = heartbeat, watchdog_s
         self.rotate_after_s, self.overlap_s = rotate_after_s, overlap_s
@@ -300,6 +382,8 @@ class _Runner:
         attempt = failures = 0
         had_link = False
         while True:
+            if had_link or failures:
+                self.stats.attempts += 1
             try:
                 link = await self._open_link()
             except ConnectFailed as exc:
@@ -320,9 +404,10 @@ class _Runner:
             link = await self._serve(link)
             reason = str(link.error) if link.error else "closed"
             self._emit("disconnected", link.id, reason)
-            if trio.current_time() - link.opened_at >= self.backoff.healthy_s:
-                attempt = 0
-            delay = backoff_delay(self.backoff, attempt, self.rand())
+            up_s = trio.current_time() - link.opened_at
+            if up_s >= self.backoff.healthy_s or link.frames >= HEALTHY_FRAMES:
+                attempt = 0  # it worked: start over
+            delay = min(backoff_delay(self.backoff, attempt, self.rand()), ANSWERED_MAX_S)
             attempt += 1
             self._emit("reconnecting", link.id, reason, attempt, delay)
             await trio.sleep(delay)
@@ -366,10 +451,15 @@ class _Runner:
             link, rotate_at = new, new.opened_at + self.rotate_after_s if self.rotate_after_s else math.inf
 
     async def _open_link(self) -> _Link:
+        """Connect, handshake and subscribe within ``open_timeout_s``, or raise :class:`ConnectFailed`."""
         link = _Link(self._next_id)
         self._next_id += 1
         assert self.nursery is not None
-        await self.nursery.start(self._link_task, link)
+        try:
+            with trio.fail_after(self.open_timeout_s):
+                await self.nursery.start(self._link_task, link)
+        except trio.TooSlowError:
+            raise ConnectFailed(f"{self.url}: not connected and subscribed within {self.open_timeout_s:g}s") from None
         self.stats.connects += 1
         return link
 
@@ -409,6 +499,7 @@ class _Runner:
                 frame = await get()
                 t = now()
                 link.last_rx = t
+                link.frames += 1
                 stats.last_frame_at = t
                 stats.messages += 1
                 on_frame(frame, wall())
@@ -477,6 +568,7 @@ async def run_ws_connection(
     connect: Connector = open_ws,
     max_failures: int | None = None,
     wall_ns: Callable[[], int] = time.time_ns,
+    open_timeout_s: float = OPEN_TIMEOUT_S,
     task_status: trio.TaskStatus[WsHandle] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Keep a WebSocket feed alive until cancelled.
@@ -501,6 +593,8 @@ async def run_ws_connection(
         connect: connection factory, :func:`open_ws` by default.
         max_failures: raise after this many consecutive failed connects
             (None: retry forever).
+        open_timeout_s: deadline of one attempt (connect, handshake and
+            ``on_connect``); an attempt past it is a failed connect, retried.
 
     Raises:
         ConnectFailed: ``max_failures`` consecutive connects failed.
@@ -509,14 +603,14 @@ async def run_ws_connection(
     """
     if not url.startswith(("ws://", "wss://")):
         raise ValueError(f"{url!r} is not a WebSocket URL (ws:// or wss://)")
-    for name, value in (("watchdog_s", watchdog_s), ("rotate_after_s", rotate_after_s)):
+    for name, value in (("watchdog_s", watchdog_s), ("rotate_after_s", rotate_after_s), ("open_timeout_s", open_timeout_s)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
     if rotate_after_s is not None and overlap_s >= rotate_after_s:
         raise ValueError(f"overlap_s ({overlap_s}) must be shorter than rotate_after_s ({rotate_after_s})")
     runner = _Runner(
         url, on_frame, on_connect, on_event, heartbeat, watchdog_s, rotate_after_s, overlap_s,
-        backoff, rand, connect, max_failures, wall_ns,
+        backoff, rand, connect, max_failures, wall_ns, open_timeout_s,
     )  # fmt: skip
     try:
         async with trio.open_nursery() as nursery:

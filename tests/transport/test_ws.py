@@ -433,7 +433,7 @@ async def test_reconnect_jitter_comes_from_rand(autojump_clock: trio.abc.Clock) 
         await run_for(fake, 3.0, trade_url(fake), feed, backoff=policy, rand=random.Random(7).random)
     assert feed.ws_events[2].delay_s == expected
     assert fake.opened_at[1] == T(fake.t0 + 0.1 + expected)
-    assert RECONNECT_POLICY.healthy_s == 60.0 and RECONNECT_POLICY.jitter > 0
+    assert RECONNECT_POLICY.healthy_s == 10.0 and RECONNECT_POLICY.jitter > 0
 
 
 async def test_arguments_are_checked() -> None:
