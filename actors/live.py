@@ -299,7 +299,9 @@ class LiveStream:
         elif ev.kind == "disconnected":
             log.warning("ws.replacement_dropped", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
         elif ev.conn_id == 0:  # an attempt that failed: the exchange does not answer
-            log.warning("ws.connect_failed", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
+            log.warning(
+                "ws.connect_failed", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason
+            )
         else:
             log.info("ws.reconnecting", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
         if self.state in ("connected", "reconnecting"):

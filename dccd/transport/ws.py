@@ -603,7 +603,11 @@ async def run_ws_connection(
     """
     if not url.startswith(("ws://", "wss://")):
         raise ValueError(f"{url!r} is not a WebSocket URL (ws:// or wss://)")
-    for name, value in (("watchdog_s", watchdog_s), ("rotate_after_s", rotate_after_s), ("open_timeout_s", open_timeout_s)):
+    for name, value in (
+        ("watchdog_s", watchdog_s),
+        ("rotate_after_s", rotate_after_s),
+        ("open_timeout_s", open_timeout_s),
+    ):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
     if rotate_after_s is not None and overlap_s >= rotate_after_s:

@@ -26,7 +26,6 @@ import signal
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -116,7 +115,9 @@ def config_yaml(urls: dict[str, Any], data: str, port: int) -> str:
     """A ``dccd serve`` config: the fakes as exchanges (unthrottled) and one trade stream per exchange."""
     lines = ["storage: {path: " + json.dumps(data) + "}", f"server: {{host: 127.0.0.1, port: {port}}}", "exchanges:"]
     for name, u in urls.items():
-        lines.append(f"  {name}: {{rest_url: {json.dumps(u['rest_url'])}, ws_url: {json.dumps(u['ws_url'])}, rate_limit: 0}}")
+        lines.append(
+            f"  {name}: {{rest_url: {json.dumps(u['rest_url'])}, ws_url: {json.dumps(u['ws_url'])}, rate_limit: 0}}"
+        )
     lines.append("jobs:")
     for name, u in urls.items():
         lines.append(f"  - {{exchange: {name}, symbols: [{json.dumps(u['symbol'])}], type: trades, operation: stream}}")
@@ -131,7 +132,7 @@ async def main_async(args: argparse.Namespace) -> None:
     async with AsyncExitStack() as stack:
         urls = await open_all(stack, exchanges, args.rate, args.rest_day)
         if args.config_out:
-            Path(args.config_out).write_text(config_yaml(urls, args.data, args.port))
+            await trio.Path(args.config_out).write_text(config_yaml(urls, args.data, args.port))
         print(json.dumps(urls), flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
