@@ -1,17 +1,18 @@
-"""Prometheus export of the actor runtime's statistics.
+"""Prometheus export of the actor runtime's statistics and of the live streams' health.
 
-A custom collector reads one :class:`~dccd.actors.service.ServiceStats`
-snapshot per scrape, so the hot paths keep plain integer counters and pay
-nothing for metrics. Register it on the registry you serve; nothing is
-registered on the global registry at import time::
+Custom collectors read snapshots per scrape (:class:`~dccd.actors.stats.ActorStats`,
+:class:`~dccd.actors.streams.StreamInfo`), so the hot paths keep plain integer
+counters and pay nothing for metrics. Register them on the registry you serve;
+nothing is registered on the global registry at import time::
 
     collector = register_metrics(svc, registry)   # later: registry.unregister(collector)
+    registry.register(StreamCollector(svc.streams.list, svc.streams.now_ns))
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
@@ -19,6 +20,12 @@ from prometheus_client.registry import CollectorRegistry
 from .hub import HubStats
 from .stats import ActorStats
 from .supervisor import State
+
+if TYPE_CHECKING:
+    from .streams import StreamInfo
+
+LIVE_STREAM_STATES = frozenset({"connected", "reconnecting"})
+"""States of a stream that is still running (``stopped`` and ``failed`` ones have ended)."""
 
 
 class StatsSource(Protocol):
@@ -103,3 +110,77 @@ def register_metrics(source: StatsSource, registry: CollectorRegistry) -> ActorC
     collector = ActorCollector(source.actor_statistics, source.hub_statistics)
     registry.register(collector)
     return collector
+
+
+def seconds_since_data(info: StreamInfo, now_ns: int) -> float:
+    """Seconds since the stream's latest data frame, or since it started when none came yet (never negative)."""
+    since = info.last_data_ns if info.last_data_ns is not None else info.started_ns
+    return max(0.0, (now_ns - since) / 1e9)
+
+
+class StreamCollector:
+    """Per-stream series ``dccd_stream_*``, labelled ``stream``, ``exchange``, ``type``, ``symbols`` (comma-joined).
+
+    Streams that ended (``stopped``/``failed``) keep their counters while they are
+    listed, read as not connected and have no ``seconds_since_data`` (an alert on
+    silence must not fire for a stream that was stopped on purpose).
+
+    Args:
+        streams: returns the current :class:`~dccd.actors.streams.StreamInfo` snapshots.
+        now_ns: the wall clock the snapshots' ``last_data_ns``/``started_ns`` are read on.
+    """
+
+    def __init__(self, streams: Callable[[], Iterable[StreamInfo]], now_ns: Callable[[], int]) -> None:
+        self._streams = streams
+        self._now_ns = now_ns
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric names this collector produces (for the registry's clash check)."""
+        yield from self._families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        """Current values, read from fresh snapshots."""
+        f = self._families()
+        now = self._now_ns()
+        for s in self._streams():
+            labels = [s.id, s.exchange, s.type, ",".join(s.symbols)]
+            live = s.state in LIVE_STREAM_STATES
+            f["connected"].add_metric(labels, 1.0 if s.state == "connected" else 0.0)
+            f["connections"].add_metric(labels, s.connections)
+            f["connections_up"].add_metric(labels, s.connections_up if live else 0)
+            if live:
+                f["silent"].add_metric(labels, seconds_since_data(s, now))
+            f["messages"].add_metric(labels, s.messages)
+            f["rows"].add_metric(labels, s.rows)
+            f["reconnects"].add_metric(labels, s.reconnects)
+            f["attempts"].add_metric(labels, s.reconnect_attempts)
+            f["failures"].add_metric(labels, s.reconnect_failures)
+            f["watchdog"].add_metric(labels, s.watchdog_trips)
+            f["refills"].add_metric([*labels, "done"], s.refills_done)
+            f["refills"].add_metric([*labels, "failed"], s.refills_failed)
+            f["gaps_open"].add_metric(labels, s.gaps_open)
+        yield from f.values()
+
+    def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+        ls = ["stream", "exchange", "type", "symbols"]
+        c, g = CounterMetricFamily, GaugeMetricFamily
+        return {
+            "connected": g("dccd_stream_connected", "1 while every connection of the stream is up.", labels=ls),
+            "connections": g("dccd_stream_connections", "WebSocket connections the stream plans.", labels=ls),
+            "connections_up": g("dccd_stream_connections_up", "Connections of the stream open now.", labels=ls),
+            "silent": g(
+                "dccd_stream_seconds_since_data",
+                "Seconds since the latest data frame (since the start before the first); running streams only.",
+                labels=ls,
+            ),
+            "messages": c("dccd_stream_messages", "Frames received.", labels=ls),
+            "rows": c("dccd_stream_rows", "Rows written to the lake.", labels=ls),
+            "reconnects": c("dccd_stream_reconnects", "Reconnects that succeeded after a drop.", labels=ls),
+            "attempts": c(
+                "dccd_stream_reconnect_attempts", "Reconnect attempts after a drop, failed ones included.", labels=ls
+            ),
+            "failures": c("dccd_stream_reconnect_failures", "Reconnect attempts that failed.", labels=ls),
+            "watchdog": c("dccd_stream_watchdog_trips", "Connections replaced because they went silent.", labels=ls),
+            "refills": c("dccd_stream_refills", "REST refills of holes, by result.", labels=[*ls, "result"]),
+            "gaps_open": g("dccd_stream_gaps_open", "Ranges recorded as unfillable gaps.", labels=ls),
+        }

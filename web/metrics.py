@@ -2,22 +2,57 @@
 
 Each app owns a :class:`~prometheus_client.CollectorRegistry` (never the
 global one), so several apps or tests in one process do not collide.
-``/metrics`` renders it followed by :data:`dccd.transport.http.TRANSPORT_REGISTRY`.
+``/metrics`` renders it followed by :data:`dccd.transport.http.TRANSPORT_REGISTRY`;
+each registry refuses a clashing name when a collector registers, and the render
+refuses one across them (:class:`DuplicateMetric`), since Prometheus rejects a
+scrape that declares a name twice. Inbound API requests are ``dccd_http_*``,
+outbound exchange requests ``dccd_exchange_*``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
 from dccd.actors.messages import Message as ActorMessage
+from dccd.actors.metrics import StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dccd.transport.http import TRANSPORT_REGISTRY
+
+
+class DuplicateMetric(RuntimeError):
+    """Two collectors expose the same metric name (Prometheus would reject the whole scrape)."""
+
+
+def check_unique(exposition: bytes) -> None:
+    """Raise :class:`DuplicateMetric` naming every metric with a second ``# HELP`` or ``# TYPE`` line."""
+    seen: set[tuple[bytes, bytes]] = set()
+    clashes: set[str] = set()
+    for line in exposition.splitlines():
+        if line.startswith((b"# HELP ", b"# TYPE ")):
+            key = (line[2:6], line.split(b" ", 3)[2])
+            if key in seen:
+                clashes.add(key[1].decode())
+            seen.add(key)
+    if clashes:
+        raise DuplicateMetric(f"metric names declared twice in /metrics: {', '.join(sorted(clashes))}")
+
+
+def render_registries(registries: Sequence[CollectorRegistry]) -> bytes:
+    """The text exposition of ``registries`` one after another.
+
+    Raises:
+        DuplicateMetric: a name is declared twice (within or across the registries).
+    """
+    text = b"".join(generate_latest(r) for r in registries)
+    check_unique(text)
+    return text
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -33,6 +68,9 @@ class WebMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.collector = register_metrics(svc, self.registry) if svc is not None else None
         r = self.registry
+        streams = getattr(svc, "streams", None)  # a service with storage records live streams
+        if streams is not None:
+            r.register(StreamCollector(streams.list, streams.now_ns))
         self.requests = Counter(
             "dccd_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
         )
@@ -65,8 +103,12 @@ class WebMetrics:
             self.bytes_written.labels(*labels).inc(message.bytes)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this app and of the HTTP transports."""
-        return generate_latest(self.registry) + generate_latest(TRANSPORT_REGISTRY)
+        """The Prometheus text exposition of this app and of the HTTP transports.
+
+        Raises:
+            DuplicateMetric: two collectors expose the same name.
+        """
+        return render_registries((self.registry, TRANSPORT_REGISTRY))
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """ASGI middleware counting requests by route template (never the raw path or query)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from dccd.actors import PartWritten
+from dccd.actors.streams import StreamInfo
 from dccd.web import api_ops
 
 from dccd.domain import Candle, DatasetId, DataType, Span
@@ -53,10 +54,11 @@ async def test_health_and_ready(web: Web, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 async def test_ready_reports_failed_streams_and_a_closing_service(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stream that is neither connected nor reconnecting, or a closed hub, makes /ready 503 naming it."""
-    failed = type("Info", (), {"id": "s1", "state": "failed"})()
+    """A failed stream, or a closed hub, makes /ready 503 naming it (down/silent streams: test_metrics_exposition)."""
+    failed = StreamInfo("s1", "binance", ("BTC/USDT",), "trades", None, "failed", 0, 0, 0, 0, 0, "s1", 0, "boom")
     monkeypatch.setattr(web.svc, "list_streams", lambda: [failed])
-    assert (await web.client.get("/ready")).json()["reasons"] == ["stream s1: failed"]
+    r = await web.client.get("/ready")
+    assert (r.status_code, r.json()["reasons"]) == (503, ["stream s1 (binance BTC/USDT trades): failed: boom"])
     monkeypatch.setattr(web.svc, "list_streams", lambda: [])
     web.svc.hub.close()
     r = await web.client.get("/ready")
