@@ -165,9 +165,9 @@ class Operations:
             await bf.run()
         except DccdError as exc:
             state, error = "failed", str(exc)
-        except Exception as exc:  # a bug: record it on the run, then let the supervisor see it
+        except Exception as exc:  # a bug: this run's failure (recorded, logged with its traceback), not the service's
             state, error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
+            log.error("backfill.crashed", run_id=job.run_id, error=error, exc_info=exc)
         except BaseException:  # Cancelled, also inside a nursery's group (the OHLC windows)
             state, error = "cancelled", "cancelled"
             raise

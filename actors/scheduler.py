@@ -366,10 +366,19 @@ class Scheduler:
                     if manual:
                         raise
                     return
+                except Exception as exc:  # a bug: this fire's failure, never the scheduler's (nor the service's)
+                    self._crashed(job, exc)
+                    if manual:  # before started(): raised to run_now's caller, the scheduler's nursery is untouched
+                        raise
+                    return
                 job.last_run_ids, job.last_state = tuple(run_ids), "running"
                 log.info("job.fired", job_id=s.id, run_ids=run_ids, manual=manual)
                 task_status.started(run_ids)
-                records = [await self._svc.wait_run(r) for r in run_ids]
+                try:
+                    records = [await self._svc.wait_run(r) for r in run_ids]
+                except Exception as exc:
+                    self._crashed(job, exc)
+                    return
                 job.last_state = worst_state([r.state for r in records])
                 errors = [f"{r.run_id}: {r.error}" for r in records if getattr(r, "error", None)]
                 job.last_error = "; ".join(errors) or None
@@ -394,10 +403,17 @@ class Scheduler:
                     job.last_state, job.last_error = "failed", str(exc)
                     log.error("job.stream_failed", job_id=s.id, error=str(exc))
                     return
+                except Exception as exc:  # a bug: this job's failure, never the scheduler's
+                    self._crashed(job, exc)
+                    return
                 job.running, job.last_state = True, "streaming"
                 log.info("job.stream_started", job_id=s.id, stream_id=job.stream_id)
         finally:
             self._forget(job, scope)
+
+    def _crashed(self, job: JobState, exc: Exception) -> None:
+        job.last_state, job.last_error = "failed", f"{type(exc).__name__}: {exc}"
+        log.error("job.crashed", job_id=job.spec.id, error=job.last_error, exc_info=exc)
 
     def _forget(self, job: JobState, scope: trio.CancelScope) -> None:
         if self._scopes.get(job) is scope:

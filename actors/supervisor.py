@@ -15,7 +15,12 @@ Failure handling (policy arithmetic in :mod:`dccd.domain.backoff`):
   ``max_restarts`` in ``within_s`` gives up and escalates the last error
   (or, with ``escalate=False``, marks the actor failed and carries on);
 - any other exception is a bug or a permanent condition: it propagates at
-  once, cancelling the supervisor (let it crash);
+  once, cancelling the supervisor (let it crash), unless the actor was
+  started with ``escalate=False``: then (once the actor is ready) it is that
+  actor's failure alone: logged at error with its traceback, the actor marked
+  failed, its siblings untouched. The service starts every per-run actor
+  (a backfill, a stream, their writers) that way, so no single run can stop
+  the service or its HTTP server;
 - ``Cancelled`` passes through untouched.
 
 Shutdown is ordered by :class:`Role`: sources stop first, then writers
@@ -218,8 +223,10 @@ class Supervisor:
             except Exception as exc:
                 child.last_error = repr(exc)
                 if not is_transient(exc):
-                    self._fail(child, exc, escalated=True)
-                    raise
+                    self._fail(child, exc, escalated=child.escalate, bug=True)
+                    if child.escalate or not child.ready:  # before readiness the start() caller gets it
+                        raise
+                    return "failed"
                 now = trio.current_time()
                 delay, child.restart = on_failure(
                     child.policy, child.restart, started_at=child.started_at, now=now, u=self._rng.random()
@@ -248,9 +255,15 @@ class Supervisor:
                 raise RuntimeError(f"actor {child.name!r} returned without calling task_status.started()")
             return "returned"
 
-    def _fail(self, child: _Child, exc: Exception, *, escalated: bool) -> None:
+    def _fail(self, child: _Child, exc: Exception, *, escalated: bool, bug: bool = False) -> None:
         child.state = State.FAILED
-        log.error("actor.failed", error=repr(exc), escalated=escalated, restarts=child.restart.total)
+        log.error(
+            "actor.failed",
+            error=repr(exc),
+            escalated=escalated,
+            restarts=child.restart.total,
+            **({"exc_info": exc} if bug else {}),  # a bug or a permanent condition: show where it happened
+        )
         self._emit(ActorFailed(name=child.name, role=child.role.value, error=repr(exc), escalated=escalated))
         if escalated and child.ready:
             # The supervisor fails with this error: its other actors are cancelled, as a nursery would

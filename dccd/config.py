@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,7 @@ from dccd.cron import cron_trigger
 from dccd.domain.records import DataType
 from dccd.domain.spans import SPAN_CHOICES, Span
 from dccd.domain.symbols import Symbol
-from dccd.domain.timeutil import NS_PER_S, parse_iso_ns
+from dccd.domain.timeutil import GENESIS_NS, NS_PER_S, history_problem, parse_iso_ns
 from dccd.errors import ConfigError
 
 KNOWN_EXCHANGES: tuple[str, ...] = ("binance", "coinbase", "kraken", "bybit", "okx", "bitfinex", "bitmex")
@@ -33,11 +34,13 @@ OPERATIONS = ("backfill", "stream")
 STREAM_TYPES = ("trades", "ohlc", "book")
 # fullmatch everywhere: `$` would accept a trailing newline (YAML block scalars end in one).
 _DURATION = re.compile(r"(?P<n>[0-9]+)(?P<unit>s|m|h|d|w)")
-_RELATIVE = re.compile(r"-(?P<n>[0-9]+)(?P<unit>s|m|h|d|w)")
+# At most 15 digits: more is no moment anyway, and int() of a 100 KB digit string is slow (or refused).
+_RELATIVE = re.compile(r"-(?P<n>[0-9]{1,15})(?P<unit>s|m|h|d|w)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _URL = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?(?P<path>/[^\s?#]*)?"
 )
+_HOST = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?|\*")
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SECTIONS = ("storage", "server", "exchanges", "jobs")
 
@@ -54,6 +57,9 @@ class Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
+    allowed_hosts: list[str] | None = None
+    """``Host`` header values served (``name`` or ``name:port``; ``*`` = any); None = the bind host and
+    localhost, 127.0.0.1, [::1], on the port the server listens on."""
 
 
 class ExchangeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -131,38 +137,55 @@ def _relative_ns(text: str, now_ns: int) -> int | None:
     return None if m is None else now_ns - int(m.group("n")) * _UNIT_S[m.group("unit")] * NS_PER_S
 
 
+def shown(text: object, limit: int = 64) -> str:
+    """``repr(text)``, cut to ``limit`` characters: user input echoed in a one-line error stays short."""
+    if isinstance(text, str) and len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def _bound_ns(text: str, now_ns: int, usage: str, too_early: str = "") -> int:
+    """A start/end expression as ns, checked to be a moment of exchange history (never an int64 overflow)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{shown(text)} is not {usage}")
+    ns = _relative_ns(text, now_ns)
+    if ns is None:
+        try:
+            ns = parse_iso_ns(text)
+        except ValueError:
+            raise ValueError(f"{shown(text)} is not {usage}") from None
+    problem = history_problem(ns, now_ns)
+    if problem is not None:
+        raise ValueError(f"{shown(text)} {problem}{too_early if ns < GENESIS_NS else ''}")
+    return ns
+
+
 def resolve_start(text: str | None, now_ns: int) -> int | str | None:
     """Resolve a start bound: ISO -> ns, ``-30d`` -> now - 30 d, ``last``/``origin`` kept.
 
+    A time must lie between 2009-01-03 and one day after ``now_ns``
+    (:func:`~dccd.domain.timeutil.history_problem`).
+
     Raises:
-        ValueError: not a valid start.
+        ValueError: not a valid start (one line naming the value).
     """
     if text is None or text in ("last", "origin"):
         return text
-    rel = _relative_ns(text, now_ns)
-    if rel is not None:
-        return rel
-    try:
-        return parse_iso_ns(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a start (ISO date/datetime, -30d, last or origin)") from None
+    usage = "a start (ISO date/datetime, -30d, last or origin)"
+    return _bound_ns(text, now_ns, usage, "; use origin for the exchange's first data")
 
 
 def resolve_end(text: str | None, now_ns: int) -> int:
     """Resolve an end bound: None/``now`` -> now, ``-1h`` -> now - 1 h, ISO -> ns.
 
+    Same range as :func:`resolve_start`.
+
     Raises:
-        ValueError: not a valid end.
+        ValueError: not a valid end (one line naming the value).
     """
     if text is None or text == "now":
         return now_ns
-    rel = _relative_ns(text, now_ns)
-    if rel is not None:
-        return rel
-    try:
-        return parse_iso_ns(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an end (ISO date/datetime, -1h or now)") from None
+    return _bound_ns(text, now_ns, "an end (ISO date/datetime, -1h or now)")
 
 
 def check_url(text: str, schemes: tuple[str, ...]) -> str:
@@ -205,6 +228,8 @@ _GOT = {
 _HINTS = {
     "port": "a TCP port number (0-65535)",
     "token": "a string of at least 8 characters",
+    "allowed_hosts": "a list of host names such as [localhost, dccd.lan:8080]",
+    "allowed_hosts[]": "a host name such as localhost or dccd.lan:8080",
     "rate_limit": "a number between 0 and 1",
     "symbols": "a list of symbols such as [BTC/USDT]",
     "symbols[]": "a symbol such as BTC/USDT",
@@ -266,17 +291,18 @@ def _job_id(i: int, job: Job) -> str:
     return job.name or f"job{i + 1}-{job.exchange}-{job.operation}-{job.type}{tail}"
 
 
-def _check_window(p: str, job: Job) -> None:
-    """start/end parse, and end after start whenever that does not depend on the clock."""
+def _check_window(p: str, job: Job, now_ns: int) -> None:
+    """start/end parse to moments of exchange history (as of ``now_ns``), and end is after start whenever
+    that does not depend on the clock."""
     if job.start is not None:
         try:
-            resolve_start(job.start, 0)
+            resolve_start(job.start, now_ns)
         except ValueError as exc:
             raise ConfigError(f"{p}.start", str(exc)) from None
     if job.end is None:
         return
     try:
-        resolve_end(job.end, 0)
+        resolve_end(job.end, now_ns)
     except ValueError as exc:
         raise ConfigError(f"{p}.end", str(exc)) from None
     if job.start is None or job.start in ("last", "origin"):
@@ -284,12 +310,12 @@ def _check_window(p: str, job: Job) -> None:
     start_rel = _RELATIVE.fullmatch(job.start) is not None
     end_rel = job.end == "now" or _RELATIVE.fullmatch(job.end) is not None
     if start_rel == end_rel:  # both absolute or both relative to the same now
-        start_ns = resolve_start(job.start, 0)
-        if resolve_end(job.end, 0) <= int(start_ns):  # type: ignore[arg-type]
+        start_ns = resolve_start(job.start, now_ns)
+        if resolve_end(job.end, now_ns) <= int(start_ns):  # type: ignore[arg-type]
             raise ConfigError(f"{p}.end", f"{job.end!r} is not after start {job.start!r}")
 
 
-def _check_job(i: int, job: Job, known: tuple[str, ...]) -> None:
+def _check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = None) -> None:
     p = f"jobs[{i}]"
     if job.exchange not in known:
         raise ConfigError(f"{p}.exchange", f"{job.exchange!r} is not a known exchange ({' '.join(known)})")
@@ -338,7 +364,7 @@ def _check_job(i: int, job: Job, known: tuple[str, ...]) -> None:
             cron_trigger(job.cron)
         except ValueError as exc:
             raise ConfigError(f"{p}.cron", str(exc)) from None
-    _check_window(p, job)
+    _check_window(p, job, time.time_ns() if now_ns is None else now_ns)
     if job.name is not None and not _JOB_NAME.fullmatch(job.name):
         raise ConfigError(f"{p}.name", f"{job.name!r} is not a job name (1-64 letters, digits, _ . -)")
 
@@ -358,8 +384,9 @@ def _check_exchange(name: str, ex: ExchangeSettings, known: tuple[str, ...]) -> 
         raise ConfigError(f"{p}.rate_limit", f"{ex.rate_limit} is not a share between 0 and 1 (e.g. 0.8)")
 
 
-def validate(cfg: Config, known_exchanges: tuple[str, ...] = KNOWN_EXCHANGES) -> Config:
-    """Semantic checks beyond the schema.
+def validate(cfg: Config, known_exchanges: tuple[str, ...] = KNOWN_EXCHANGES, *, now_ns: int | None = None) -> Config:
+    """Semantic checks beyond the schema; job start/end must be moments of exchange history as of
+    ``now_ns`` (default: the wall clock).
 
     Raises:
         ConfigError: the first problem, naming its key path.
@@ -372,11 +399,16 @@ def validate(cfg: Config, known_exchanges: tuple[str, ...] = KNOWN_EXCHANGES) ->
         raise ConfigError("server.host", "must not be empty")
     if cfg.server.token is not None and len(cfg.server.token) < 8:
         raise ConfigError("server.token", "must be at least 8 characters")  # never echo the token
+    for k, entry in enumerate(cfg.server.allowed_hosts or ()):
+        if not _HOST.fullmatch(entry):
+            raise ConfigError(
+                f"server.allowed_hosts[{k}]", f"{shown(entry)} is not a host name or host:port (or * for any)"
+            )
     for name, ex in cfg.exchanges.items():
         _check_exchange(name, ex, known_exchanges)
     ids: dict[str, int] = {}
     for i, job in enumerate(cfg.jobs):
-        _check_job(i, job, known_exchanges)
+        _check_job(i, job, known_exchanges, now_ns)
         jid = _job_id(i, job)
         if jid in ids:
             where = f"jobs[{i}].name" if job.name else f"jobs[{i}]"

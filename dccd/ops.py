@@ -7,11 +7,12 @@ so every interface rejects bad input the same way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import msgspec
 
-from dccd.config import resolve_end, resolve_start
+from dccd.config import resolve_end, resolve_start, shown
 from dccd.domain.records import DataType
 from dccd.domain.spans import SPAN_CHOICES, Span
 from dccd.domain.symbols import Symbol
@@ -57,7 +58,7 @@ class StreamRequest(msgspec.Struct, frozen=True):
 
 def _exchange(name: str, known: Sequence[str]) -> str:
     if not isinstance(name, str) or name not in known:
-        raise InvalidRequest("exchange", f"{name!r} is not a known exchange ({' '.join(known)})")
+        raise InvalidRequest("exchange", f"{shown(name)} is not a known exchange ({' '.join(known)})")
     return name
 
 
@@ -71,7 +72,7 @@ def _symbols(raw: Sequence[str]) -> tuple[Symbol, ...]:
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(f"symbols[{i}]", str(exc)) from None
         if sym in out:
-            raise InvalidRequest(f"symbols[{i}]", f"{text!r} is listed twice")
+            raise InvalidRequest(f"symbols[{i}]", f"{shown(text)} is listed twice")
         out.append(sym)
     return tuple(out)
 
@@ -104,10 +105,13 @@ def parse_backfill(
     span: str | None = None,
     start: str | None = None,
     end: str | None = None,
-    now_ns: int = 0,
+    now_ns: int | None = None,
     job_id: str | None = None,
 ) -> BackfillRequest:
     """Validate raw backfill input.
+
+    ``start``/``end`` must resolve (as of ``now_ns``, default the wall clock) to moments between
+    2009-01-03 and a day from now: an absurd time is refused here, never handed to a run.
 
     Raises:
         InvalidRequest: the first bad field, e.g. ``span: '7m' is not a span (...)``.
@@ -115,6 +119,7 @@ def parse_backfill(
     name = _exchange(exchange, known_exchanges)
     syms = _symbols(symbols)
     dtype, sp = _type_span(data_type, span, tuple(DataType))
+    now_ns = time.time_ns() if now_ns is None else now_ns
     try:
         start_v = resolve_start(start, now_ns)
     except ValueError as exc:

@@ -75,7 +75,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "unknown-server-key",
         "server: {hots: 0.0.0.0}\n",
         {},
-        "server.hots: unknown key (expected one of: host port token)",
+        "server.hots: unknown key (expected one of: host port token allowed_hosts)",
     ),
     (
         "unknown-exchange-key",
@@ -267,6 +267,31 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "jobs[0].end: '2024-01-31T23:59:59Z' is not after start '2024-02-01'",
     ),
     ("relative-end-before-start", job("start: -1h, end: -2h"), {}, "jobs[0].end: '-2h' is not after start '-1h'"),
+    (
+        "start-year-1",  # an int64-ns overflow: `serve` used to exit 1 at every start
+        job("start: 0001-01-01"),
+        {},
+        "jobs[0].start: '0001-01-01' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old; use origin for the exchange's first data",
+    ),
+    (
+        "start-relative-overflow",
+        job("start: -99999999d"),
+        {},
+        "jobs[0].start: '-99999999d' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old; use origin for the exchange's first data",
+    ),
+    ("end-far-future", job("end: 9999-01-01"), {}, "jobs[0].end: '9999-01-01' is more than 24h in the future"),
+    (
+        "allowed-host-with-path",
+        "server: {allowed_hosts: [localhost, 'evil.com/x']}\n",
+        {},
+        "server.allowed_hosts[1]: 'evil.com/x' is not a host name or host:port (or * for any)",
+    ),
+    (
+        "allowed-hosts-not-a-list",
+        "server: {allowed_hosts: localhost}\n",
+        {},
+        "server.allowed_hosts: expected a list of host names such as [localhost, dccd.lan:8080], got a string",
+    ),
     (
         "rest-url-wrong-scheme",
         "exchanges: {binance: {rest_url: 'ws://127.0.0.1:9000'}}\n",
@@ -679,7 +704,7 @@ def test_parse_duration_s() -> None:
 
 def test_resolve_start_and_end() -> None:
     """start/end resolve ISO exactly, -N<unit> against now, and keep last/origin."""
-    now = 1_700_000_000_123_456_789
+    now = 1_710_000_000_123_456_789  # 2024-03-09
     assert resolve_start("-30d", now) == now - 30 * 86_400 * 10**9
     assert resolve_start("last", now) == "last"
     assert resolve_start("origin", now) == "origin"
@@ -692,6 +717,29 @@ def test_resolve_start_and_end() -> None:
         resolve_end("origin", now)
     with pytest.raises(ValueError, match="is not a start"):
         resolve_start("-1h\n", now)
+
+
+@pytest.mark.parametrize(
+    ("resolve", "text", "expected"),
+    [
+        (resolve_start, "0001-01-01", "'0001-01-01' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old; use origin for the exchange's first data"),
+        (resolve_start, "-99999999d", "'-99999999d' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old; use origin for the exchange's first data"),
+        (resolve_start, "2009-01-02T23:59:59.999999999Z", "'2009-01-02T23:59:59.999999999Z' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old; use origin for the exchange's first data"),
+        (resolve_start, "9999-12-31", "'9999-12-31' is more than 24h in the future"),
+        (resolve_start, "-" + "9" * 100_000 + "d", "'-" + "9" * 63 + "'... is not a start (ISO date/datetime, -30d, last or origin)"),
+        (resolve_end, "0001-01-01", "'0001-01-01' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old"),
+        (resolve_end, "2024-03-10T16:00:00.123456790Z", "'2024-03-10T16:00:00.123456790Z' is more than 24h in the future"),
+        (resolve_end, "-999999999999999w", "'-999999999999999w' is before 2009-01-03 (the first Bitcoin block): no exchange has data that old"),
+    ],
+)  # fmt: skip
+def test_times_outside_exchange_history_are_refused(resolve: Any, text: str, expected: str) -> None:
+    """A start/end before 2009-01-03 or over a day after now (the int64 overflows among them) is one line naming it."""
+    now = 1_710_000_000_123_456_789  # 2024-03-09T16:00:00.123456789Z
+    with pytest.raises(ValueError) as err:
+        resolve(text, now)
+    assert str(err.value) == expected
+    assert resolve_start("2009-01-03", now) == 1_230_940_800 * 10**9  # the bounds themselves are fine
+    assert resolve_end("2024-03-10T16:00:00.123456789Z", now) == now + 86_400 * 10**9
 
 
 def test_check_url() -> None:

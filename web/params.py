@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from dccd.config import shown
 from dccd.domain import DataType, Span, Symbol
 from dccd.domain.capability import Transport
 from dccd.domain.spans import SPAN_CHOICES
-from dccd.domain.timeutil import parse_iso_ns
+from dccd.domain.timeutil import int64_problem, parse_iso_ns
 from dccd.errors import ConfigError
 from dccd.sources.registry import get_adapter, list_adapters
 
@@ -84,15 +85,22 @@ def span_for(dtype: DataType, text: str | None, field: str = "span") -> Span | N
 
 
 def timestamp(text: str | None, field: str) -> int | None:
-    """An ISO-8601 date/datetime (UTC unless an offset is given) or integer nanoseconds."""
+    """An ISO-8601 date/datetime (UTC unless an offset is given) or integer nanoseconds, within int64."""
     if text is None or text == "":
         return None
     if _NS.fullmatch(text):
-        return int(text)
-    try:
-        return parse_iso_ns(text)
-    except ValueError as exc:
-        raise bad(field, f"{exc} (use ISO-8601 like 2024-01-01T00:00Z, or integer ns)") from None
+        ns = int(text)
+    else:
+        try:
+            ns = parse_iso_ns(text)
+        except ValueError as exc:
+            # parse_iso_ns names the text in full: past ISO length it is just not ISO (and must not be echoed whole)
+            what = str(exc) if len(text) <= 40 else f"{shown(text)} is not an ISO-8601 date or datetime"
+            raise bad(field, f"{what} (use ISO-8601 like 2024-01-01T00:00Z, or integer ns)") from None
+    problem = int64_problem(ns)
+    if problem is not None:
+        raise bad(field, f"{shown(text)} {problem}")
+    return ns
 
 
 def window(start: str | None, end: str | None) -> tuple[int | None, int | None]:

@@ -17,6 +17,10 @@ NS_PER_MIN = 60 * NS_PER_S
 NS_PER_HOUR = 60 * NS_PER_MIN
 NS_PER_DAY = 24 * NS_PER_HOUR
 
+INT64_MIN_NS = -(1 << 63)
+INT64_MAX_NS = (1 << 63) - 1
+"""The range every stored timestamp must fit (Arrow/Parquet/SQLite int64): 1677-09-21 to 2262-04-11."""
+
 _ISO = re.compile(
     r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
@@ -155,3 +159,31 @@ def month_start_ns(year: int, month: int) -> int:
     year += (month - 1) // 12
     month = (month - 1) % 12 + 1
     return days_from_civil(year, month, 1) * NS_PER_DAY
+
+
+# --- bounds of a moment a user may ask an exchange about ------------------------------------------
+
+GENESIS_NS = 1_230_940_800 * NS_PER_S
+"""2009-01-03T00:00Z, the day Bitcoin's first block was mined: no exchange holds older data."""
+FUTURE_SLACK_NS = NS_PER_DAY
+"""How far past now an end may lie (clock skew, a user's local "tomorrow"); anything later is a typo."""
+
+
+def int64_problem(ns: int) -> str | None:
+    """Why ``ns`` cannot be stored as int64 nanoseconds, or None if it can."""
+    if INT64_MIN_NS <= ns <= INT64_MAX_NS:
+        return None
+    return f"is outside the int64 nanosecond range ({ns_to_date(INT64_MIN_NS)} to {ns_to_date(INT64_MAX_NS)})"
+
+
+def history_problem(ns: int, now_ns: int, slack_ns: int = FUTURE_SLACK_NS) -> str | None:
+    """Why ``ns`` is no moment of crypto-exchange history to fetch, or None if it is one.
+
+    A bound must lie between :data:`GENESIS_NS` and ``now_ns + slack_ns``; both
+    lie well inside the int64 range, so a value this accepts is always storable.
+    """
+    if ns < GENESIS_NS:
+        return f"is before {ns_to_date(GENESIS_NS)} (the first Bitcoin block): no exchange has data that old"
+    if ns > now_ns + slack_ns:
+        return f"is more than {slack_ns // NS_PER_HOUR}h in the future"
+    return None

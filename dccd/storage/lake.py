@@ -134,10 +134,64 @@ class Lake:
                     return p.last_ts
         return None
 
+    def has_dataset(self, dataset: DatasetId) -> bool:
+        """True when ``dataset`` was ever collected here (it has a partition directory)."""
+        return bool(reader.partitions(self.root, dataset))
+
+    def stored_range(self, dataset: DatasetId) -> tuple[int, int] | None:
+        """``(first_ts, last_ts)`` stored for ``dataset``, from part names and footers, or None."""
+        return reader.stored_range(self.root, dataset)
+
+    def nearest(self, dataset: DatasetId) -> list[DatasetId]:
+        """Datasets the lake holds closest to ``dataset`` (for "nothing stored" messages)."""
+        return reader.nearest(reader.datasets(self.root) if self.root.is_dir() else [], dataset)
+
+    def missing_message(self, dataset: DatasetId, *, show_root: bool = True) -> str:
+        """One line: ``dataset`` was never collected, and what the lake holds nearest to it."""
+        span = f" {dataset.span.label}" if dataset.span else ""
+        where = f" in {self.root}" if show_root else ""
+        what = f"no {dataset.exchange} {dataset.symbol} {dataset.data_type.value}{span} stored{where}"
+        near = self.nearest(dataset)
+        if not near:
+            return f"{what} (the lake holds no {dataset.exchange} data)" if self.root.is_dir() else what
+        return f"{what}; nearest: " + ", ".join(
+            f"{d.exchange} {d.symbol} {d.data_type.value}{f' {d.span.label}' if d.span else ''}" for d in near
+        )
+
     # -- maintenance ---------------------------------------------------------------------
     def datasets(self) -> list[DatasetId]:
         """Every dataset present in the lake."""
         return reader.datasets(self.root)
+
+    def quarantine(self, path: Path | str) -> Path:
+        """Move a file out of the data (a corrupt part, say) to ``{root}/_dccd/quarantine/<its relative path>``.
+
+        Returns:
+            The new path.
+
+        Raises:
+            ValueError: ``path`` is not a file under the lake root, is already in ``_dccd``,
+                or the quarantine already holds a file of that name.
+        """
+        if Path(path).is_symlink():
+            raise ValueError(f"{path} is a symbolic link, not a part")
+        src, root = Path(path).resolve(), self.root.resolve()
+        try:
+            rel = src.relative_to(root)
+        except ValueError:
+            raise ValueError(f"{path} is not inside the lake {self.root}") from None
+        if rel.parts and rel.parts[0] == layout.META_DIR:
+            raise ValueError(f"{path} is dccd's own state, not data")
+        if not src.is_file():
+            raise ValueError(f"{path} is not a file")
+        dest = layout.quarantine_root(root) / rel
+        if dest.exists():
+            raise ValueError(f"{dest} already exists")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, dest)  # same file system: atomic; the part is never half in both places
+        writer.fsync_dir(dest.parent)
+        writer.fsync_dir(src.parent)
+        return dest
 
     def inventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:
         """Rows, ranges, sizes and exact gaps per dataset."""

@@ -397,3 +397,25 @@ def datasets(root: Path) -> list[DatasetId]:
             if ds is not None:
                 found.append(ds)
     return sorted(found)
+
+
+def stored_range(root: Path, ds: DatasetId) -> tuple[int, int] | None:
+    """``(first_ts, last_ts)`` of the readable parts of ``ds`` (from names and footers; no rows read)."""
+    parts, _bad = list_parts(root, ds)
+    good = [p for p in parts if p.foreign or check_footer(ds.data_type, p.path) is None]
+    return (min(p.first_ts for p in good), max(p.last_ts for p in good)) if good else None
+
+
+def _kinship(d: DatasetId, ds: DatasetId) -> int:
+    """0 same exchange and symbol, 1 same exchange and type, 2 same symbol, 3 same exchange, 4 unrelated."""
+    if d.exchange == ds.exchange:
+        return 0 if d.symbol == ds.symbol else 1 if d.data_type is ds.data_type else 3
+    return 2 if d.symbol == ds.symbol else 4
+
+
+def nearest(found: list[DatasetId], ds: DatasetId, limit: int = 8) -> list[DatasetId]:
+    """What the lake holds closest to ``ds``: the same exchange and symbol, else the same exchange and
+    type (other symbols), else the same symbol on other exchanges, else the same exchange."""
+    ranked = [(_kinship(d, ds), d) for d in found if d != ds]
+    best = min((k for k, _ in ranked), default=4)
+    return [d for k, d in ranked if k == best][:limit] if best < 4 else []

@@ -248,6 +248,30 @@ async def test_a_failing_fire_is_recorded_and_the_schedule_goes_on(autojump_cloc
     assert sched.get_job("j0").last_state == "succeeded"
 
 
+async def test_a_bug_in_one_fire_fails_that_job_only(autojump_clock: Any, nursery: trio.Nursery) -> None:
+    """A fire whose start raises a non-dccd error (an OverflowError bug) marks that job failed, logged at error with
+    the traceback; the scheduler keeps firing it and the other job, and run_now hands the bug to its caller."""
+    svc = StubService(nursery)
+    svc.fail = lambda req: OverflowError("int too large") if req.job_id == "j0" else None
+    sched, _ = make(svc, specs({"every": "1m"}, {"every": "1m"}))
+    with capture_logs() as logs:
+        await sched.start()
+        await trio.sleep(121.0)
+        with pytest.raises(OverflowError):
+            await sched.run_now("j0")
+        await trio.sleep(60.0)
+    info = sched.get_job("j0")
+    assert (info.fires, info.running, info.last_state, info.last_error) == (
+        4,
+        False,
+        "failed",
+        "OverflowError: int too large",
+    )
+    crashed = [e for e in logs if e["event"] == "job.crashed"]
+    assert [(e["job_id"], e["log_level"], type(e["exc_info"])) for e in crashed] == [("j0", "error", OverflowError)] * 4
+    assert svc.times("j1") == [60.0, 120.0, 180.0]
+
+
 async def test_stream_jobs_start_through_the_service(autojump_clock: Any, nursery: trio.Nursery) -> None:
     """Stream jobs start via svc.start_stream at start(); without it they fail with a clear error (stub service)."""
     svc = StreamingStub(nursery)

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+import structlog
 import trio
 from dccd.actors import (
     ActorFailed,
@@ -336,6 +337,45 @@ async def test_escalation_cancels_the_other_actors(autojump_clock: Any) -> None:
             await sup.start("buggy", buggy)
             await trio.sleep_forever()
     assert cleaned == [("steady", 2.0)]
+
+
+async def test_a_bug_in_an_escalate_false_actor_is_its_own_failure(autojump_clock: Any, events: EventLog) -> None:
+    """A non-transient error (a bug) in a ready escalate=False actor fails that actor alone, logged at error with
+    its traceback; the siblings run on and the supervisor keeps starting actors. Before readiness the error still
+    goes to the start() caller, without touching the siblings."""
+    cleaned: list[str] = []
+
+    async def steady(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("steady")
+
+    async def buggy(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep(2)
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    async def early_bug(*, task_status: trio.TaskStatus[None]) -> None:
+        raise KeyError("before ready")
+
+    with structlog.testing.capture_logs() as logs:
+        async with open_supervisor(emit=events) as sup:
+            await sup.start("steady", steady, role=Role.WRITER)
+            await sup.start("run", buggy, role=Role.SOURCE, escalate=False)
+            await trio.sleep(5)
+            states = {s.name: s.state for s in sup.statistics()}
+            assert states == {"steady": "running", "run": "failed"}
+            with pytest.raises(KeyError):
+                await sup.start("early", early_bug, escalate=False)
+            await sup.start("run", steady)  # still supervising: the name can be reused
+            assert cleaned == []
+    assert cleaned == ["steady", "steady"]  # stopped by the ordinary shutdown, not by the bug
+    failed = events.of(ActorFailed)
+    assert [(e.name, e.escalated) for e in failed] == [("run", False), ("early", False)]
+    [entry] = [e for e in logs if e["event"] == "actor.failed" and "OverflowError" in e["error"]]
+    assert entry["log_level"] == "error" and isinstance(entry["exc_info"], OverflowError)
 
 
 async def test_cancelling_the_caller_cancels_an_actor_still_starting(autojump_clock: Any) -> None:

@@ -10,11 +10,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dccd.domain.timeutil import (
+    GENESIS_NS,
+    INT64_MAX_NS,
+    INT64_MIN_NS,
     NS_PER_DAY,
     NS_PER_S,
     civil_from_days,
     days_from_civil,
     decimal_seconds_to_ns,
+    history_problem,
+    int64_problem,
     month_start_ns,
     ms_to_ns,
     ns_to_date,
@@ -206,3 +211,26 @@ def test_month_start_overflows_months(year: int, month: int) -> None:
     y, m0 = divmod(year * 12 + month - 1, 12)
     m = m0 + 1
     assert month_start_ns(year, month) == (dt.date(y, m, 1).toordinal() - EPOCH_ORDINAL) * NS_PER_DAY
+
+
+def test_int64_bounds() -> None:
+    """int64_problem accepts exactly the int64 range and names it by its dates."""
+    assert int64_problem(INT64_MIN_NS) is None and int64_problem(INT64_MAX_NS) is None
+    assert (INT64_MIN_NS, INT64_MAX_NS) == (-(2**63), 2**63 - 1)
+    expected = "is outside the int64 nanosecond range (1677-09-21 to 2262-04-11)"
+    assert int64_problem(INT64_MAX_NS + 1) == int64_problem(INT64_MIN_NS - 1) == expected
+    assert int64_problem(parse_iso_ns("0001-01-01")) == expected
+
+
+def test_history_bounds() -> None:
+    """A moment to fetch lies in [2009-01-03, now + 24h]; everything there fits int64."""
+    now = parse_iso_ns("2024-03-09T16:00Z")
+    assert parse_iso_ns("2009-01-03") == GENESIS_NS
+    assert history_problem(GENESIS_NS, now) is None
+    assert history_problem(now + NS_PER_DAY, now) is None
+    assert history_problem(GENESIS_NS - 1, now) == (
+        "is before 2009-01-03 (the first Bitcoin block): no exchange has data that old"
+    )
+    assert history_problem(now + NS_PER_DAY + 1, now) == "is more than 24h in the future"
+    assert history_problem(now + 10, now, slack_ns=0) == "is more than 0h in the future"
+    assert int64_problem(GENESIS_NS) is None and int64_problem(now + NS_PER_DAY) is None
