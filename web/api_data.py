@@ -18,10 +18,12 @@ from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
 from dccd.domain import DatasetId
+from dccd.storage import Lake
 from dccd.storage.export import Export
 
 from . import params
 from .context import WebContext
+from .errors import ApiError
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -90,6 +92,10 @@ async def _chunks(export: Export, as_array: bool, nursery: trio.Nursery, what: s
         scope.cancel()
 
 
+def _missing(lake: Lake, ds: DatasetId) -> str:
+    return lake.missing_message(ds, show_root=False)  # the server's paths stay private
+
+
 def _filename(ds: DatasetId, fmt: str) -> str:
     span = f"_{ds.span.label}" if ds.span else ""
     ext = {"jsonl": "jsonl", "arrow": "arrows"}.get(fmt, fmt)
@@ -118,6 +124,8 @@ class DataController(Controller):
 
         ``symbol`` is the slug (``BTC-USDT``, ``BTC-USDT-PERP``); ``span`` is
         required for ohlc; ``format`` is json (default), jsonl, csv, parquet or arrow.
+        A dataset never collected answers 404 naming the nearest stored datasets; a
+        collected one with no rows in the range answers 200 with no rows.
         """
         # Every path parameter is parsed into a typed value before any path is built from it.
         dtype = params.data_type(data_type)
@@ -129,6 +137,8 @@ class DataController(Controller):
         assert fmt is not None
         ds = DatasetId(name, sym, dtype, sp)
         lake = ctx.ops.lake
+        if not await trio.to_thread.run_sync(lake.has_dataset, ds):  # never collected: not an empty success
+            raise ApiError(404, "dataset", await trio.to_thread.run_sync(_missing, lake, ds))
         export = await trio.to_thread.run_sync(lake.export, ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
         nursery = ctx.feeds.nursery
         if nursery is None:

@@ -1,4 +1,4 @@
-"""Lake commands: ``dccd read``, ``dccd inventory``, ``dccd runs``, ``dccd compact``."""
+"""Lake commands: ``dccd read``, ``dccd inventory``, ``dccd runs``, ``dccd compact``, ``dccd quarantine``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from dccd.cli.common import EXIT_USAGE, common_options, data_root, fail
+from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, common_options, data_root, fail
 from dccd.domain import SPAN_LABELS, DatasetId, DataType, Span, Symbol, check_exchange_name
 from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
 from dccd.storage import BadFile, Lake, RunStore
@@ -56,6 +56,23 @@ def _time(option: str, text: str | None) -> int | None:
         fail(f"{option}: {exc}", EXIT_USAGE)
 
 
+def _lake() -> Lake:
+    """The lake of this invocation; a data directory that does not exist is a usage error (exit 2)."""
+    root = data_root()
+    if not root.is_dir():
+        fail(f"data directory {root} does not exist (set by --data, DCCD_DATA or storage.path)", EXIT_USAGE)
+    return Lake(root)
+
+
+def _note_empty(lake: Lake, ds: DatasetId) -> None:
+    """After a read of zero rows: say what the dataset holds, on stderr."""
+    rng = lake.stored_range(ds)
+    if rng is None:
+        click.echo(f"note: {ds} holds no readable rows", err=True)
+    else:
+        click.echo(f"note: no rows in the range; {ds} holds {ns_to_iso(rng[0])} .. {ns_to_iso(rng[1])}", err=True)
+
+
 def _console() -> Console:
     # Off a terminal rich would wrap to 80 columns and truncate timestamps.
     return Console() if sys.stdout.isatty() else Console(width=240)
@@ -74,7 +91,7 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
-def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) -> None:
+def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) -> int:
     """Head and tail rows plus the count, streaming (memory stays bounded)."""
     head: list[dict[str, Any]] = []
     tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=_HEAD)
@@ -97,6 +114,7 @@ def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) 
             table.add_row(*(["…"] * len(names)))
         table.add_row(*(_cell(n, row[n]) for n in names))
     _console().print(table)
+    return rows
 
 
 @click.command("read")
@@ -119,20 +137,27 @@ def read_cmd(
     fmt: str,
     out: str | None,
 ) -> None:
-    """Print or export stored data, deduplicated and sorted by ts."""
+    """Print or export stored data, deduplicated and sorted by ts.
+
+    A dataset never collected fails (exit 1) naming the nearest stored datasets; a read of
+    zero rows from a collected dataset succeeds and says on stderr what range it holds.
+    """
     ds = _dataset(exchange, symbol, data_type, span)
     start_ns, end_ns = _time("--start", start), _time("--end", end)
     if start_ns is not None and end_ns is not None and start_ns >= end_ns:
         fail("--start must be before --end", EXIT_USAGE)
-    lake = Lake(data_root())
     export_fmt = _FORMATS[fmt]
-    if export_fmt is None:
-        if out is not None:
-            fail("--out needs --format csv, json or parquet", EXIT_USAGE)
-        _print_table(lake, ds, start_ns, end_ns)
-        return
+    if export_fmt is None and out is not None:
+        fail("--out needs --format csv, json or parquet", EXIT_USAGE)
     if out is None and export_fmt == "parquet" and sys.stdout.isatty():
         fail("--format parquet writes binary: give --out FILE or redirect stdout", EXIT_USAGE)
+    lake = _lake()
+    if not lake.has_dataset(ds):
+        fail(lake.missing_message(ds), EXIT_FAILED)
+    if export_fmt is None:
+        if _print_table(lake, ds, start_ns, end_ns) == 0:
+            _note_empty(lake, ds)
+        return
     if out is not None:
         rows, skipped = lake.export_to(ds, export_fmt, out, start_ns, end_ns)
     else:
@@ -142,6 +167,8 @@ def read_cmd(
     _warn_skipped(skipped)
     if out is not None:
         click.echo(f"{rows} rows written to {out}", err=True)
+    if rows == 0:
+        _note_empty(lake, ds)
 
 
 @click.command("inventory")
@@ -149,7 +176,7 @@ def read_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inventory_cmd(as_json: bool) -> None:
     """List datasets with rows, first/last ts, size and exact gaps."""
-    items = Lake(data_root()).inventory()
+    items = _lake().inventory()
     for item in items:
         _warn_skipped(item.skipped)
     if as_json:
@@ -176,7 +203,7 @@ def inventory_cmd(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def runs_cmd(as_json: bool, state: str | None, limit: int) -> None:
     """Show the run history, newest first."""
-    store = RunStore(data_root())
+    store = RunStore(_lake().root)
     runs = store.list_runs(state=state, limit=limit) if store.path.exists() else []
     if as_json:
         docs = [{**msgspec.to_builtins(r), "events": msgspec.to_builtins(store.events(r.run_id))} for r in runs]
@@ -216,11 +243,26 @@ def compact_cmd(exchange: str | None, symbol: str | None, data_type: str | None,
         ds = _dataset(exchange, symbol, data_type, span)
     elif span is not None:
         raise click.UsageError("--span needs EXCHANGE SYMBOL --type ohlc")
-    results = Lake(data_root()).compact(ds)
+    results = _lake().compact(ds)
     for r in results:
         _warn_skipped(r.skipped)
         click.echo(f"{r.partition}: {r.inputs} parts -> 1 ({r.rows} rows)")
     click.echo(f"compacted {len(results)} partition(s)")
 
 
-COMMANDS = (read_cmd, inventory_cmd, runs_cmd, compact_cmd)
+@click.command("quarantine")
+@common_options
+@click.argument("path")
+def quarantine_cmd(path: str) -> None:
+    """Move a damaged part out of the data into {root}/_dccd/quarantine/, keeping its relative path."""
+    lake = _lake()
+    try:
+        dest = lake.quarantine(path)
+    except ValueError as exc:
+        fail(f"PATH: {exc}", EXIT_USAGE)
+    except OSError as exc:
+        fail(f"moving {path}: {exc.strerror or exc}", EXIT_FAILED)
+    click.echo(f"quarantined {path} -> {dest}")
+
+
+COMMANDS = (read_cmd, inventory_cmd, runs_cmd, compact_cmd, quarantine_cmd)

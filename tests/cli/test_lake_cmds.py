@@ -148,3 +148,75 @@ def test_compact_all_and_one_dataset(lake: Path) -> None:
     assert "compacted 0 partition(s)" in run(lake, "compact").stdout
     bad = run(lake, "compact", "binance")
     assert bad.exit_code == 2 and "EXCHANGE SYMBOL --type" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m"], ["inventory"], ["inventory", "--json"],
+     ["runs"], ["compact"]],
+)  # fmt: skip
+def test_a_data_dir_that_does_not_exist_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """read/inventory/runs/compact on a missing data dir exit 2 with one line naming it, and create nothing."""
+    res = run(tmp_path / "nope", *args)
+    assert res.exit_code == 2, res.output
+    assert (
+        res.stderr
+        == f"error: data directory {tmp_path / 'nope'} does not exist (set by --data, DCCD_DATA or storage.path)\n"
+    )
+    assert res.stdout == "" and not (tmp_path / "nope").exists()
+
+
+def test_reading_a_never_collected_dataset_fails_naming_the_nearest(lake: Path) -> None:
+    """A dataset never collected exits 1 with one line listing what the lake holds for that exchange/symbol."""
+    res = run(lake, "read", "binance", "BTC/USDT", "--type", "trades", "--format", "csv")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr == f"error: no binance BTC/USDT trades stored in {lake}; nearest: binance BTC/USDT ohlc 1m\n"
+    other = run(lake, "read", "binance", "ETH/USDT", "--type", "ohlc", "--span", "1m")
+    assert other.exit_code == 1 and other.stderr.endswith("; nearest: binance BTC/USDT ohlc 1m\n")
+
+
+def test_an_empty_range_of_a_collected_dataset_says_what_is_stored(lake: Path) -> None:
+    """Zero rows in the asked range is a success, with the stored range on stderr."""
+    res = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--start", "2023-01-01",
+              "--end", "2023-02-01", "--format", "csv")  # fmt: skip
+    assert res.exit_code == 0 and res.stdout.count("\n") == 1
+    assert (
+        "note: no rows in the range; binance:BTC/USDT:ohlc:1m holds 2024-01-01T00:00:00Z .. 2024-01-01T00:30:00Z"
+        in res.stderr
+    )
+    table = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--start", "2023-01-01",
+                "--end", "2023-02-01")  # fmt: skip
+    assert table.exit_code == 0 and "0 rows" in table.stdout and "note: no rows in the range" in table.stderr
+
+
+def test_quarantine_moves_a_corrupt_part_keeping_its_relative_path(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dccd quarantine PATH moves the part under _dccd/quarantine/; reads then stop warning about it."""
+    part = sorted(lake.rglob("part-*.parquet"))[0]
+    part.write_bytes(b"garbage" * 20)
+    assert "warning: skipped" in run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m").stderr
+    monkeypatch.chdir(part.parent)
+    res = run(lake, "quarantine", part.name)
+    dest = lake / "_dccd" / "quarantine" / part.relative_to(lake)
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"quarantined {part.name} -> {dest}\n"
+    assert dest.read_bytes() == b"garbage" * 20 and not part.exists()
+    after = run(lake, "read", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", "--format", "csv")
+    assert after.exit_code == 0 and after.stderr == "" and len(after.stdout.splitlines()) == 1 + 15
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("outside", "is not inside the lake"), ("meta", "is dccd's own state, not data"), ("dir", "is not a file"),
+     ("missing", "is not a file")],
+)  # fmt: skip
+def test_quarantine_refuses_paths_outside_the_data(lake: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                   target: str, message: str) -> None:  # fmt: skip
+    """Only a file under the lake root (not _dccd) can be quarantined; anything else exits 2 in one line."""
+    outside = tmp_path_factory.mktemp("elsewhere") / "part-x.parquet"
+    outside.write_bytes(b"x")
+    (lake / "_dccd").mkdir(exist_ok=True)
+    (lake / "_dccd" / "runs.db").write_bytes(b"")
+    paths = {"outside": outside, "meta": lake / "_dccd" / "runs.db", "dir": lake / "ohlc",
+             "missing": lake / "ohlc" / "part-none.parquet"}  # fmt: skip
+    res = run(lake, "quarantine", str(paths[target]))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.output

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import trio
 
 from dccd.domain import DatasetId, DataType, Span
+from dccd.storage import Provenance
 from dccd.storage.schema import LOOSE_SCHEMAS
 
-from .conftest import BTC, Web
+from .conftest import BTC, Web, trades
 
 BODY = {
     "exchange": "binance",
@@ -97,13 +98,24 @@ async def _reads_back_exactly(web: Web) -> None:
     assert part.column("ts").to_pylist() == [r["ts"] for r in stored[1440:1500]]
 
 
-async def test_data_read_of_an_empty_dataset_is_an_empty_document(web: Web) -> None:
-    """A dataset with no rows reads as [] (json) and a header-only CSV, not an error."""
+async def test_data_read_of_a_never_collected_dataset_is_404_and_an_empty_range_is_empty(web: Web) -> None:
+    """A dataset never collected answers 404 naming what is stored nearest; a collected one with no rows in the
+    range answers [] (json) and a header-only CSV."""
     r = await web.client.get("/api/v1/data/trades/binance/ETH-BTC")
+    assert r.status_code == 404
+    assert r.json() == {"error": "dataset: no binance ETH/BTC trades stored (the lake holds no binance data)"}
+    await web.ctx.ops.lake.awrite(
+        DatasetId("binance", BTC, DataType.TRADES), trades(3).records, Provenance("test", "ws")
+    )
+    r = await web.client.get("/api/v1/data/trades/binance/ETH-BTC")
+    assert r.status_code == 404
+    assert r.json() == {"error": "dataset: no binance ETH/BTC trades stored; nearest: binance BTC/USDT trades"}
+    empty = {"start": "2020-01-01", "end": "2020-01-02"}
+    r = await web.client.get("/api/v1/data/trades/binance/BTC-USDT", params=empty)
     assert r.status_code == 200 and r.json() == []
-    r = await web.client.get("/api/v1/data/trades/binance/ETH-BTC", params={"format": "csv"})
+    r = await web.client.get("/api/v1/data/trades/binance/BTC-USDT", params={**empty, "format": "csv"})
     assert r.text.splitlines() == ['"ts","id","price","amount","side","recv_ts"']
-    assert r.headers["content-disposition"] == 'attachment; filename="binance_ETH-BTC_trades.csv"'
+    assert r.headers["content-disposition"] == 'attachment; filename="binance_BTC-USDT_trades.csv"'
 
 
 async def _cancel_running_backfill(web: Web) -> tuple[str, Any]:
