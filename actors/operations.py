@@ -186,7 +186,7 @@ class Operations:
                     await self.runs.afinish(job.run_id, state, error=error)
                 finally:
                     self._state(job, state, error, handle.rows_written)
-                    log.info(
+                    (log.error if state == "failed" else log.info)(
                         "backfill.finished",
                         run_id=job.run_id,
                         state=state,

@@ -26,9 +26,11 @@ from dccd.web.metrics import DuplicateMetric, render_registries
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from dccd.config import Config, ExchangeSettings, Storage
 from dccd.domain.backoff import RestartPolicy
+from tests.e2e.helpers import request
 from tests.fake import kraken as fkr
 from tests.fake import tape
 from tests.fake.exchange import WsFaults, open_rest, open_ws
@@ -243,3 +245,14 @@ async def test_metrics_answers_500_naming_a_clash_across_registries(tmp_path: Pa
             "metric names declared twice in /metrics: dccd_exchange_requests_created, dccd_exchange_requests_total\n",
         )
         assert await web.svc.stop_stream(sid)
+
+
+async def test_a_failed_run_is_logged_at_error_a_good_one_at_info(web: Web) -> None:
+    """backfill.finished: error for a failed run (operators alert on error lines), info for a succeeded one."""
+    with capture_logs() as logs:
+        nope, btc = await web.svc.backfill(
+            request(["NOPE/USDT", "BTC/USDT"], start="2024-01-01", end="2024-01-01T01:00")
+        )
+    assert (nope.state, btc.state) == ("failed", "succeeded")
+    finished = {e["run_id"]: e["log_level"] for e in logs if e["event"] == "backfill.finished"}
+    assert finished == {nope.run_id: "error", btc.run_id: "info"}
