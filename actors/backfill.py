@@ -10,13 +10,24 @@ before the stored range, interior id holes when ids are sequential, and the
 tail up to ``end``. Every request first
 waits for writer capacity (``await writer.wait_writable()``), so a slow disk
 means fewer HTTP requests, not more memory.
+
+A 200 answer that does not parse (truncated, malformed: ``ProtocolDrift``) is
+asked again under the client's retry policy (backoff, ``dccd_exchange_retries``
+with reason ``ProtocolDrift``, ``page_retries`` on the run) before it fails the
+run naming the page.
+
+A range the exchange no longer serves (Kraken's last 720 bars, OKX's 3 months
+of trades, Bybit's last 60 spot trades) is a :class:`Shortfall`: its part is
+recorded on the run as ``unavailable`` events and the run ends ``partial``.
+Where the served history begins is read from the exchange's answers (the oldest
+row it returns), the local clock only decides whether to ask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pyarrow.compute as pc
@@ -25,12 +36,22 @@ import trio
 
 from dccd.domain.capability import Capabilities, History, Transport
 from dccd.domain.dataset import DatasetId
-from dccd.domain.gaps import missing_ids
-from dccd.domain.plan import Window, closed_end, ohlc_windows, page_holes, subtract_holes
+from dccd.domain.gaps import missing_bars, missing_ids
+from dccd.domain.plan import (
+    Shortfall,
+    Window,
+    at_horizon,
+    closed_end,
+    duration,
+    ohlc_windows,
+    page_holes,
+    subtract_holes,
+    unserved,
+)
 from dccd.domain.records import DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, NoCapability
+from dccd.errors import DccdError, NoCapability, ProtocolDrift
 from dccd.sources.base import Adapter, Request
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
@@ -41,9 +62,12 @@ from .messages import Batch, GapDetected, Message, RunLogged, RunProgressed
 
 log = structlog.get_logger()
 _TS = attrgetter("ts")
+T = TypeVar("T")
 
 PROGRESS_EVERY_S = 0.5
 HOLE_DETAIL = "exchange returned no bars"  # run-event detail of exchange-confirmed holes, skipped by later runs
+# An oldest served trade this much younger than the declared horizon is where the data starts (a listing).
+HORIZON_SLACK_S = 7 * 86_400
 
 
 class BackfillJob(msgspec.Struct, frozen=True):
@@ -142,6 +166,12 @@ class Backfiller:
         self.progress = Progress(job.run_id, "rows", None, emit, runs)
         self.holes: list[tuple[int, int]] = []
         self.first_trade_ts: int | None = None  # the earliest trade any page returned (recent-only clamp)
+        self.oldest_page_rows = 0  # rows of the page that returned ``first_trade_ts``
+        self.beyond_horizon: tuple[int, int] | None = None  # (start, stop) of a walk whose start is not served
+        self.shortfalls: list[Shortfall] = []
+        self.page_retries = 0
+        self.search_horizon = False
+        self.first_stored_ts: int | None = None  # the oldest stored trade in the requested range
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -155,6 +185,57 @@ class Backfiller:
             return await client.fetch(request)
         except DccdError as exc:
             raise PageFailed(request, exc) from exc
+
+    async def _page(self, client: ExchangeClient, request: Request, parse: Callable[[Request, bytes], T]) -> T:
+        """Fetch and parse one page; a 200 answer that does not parse is fetched again (the client's policy).
+
+        Raises:
+            PageFailed: the fetch failed, or the answer kept failing to parse; names the page.
+        """
+        attempt = 0
+        while True:
+            body = await self._fetch(client, request)
+            try:
+                return parse(request, body)
+            except ProtocolDrift as exc:
+                attempt += 1
+                try:
+                    await client.backoff(request, attempt, exc)  # counts the retry; raises on the last attempt
+                except DccdError as final:
+                    raise PageFailed(request, final) from exc
+                self.page_retries += 1
+                self._log("warning", "backfill.page_retried", endpoint=request.endpoint, attempt=attempt, error=str(exc))
+            except DccdError as exc:
+                raise PageFailed(request, exc) from exc
+
+    @property
+    def partial(self) -> str | None:
+        """Why the run is partial (one line per shortfall, joined), or None when everything was served."""
+        return "; ".join(s.summary() for s in self.shortfalls) or None
+
+    async def save(self) -> None:
+        """Persist progress, page retries and what was unavailable in the run record."""
+        await self.progress.save()
+        extra: dict[str, Any] = {"page_retries": self.page_retries}
+        if self.shortfalls:
+            extra["unavailable"] = self.partial
+        await self.runs.aprogress(self.job.run_id, **extra)
+
+    async def _shortfall(self, short: Shortfall, ranges: Sequence[tuple[int, int]] | None = None) -> None:
+        """Record a part of the request the exchange does not serve: run events, a warning, the partial state."""
+        self.shortfalls.append(short)
+        detail = short.summary()
+        for lo, hi in ranges if ranges is not None else [(short.lo_ns, short.hi_ns)]:
+            await self.runs.aevent(self.job.run_id, "unavailable", lo, hi, detail)
+        earliest = ns_to_iso(short.served_from_ns) if short.served_from_ns is not None else "none"
+        self._log(
+            "warning",
+            "backfill.clamped",
+            requested=ns_to_iso(short.start_ns),
+            earliest=earliest,
+            reason=short.reason,
+            unavailable=detail,
+        )
 
     def _emit_batch(self, records: Sequence[Any]) -> None:
         if records:
@@ -177,15 +258,15 @@ class Backfiller:
         if self.ds.data_type is DataType.OHLC:
             await self._ohlc(adapter, client, cap.page_limit or 500, cap.history, cap.recent_rows)
         elif self.ds.data_type is DataType.TRADES:
-            await self._trades(adapter, client)
+            await self._trades(adapter, client, cap.history is History.RECENT)
             if cap.history is History.RECENT:
-                self._warn_recent_trades(cap.recent_rows, cap.recent_s)
+                await self._recent_trades_shortfall(cap.recent_rows, cap.recent_s)
         elif self.ds.data_type is DataType.BOOK:
             await self._book(adapter, client)
         else:
             await self._series(adapter, client, cap.page_limit or 500, snapshot=cap.history is History.SNAPSHOT)
         self.progress.report()
-        await self.progress.save()
+        await self.save()
 
     # -- OHLC ----------------------------------------------------------------------------------
 
@@ -194,11 +275,7 @@ class Backfiller:
     ) -> int | None:
         """Open time of the exchange's first bar in ``[from_ns, end_ns)``, by one probe (``limit=1``)."""
         request = adapter.build_ohlc(self.ds.symbol, span, from_ns, span.add(end_ns, -1), limit=1)
-        body = await self._fetch(client, request)
-        try:
-            page = adapter.parse_ohlc(request, body)
-        except DccdError as exc:
-            raise PageFailed(request, exc) from exc
+        page = await self._page(client, request, adapter.parse_ohlc)
         first = page.candles[0].ts if page.candles else None
         return first if first is not None and first < end_ns else None
 
@@ -248,15 +325,8 @@ class Backfiller:
         if history is History.RECENT and recent_rows:
             # The last ``recent_rows`` bars include the one still open (Kraken's 720 end at the current bar).
             earliest = span.add(span.align(self.job.now_ns), -(recent_rows - 1))
-            if start < earliest:
-                self._log(
-                    "warning",
-                    "backfill.clamped",
-                    requested=ns_to_iso(start),
-                    earliest=ns_to_iso(earliest),
-                    reason=f"{self.ds.exchange} serves only the last {recent_rows} bars",
-                )
-                start = earliest
+            if start < earliest:  # by our clock the start is no longer served: ask where the exchange's bars begin
+                start = await self._recent_bars_start(adapter, client, span, start, end, recent_rows, limit)
         if start >= end:
             return
         stored_tbl = (await self.lake.aread_table(self.ds, start, end)).table
@@ -301,11 +371,7 @@ class Backfiller:
         last_open = span.add(w.end_ns, -1)
         while cur is not None and cur < w.end_ns:
             request = adapter.build_ohlc(self.ds.symbol, span, cur, last_open, limit=limit)
-            body = await self._fetch(client, request)
-            try:
-                page = adapter.parse_ohlc(request, body)
-            except DccdError as exc:
-                raise PageFailed(request, exc) from exc
+            page = await self._page(client, request, adapter.parse_ohlc)
             candles = page.candles
             # Pages are ascending (the adapter protocol), so in-window ends mean every bar is in the window.
             if candles and not (w.start_ns <= candles[0].ts and candles[-1].ts < w.end_ns):
@@ -324,14 +390,55 @@ class Backfiller:
             self.progress.add(done=span.count(lo, hi))
         return len(got)
 
+    async def _recent_bars_start(
+        self, adapter: Adapter, client: ExchangeClient, span: Span, start: int, end: int, recent_rows: int, limit: int
+    ) -> int:
+        """Where a recent-only exchange's bars begin, from one request up to now; records what it no longer serves.
+
+        The oldest bar of the answer is the start of what the exchange serves. If the answer holds
+        fewer closed bars than the exchange keeps, nothing older exists (a listing): the head is
+        left to the planner (an exchange-side hole). Bars already stored are not unavailable.
+
+        Returns:
+            The first bar to plan from.
+        """
+        now_end = span.align(self.job.now_ns)
+        request = adapter.build_ohlc(self.ds.symbol, span, start, span.add(now_end, -1), limit=limit)
+        page = await self._page(client, request, adapter.parse_ohlc)
+        served = [c.ts for c in page.candles if c.ts >= start]
+        if served and len(served) < min(recent_rows - 1, limit):
+            return start  # the exchange sent all it has: the bars before its first do not exist
+        served_from = served[0] if served else None
+        head = unserved(start, end, served_from)
+        if head is None:
+            return start
+        lo, hi = head
+        stored_tbl = (await self.lake.aread_table(self.ds, lo, hi)).table
+        stored = sorted(stored_tbl.column("ts").to_pylist()) if stored_tbl.num_rows else []
+        missing = missing_bars(stored, span, lo, hi)
+        if missing:
+            short = Shortfall(
+                lo,
+                hi,
+                start,
+                end,
+                f"{self.ds.exchange} serves only the last {recent_rows} bars",
+                served_from,
+                sum(span.count(a, b) for a, b in missing),
+                span.count(start, end),
+            )
+            await self._shortfall(short, missing)
+        return hi
+
     async def _known_holes(self, start: int, end: int) -> list[tuple[int, int]]:
         return await trio.to_thread.run_sync(self.runs.known_gaps, self.ds, start, end, HOLE_DETAIL)
 
     # -- trades --------------------------------------------------------------------------------
 
-    async def _trades(self, adapter: Adapter, client: ExchangeClient) -> None:
+    async def _trades(self, adapter: Adapter, client: ExchangeClient, recent: bool = False) -> None:
         end = min(self.job.end_ns, self.job.now_ns)
         sequential = bool(getattr(adapter, "sequential_trade_ids", False))
+        self.search_horizon = recent and sequential  # a start before a recent-only horizon: find its oldest trade
         if self.job.start == "last":
             last = await self._last_trade()
             if last is None:
@@ -353,6 +460,7 @@ class Backfiller:
             return
         ts = stored.column("ts")
         first_ts, last_ts = pc.min(ts).as_py(), pc.max(ts).as_py()
+        self.first_stored_ts = first_ts
         ids = _int_ids(stored)
         if sequential and ids is not None:
             first_id, last_id = ids[0], ids[-1]
@@ -405,13 +513,18 @@ class Backfiller:
         """Page trades until ``stop_ts``/``stop_id``; ``seen`` = (last stored ts, its ids): drop what is not after it."""
         while True:
             request = adapter.build_trades(self.ds.symbol, cursor=cursor, start_ns=start_ns if cursor is None else None)
-            body = await self._fetch(client, request)
-            try:
-                page = adapter.parse_trades(request, body)
-            except DccdError as exc:
-                raise PageFailed(request, exc) from exc
+            page = await self._page(client, request, adapter.parse_trades)
+            if cursor is None and start_ns is not None and page.done and not page.records and self.search_horizon:
+                # No trade before the start, on an exchange that keeps only recent ones: walk from its oldest.
+                self.beyond_horizon = (start_ns, stop_ts)
+                oldest = await self._oldest_served(adapter, client, stop_ts)
+                if oldest is None:
+                    return
+                cursor = oldest
+                continue
             if page.records and (self.first_trade_ts is None or page.records[0].ts < self.first_trade_ts):
                 self.first_trade_ts = page.records[0].ts
+                self.oldest_page_rows = len(page.records)
             keep = [
                 t
                 for t in page.records
@@ -432,31 +545,64 @@ class Backfiller:
                 raise PageFailed(request, DccdError("trade cursor did not advance"))
             cursor = page.next_cursor
 
-    def _warn_recent_trades(self, recent_rows: int | None, recent_s: int | None) -> None:
-        """Warn when the requested start predates what a recent-only exchange still serves.
+    async def _oldest_served(self, adapter: Adapter, client: ExchangeClient, before_ns: int) -> str | None:
+        """Cursor of the oldest trade the exchange still serves before ``before_ns`` (None: it serves none).
 
-        A time-bounded history (``recent_s``) ends at a known instant; a count-bounded one
-        (``recent_rows``) is known short when even its oldest trade is after the start.
+        Found from the exchange's answers: the lookup at ``before_ns`` gives a served id, then a
+        bisection over ids (cursors of sequential-id adapters are trade ids; a page at ``c`` holds the
+        served ids from ``c``) finds the lowest served one, ~30 requests for ids near 10**9.
+        """
+        lookup = adapter.build_trades(self.ds.symbol, start_ns=before_ns)
+        found = await self._page(client, lookup, adapter.parse_trades)
+        if found.next_cursor is None or not found.next_cursor.isdigit():
+            return None
+        lo, hi = 0, int(found.next_cursor) - 1  # the lookup's cursor is the id after a served trade
+        while lo < hi:
+            mid = (lo + hi) // 2
+            probe = adapter.build_trades(self.ds.symbol, cursor=str(mid))
+            if (await self._page(client, probe, adapter.parse_trades)).records:
+                hi = mid
+            else:
+                lo = mid + 1
+        first = await self._page(client, adapter.build_trades(self.ds.symbol, cursor=str(lo)), adapter.parse_trades)
+        return first.records[0].id if first.records else None
+
+    async def _recent_trades_shortfall(self, recent_rows: int | None, recent_s: int | None) -> None:
+        """Record the head of the requested range a recent-only exchange did not serve, if any.
+
+        A time-bounded history (``recent_s``) is short when the walk from the start found no trade
+        before it and the oldest one served sits at the horizon; a count-bounded one
+        (``recent_rows``) when even its oldest trade is after the start and its page was full
+        (a page with fewer trades than it keeps is all there is).
         """
         start = self.job.start
         if not isinstance(start, int):
             return
+        end = min(self.job.end_ns, self.job.now_ns)
+        served_from = self.first_trade_ts
+        name = self.ds.exchange
         if recent_s:
-            bound: int | None = self.job.now_ns - recent_s * 1_000_000_000
-            served = f"only the last {recent_s} s of trades"
+            if self.beyond_horizon is None:
+                return  # the exchange had trades before the start
+            lo, stop = self.beyond_horizon
+            if self.first_stored_ts is not None:
+                stop = min(stop, self.first_stored_ts)
+            if served_from is not None and not at_horizon(served_from, self.job.now_ns, recent_s, HORIZON_SLACK_S):
+                return  # its trades begin well inside its horizon: there are no older ones
+            reason = f"{name} serves only the last {duration(recent_s * 1_000_000_000)} of trades"
+            head = unserved(lo, stop, served_from)
         else:
-            bound = self.first_trade_ts
-            served = f"only its last {recent_rows} trades" if recent_rows else "recent trades only"
-        if bound is not None and bound <= start:
-            return
-        earliest = ns_to_iso(bound) if bound is not None else "none"
-        self._log(
-            "warning",
-            "backfill.clamped",
-            requested=ns_to_iso(start),
-            earliest=earliest,
-            reason=f"{self.ds.exchange} serves {served}",
-        )
+            if served_from is None or (recent_rows and self.oldest_page_rows < recent_rows):
+                return  # it sent all it has
+            reason = (
+                f"{name} serves only its last {recent_rows} trades"
+                if recent_rows
+                else f"{name} serves recent trades only"
+            )
+            stop = end if self.first_stored_ts is None else min(end, self.first_stored_ts)
+            head = unserved(start, stop, served_from)
+        if head is not None:
+            await self._shortfall(Shortfall(head[0], head[1], start, end, reason, served_from, unit="trades"))
 
     # -- book, funding, open interest ----------------------------------------------------------
 
@@ -490,11 +636,7 @@ class Backfiller:
         self.progress = Progress(self.job.run_id, "ns", max(end - t0, 1), self._emit, self.runs)
         while cur is not None and cur < end:
             request = build(self.ds.symbol, cur, end, limit=limit)
-            body = await self._fetch(client, request)
-            try:
-                page = parse(request, body)
-            except DccdError as exc:
-                raise PageFailed(request, exc) from exc
+            page = await self._page(client, request, parse)
             # A snapshot (BitMEX OI) is stamped with the exchange's "now", which may be at or past ours.
             keep = list(page.records) if snapshot else [r for r in page.records if cur <= r.ts < end]
             self._emit_batch(keep)

@@ -2,8 +2,9 @@
 
 Every paginator and gap-filler hitting the same exchange goes through the one
 client the :class:`ClientPool` opened for it, so the exchange's weight budget,
-429 pauses and 418 bans are shared. The symbol listing is fetched once per
-exchange and cached, so an unknown symbol fails before any paging.
+429 pauses and 418 bans are shared (and, with a ``limit_state``, survive a
+restart). The symbol listing is fetched once per exchange and cached, so an
+unknown symbol fails before any paging.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 from dccd.sources.base import Adapter, DerivativesAdapter, Listing
 from dccd.sources.registry import get_adapter
 from dccd.transport.http import ExchangeClient, open_exchange_client
+from dccd.transport.ratelimit import LimitStateStore
 
 from .supervisor import Role
 
@@ -49,6 +51,8 @@ class ClientPool:
         start_actor: the service's ``start_actor``.
         settings: ``name -> (rest_url, rate_limit)`` lookup (the config's exchange overrides).
         options: extra keyword arguments for :func:`open_exchange_client` (tests pass transports).
+        limit_state: where 429 pauses and 418 bans are recorded and restored from (the lake's
+            ``_dccd/limits.json``), so a restarted service honours them before its first request.
     """
 
     def __init__(
@@ -56,10 +60,14 @@ class ClientPool:
         start_actor: Callable[..., Any],
         settings: Callable[[str], tuple[str | None, float]],
         options: dict[str, Any] | None = None,
+        *,
+        limit_state: LimitStateStore | None = None,
     ) -> None:
         self._start_actor = start_actor
         self._settings = settings
-        self._options = options or {}
+        self._options = dict(options or {})
+        if limit_state is not None:
+            self._options.setdefault("limit_state", limit_state)
         self._clients: dict[str, ExchangeClient] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._listing_locks: dict[tuple[str, bool], trio.Lock] = {}

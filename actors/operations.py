@@ -163,6 +163,8 @@ class Operations:
         state, error = "succeeded", None
         try:
             await bf.run()
+            if bf.partial is not None:  # part of the range is not served by the exchange: say so, exit non-zero
+                state, error = "partial", bf.partial
         except DccdError as exc:
             state, error = "failed", str(exc)
         except Exception as exc:  # a bug: this run's failure (recorded, logged with its traceback), not the service's
@@ -177,12 +179,12 @@ class Operations:
                 # whatever the writer does (a bounded drain that ran out must not leave it "running").
                 with trio.move_on_after(writer.drain_s + 5) as drain:
                     await self._stop_actor(handle.writer)
-                if state == "succeeded" and drain.cancelled_caught:
+                if state in ("succeeded", "partial") and drain.cancelled_caught:
                     state, error = "failed", f"the writer did not drain within {writer.drain_s + 5:g}s"
-                if state == "succeeded" and writer.lost_rows:
+                if state in ("succeeded", "partial") and writer.lost_rows:
                     state, error = "failed", f"{writer.lost_rows} rows could not be written"
                 try:
-                    await bf.progress.save()
+                    await bf.save()
                     await self.runs.afinish(job.run_id, state, error=error)
                 finally:
                     self._state(job, state, error, handle.rows_written)

@@ -17,7 +17,9 @@ closes its subscribers, the rest) within ``grace_s``.
 
 from __future__ import annotations
 
+import functools
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,10 +35,12 @@ from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.ops import BackfillRequest, StreamRequest
 from dccd.storage.lake import Lake
-from dccd.storage.runs import RunRecord, RunStore
+from dccd.storage.limits import LimitStateFile
+from dccd.storage.runs import LEASE_TTL_S, RunRecord, RunStore
 
 from .clients import ClientPool
 from .hub import Hub, HubStats, Key
+from .lease import serve_run_lease
 from .messages import Message
 from .metrics import register_metrics
 from .operations import Operations
@@ -206,6 +210,7 @@ async def open_service(
     client_options: dict[str, Any] | None = None,
     ops_options: dict[str, Any] | None = None,
     stream_options: dict[str, Any] | None = None,
+    lease_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
 
@@ -220,6 +225,8 @@ async def open_service(
         client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
         ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
         stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
+        lease_options: keyword arguments for :func:`~dccd.actors.lease.serve_run_lease`
+            (``heartbeat_s``, ``check_s``, ``ttl_s``, ``now_ns``; ``now_ns`` also dates the startup check).
 
     Yields:
         The :class:`Service` handle.
@@ -239,7 +246,7 @@ async def open_service(
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
         if isinstance(config, Config):
-            await _open_operations(svc, client_options, ops_options, stream_options)
+            await _open_operations(svc, client_options, ops_options, stream_options, lease_options)
         log.info("service.started", storage=str(svc.storage_path))
         try:
             with svc._scope:
@@ -263,17 +270,27 @@ async def _open_operations(
     client_options: dict[str, Any] | None,
     ops_options: dict[str, Any] | None,
     stream_options: dict[str, Any] | None = None,
+    lease_options: dict[str, Any] | None = None,
 ) -> None:
-    """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first."""
+    """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
+
+    Takes this process's run lease and starts its heartbeat and the periodic dead-owner check
+    (``runs:lease``); the exchange clients record and honour rate-limit deadlines in ``{root}/_dccd``.
+    """
     root = svc.storage_path
     assert root is not None
     lake = Lake(root.expanduser())
     runs = RunStore(root.expanduser())
+    lease = dict(lease_options or {})
+    now_ns = lease.setdefault("now_ns", time.time_ns)
+    await runs.aregister_owner(now_ns=now_ns())
     swept = await lake.asweep()
-    orphans = await runs.amark_orphans()
+    orphans = await runs.amark_orphans(now_ns=now_ns(), ttl_s=lease.get("ttl_s", LEASE_TTL_S))
     if swept or orphans:
         log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
-    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options)
+    await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
+    limits = LimitStateFile(root.expanduser())
+    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options, limit_state=limits)
     svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.emit, lake, runs, pool, **(ops_options or {}))
     svc.streams = StreamOps(
         svc.start_actor, svc.stop_actor, svc.emit, svc.hub, lake, runs, pool,

@@ -134,7 +134,8 @@ def backfill(
     """Backfill history of SYMBOLS (BASE/QUOTE) from EXCHANGE into the lake.
 
     Only what is missing is fetched: re-running writes no duplicates, and gaps
-    inside the range are repaired. Exit 0 only if every symbol succeeded.
+    inside the range are repaired. Exit 0 only if every symbol succeeded; a
+    symbol whose range the exchange serves only in part ends "partial" (exit 1).
     """
     from dccd.logging import configure_logging
 
@@ -181,17 +182,25 @@ def backfill(
     else:
         for r in records:
             p = r.progress or {}
+            # partial: the exchange does not serve part of the range; the reason leads the line
+            head = f"{r.symbol}: partial: {r.error}" if r.state == "partial" else f"{r.symbol}: {r.state}"
             line = (
-                f"{r.symbol}: {r.state} — {r.rows_written:,} rows written"
+                f"{head} — {r.rows_written:,} rows written"
                 f", {r.rows_quarantined:,} quarantined, {p.get('pages', 0)} pages"
             )
+            if p.get("page_retries"):
+                line += f", {p['page_retries']} page retries"
             if r.started_ns and r.ended_ns:
                 line += f", {(r.ended_ns - r.started_ns) / 1e9:.1f}s"
-            if r.error:
+            if r.error and r.state != "partial":
                 line += f" — {r.error}"
             click.echo(line)
         if records:
-            click.echo(f"done at {ns_to_iso(time.time_ns())}: {len(records) - len(failed)}/{len(records)} succeeded")
+            partial = sum(r.state == "partial" for r in records)
+            also = f", {partial} partial" if partial else ""
+            click.echo(
+                f"done at {ns_to_iso(time.time_ns())}: {len(records) - len(failed)}/{len(records)} succeeded{also}"
+            )
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)

@@ -12,6 +12,7 @@ import msgspec
 
 from dccd.domain.gaps import missing_bars
 from dccd.domain.spans import Span
+from dccd.domain.timeutil import NS_PER_DAY, NS_PER_HOUR, NS_PER_MIN, NS_PER_S, ns_to_iso
 
 
 class Window(msgspec.Struct, frozen=True, order=True):
@@ -88,3 +89,74 @@ def subtract_holes(windows: list[Window], holes: list[tuple[int, int]], span: Sp
             pieces = nxt
         out.extend(Window(a, b, span.count(a, b)) for a, b in pieces if span.count(a, b))
     return out
+
+
+class Shortfall(msgspec.Struct, frozen=True):
+    """Part ``[lo_ns, hi_ns)`` of a requested range ``[start_ns, end_ns)`` that the exchange does not serve.
+
+    ``reason`` says why (``kraken serves only the last 720 bars``); ``served_from_ns`` is the oldest
+    row the exchange returned (None: it returned none in or after the range). ``missing``/``total``
+    count bars when they are countable (OHLC); trades are measured in time.
+    """
+
+    lo_ns: int
+    hi_ns: int
+    start_ns: int
+    end_ns: int
+    reason: str
+    served_from_ns: int | None
+    missing: int | None = None
+    total: int | None = None
+    unit: str = "bars"
+
+    def summary(self) -> str:
+        """One line: ``kraken serves only the last 720 bars (from …); 1,820 of 2,540 bars unavailable``."""
+        served = f"from {ns_to_iso(self.served_from_ns)}" if self.served_from_ns is not None else "none in range"
+        if self.missing is not None and self.total is not None:
+            amount = f"{self.missing:,} of {self.total:,} {self.unit} unavailable"
+        else:
+            amount = (
+                f"{ns_to_iso(self.lo_ns)} to {ns_to_iso(self.hi_ns)} unavailable"
+                f" ({duration(self.hi_ns - self.lo_ns)} of {duration(self.end_ns - self.start_ns)})"
+            )
+        return f"{self.reason} ({served}); {amount}"
+
+
+def unserved(start_ns: int, end_ns: int, served_from_ns: int | None) -> tuple[int, int] | None:
+    """The head ``[start_ns, min(served_from, end))`` of a range an exchange serves only from ``served_from_ns``.
+
+    None when nothing is missing (the exchange serves from the start or earlier);
+    the whole range when it served nothing (``served_from_ns`` None).
+    """
+    if end_ns <= start_ns:
+        return None
+    hi = end_ns if served_from_ns is None else min(served_from_ns, end_ns)
+    return (start_ns, hi) if hi > start_ns else None
+
+
+def at_horizon(served_from_ns: int, now_ns: int, horizon_s: int, slack_s: int) -> bool:
+    """Whether the oldest row an exchange serves sits at its declared horizon (``now - horizon_s``).
+
+    An exchange keeping ``horizon_s`` of history that serves nothing older than a row well inside
+    that horizon (more than ``slack_s`` younger) has nothing older: the data starts there
+    (a listing), so the rows before it are proven not to exist. Near or beyond the horizon they
+    may exist but are not served.
+    """
+    return served_from_ns <= now_ns - (horizon_s - slack_s) * NS_PER_S
+
+
+def duration(ns: int) -> str:
+    """A short human duration: ``110d``, ``4h 30m``, ``4m 54s``, ``0.3s``."""
+    if ns >= NS_PER_DAY:
+        days, rest = divmod(ns, NS_PER_DAY)
+        hours = rest // NS_PER_HOUR
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if ns >= NS_PER_HOUR:
+        hours, rest = divmod(ns, NS_PER_HOUR)
+        mins = rest // NS_PER_MIN
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    if ns >= NS_PER_MIN:
+        mins, rest = divmod(ns, NS_PER_MIN)
+        secs = rest // NS_PER_S
+        return f"{mins}m {secs}s" if secs else f"{mins}m"
+    return f"{ns / NS_PER_S:.3g}s"

@@ -170,3 +170,17 @@ class WeightLedger:
         """
         if window == self._window and used > self._used:
             self._used = used
+
+
+class LimitDeadline(msgspec.Struct, frozen=True):
+    """A pause (429 ``Retry-After``) or ban (418) of one exchange host that outlives the process.
+
+    Deadlines are wall-clock ns UTC (a Trio clock means nothing to the next
+    process); ``recorded_ns`` is when it was recorded, ``detail`` what the
+    exchange answered.
+    """
+
+    kind: str  # "pause" | "ban"
+    until_ns: int
+    detail: str = ""
+    recorded_ns: int = 0

@@ -2,7 +2,8 @@
 
 Tables: ``runs`` (one row per backfill/stream/compaction) and ``run_gaps``
 (per-run events: ``gap`` = a range known missing, ``filled`` = a range
-refilled, ``reconnect`` = a stream reconnected). The sync methods open one
+refilled, ``reconnect`` = a stream reconnected, ``unavailable`` = a requested
+range the exchange no longer serves, e.g. older than its recent history). The sync methods open one
 connection per call, so any thread may use them; the ``a*`` methods run them
 in a Trio worker thread so the event loop never blocks on the disk.
 """
@@ -29,10 +30,11 @@ from dccd.domain.gaps import merge_ranges
 from dccd.storage.layout import meta_dir
 
 T = TypeVar("T")
-STATES: Final[tuple[str, ...]] = ("pending", "running", "succeeded", "failed", "cancelled")
-TERMINAL: Final[frozenset[str]] = frozenset({"succeeded", "failed", "cancelled"})
+STATES: Final[tuple[str, ...]] = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
+# partial: finished, but part of the requested range is not served by the exchange (``unavailable`` events)
+TERMINAL: Final[frozenset[str]] = frozenset({"succeeded", "partial", "failed", "cancelled"})
 OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact")
-EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect")
+EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect", "unavailable")
 ORPHAN_ERROR: Final[str] = "orphaned: process exited"
 
 _SCHEMA = """

@@ -278,6 +278,17 @@ class ExchangeClient:
         _log.warning("exchange.banned", exchange=self.exchange, endpoint=request.endpoint, retry_after_s=delay)
         raise Banned(self.exchange, delay, detail)
 
+    async def backoff(self, request: Request, attempt: int, err: DccdError) -> None:
+        """Count, log and sleep before retrying ``request`` after a failure its caller detected (a malformed page).
+
+        Uses the same policy, metric (``dccd_exchange_retries``, reason = the error's class) and log
+        line as the retries done here.
+
+        Raises:
+            DccdError: ``err`` itself once try number ``attempt`` was the policy's last.
+        """
+        await self._backoff(request, attempt, err)
+
     async def _backoff(self, request: Request, attempt: int, err: DccdError) -> None:
         if attempt >= self._retry.attempts:
             raise err

@@ -12,6 +12,15 @@ exchange counts per IP, not per caller. It combines three gates:
 - a ban after a 418: every request fails with :class:`~dccd.errors.Banned`
   without being sent, until the ban ends.
 
+Pauses and bans outlive the process when a :class:`LimitStateStore` is given
+(the service passes one writing ``{root}/_dccd/limits.json``): each is recorded
+as a wall-clock deadline, and a limiter of a later process reads them before
+its first request. A restored pause, or a ban ending within
+``max_restored_wait_s`` (default 5 min), is waited out with a warning; a longer
+ban makes every request fail at once with :class:`~dccd.errors.Banned` naming
+its end, so a backfill fails with that message instead of sleeping for hours.
+Restarting inside a 429 window therefore cannot earn a 418.
+
 Windows are aligned to the wall clock (exchanges count per calendar minute)
 while sleeping follows ``trio.current_time()``, so tests under a MockClock
 stay exact: the wall clock is sampled once, as an offset.
@@ -19,15 +28,42 @@ stay exact: the wall clock is sampled once, as an offset.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
+import structlog
 import trio
 
-from dccd.domain.ratelimit import WeightLedger
+from dccd.domain.ratelimit import LimitDeadline, WeightLedger
+from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import Banned
 from dccd.sources.base import RateLimits
+
+_log = structlog.get_logger("dccd.transport.ratelimit")
+
+MAX_RESTORED_WAIT_S = 300.0
+"""A ban recorded by an earlier process that ends sooner than this is waited out; a later one refuses requests."""
+
+
+class LimitStateStore(Protocol):
+    """Where pause/ban deadlines are kept across processes (blocking calls: the limiter runs them in a thread).
+
+    Keyed by exchange and base URL (the limiter's identity). Implementations
+    raise :class:`OSError` when the medium fails; the limiter logs that and
+    carries on (the in-memory limit still holds).
+    """
+
+    def load(self, exchange: str, base_url: str) -> list[LimitDeadline]:
+        """Deadlines recorded for this exchange host (expired ones may be included)."""
+        ...
+
+    def record(self, exchange: str, base_url: str, deadline: LimitDeadline) -> None:
+        """Keep ``deadline`` durably (a later one of the same kind wins)."""
+        ...
+
 
 _REGISTRY: trio.lowlevel.RunVar[dict[tuple[str, str], WeightLimiter]] = trio.lowlevel.RunVar("dccd_weight_limiters")
 
@@ -43,6 +79,10 @@ class WeightLimiter:
         guard_s: delay past a window boundary for requests released by the
             roll-over (default 1 % of the window).
         wall_clock: Unix-seconds clock used once to align windows.
+        state: where pauses and bans are persisted and restored from (None: memory only).
+        base_url: the host the deadlines belong to (the key in ``state``).
+        now_ns: wall clock (ns UTC) converting persisted deadlines to and from Trio time.
+        max_restored_wait_s: a restored ban ending later than this refuses requests instead of waiting.
     """
 
     def __init__(
@@ -53,6 +93,10 @@ class WeightLimiter:
         *,
         guard_s: float | None = None,
         wall_clock: Callable[[], float] = time.time,
+        state: LimitStateStore | None = None,
+        base_url: str = "",
+        now_ns: Callable[[], int] = time.time_ns,
+        max_restored_wait_s: float = MAX_RESTORED_WAIT_S,
     ) -> None:
         if not (0.0 <= share <= 1.0) or math.isnan(share):
             raise ValueError(f"rate_limit share must be in [0, 1], got {share}")
@@ -67,6 +111,18 @@ class WeightLimiter:
         self._banned_until = -math.inf
         self._ban_detail = ""
         self._changed = trio.Event()
+        self.base_url = base_url
+        self._state = state
+        self._now_ns = now_ns
+        self._max_restored_wait_s = max_restored_wait_s
+        self._restored = state is None
+        self._restore_lock = trio.Lock()
+
+    def attach_state(self, state: LimitStateStore) -> None:
+        """Persist to (and restore from) ``state`` if this limiter has no store yet."""
+        if self._state is None:
+            self._state = state
+            self._restored = False
 
     def wall_now(self) -> float:
         """The exchange-aligned clock: wall time advancing with ``trio.current_time()``."""
@@ -103,6 +159,8 @@ class WeightLimiter:
         Raises:
             Banned: the exchange banned us; nothing may be sent until it ends.
         """
+        if not self._restored:
+            await self._restore()
         while True:
             self._check_ban()
             now = trio.current_time()
@@ -130,16 +188,66 @@ class WeightLimiter:
         """Feed the exchange's used-weight header for a request counted in ``window``."""
         self._ledger.observe(used, window)
 
-    def pause(self, delay_s: float) -> None:
-        """Hold every caller for ``delay_s`` (after a 429)."""
+    async def pause(self, delay_s: float, detail: str = "") -> None:
+        """Hold every caller for ``delay_s`` (after a 429), and record the deadline in the state store."""
         self._paused_until = max(self._paused_until, trio.current_time() + delay_s)
+        await self._persist("pause", self._paused_until, detail)
 
-    def ban(self, retry_after_s: float, detail: str = "") -> None:
-        """Refuse every request for ``retry_after_s`` (after a 418) and wake all waiters to fail."""
+    async def ban(self, retry_after_s: float, detail: str = "") -> None:
+        """Refuse every request for ``retry_after_s`` (after a 418), wake all waiters to fail, record the deadline."""
         self._banned_until = max(self._banned_until, trio.current_time() + retry_after_s)
         self._ban_detail = detail
         self._changed.set()
         self._changed = trio.Event()
+        await self._persist("ban", self._banned_until, detail)
+
+    async def _persist(self, kind: str, until: float, detail: str) -> None:
+        # The memory state is already in force; a failing disk must not turn a 429 into a crash.
+        if self._state is None:
+            return
+        now_ns = self._now_ns()
+        deadline = LimitDeadline(kind, now_ns + round((until - trio.current_time()) * 1e9), detail, now_ns)
+        record = functools.partial(self._state.record, self.exchange, self.base_url, deadline)
+        try:
+            await trio.to_thread.run_sync(record)
+        except OSError as exc:
+            _log.warning("ratelimit.persist_failed", exchange=self.exchange, kind=kind, error=str(exc))
+
+    async def _restore(self) -> None:
+        """Adopt the deadlines an earlier process recorded (once, before the first request)."""
+        async with self._restore_lock:
+            if self._restored or self._state is None:
+                return
+            try:
+                deadlines = await trio.to_thread.run_sync(self._state.load, self.exchange, self.base_url)
+            except OSError as exc:
+                _log.warning("ratelimit.restore_failed", exchange=self.exchange, error=str(exc))
+                deadlines = []
+            self._restored = True
+            # Sample both clocks together, after the read: the remaining time is what is left now.
+            now, now_ns = trio.current_time(), self._now_ns()
+            for d in deadlines:
+                left_s = (d.until_ns - now_ns) / 1e9
+                if left_s <= 0:
+                    continue
+                until = ns_to_iso(d.until_ns)
+                if d.kind == "ban" and left_s > self._max_restored_wait_s:
+                    self._banned_until = max(self._banned_until, now + left_s)
+                    said = d.detail[1:-1] if d.detail.startswith("(") and d.detail.endswith(")") else d.detail
+                    self._ban_detail = f"(until {until}, recorded by an earlier process: {said})"
+                    action = "refusing"
+                else:
+                    self._paused_until = max(self._paused_until, now + left_s)
+                    action = "waiting"
+                _log.warning(
+                    "ratelimit.restored",
+                    exchange=self.exchange,
+                    kind=d.kind,
+                    action=action,
+                    remaining_s=round(left_s, 3),
+                    until=until,
+                    detail=d.detail,
+                )
 
 
 def shared_limiter(
@@ -150,12 +258,15 @@ def shared_limiter(
     *,
     guard_s: float | None = None,
     wall_clock: Callable[[], float] = time.time,
+    state: LimitStateStore | None = None,
+    now_ns: Callable[[], int] = time.time_ns,
 ) -> WeightLimiter:
     """The limiter of (exchange, base URL) in the current Trio run, created on first use.
 
     The first caller's ``share`` and ``limits`` hold for the whole run; later
     callers get the same object, so all actors hitting one exchange draw from
-    one budget. A fresh ``trio.run`` (a test) starts with no limiters.
+    one budget. A fresh ``trio.run`` (a test) starts with no limiters. ``state``
+    (see :class:`WeightLimiter`) is attached if the limiter has none yet.
     """
     try:
         registry = _REGISTRY.get()
@@ -165,5 +276,9 @@ def shared_limiter(
     key = (exchange, base_url.rstrip("/"))
     limiter = registry.get(key)
     if limiter is None:
-        limiter = registry[key] = WeightLimiter(exchange, limits, share, guard_s=guard_s, wall_clock=wall_clock)
+        limiter = registry[key] = WeightLimiter(
+            exchange, limits, share, guard_s=guard_s, wall_clock=wall_clock, state=state, base_url=key[1], now_ns=now_ns
+        )
+    elif state is not None:
+        limiter.attach_state(state)
     return limiter

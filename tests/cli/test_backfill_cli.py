@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,8 +28,10 @@ from dccd.cli.main import cli
 from dccd.domain.spans import SPAN_CHOICES
 from dccd.sources.registry import list_adapters
 from dccd.storage import RunStore
-from tests.e2e.helpers import JAN1_MS, KLINES, MIN_MS, OHLC_COLUMNS, fake_klines, raw_rows, temp_files
+from tests.e2e.helpers import JAN1_MS, KLINES, MIN_MS, OHLC_COLUMNS, fake_klines, iso_ms, raw_rows, temp_files
 from tests.fake.binance import FakeBinance, open_fake_binance
+from tests.fake.exchange import open_rest
+from tests.fake.kraken import FakeKraken
 
 DCCD = str(Path(sys.executable).with_name("dccd"))
 DAY = ["--start", "2024-01-01", "--end", "2024-01-02"]
@@ -61,6 +64,18 @@ class ThreadedFake:
         self._thread.join(10)
 
 
+class ThreadedKraken(ThreadedFake):
+    """The fake Kraken (on the real clock) served from its own thread and Trio run."""
+
+    async def _main(self) -> None:
+        async with open_rest(FakeKraken()) as fake:
+            self.fake = fake
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            self._ready.set()
+            await self._stop.wait()
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
     """A fake Binance on 127.0.0.1 (no faults)."""
@@ -76,6 +91,7 @@ def write_config(tmp_path: Path, url: str) -> Path:
         "exchanges:\n"
         f'  binance: {{rest_url: "{url}", rate_limit: 0}}\n'
         f'  coinbase: {{rest_url: "{url}", rate_limit: 0}}\n'
+        f'  kraken: {{rest_url: "{url}", rate_limit: 0}}\n'
     )
     return path
 
@@ -129,9 +145,30 @@ def test_a_failed_symbol_exits_1_with_its_error_line(fake: FakeBinance, tmp_path
     assert [p["symbol"] for p in (r.params for r in fake.requests if r.path == KLINES)] == ["BTCUSDT"] * 2
 
 
+def test_partial_range_exits_1_with_the_reason_and_counts_on_its_line(tmp_path: Path) -> None:
+    """Kraken 1m bars all older than its last 720: exit 1, one line saying partial, why and how many; served: exit 0."""
+    now_min = time.time_ns() // 60_000_000_000
+    old = ["--start", iso_ms((now_min - 2000) * MIN_MS), "--end", iso_ms((now_min - 1000) * MIN_MS)]
+    recent = ["--start", iso_ms((now_min - 100) * MIN_MS), "--end", iso_ms((now_min - 10) * MIN_MS)]
+    with ThreadedKraken() as fake:
+        cfg = write_config(tmp_path, fake.url)
+        res = dccd(cfg, "backfill", "kraken", "BTC/USD", "--type", "ohlc", "--span", "1m", *old)
+        served = dccd(cfg, "backfill", "kraken", "BTC/USD", "--type", "ohlc", "--span", "1m", *recent)
+    assert res.returncode == 1, res.stderr
+    line, done = res.stdout.splitlines()
+    assert re.fullmatch(
+        r"BTC/USD: partial: kraken serves only the last 720 bars \(from \S+Z\); 1,000 of 1,000 bars unavailable"
+        r" — 0 rows written, 0 quarantined, 0 pages, [0-9.]+s",  # the probe is not a data page
+        line,
+    ), line
+    assert done.endswith(": 0/1 succeeded, 1 partial")
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.startswith("BTC/USD: succeeded — 90 rows written, 0 quarantined, 1 pages, ")
+
+
 def test_malformed_page_exits_1_naming_the_page_and_keeps_what_was_written(tmp_path: Path) -> None:
-    """A truncated 4th page: exit 1, the error line names that page, and DuckDB reads the 3 pages before it, exact."""
-    with ThreadedFake(malformed={5: "truncated"}) as fake:
+    """A 4th page truncated at all 5 attempts: exit 1, the error line names it, DuckDB reads the 3 pages before it."""
+    with ThreadedFake(malformed={n: "truncated" for n in range(5, 10)}) as fake:
         cfg = write_config(tmp_path, fake.url)
         week = ["--start", "2024-01-01", "--end", "2024-01-08", "--concurrency", "1"]
         res = dccd(cfg, "backfill", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1m", *week)

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 import trio
 from dccd.actors import Service, open_service
+from prometheus_client import CollectorRegistry
 
 from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
+from dccd.domain.ratelimit import RetryPolicy
 from dccd.domain.timeutil import NS_PER_MS, NS_PER_S
 from dccd.errors import NoCapability
 from dccd.storage import Lake, Provenance, RunStore
@@ -64,9 +66,11 @@ async def fake() -> AsyncIterator[FakeBinance]:
 
 
 @asynccontextmanager
-async def http_service(root: Path, fake: FakeBinance, **ops: Any) -> AsyncIterator[Service]:
+async def http_service(
+    root: Path, fake: FakeBinance, client_options: dict[str, Any] | None = None, **ops: Any
+) -> AsyncIterator[Service]:
     """A service whose Binance is the fake over real HTTP (no proactive rate limit)."""
-    async with open_service(config(root, fake.url), ops_options=ops or None) as svc:
+    async with open_service(config(root, fake.url), ops_options=ops or None, client_options=client_options) as svc:
         yield svc
 
 
@@ -114,7 +118,14 @@ async def test_week_of_klines_comes_back_exactly(fake: FakeBinance, tmp_path: Pa
     assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == fake_klines(fake, JAN1_MS, WEEK_END_MS)
     starts = sorted(int(p["startTime"]) for p in klines_params(fake))
     assert starts == [JAN1_MS + k * 1000 * MIN_MS for k in range(11)]  # one request per 1000-bar window
-    assert rec.progress == {"done": 10_080, "total": 10_080, "unit": "bars", "pages": 11, "rows": 10_080}
+    assert rec.progress == {
+        "done": 10_080,
+        "total": 10_080,
+        "unit": "bars",
+        "pages": 11,
+        "rows": 10_080,
+        "page_retries": 0,
+    }
 
 
 async def test_six_hours_of_trades_come_back_exactly(tmp_path: Path) -> None:
@@ -192,15 +203,48 @@ async def test_418_stops_the_run_and_every_request(autojump_clock: Any, tmp_path
 # --- failures keep what was written ------------------------------------------------------------------
 
 
+FAST_RETRY = {"retry": RetryPolicy(base_s=0.01)}  # the default policy's 5 attempts, without seconds of backoff
+
+
+async def test_malformed_page_is_retried_and_counted(tmp_path: Path) -> None:
+    """A truncated and then a malformed answer of the same page are asked again; the run succeeds, retries counted."""
+    registry = CollectorRegistry()
+    async with open_fake_binance(weight_limit=10**9, malformed={5: "truncated", 6: "field"}) as fake:
+        options = {**FAST_RETRY, "registry": registry}
+        async with http_service(tmp_path, fake, options, concurrency=1) as svc:
+            (rec,) = await svc.backfill(week())
+        assert [r.params["startTime"] for r in fake.requests[4:7]] == [str(JAN1_MS + 3000 * MIN_MS)] * 3
+        assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == fake_klines(fake, JAN1_MS, WEEK_END_MS)
+    assert (rec.state, rec.error, rec.rows_written, rec.progress["page_retries"]) == ("succeeded", None, 10_080, 2)
+    labels = {"exchange": "binance", "endpoint": "klines", "reason": "ProtocolDrift"}
+    assert registry.get_sample_value("dccd_exchange_retries_total", labels) == 2
+
+
+async def test_week_completes_in_one_run_through_5pc_truncated_and_5pc_malformed_answers(tmp_path: Path) -> None:
+    """With 5 % of klines answers truncated and 5 % malformed, a week is stored exactly in one run, retries counted."""
+    rates = {"truncated": 0.05, "field": 0.05}
+    async with open_fake_binance(weight_limit=10**9, malformed_rate=rates) as fake:
+        async with http_service(tmp_path, fake, FAST_RETRY) as svc:
+            (rec,) = await svc.backfill(week())
+        assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == fake_klines(fake, JAN1_MS, WEEK_END_MS)
+        corrupted = sorted(kind for _, kind in fake.corrupted)
+    assert corrupted == ["field", "truncated"]  # both kinds were served (requests 5 and 13 of this run)
+    assert (rec.state, rec.error, rec.rows_written) == ("succeeded", None, 10_080)
+    assert (rec.progress["pages"], rec.progress["page_retries"]) == (11, 2)
+
+
 async def test_malformed_page_fails_the_run_naming_it_and_keeps_earlier_parts(tmp_path: Path) -> None:
-    """A truncated 4th page fails the run with an error naming it; the 3 pages before it are stored intact and exact."""
-    async with open_fake_binance(weight_limit=10**9, malformed={5: "truncated"}) as fake:
-        async with http_service(tmp_path, fake, concurrency=1) as svc:
+    """A 4th page malformed at every attempt fails the run naming it; the 3 pages before it are stored intact."""
+    attempts = RetryPolicy().attempts
+    malformed = {n: "truncated" for n in range(5, 5 + attempts)}
+    async with open_fake_binance(weight_limit=10**9, malformed=malformed) as fake:
+        async with http_service(tmp_path, fake, FAST_RETRY, concurrency=1) as svc:
             (rec,) = await svc.backfill(week())
         bad = fake.requests[4]
         page = "&".join(f"{k}={v}" for k, v in bad.params.items())
-        assert bad.params["startTime"] == str(JAN1_MS + 3000 * MIN_MS) and fake.count() == 5
-        assert (rec.state, rec.rows_written) == ("failed", 3000)
+        assert bad.params["startTime"] == str(JAN1_MS + 3000 * MIN_MS) and fake.count() == 4 + attempts
+        assert {r.params["startTime"] for r in fake.requests[4:]} == {bad.params["startTime"]}
+        assert (rec.state, rec.rows_written, rec.progress["page_retries"]) == ("failed", 3000, attempts - 1)
         assert rec.error is not None
         assert rec.error.startswith(
             f"page /api/v3/klines?{page} failed: binance klines: unexpected payload: invalid JSON"

@@ -204,18 +204,22 @@ async def test_week_of_1m_bars_exactly_once(venue: Venue, tmp_path: Path) -> Non
             (again,) = await svc.backfill(req)
             second_requests = fake.count() - seen
     lo = JAN1_MS
-    if venue.name == "kraken":  # RECENT 720 bars: the window is clamped to what Kraken still serves
+    state, note, events, probes = "succeeded", None, [], 0
+    if venue.name == "kraken":  # RECENT 720 bars: the run stores what Kraken still serves and says it is partial
         lo = OHLC_NOW_MS - 719 * MIN_MS
         clamps = [(e["requested"], e["earliest"]) for e in logs if e["event"] == "backfill.clamped"]
         assert clamps == [(iso(JAN1_MS), iso(lo))] * 2  # each run says so
+        state, probes = "partial", 1  # the rerun asks Kraken once where its bars begin
+        note = f"kraken serves only the last 720 bars (from {iso(lo)}); 9,391 of 10,080 bars unavailable"
+        events = [("unavailable", JAN1_MS * NS_PER_MS, lo * NS_PER_MS, note)]
     else:
         assert not [e for e in logs if e["event"] == "backfill.clamped"]
     expected = [venue.bar(t) for t in range(lo, WEEK_END_MS, MIN_MS)]
-    assert (rec.state, rec.error, rec.rows_written) == ("succeeded", None, len(expected))
-    assert RunStore(tmp_path).events(rec.run_id) == []  # no bar was missing
+    assert (rec.state, rec.error, rec.rows_written) == (state, note, len(expected))
+    assert [(e.kind, e.lo, e.hi, e.detail) for e in RunStore(tmp_path).events(rec.run_id)] == events
     assert sorted_rows(tmp_path, "ohlc", OHLC_COLUMNS) == expected
-    assert (again.state, again.rows_written) == ("succeeded", 0)
-    assert second_requests == 0  # the listing is cached and no bar is asked for again
+    assert (again.state, again.error, again.rows_written) == (state, note, 0)
+    assert second_requests == probes  # the listing is cached and no bar is asked for again
 
 
 # --- (2) an hour of trades, exactly once ---------------------------------------------------------
@@ -239,14 +243,18 @@ async def test_hour_of_trades_exactly_once(venue: Venue, tmp_path: Path) -> None
 
 
 async def test_bybit_spot_trades_are_recent_only(tmp_path: Path) -> None:
-    """Bybit declares spot trades RECENT (its last 60): an hour-old window fetches one page, keeps none, and warns."""
+    """Bybit declares spot trades RECENT (its last 60): an hour-old window fetches one page, keeps none, is partial."""
     req = request("bybit", "BTC/USDT", "trades", TRADES_LO_MS, TRADES_HI_MS, TRADES_NOW_MS)
     with structlog.testing.capture_logs() as logs:
         async with venue_service(BY_NAME["bybit"], tmp_path, TRADES_NOW_MS) as (fake, svc):
             (rec,) = await svc.backfill(req)
-    assert (rec.state, rec.error, rec.rows_written) == ("succeeded", None, 0)
-    assert [r.path for r in fake.requests] == ["/v5/market/instruments-info", "/v5/market/recent-trade"]
     oldest = tape.trade_time_ms((TRADES_NOW_MS - tape.TAPE_EPOCH_MS) // tape.TAPE_STEP_MS - 59)  # the 60th newest
+    note = (
+        f"bybit serves only its last 60 trades (from {iso(oldest)});"
+        f" {iso(TRADES_LO_MS)} to {iso(TRADES_HI_MS)} unavailable (1h of 1h)"
+    )
+    assert (rec.state, rec.error, rec.rows_written) == ("partial", note, 0)
+    assert [r.path for r in fake.requests] == ["/v5/market/instruments-info", "/v5/market/recent-trade"]
     clamps = [(e["requested"], e["earliest"], e["reason"]) for e in logs if e["event"] == "backfill.clamped"]
     assert clamps == [(iso(TRADES_LO_MS), iso(oldest), "bybit serves only its last 60 trades")]
     with pytest.raises(NoCapability):  # and no cursor can resume it

@@ -74,6 +74,10 @@ class Faults:
     too_many: dict[int, str] = field(default_factory=dict)  # n -> 429 with this Retry-After value
     bans: dict[int, str] = field(default_factory=dict)  # n -> 418; banned for Retry-After seconds from then
     malformed: dict[int, str] = field(default_factory=dict)  # n -> "field" | "truncated" | "empty" | "html"
+    # kind -> share of 200 answers (of ``malformed_paths``) corrupted that way, chosen by a hash of the request
+    # number: deterministic, spread like random draws, independent of each other's kinds.
+    malformed_rate: dict[str, float] = field(default_factory=dict)
+    malformed_paths: tuple[str, ...] = ("/api/v3/klines",)
     slow: dict[int, float] = field(default_factory=dict)  # n -> extra response delay (s)
     delay_s: float = 0.0  # delay of every response
     ban_after_429s: int | None = None  # weight-limit 429s in one window before an automatic 418
@@ -179,6 +183,7 @@ class FakeBinance:
         self.requests: list[LoggedRequest] = []
         self.weight_by_window: dict[int, int] = {}
         self.rejected_429 = 0
+        self.corrupted: list[tuple[int, str]] = []  # (request number, malformation) of every corrupted 200 answer
         self._n = 0
         self._window_429s: dict[int, int] = {}
         self._banned_until = -math.inf
@@ -266,8 +271,9 @@ class FakeBinance:
             body = route(params, int(now * 1000))
         except ApiError as err:
             return FakeResponse(err.status, err.body(), {}), True
-        kind = f.malformed.get(n)
+        kind = f.malformed.get(n) or _drawn(n, path, f)
         if kind is not None:
+            self.corrupted.append((n, kind))
             return _corrupt(body, kind), True
         return FakeResponse(200, body, {}), True
 
@@ -399,6 +405,19 @@ class FakeBinance:
             binds = await nursery.start(lambda task_status: hypercorn_serve(app, cfg, task_status=task_status))
             self.url = binds[0]
             task_status.started(self.url)
+
+
+def _drawn(n: int, path: str, faults: Faults) -> str | None:
+    """The malformation a rate fault assigns to request ``n``: a hash of ``n`` in [0, 1) against cumulative shares."""
+    if not faults.malformed_rate or path not in faults.malformed_paths:
+        return None
+    u = ((n * 2654435761 + 97) % 2**32) / 2**32
+    acc = 0.0
+    for kind, share in faults.malformed_rate.items():
+        acc += share
+        if u < acc:
+            return kind
+    return None
 
 
 def _corrupt(body: bytes, kind: str) -> FakeResponse:

@@ -212,6 +212,21 @@ def test_injected_faults_by_request_number(fake: FakeBinance, clock: Clock) -> N
     assert [r.weight for r in fake.requests] == [0, 0, 2, 0, 20]
 
 
+def test_rate_faults_corrupt_their_share_of_klines_answers_only(fake: FakeBinance) -> None:
+    """Rate faults corrupt about their share of klines answers, by request number, and never other paths."""
+    fake.faults = Faults(malformed_rate={"truncated": 0.05, "field": 0.05})
+    for _ in range(2000):
+        get(fake, "klines", symbol="BTCUSDT", interval="1m", limit=1)
+    get(fake, "exchangeInfo")
+    kinds = [kind for _, kind in fake.corrupted]
+    assert 80 <= kinds.count("truncated") <= 120 and 80 <= kinds.count("field") <= 120
+    assert all(n <= 2000 for n, _ in fake.corrupted)  # the listing (request 2001) was left alone
+    again = FakeBinance(clock=fake.clock, faults=Faults(malformed_rate={"truncated": 0.05, "field": 0.05}))
+    for _ in range(2000):
+        get(again, "klines", symbol="BTCUSDT", interval="1m", limit=1)
+    assert again.corrupted == fake.corrupted  # deterministic
+
+
 def test_request_log_records_params_and_time(fake: FakeBinance, clock: Clock) -> None:
     """Every request is logged with its number, clock time, path, params, status and weight."""
     get(fake, "depth", symbol="BTCUSDT", limit=500)
