@@ -236,7 +236,7 @@ class JobInfo(msgspec.Struct, frozen=True):
     scheduler is not started, a manual job, a stream, or a once job that
     fired). ``last_state`` is ``queued`` (waiting for an exchange slot),
     ``running``, the worst final state of the last fire's runs
-    (``succeeded`` < ``cancelled`` < ``failed``), or for streams
+    (``succeeded`` < ``partial`` < ``cancelled`` < ``failed``), or for streams
     ``streaming``/``failed``.
     """
 
@@ -332,9 +332,9 @@ def validate_stored(
     return valid, invalid
 
 
-_STATE_RANK = {"succeeded": 0, "cancelled": 1, "failed": 2}
+_STATE_RANK = {"succeeded": 0, "partial": 1, "cancelled": 2, "failed": 3}
 
 
 def worst_state(states: Sequence[str]) -> str:
-    """The state a job fire reports for its runs: any failure wins, then a cancel, else success."""
+    """The state a job fire reports for its runs: any failure wins, then a cancel, then a partial run, else success."""
     return max(states, key=lambda s: _STATE_RANK.get(s, 3), default="succeeded")

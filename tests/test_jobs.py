@@ -147,7 +147,9 @@ def test_jobs_file_round_trips_and_rejects_garbage() -> None:
 
 
 def test_worst_state_of_a_fire() -> None:
-    """A fire is failed if any run failed, else cancelled if any was, else succeeded."""
+    """A fire is failed if any run failed, else cancelled if any was, else partial if any was, else succeeded."""
     assert worst_state(["succeeded", "failed", "cancelled"]) == "failed"
     assert worst_state(["succeeded", "cancelled"]) == "cancelled"
     assert worst_state(["succeeded"]) == "succeeded"
+    assert worst_state(["succeeded", "partial"]) == "partial"  # part of a range not served by the exchange
+    assert worst_state(["partial", "cancelled"]) == "cancelled"
