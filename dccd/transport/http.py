@@ -282,11 +282,14 @@ class ExchangeClient:
         """Count, log and sleep before retrying ``request`` after a failure its caller detected (a malformed page).
 
         Uses the same policy, metric (``dccd_exchange_retries``, reason = the error's class) and log
-        line as the retries done here.
+        line as the retries done here; a ProtocolDrift also counts in ``dccd_exchange_request_errors``
+        as ``malformed``.
 
         Raises:
             DccdError: ``err`` itself once try number ``attempt`` was the policy's last.
         """
+        if isinstance(err, ProtocolDrift):
+            self._error(request, "malformed")
         await self._backoff(request, attempt, err)
 
     async def _backoff(self, request: Request, attempt: int, err: DccdError) -> None:

@@ -24,6 +24,7 @@ from dccd.errors import (
     ConnectFailed,
     DccdError,
     ExchangeRejected,
+    ProtocolDrift,
     RateLimited,
     RequestTimeout,
     ServerError,
@@ -455,6 +456,16 @@ async def test_request_errors_are_counted_by_class(autojump_clock: trio.testing.
         return registry.get_sample_value("dccd_exchange_request_errors_total", labels)
 
     assert [errors(c) for c in ("timeout", "connect", "4xx", "418", "5xx", "429")] == [1, 1, 1, 1, None, None]
+
+
+async def test_a_malformed_page_the_caller_found_counts_as_malformed(autojump_clock: trio.testing.MockClock) -> None:
+    """backoff() with a ProtocolDrift (a 200 page that did not parse): one malformed error and one retry."""
+    registry = CollectorRegistry()
+    async with client_for(Script(OK), registry=registry) as client:
+        await client.backoff(REQ, 1, ProtocolDrift("binance", "klines", "truncated page"))
+    labels = {"exchange": "binance", "endpoint": "klines"}
+    assert registry.get_sample_value("dccd_exchange_request_errors_total", {**labels, "class": "malformed"}) == 1
+    assert registry.get_sample_value("dccd_exchange_retries_total", {**labels, "reason": "ProtocolDrift"}) == 1
 
 
 async def test_fetch_with_time_returns_receive_time(autojump_clock: trio.testing.MockClock) -> None:
