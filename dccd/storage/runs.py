@@ -6,6 +6,17 @@ refilled, ``reconnect`` = a stream reconnected, ``unavailable`` = a requested
 range the exchange no longer serves, e.g. older than its recent history). The sync methods open one
 connection per call, so any thread may use them; the ``a*`` methods run them
 in a Trio worker thread so the event loop never blocks on the disk.
+
+Ownership: a process using the store registers an *owner* (table ``owners``:
+id, pid, host, start and heartbeat times, wall-clock ns) and renews its lease
+every :data:`LEASE_HEARTBEAT_S`; the runs it creates or starts name that
+``owner_id``. :meth:`RunStore.mark_orphans`, called at start and every
+:data:`ORPHAN_CHECK_S` by any process, fails the open runs of owners whose
+heartbeat is older than :data:`LEASE_TTL_S` (``orphaned: owner <id> stopped
+heartbeating``), so a zombie or a reused pid cannot keep a run ``running``; an
+owner on this host whose pid is gone is failed at once. Runs written before
+owners existed (no ``owner_id``) keep the old check: their pid on this host.
+Databases of the old schema gain the column and table on first open.
 """
 
 from __future__ import annotations
@@ -36,6 +47,14 @@ TERMINAL: Final[frozenset[str]] = frozenset({"succeeded", "partial", "failed", "
 OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact")
 EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect", "unavailable")
 ORPHAN_ERROR: Final[str] = "orphaned: process exited"
+LEASE_HEARTBEAT_S: Final[float] = 10.0
+"""How often a process renews its owner lease."""
+LEASE_TTL_S: Final[float] = 60.0
+"""An owner whose heartbeat is older than this is dead; its open runs are failed."""
+ORPHAN_CHECK_S: Final[float] = 30.0
+"""How often a long-lived process (serve) looks for dead owners."""
+OWNER_RETENTION_NS: Final[int] = 7 * 86_400 * 1_000_000_000
+"""Owner rows without open runs are deleted this long after their last heartbeat."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -48,7 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     rows_quarantined INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     created_ns INTEGER NOT NULL, started_ns INTEGER, ended_ns INTEGER,
-    pid INTEGER NOT NULL, host TEXT NOT NULL
+    pid INTEGER NOT NULL, host TEXT NOT NULL,
+    owner_id TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_ns);
@@ -58,15 +78,26 @@ CREATE TABLE IF NOT EXISTS run_gaps (
     kind TEXT NOT NULL, lo INTEGER, hi INTEGER, detail TEXT NOT NULL DEFAULT '', at_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_gaps_run ON run_gaps (run_id);
+CREATE TABLE IF NOT EXISTS owners (
+    owner_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL, host TEXT NOT NULL,
+    started_ns INTEGER NOT NULL, heartbeat_ns INTEGER NOT NULL,
+    dead_ns INTEGER
+);
 """
 _COLUMNS: Final[str] = (
     "run_id, operation, exchange, symbol, data_type, span, state, progress, rows_written, rows_quarantined,"
-    " error, created_ns, started_ns, ended_ns, pid, host"
+    " error, created_ns, started_ns, ended_ns, pid, host, owner_id"
 )
+_OPEN: Final[str] = "state IN ('pending', 'running')"
 
 
 class RunRecord(msgspec.Struct, frozen=True):
-    """One run as stored; ``progress`` holds done/total/unit/pages/rows (whatever was reported)."""
+    """One run as stored; ``progress`` holds done/total/unit/pages/rows (whatever was reported).
+
+    ``owner_id`` names the process lease (``owners`` row) the run belongs to; None for runs
+    recorded before leases existed or by a store that registered no owner (``pid`` decides then).
+    """
 
     run_id: str
     operation: str
@@ -84,6 +115,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     ended_ns: int | None
     pid: int
     host: str
+    owner_id: str | None = None
 
 
 class RunEvent(msgspec.Struct, frozen=True):
@@ -96,6 +128,19 @@ class RunEvent(msgspec.Struct, frozen=True):
     hi: int | None
     detail: str
     at_ns: int
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a database of an older schema up to date (idempotent; safe when two processes open it at once)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if "owner_id" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:
+            con.execute("ALTER TABLE runs ADD COLUMN owner_id TEXT")
+        con.execute("CREATE INDEX IF NOT EXISTS runs_owner ON runs (owner_id)")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,16 +160,21 @@ class RunStore:
         self.path = meta_dir(Path(root)) / "runs.db"
         self._ready = False
         self._lock = threading.Lock()
+        self.owner_id: str | None = None
+        """This process's lease (:meth:`register_owner`); runs created or started here reference it."""
 
     def _connect(self) -> sqlite3.Connection:
         if not self._ready:
             with self._lock:
                 if not self._ready:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    con = sqlite3.connect(self.path, timeout=30)
-                    con.execute("PRAGMA journal_mode=WAL")
-                    con.executescript(_SCHEMA)
-                    con.close()
+                    con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    try:
+                        con.execute("PRAGMA journal_mode=WAL")
+                        con.executescript(_SCHEMA)
+                        _migrate(con)
+                    finally:
+                        con.close()
                     self._ready = True
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         con.execute("PRAGMA synchronous=NORMAL")
@@ -170,7 +220,7 @@ class RunStore:
         )
         self._write(
             "INSERT INTO runs (run_id, operation, exchange, symbol, data_type, span, state, created_ns, started_ns,"
-            " pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pid, host, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 operation,
@@ -180,6 +230,7 @@ class RunStore:
                 now if state == "running" else None,
                 os.getpid(),
                 socket.gethostname(),
+                self.owner_id,
             ),
         )
         return run_id
@@ -188,8 +239,9 @@ class RunStore:
         """pending -> running, owned by this process; False if the run is not pending."""
         now = time.time_ns() if now_ns is None else now_ns
         n = self._write(
-            "UPDATE runs SET state = 'running', started_ns = ?, pid = ?, host = ? WHERE run_id = ? AND state = 'pending'",
-            (now, os.getpid(), socket.gethostname(), run_id),
+            "UPDATE runs SET state = 'running', started_ns = ?, pid = ?, host = ?, owner_id = ?"
+            " WHERE run_id = ? AND state = 'pending'",
+            (now, os.getpid(), socket.gethostname(), self.owner_id, run_id),
         )
         return n == 1
 
@@ -303,14 +355,109 @@ class RunStore:
         """Name several symbols on one run (a multi-symbol stream): ``BTC/USDT,ETH/BTC``."""
         self._write("UPDATE runs SET symbol = ? WHERE run_id = ?", (symbols, run_id))
 
-    def mark_orphans(self, *, now_ns: int | None = None) -> list[str]:
-        """At startup: fail pending/running runs whose process (on this host) is gone; return their ids."""
-        host = socket.gethostname()
-        open_runs = self._query(f"SELECT {_COLUMNS} FROM runs WHERE state IN ('pending', 'running')", ())
-        dead = [r.run_id for r in open_runs if r.host == host and r.pid != os.getpid() and not _pid_alive(r.pid)]
-        for run_id in dead:
-            self.finish(run_id, "failed", error=ORPHAN_ERROR, now_ns=now_ns)
-        return dead
+    def register_owner(self, *, now_ns: int | None = None) -> str:
+        """Take a new lease for this process; runs created or started through this store will name it.
+
+        Returns:
+            The new ``owner_id`` (also kept in :attr:`owner_id`).
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        owner_id = uuid.uuid4().hex[:16]
+        self._write(
+            "INSERT INTO owners (owner_id, pid, host, started_ns, heartbeat_ns) VALUES (?, ?, ?, ?, ?)",
+            (owner_id, os.getpid(), socket.gethostname(), now, now),
+        )
+        self.owner_id = owner_id
+        return owner_id
+
+    def heartbeat(self, *, now_ns: int | None = None) -> bool:
+        """Renew this process's lease; False if there is none or another process already declared it dead.
+
+        A lease is declared dead when its heartbeat was older than the TTL at some
+        process's check (this one was frozen or starved): its open runs were failed then.
+        """
+        if self.owner_id is None:
+            return False
+        now = time.time_ns() if now_ns is None else now_ns
+        n = self._write(
+            "UPDATE owners SET heartbeat_ns = ? WHERE owner_id = ? AND dead_ns IS NULL", (now, self.owner_id)
+        )
+        return n == 1
+
+    def owners(self) -> list[tuple[str, int, str, int, int, int | None]]:
+        """Every lease: (owner_id, pid, host, started_ns, heartbeat_ns, dead_ns), oldest first."""
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT owner_id, pid, host, started_ns, heartbeat_ns, dead_ns FROM owners ORDER BY started_ns, rowid"
+            ).fetchall()
+        finally:
+            con.close()
+        return [tuple(r) for r in rows]
+
+    def mark_orphans(self, *, now_ns: int | None = None, ttl_s: float = LEASE_TTL_S) -> list[str]:
+        """Fail the pending/running runs whose owner is gone; return their ids.
+
+        An owner is gone when its heartbeat is older than ``ttl_s`` (whatever its pid
+        does: a zombie or a reused pid keeps nothing alive), when it is on this host and
+        its pid no longer exists, or when its lease row is missing. This store's own
+        lease is never judged. Runs without an owner (older schema) are failed when their
+        pid on this host is gone, as before. Safe to run from several processes at once:
+        one transaction decides and updates.
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        stale_before = now - round(ttl_s * 1e9)
+        host, me = socket.gethostname(), os.getpid()
+        failed: list[str] = []
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")  # a heartbeat cannot slip between the check and the update
+            try:
+                open_owners = con.execute(
+                    "SELECT r.owner_id, o.pid, o.host, o.heartbeat_ns, o.dead_ns FROM runs r"
+                    f" LEFT JOIN owners o ON o.owner_id = r.owner_id WHERE r.{_OPEN} AND r.owner_id IS NOT NULL"
+                    " GROUP BY r.owner_id"
+                ).fetchall()
+                verdicts: dict[str, str] = {}
+                for owner_id, pid, ohost, heartbeat_ns, dead_ns in open_owners:
+                    if owner_id == self.owner_id:
+                        continue
+                    if heartbeat_ns is None:
+                        verdicts[owner_id] = f"orphaned: owner {owner_id} unknown"
+                    elif dead_ns is not None or heartbeat_ns < stale_before:
+                        verdicts[owner_id] = f"orphaned: owner {owner_id} stopped heartbeating"
+                    elif ohost == host and pid != me and not _pid_alive(pid):
+                        verdicts[owner_id] = f"orphaned: owner {owner_id} exited (pid {pid})"
+                for owner_id, error in verdicts.items():
+                    ids = con.execute(f"SELECT run_id FROM runs WHERE owner_id = ? AND {_OPEN}", (owner_id,)).fetchall()
+                    con.execute(
+                        f"UPDATE runs SET state = 'failed', error = ?, ended_ns = ? WHERE owner_id = ? AND {_OPEN}",
+                        (error, now, owner_id),
+                    )
+                    con.execute("UPDATE owners SET dead_ns = ? WHERE owner_id = ? AND dead_ns IS NULL", (now, owner_id))
+                    failed.extend(r[0] for r in ids)
+                legacy = con.execute(
+                    f"SELECT run_id, pid, host FROM runs WHERE owner_id IS NULL AND {_OPEN}"
+                ).fetchall()
+                for run_id, pid, rhost in legacy:
+                    if rhost == host and pid != me and not _pid_alive(pid):
+                        con.execute(
+                            "UPDATE runs SET state = 'failed', error = ?, ended_ns = ? WHERE run_id = ?",
+                            (ORPHAN_ERROR, now, run_id),
+                        )
+                        failed.append(run_id)
+                con.execute(
+                    f"DELETE FROM owners WHERE heartbeat_ns < ? AND owner_id IS NOT ? AND owner_id NOT IN"
+                    f" (SELECT owner_id FROM runs WHERE {_OPEN} AND owner_id IS NOT NULL)",
+                    (now - OWNER_RETENTION_NS, self.owner_id),
+                )
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        return failed
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[RunRecord]:
         con = self._connect()
@@ -368,3 +515,11 @@ class RunStore:
     async def amark_orphans(self, **kwargs: Any) -> list[str]:
         """Async :meth:`mark_orphans`."""
         return await self._run(self.mark_orphans, **kwargs)
+
+    async def aregister_owner(self, **kwargs: Any) -> str:
+        """Async :meth:`register_owner`."""
+        return await self._run(self.register_owner, **kwargs)
+
+    async def aheartbeat(self, **kwargs: Any) -> bool:
+        """Async :meth:`heartbeat`."""
+        return await self._run(self.heartbeat, **kwargs)

@@ -51,7 +51,7 @@ from dccd.errors import (
     TransientError,
 )
 from dccd.sources.base import Adapter, Request
-from dccd.transport.ratelimit import WeightLimiter, shared_limiter
+from dccd.transport.ratelimit import LimitStateStore, WeightLimiter, shared_limiter
 
 _log = structlog.get_logger("dccd.transport.http")
 
@@ -188,7 +188,7 @@ class ExchangeClient:
                 await self._rate_limited(request, response, err, limited, default)
                 continue
             if status in self.limiter.limits.ban_statuses or isinstance(err, Banned):
-                self._banned(request, response, err)
+                await self._banned(request, response, err)
             if status >= 500 or (status < 400 and isinstance(err, TransientError)):
                 attempt += 1
                 failure = err if isinstance(err, TransientError) else ServerError(status, self._detail(err, body))
@@ -257,7 +257,8 @@ class ExchangeClient:
         self._metrics.rate_limited.labels(self.exchange, request.endpoint).inc()
         if count > self._retry.max_rate_limited:
             raise RateLimited(delay, f"{self.exchange} {request.endpoint}: {detail}")
-        self.limiter.pause(delay)
+        until = trio.current_time() + delay  # the record below may take a worker thread: sleep to the deadline
+        await self.limiter.pause(delay, detail)
         _log.warning(
             "request.rate_limited",
             exchange=self.exchange,
@@ -267,13 +268,13 @@ class ExchangeClient:
             count=count,
             detail=detail,
         )
-        await trio.sleep(delay)
+        await trio.sleep_until(until)
 
-    def _banned(self, request: Request, response: httpx.Response, err: DccdError | None) -> None:
+    async def _banned(self, request: Request, response: httpx.Response, err: DccdError | None) -> None:
         default = err.retry_after_s if isinstance(err, Banned) else None
         delay = self._retry_after(response, default, self.limiter.limits.default_ban_s)
         detail = f"(HTTP {response.status_code} on {request.endpoint}: {self._detail(err, response.content)})"
-        self.limiter.ban(delay, detail)
+        await self.limiter.ban(delay, detail)
         self._metrics.bans.labels(self.exchange).inc()
         _log.warning("exchange.banned", exchange=self.exchange, endpoint=request.endpoint, retry_after_s=delay)
         raise Banned(self.exchange, delay, detail)
@@ -342,6 +343,7 @@ async def open_exchange_client(
     registry: CollectorRegistry | None = None,
     wall_clock_ns: Callable[[], int] = time.time_ns,
     rand: Callable[[], float] = random.random,
+    limit_state: LimitStateStore | None = None,
 ) -> AsyncIterator[ExchangeClient]:
     """Open the HTTP client of one exchange (open one per exchange and share it between actors).
 
@@ -357,6 +359,8 @@ async def open_exchange_client(
             default :data:`TRANSPORT_REGISTRY`, never the global default registry.
         wall_clock_ns: wall clock (ns) for HTTP-date ``Retry-After`` and receive times.
         rand: uniform [0, 1) source for backoff jitter.
+        limit_state: where the run-wide limiter records 429 pauses and 418 bans and restores them
+            from at its first request (so a restarted process honours them); None keeps them in memory.
 
     Raises:
         ConfigError: bad ``rest_url`` or ``rate_limit``.
@@ -366,7 +370,13 @@ async def open_exchange_client(
         raise ConfigError(f"exchanges.{adapter.name}.rate_limit", f"must be between 0 and 1, got {rate_limit}")
     if limiter is None:
         limiter = shared_limiter(
-            adapter.name, url, adapter.rate_limits, rate_limit, wall_clock=lambda: wall_clock_ns() / 1e9
+            adapter.name,
+            url,
+            adapter.rate_limits,
+            rate_limit,
+            wall_clock=lambda: wall_clock_ns() / 1e9,
+            state=limit_state,
+            now_ns=wall_clock_ns,
         )
     http = httpx.AsyncClient(
         base_url=url,
