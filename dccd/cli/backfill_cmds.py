@@ -13,26 +13,38 @@ import click
 import msgspec
 import trio
 
-from dccd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options, state
+from dccd.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageProblem,
+    common_options,
+    prepare_data_dir,
+    state,
+)
+from dccd.domain import DatasetId, DataType
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import ConfigError, NoCapability
-from dccd.ops import BackfillRequest, InvalidRequest, parse_backfill
+from dccd.ops import BackfillRequest, parse_backfill
 from dccd.sources.registry import list_adapters
 
-EXIT_INTERRUPTED = 130
 
+def _check_resume(root: Any, req: BackfillRequest) -> None:
+    """``--start last`` (the default) on trades needs a stored trade to resume after: a usage problem otherwise.
 
-def _sole_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception inside nested groups that is not a Trio Cancelled, or None."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
+    (OHLC and the series start at the exchange's first row when nothing is stored.)
+    """
+    if req.data_type is not DataType.TRADES or req.start not in (None, "last"):
+        return
+    from dccd.storage import Lake
+
+    lake = Lake(root)
+    for sym in req.symbols:
+        ds = DatasetId(req.exchange, sym, req.data_type, req.span)
+        if lake.last_ts(ds) is None:
+            raise UsageProblem(
+                f"start: nothing is stored for {ds}, so 'last' has nothing to resume;"
+                " give --start ISO date, -30d or origin"
+            )
 
 
 async def _write_inline(fn: Callable[..., Any], *args: Any) -> Any:
@@ -137,45 +149,28 @@ def backfill(
     inside the range are repaired. Exit 0 only if every symbol succeeded; a
     symbol whose range the exchange serves only in part ends "partial" (exit 1).
     """
-    from dccd.logging import configure_logging
-
-    cfg = state().config()
-    try:
-        req = parse_backfill(
-            exchange,
-            list(symbols),
-            data_type,
-            known_exchanges=list_adapters(),
-            span=span,
-            start=start,
-            end=end,
-            now_ns=time.time_ns(),
-        )
-    except InvalidRequest as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    # Errors raised here (bad input: exit 2; the disk or the exchange: exit 1) become one line
+    # in dccd.cli.common.DccdGroup, also when a Trio nursery wrapped them in a group.
+    st = state()
+    cfg = st.config()
+    req = parse_backfill(
+        exchange,
+        list(symbols),
+        data_type,
+        known_exchanges=list_adapters(),
+        span=span,
+        start=start,
+        end=end,
+        now_ns=time.time_ns(),
+    )
     from dccd.actors.operations import check_backfill
 
-    try:
-        check_backfill(req)  # before any service, run or request
-    except (NoCapability, ConfigError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    show_progress = sys.stderr.isatty() if show is None else show
-    configure_logging("WARNING" if show_progress else "INFO")
-    try:
-        records, interrupted = trio.run(lambda: _run(cfg, req, show_progress=show_progress, concurrency=concurrency))
-    except (NoCapability, ConfigError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except BaseExceptionGroup as group:  # Trio nurseries wrap what escapes them
-        leaf = _sole_leaf(group)
-        if isinstance(leaf, KeyboardInterrupt):  # Ctrl-C before the signal handler was installed
-            sys.exit(EXIT_INTERRUPTED)
-        if not isinstance(leaf, NoCapability | ConfigError):
-            raise
-        click.echo(f"error: {leaf}", err=True)
-        sys.exit(EXIT_USAGE)
+    check_backfill(req)  # before any service, run or request
+    _check_resume(cfg.data_root, req)
+    prepare_data_dir(cfg.data_root)
+    show_progress = (sys.stderr.isatty() if show is None else show) and not st.quiet
+    st.setup_logging("WARNING" if show_progress else "INFO")
+    records, interrupted = trio.run(lambda: _run(cfg, req, show_progress=show_progress, concurrency=concurrency))
     failed = [r for r in records if r.state != "succeeded"]
     if as_json:
         click.echo(json.dumps([msgspec.to_builtins(r) for r in records], indent=2))

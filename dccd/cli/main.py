@@ -1,26 +1,27 @@
 """`dccd` command line: the entry point and the config commands.
 
-Exit codes: 0 success, 1 operation failed, 2 usage or config error.
+Exit codes: 0 success, 1 operation failed, 2 usage or config error, 130 interrupted;
+every error is one line on stderr (:class:`~dccd.cli.common.DccdGroup` is the boundary).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import yaml
 
 from dccd import __version__
-from dccd.cli.common import EXIT_USAGE, common_options, state
+from dccd.cli.common import DccdGroup, common_options, state
 from dccd.config import expand_jobs, masked
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("dccd", cls=DccdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dccd")
 @common_options
 def cli() -> None:
     """dccd: crypto market data, complete and exact, on your own disks."""
+    state().setup_logging()  # commands that log more by default (serve, stream, backfill) raise it
 
 
 @cli.command()
@@ -80,9 +81,5 @@ for _cmd in LAKE_COMMANDS:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        sys.exit(130)
-    sys.exit(EXIT_USAGE)  # pragma: no cover - click always exits
+    """Console-script entry point (the group exits with the command's code; see DccdGroup)."""
+    cli.main()

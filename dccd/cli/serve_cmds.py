@@ -18,7 +18,7 @@ import click
 import structlog
 import trio
 
-from dccd.cli.common import EXIT_FAILED, EXIT_OK, common_options, state
+from dccd.cli.common import EXIT_FAILED, EXIT_OK, common_options, prepare_data_dir, state
 
 log = structlog.get_logger("dccd.serve")
 
@@ -83,16 +83,16 @@ def serve(host: str | None, port: int | None) -> None:
     Without --config (or DCCD_CONFIG) the embedded default config runs.
     SIGINT/SIGTERM drain the writers and exit 0.
     """
-    from dccd.logging import configure_logging
-
-    cfg = state().config()
-    configure_logging("INFO")
+    st = state()
+    cfg = st.config()
+    prepare_data_dir(cfg.data_root)  # a bad storage path is one line before anything starts
+    st.setup_logging("INFO")
     try:
         trio.run(serve_main, cfg, host, port)
     except (OSError, BaseExceptionGroup) as exc:
         bind_error = _only_os_error(exc)
-        if bind_error is None:
-            raise
+        if bind_error is None or bind_error.filename is not None:
+            raise  # not the listening socket: dccd.cli.common.DccdGroup prints its one line
         where = f"{host or cfg.server.host}:{cfg.server.port if port is None else port}"
         click.echo(f"error: cannot serve on {where}: {bind_error.strerror or bind_error}", err=True)
         sys.exit(EXIT_FAILED)

@@ -20,10 +20,10 @@ import click
 import structlog
 import trio
 
-from dccd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options, fail, state
+from dccd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options, fail, prepare_data_dir, state
 from dccd.config import Config
 from dccd.errors import ConfigError, DccdError, NoCapability, UnsupportedSymbol
-from dccd.ops import InvalidRequest, StreamRequest, parse_stream
+from dccd.ops import StreamRequest, parse_stream
 from dccd.sources.registry import list_adapters
 
 if TYPE_CHECKING:  # the runtime imports are deferred: `dccd --help` stays fast
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the runtime imports are deferred: `dccd --help` stays fast
 log = structlog.get_logger()
 
 STATUS_EVERY_S = 5.0
+MAX_DURATION_S = 10 * 365 * 86400.0  # Trio deadlines are floats: a bound keeps ``now + duration`` meaningful
 REFRESH_S = 0.5
 
 
@@ -138,15 +139,8 @@ async def run_stream(cfg: Config, req: StreamRequest, duration_s: float | None, 
 @click.option("--type", "data_type", required=True, help="trades | ohlc | book")
 @click.option("--span", default=None, help="Bar span for --type ohlc (1s 1m 5m 1h 1d ...).")
 @click.option("--duration", type=float, default=None, help="Stop after S seconds (default: until SIGINT/SIGTERM).")
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="Minimum log level.",
-)
 def stream_cmd(
-    exchange: str, symbols: tuple[str, ...], data_type: str, span: str | None, duration: float | None, log_level: str
+    exchange: str, symbols: tuple[str, ...], data_type: str, span: str | None, duration: float | None
 ) -> None:
     """Record live data of SYMBOLS (BASE/QUOTE) from EXCHANGE into the lake until stopped.
 
@@ -158,22 +152,21 @@ def stream_cmd(
     from rich.text import Text
 
     from dccd.actors.streams import check_stream
-    from dccd.logging import configure_logging
 
-    try:
-        req = parse_stream(exchange, list(symbols), data_type, known_exchanges=list_adapters(), span=span)
-    except InvalidRequest as exc:
-        fail(str(exc), EXIT_USAGE)
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        fail(f"duration: must be a positive number of seconds, got {duration:g}", EXIT_USAGE)
-    cfg = state().config()
-    try:
-        check_stream(req, cfg.exchange(exchange).ws_url)  # before any service, run or connection
-    except (NoCapability, UnsupportedSymbol, ConfigError) as exc:
-        fail(str(exc), EXIT_USAGE)
-    terminal = sys.stderr.isatty()
-    # On a terminal the status line is the display; only warnings interrupt it.
-    configure_logging("WARNING" if terminal and log_level.upper() == "INFO" else log_level)
+    # Errors raised here (bad input: exit 2) become one line in dccd.cli.common.DccdGroup.
+    req = parse_stream(exchange, list(symbols), data_type, known_exchanges=list_adapters(), span=span)
+    if duration is not None and not (math.isfinite(duration) and 0 < duration <= MAX_DURATION_S):
+        fail(
+            f"duration: must be a positive number of seconds (at most {MAX_DURATION_S:.0f}), got {duration:g}",
+            EXIT_USAGE,
+        )
+    st = state()
+    cfg = st.config()
+    check_stream(req, cfg.exchange(exchange).ws_url)  # before any service, run or connection
+    prepare_data_dir(cfg.data_root)
+    terminal = sys.stderr.isatty() and not st.quiet
+    # On a terminal the status line is the display; only warnings interrupt it (unless --log-level says otherwise).
+    st.setup_logging("WARNING" if terminal else "INFO")
     if terminal:
         with Live(Text("connecting..."), console=Console(stderr=True), refresh_per_second=4) as live:
             code = trio.run(run_stream, cfg, req, duration, live)
