@@ -116,6 +116,8 @@ class Operations:
         for sym in req.symbols:
             ds = DatasetId(req.exchange, sym, req.data_type, req.span)
             run_id = await self.runs.acreate("backfill", ds)
+            # what was asked, for the inventory's requested-vs-stored coverage ("last"/"origin" kept as text)
+            await self.runs.aprogress(run_id, requested_start=start if start is not None else "last", requested_end=end)
             job = BackfillJob(
                 run_id,
                 ds,

@@ -54,6 +54,9 @@ class CatalogController(Controller):
                 continue
             entry = msgspec.to_builtins(item)
             entry["first"], entry["last"] = _iso(item.first_ts), _iso(item.last_ts)
+            for g in entry["gap_ranges"]:  # ISO bounds for people: the ts range (or the trades around an id hole)
+                lo, hi = (g["lo"], g["hi"]) if g["unit"] == "ns" else (g["first_ts"], g["last_ts"])
+                g["from"], g["to"] = _iso(lo), _iso(hi)
             out.append(entry)
         return out
 

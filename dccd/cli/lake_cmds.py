@@ -17,10 +17,12 @@ from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, common_options, data_root, 
 from dccd.domain import SPAN_LABELS, DatasetId, DataType, Span, Symbol, check_exchange_name
 from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
 from dccd.storage import BadFile, Lake, RunStore
+from dccd.storage.inventory import DatasetInventory, GapRange
 from dccd.storage.runs import STATES
 
 _FORMATS = {"table": None, "csv": "csv", "json": "jsonl", "parquet": "parquet"}
 _HEAD = 10
+_GAPS_SHOWN = 20
 
 
 def _dataset(exchange: str, symbol: str, data_type: str, span: str | None) -> DatasetId:
@@ -183,17 +185,40 @@ def inventory_cmd(as_json: bool) -> None:
         click.echo(msgspec.json.encode(items).decode())
         return
     table = Table(title=f"{len(items)} dataset(s)")
-    for col in ("exchange", "symbol", "type", "rows", "first", "last", "parts", "MB", "gaps"):
-        table.add_column(col, justify="right" if col in ("rows", "parts", "MB", "gaps") else "left")
+    for col in ("exchange", "symbol", "type", "rows", "first", "last", "parts", "MB", "gaps", "missing"):
+        table.add_column(col, justify="right" if col in ("rows", "parts", "MB", "gaps", "missing") else "left")
     for it in items:
         kind = f"{it.data_type} {it.span}" if it.span else it.data_type
         gaps = str(len(it.gaps)) if it.gap_kind else "-"
         first = ns_to_iso(it.first_ts) if it.first_ts is not None else ""
         last = ns_to_iso(it.last_ts) if it.last_ts is not None else ""
         table.add_row(
-            it.exchange, it.symbol, kind, str(it.rows), first, last, str(it.parts), f"{it.bytes / 1e6:.1f}", gaps
-        )
+            it.exchange, it.symbol, kind, str(it.rows), first, last, str(it.parts), f"{it.bytes / 1e6:.1f}", gaps,
+            f"{it.missing:,}" if it.gap_kind else "-",
+        )  # fmt: skip
     _console().print(table)
+    for it in items:
+        name = " ".join(x for x in (it.exchange, it.symbol, it.data_type, it.span) if x)
+        for g in it.gap_ranges[:_GAPS_SHOWN]:
+            click.echo(f"gap {name}: {_gap_text(it, g)}")
+        if len(it.gap_ranges) > _GAPS_SHOWN:
+            click.echo(f"gap {name}: … and {len(it.gap_ranges) - _GAPS_SHOWN} more (see --json)")
+        if it.gap_kind is None and it.gap_note and it.rows:
+            click.echo(f"note {name}: {it.gap_note}")
+
+
+def _gap_text(it: DatasetInventory, g: GapRange) -> str:
+    """One gap as text: exact bounds, count and where it came from."""
+    if g.unit == "id":
+        around = f"; between {ns_to_iso(g.first_ts)} and {ns_to_iso(g.last_ts)}" if g.first_ts and g.last_ts else ""
+        text = f"trade ids {g.lo}..{g.hi} ({g.count:,} missing{around})"
+    else:
+        unit = "bar" if it.data_type == "ohlc" else "print"
+        count = f"{g.count:,} {unit}{'s' if g.count != 1 else ''} missing" if g.count is not None else "time hole"
+        text = f"[{ns_to_iso(g.lo)}, {ns_to_iso(g.hi)}) ({count})"
+    if g.source == "unavailable":
+        text += " not served by the exchange"
+    return text + (f" — {g.detail}" if g.detail else "") + f" [{g.source}]"
 
 
 @click.command("runs")

@@ -351,6 +351,28 @@ class RunStore:
             con.close()
         return merge_ranges([(int(lo), int(hi)) for lo, hi in rows])
 
+    def dataset_history(self, dataset: DatasetId) -> list[tuple[RunRecord, list[RunEvent]]]:
+        """Every backfill/stream run of ``dataset`` (multi-symbol streams included) with its events, oldest
+        first; a multi-symbol stream keeps only the gap/filled events of this symbol (their detail starts
+        ``SYMBOL: ``) and its reconnects. Empty when the lake has no run history."""
+        if not self.path.exists():
+            return []
+        sym = str(dataset.symbol)
+        span = dataset.span.label if dataset.span else ""
+        runs = self._query(
+            f"SELECT {_COLUMNS} FROM runs WHERE operation IN ('backfill', 'stream') AND exchange = ?"
+            " AND data_type = ? AND coalesce(span, '') = ? AND (symbol = ? OR ',' || symbol || ',' LIKE ?)"
+            " ORDER BY created_ns, rowid",
+            (dataset.exchange, dataset.data_type.value, span, sym, f"%,{sym},%"),
+        )
+        out = []
+        for r in runs:
+            events = self.events(r.run_id)
+            if r.symbol != sym:
+                events = [e for e in events if e.kind == "reconnect" or e.detail.startswith(f"{sym}: ")]
+            out.append((r, events))
+        return out
+
     def set_symbols(self, run_id: str, symbols: str) -> None:
         """Name several symbols on one run (a multi-symbol stream): ``BTC/USDT,ETH/BTC``."""
         self._write("UPDATE runs SET symbol = ? WHERE run_id = ?", (symbols, run_id))

@@ -220,3 +220,18 @@ def test_quarantine_refuses_paths_outside_the_data(lake: Path, tmp_path_factory:
              "missing": lake / "ohlc" / "part-none.parquet"}  # fmt: skip
     res = run(lake, "quarantine", str(paths[target]))
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.output
+
+
+def test_inventory_prints_each_gap_range_with_its_count(lake: Path) -> None:
+    """The table view lists every gap as an exact range with its count, not only how many there are."""
+    res = run(lake, "inventory")
+    assert res.exit_code == 0, res.output
+    assert (
+        "gap binance BTC/USDT ohlc 1m: [2024-01-01T00:05:00Z, 2024-01-01T00:06:00Z) (1 bar missing) [bars]"
+        in res.stdout
+    )
+    (item,) = json.loads(run(lake, "inventory", "--json").stdout)
+    assert item["gap_ranges"] == [
+        {"lo": T0 + 5 * NS_PER_MIN, "hi": T0 + 6 * NS_PER_MIN, "unit": "ns", "count": 1, "source": "bars",
+         "detail": "", "first_ts": None, "last_ts": None}
+    ] and item["missing"] == 1  # fmt: skip

@@ -135,3 +135,11 @@ def test_trade_ids_overlapping_across_foreign_parts_and_days_read_once(tmp_path:
     got = Lake(tmp_path).read_table(TRADES).table
     assert got["id"].to_pylist() == [str(i) for i in range(10)]
     assert got["ts"].to_pylist() == sorted(got["ts"].to_pylist())
+
+
+def test_an_all_null_optional_column_reads_as_null(tmp_path: Path) -> None:
+    """pyarrow writes an all-None column with the null type: an optional lake column like that reads as null."""
+    tbl = _ohlc([T0]).append_column("trades", pa.nulls(1))
+    _part(tmp_path, "ohlc/month=2024-01", "part-nulls.parquet", tbl)
+    res = Lake(tmp_path).read_table(OHLC_1M)
+    assert res.skipped == [] and res.table["trades"].to_pylist() == [None]

@@ -114,6 +114,10 @@ async def test_inventory_shows_rows_range_and_exact_gaps(web: Web) -> None:
     assert (item["symbol"], item["span"], item["rows"]) == ("BTC/USDT", "1m", 8)
     assert (item["first"], item["last"]) == ("2024-01-01T00:00:00Z", "2024-01-01T00:09:00Z")
     assert (item["gap_kind"], item["gaps"]) == ("ts", [[t0 + 4 * minute, t0 + 6 * minute]])
+    assert item["gap_ranges"] == [
+        {"lo": t0 + 4 * minute, "hi": t0 + 6 * minute, "unit": "ns", "count": 2, "source": "bars", "detail": "",
+         "first_ts": None, "last_ts": None, "from": "2024-01-01T00:04:00Z", "to": "2024-01-01T00:06:00Z"}
+    ] and item["missing"] == 2  # fmt: skip
     assert (await web.client.get("/api/v1/inventory", params={"type": "trades"})).json() == []
 
 
