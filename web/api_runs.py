@@ -1,4 +1,9 @@
-"""Backfills and run history: start (202 + run ids), list, inspect with progress, cancel."""
+"""Backfills and run history: start (202 + run ids), list, inspect with progress, cancel.
+
+A run is named by its id or by any unique prefix of it (the 12 characters the UI shows);
+a prefix that starts several runs is a 400 naming them. Each run carries ``error``
+(why it failed or is partial; null otherwise).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from .context import WebContext
 from .errors import ApiError
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CANDIDATES = 5
 
 
 class BackfillBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -56,8 +62,16 @@ def check_run_id(run_id: str) -> str:
 
 
 async def load_run(ctx: WebContext, run_id: str) -> RunRecord:
-    """The stored run, or a 404."""
-    record: RunRecord | None = await ctx.ops.runs.aget(check_run_id(run_id))
+    """The stored run named by a full id or a unique prefix (the short ids the UI and CLI show).
+
+    Raises:
+        ApiError: 404 when no run starts with ``run_id``, 400 naming the candidates when several do.
+    """
+    ids: list[str] = await ctx.ops.runs.amatch_ids(check_run_id(run_id), limit=_CANDIDATES + 1)
+    if len(ids) > 1:
+        shown = ", ".join(ids[:_CANDIDATES]) + (", ..." if len(ids) > _CANDIDATES else "")
+        raise ApiError(400, "run_id", f"{run_id!r} starts several runs ({shown}): give more characters")
+    record: RunRecord | None = await ctx.ops.runs.aget(ids[0]) if ids else None
     if record is None:
         raise ctx.not_found("run_id", f"run {run_id!r}")
     return record
@@ -102,18 +116,19 @@ class RunsController(Controller):
         records = await ctx.ops.runs.alist_runs(state=st, operation=op, limit=n)
         return [run_view(r, is_active(ctx, r.run_id)) for r in records]
 
-    @get("/runs/{run_id:str}", summary="One run with progress and its gap/reconnect events")
+    @get("/runs/{run_id:str}", summary="One run (full id or unique prefix) with progress and its gap/reconnect events")
     async def get_run(self, ctx: WebContext, run_id: str) -> dict[str, Any]:
         """The run record, ``progress`` (done/total/unit/pages/rows) and recorded events."""
         record = await load_run(ctx, run_id)
-        out = run_view(record, is_active(ctx, run_id))
-        out["events"] = msgspec.to_builtins(await ctx.ops.runs.aevents(run_id))
+        out = run_view(record, is_active(ctx, record.run_id))
+        out["events"] = msgspec.to_builtins(await ctx.ops.runs.aevents(record.run_id))
         return out
 
     @delete("/runs/{run_id:str}", status_code=200, summary="Cancel a running run (its written rows stay)")
     async def cancel_run(self, ctx: WebContext, run_id: str) -> Response[dict[str, Any]]:
         """Stop the run, drain its writer, and return the final record; 409 if it is not running here."""
         record = await load_run(ctx, run_id)
+        run_id = record.run_id
         if record.state in TERMINAL:
             raise ApiError(409, "run_id", f"run {run_id!r} already ended ({record.state})")
         stopped = await ctx.svc.cancel_run(run_id)

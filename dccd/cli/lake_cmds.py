@@ -1,9 +1,8 @@
-"""Lake commands: ``dccd read``, ``dccd inventory``, ``dccd runs``, ``dccd compact``, ``dccd quarantine``."""
+"""Lake commands: ``dccd read``, ``dccd inventory``, ``dccd compact``, ``dccd quarantine``."""
 
 from __future__ import annotations
 
 import collections
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -16,9 +15,8 @@ from rich.table import Table
 from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, common_options, data_root, fail
 from dccd.domain import SPAN_LABELS, DatasetId, DataType, Span, Symbol, check_exchange_name
 from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
-from dccd.storage import BadFile, Lake, RunStore
+from dccd.storage import BadFile, Lake
 from dccd.storage.inventory import DatasetInventory, GapRange
-from dccd.storage.runs import STATES
 
 _FORMATS = {"table": None, "csv": "csv", "json": "jsonl", "parquet": "parquet"}
 _HEAD = 10
@@ -221,38 +219,6 @@ def _gap_text(it: DatasetInventory, g: GapRange) -> str:
     return text + (f" — {g.detail}" if g.detail else "") + f" [{g.source}]"
 
 
-@click.command("runs")
-@common_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with each run's gap/reconnect events).")
-@click.option("--state", type=click.Choice(STATES), default=None, help="Only runs in this state.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-def runs_cmd(as_json: bool, state: str | None, limit: int) -> None:
-    """Show the run history, newest first."""
-    store = RunStore(_lake().root)
-    runs = store.list_runs(state=state, limit=limit) if store.path.exists() else []
-    if as_json:
-        docs = [{**msgspec.to_builtins(r), "events": msgspec.to_builtins(store.events(r.run_id))} for r in runs]
-        click.echo(json.dumps(docs))
-        return
-    table = Table(title=f"{len(runs)} run(s)")
-    for col in ("run", "operation", "dataset", "state", "rows", "quarantined", "started", "error"):
-        table.add_column(col)
-    for r in runs:
-        ds = " ".join(x for x in (r.exchange, r.symbol, r.data_type, r.span) if x)
-        started = ns_to_iso(r.started_ns) if r.started_ns else ""
-        table.add_row(
-            r.run_id[:12],
-            r.operation,
-            ds,
-            r.state,
-            str(r.rows_written),
-            str(r.rows_quarantined),
-            started,
-            r.error or "",
-        )
-    _console().print(table)
-
-
 @click.command("compact")
 @common_options
 @click.argument("exchange", required=False)
@@ -290,4 +256,4 @@ def quarantine_cmd(path: str) -> None:
     click.echo(f"quarantined {path} -> {dest}")
 
 
-COMMANDS = (read_cmd, inventory_cmd, runs_cmd, compact_cmd, quarantine_cmd)
+COMMANDS = (read_cmd, inventory_cmd, compact_cmd, quarantine_cmd)  # runs: dccd/cli/runs_cmds.py

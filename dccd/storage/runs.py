@@ -299,6 +299,25 @@ class RunStore:
         rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return rows[0] if rows else None
 
+    def match_ids(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Run ids starting with ``prefix`` (the short ids the CLI and UI show), newest first, at most ``limit``.
+
+        An id equal to ``prefix`` is the only answer: a full id never becomes ambiguous.
+        """
+        if not prefix or not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (prefix,)).fetchone():
+                return [prefix]
+            rows = con.execute(
+                "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY created_ns DESC, rowid DESC LIMIT ?",
+                (len(prefix), prefix, limit),
+            ).fetchall()
+        finally:
+            con.close()
+        return [r[0] for r in rows]
+
     def list_runs(self, *, state: str | None = None, operation: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Runs, newest first, optionally filtered.
 
@@ -525,6 +544,10 @@ class RunStore:
     async def aget(self, run_id: str) -> RunRecord | None:
         """Async :meth:`get`."""
         return await self._run(self.get, run_id)
+
+    async def amatch_ids(self, prefix: str, **kwargs: Any) -> list[str]:
+        """Async :meth:`match_ids`."""
+        return await self._run(self.match_ids, prefix, **kwargs)
 
     async def alist_runs(self, **kwargs: Any) -> list[RunRecord]:
         """Async :meth:`list_runs`."""

@@ -80,7 +80,7 @@ def test_serve_with_an_unusable_data_dir_is_one_line_exit_1(tmp_path: Path) -> N
          f"error: --concurrency: {10**30} is not in the range 1<=x<=32"),
         (["backfill", "binance", "BTC/USDT", "--type", "ohlc", "--span", "bogus"],
          "error: span: 'bogus' is not a span (1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M)"),
-        (["runs", "--limit", "-1"], "error: --limit: -1 is not in the range x>=1"),
+        (["runs", "--limit", "-1"], "error: --limit: -1 is not in the range 1<=x<=100000"),
         (["runs", "--limit", "x"], "error: --limit: 'x' is not a valid integer range"),
         (["stream", "binance", "BTC/USDT", "--type", "trades", "--duration", "-5"],
          "error: duration: must be a positive number of seconds (at most 315360000), got -5"),
