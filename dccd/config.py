@@ -46,9 +46,15 @@ _SECTIONS = ("storage", "server", "exchanges", "jobs")
 
 
 class Storage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Where the lake lives."""
+    """Where the lake lives, and how ``dccd serve`` compacts it."""
 
     path: str = "./data"
+    compact_every: str | None = "5m"
+    """Maintenance interval (null = no compaction in serve); today's partitions are compacted rolling."""
+    compact_min_age: str = "60s"
+    """Parts younger than this are left to settle."""
+    compact_fan_in: int = 4
+    """A run of this many adjacent parts of one size tier becomes one part."""
 
 
 class Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -393,6 +399,15 @@ def validate(cfg: Config, known_exchanges: tuple[str, ...] = KNOWN_EXCHANGES, *,
     """
     if not cfg.storage.path:
         raise ConfigError("storage.path", "must not be empty")
+    for key in ("compact_every", "compact_min_age"):
+        value = getattr(cfg.storage, key)
+        if value is not None:
+            try:
+                parse_duration_s(value)
+            except ValueError as exc:
+                raise ConfigError(f"storage.{key}", str(exc)) from None
+    if not 2 <= cfg.storage.compact_fan_in <= 1000:
+        raise ConfigError("storage.compact_fan_in", f"{cfg.storage.compact_fan_in} is not between 2 and 1000")
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("server.port", f"{cfg.server.port} is not a TCP port (0-65535)")
     if not cfg.server.host:
