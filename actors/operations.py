@@ -14,12 +14,13 @@ from typing import Any
 import structlog
 import trio
 
-from dccd.config import resolve_end, resolve_start
+from dccd.config import parse_duration_s, resolve_end, resolve_start
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
 from dccd.errors import DccdError
 from dccd.ops import BackfillRequest
 from dccd.sources.registry import get_adapter
+from dccd.storage.compaction import CompactPolicy, CompactResult
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunRecord, RunStore
 from dccd.storage.writer import Provenance
@@ -207,20 +208,61 @@ class Operations:
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    async def start_maintenance(self, interval_s: float = 3600.0) -> None:
-        """Start the compaction actor: closed partitions (past days/months) are compacted every ``interval_s``."""
-        await self._start_actor("maintenance", self._run_maintenance, interval_s, role=Role.OTHER, escalate=False)
+    async def start_configured_maintenance(self, config: Any) -> bool:
+        """Start maintenance as ``config.storage`` says (``compact_every``, ``compact_min_age``,
+        ``compact_fan_in``); False when ``compact_every`` is null (no compaction)."""
+        storage = getattr(config, "storage", None)
+        every = getattr(storage, "compact_every", "5m")
+        if every is None:
+            return False
+        policy = CompactPolicy(
+            fan_in=getattr(storage, "compact_fan_in", 4),
+            min_age_s=parse_duration_s(getattr(storage, "compact_min_age", "60s")),
+        )
+        await self.start_maintenance(parse_duration_s(every), policy)
+        return True
+
+    async def start_maintenance(self, interval_s: float = 300.0, policy: CompactPolicy | None = None) -> None:
+        """Start the compaction actor: a pass now, then every ``interval_s`` (see :meth:`compact_pass`)."""
+        await self._start_actor(
+            "maintenance", self._run_maintenance, interval_s, policy, role=Role.OTHER, escalate=False
+        )
 
     async def _run_maintenance(
-        self, interval_s: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        interval_s: float,
+        policy: CompactPolicy | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         while True:
-            results = await self.lake.acompact_closed(self.now_ns())
-            merged = [r for r in results if r.output is not None]
-            if merged:
-                log.info("lake.compacted", partitions=len(merged), parts_removed=sum(r.removed for r in merged))
+            await self.compact_pass(policy)
             await trio.sleep(interval_s)
+
+    async def compact_pass(self, policy: CompactPolicy | None = None) -> list[CompactResult]:
+        """One maintenance pass: per dataset, closed partitions merged whole, open ones (today's,
+        this month's) by the rolling ``policy``.
+
+        Each dataset runs in its own worker thread, so a stop waits for at most one dataset;
+        writers never wait for it. A dataset that fails (disk full, unreadable part) is logged and
+        retried on the next pass.
+        """
+        results: list[CompactResult] = []
+        for ds in await self.lake.adatasets():
+            try:
+                results += await self.lake.acompact_rolling(ds, self.now_ns(), policy)
+            except (OSError, DccdError) as exc:
+                log.warning("lake.compaction_failed", dataset=str(ds), error=f"{type(exc).__name__}: {exc}")
+        merged = [r for r in results if r.output is not None]
+        if merged:
+            log.info(
+                "lake.compacted",
+                merges=len(merged),
+                partitions=len({r.partition for r in merged}),
+                parts_removed=sum(r.removed for r in merged),
+            )
+        return results
 
     # -- runs ----------------------------------------------------------------------------------
 

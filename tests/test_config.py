@@ -70,7 +70,12 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         {},
         "foo: unknown key (expected one of: storage server exchanges jobs)",
     ),
-    ("unknown-storage-key", "storage: {pth: x}\n", {}, "storage.pth: unknown key (expected one of: path)"),
+    (
+        "unknown-storage-key",
+        "storage: {pth: x}\n",
+        {},
+        "storage.pth: unknown key (expected one of: path compact_every compact_min_age compact_fan_in)",
+    ),
     (
         "unknown-server-key",
         "server: {hots: 0.0.0.0}\n",
@@ -338,6 +343,13 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
     ("port-negative", "server: {port: -1}\n", {}, "server.port: -1 is not a TCP port (0-65535)"),
     ("short-token", "server: {token: abc}\n", {}, "server.token: must be at least 8 characters"),
     ("empty-storage-path", "storage: {path: ''}\n", {}, "storage.path: must not be empty"),
+    (
+        "bad-compact-every",
+        "storage: {compact_every: soon}\n",
+        {},
+        "storage.compact_every: 'soon' is not a positive duration (e.g. 90s 15m 1h 1d 1w)",
+    ),
+    ("compact-fan-in-one", "storage: {compact_fan_in: 1}\n", {}, "storage.compact_fan_in: 1 is not between 2 and 1000"),
     (
         "invalid-yaml",
         "jobs:\n  - {exchange: binance\n  x: [\n",

@@ -53,6 +53,8 @@ async def serve_main(config: Any, host: str | None, port: int | None, *, ready: 
             scheduler = getattr(svc, "scheduler", None)
             if scheduler is not None:
                 await scheduler.start(run_config_jobs=True)
+            if getattr(svc, "ops", None) is not None:  # compaction of the lake, today's partitions included
+                await svc.operations.start_configured_maintenance(config)
             if ready is not None:
                 ready(urls)
             sig = await signals.__anext__()

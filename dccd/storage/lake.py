@@ -62,8 +62,11 @@ class Lake:
 
     # -- writing -------------------------------------------------------------------------
     def sweep(self) -> list[Path]:
-        """Startup: remove temp files left by crashed writers; return them."""
-        return writer.sweep_temp(self.root) if self.root.exists() else []
+        """Startup: remove temp files left by crashed writers and the inputs an interrupted compaction
+        had already replaced (:func:`dccd.storage.compaction.recover`); return them."""
+        if not self.root.exists():
+            return []
+        return writer.sweep_temp(self.root) + compaction.recover(self.root)
 
     def write(
         self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None
@@ -205,6 +208,12 @@ class Lake:
         """Compact partitions whose day/month ended by ``now_ns``."""
         return compaction.compact_closed(self.root, now_ns)
 
+    def compact_rolling(
+        self, dataset: DatasetId, now_ns: int, policy: compaction.CompactPolicy | None = None
+    ) -> list[compaction.CompactResult]:
+        """Serve's maintenance pass over one dataset: closed partitions whole, open ones by ``policy``."""
+        return compaction.compact_rolling(self.root, dataset, now_ns, policy)
+
     # -- async twins ---------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
@@ -244,6 +253,14 @@ class Lake:
     async def acompact_closed(self, now_ns: int) -> list[compaction.CompactResult]:
         """Async :meth:`compact_closed`."""
         return await self._run(self.compact_closed, now_ns)
+
+    async def acompact_rolling(self, *args: Any, **kwargs: Any) -> list[compaction.CompactResult]:
+        """Async :meth:`compact_rolling`."""
+        return await self._run(self.compact_rolling, *args, **kwargs)
+
+    async def adatasets(self) -> list[DatasetId]:
+        """Async :meth:`datasets`."""
+        return await self._run(self.datasets)
 
     @contextlib.asynccontextmanager
     async def aopen_export(

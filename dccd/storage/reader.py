@@ -17,11 +17,14 @@ database: separate connection state, no 15 ms start-up per query).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,8 +115,58 @@ def partitions(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: i
     return [p for _, p in sorted(out)]
 
 
+@contextlib.contextmanager
+def listing_lock(root: Path, ds: DatasetId, *, exclusive: bool = False, timeout_s: float = 30.0) -> Iterator[None]:
+    """Hold the listing lock of ``ds``: shared while a reader lists parts, exclusive while a compaction
+    swaps its merged part for its inputs, so a listing sees one side of the swap, never both or neither.
+
+    Without a lake to lock (no data yet, read-only storage) a shared hold does nothing.
+
+    Raises:
+        TimeoutError: an exclusive hold waited ``timeout_s`` (only a stuck reader holds it that long).
+    """
+    path = layout.lock_path(root, ds, "list")
+    try:
+        if not exclusive and not layout.dataset_dir(root, ds).is_dir():
+            raise FileNotFoundError(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    try:
+        if exclusive:  # polled, so a compaction's worker thread gives up instead of hanging
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{ds}: listing lock still held after {timeout_s:g}s") from None
+                    time.sleep(0.002)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def list_parts(
     root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None
+) -> tuple[list[PartFile], list[BadFile]]:
+    """Parts overlapping the range, sorted by stamp; plus unusable files found on the way.
+
+    Listed under the shared listing lock of ``ds`` (see :func:`listing_lock`).
+    """
+    with listing_lock(root, ds):
+        return _scan_parts(root, ds, start_ns, end_ns)
+
+
+def _scan_parts(
+    root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None
 ) -> tuple[list[PartFile], list[BadFile]]:
     """Parts overlapping the range, sorted by stamp; plus unusable files found on the way.
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dccd.domain.timeutil import NS_PER_MIN, parse_iso_ns
-from dccd.storage import Lake, writer
-from dccd.storage.layout import meta_dir
+from dccd.storage import Lake, compaction
+from dccd.storage.layout import lock_path
 
 from .helpers import NOW, OHLC_1M, PROV, T0, TRADES, bars, corrupt, parts_of, trades
 
@@ -56,13 +56,13 @@ def test_parts_appended_during_a_compaction_survive(tmp_path: Path, monkeypatch:
     lake = Lake(tmp_path)
     lake.write(OHLC_1M, bars(T0, 5), PROV, now_ns=NOW)
     lake.write(OHLC_1M, bars(T0 + 5 * NS_PER_MIN, 5), PROV, now_ns=NOW)
-    real = writer.write_part_atomic
+    real = compaction._fsync_file
 
-    def append_meanwhile(*args: object) -> int:
+    def append_meanwhile(path: Path) -> None:
         Lake(tmp_path).write(OHLC_1M, bars(T0 + 3 * NS_PER_MIN, 10, close=0.9), PROV, now_ns=NOW)
-        return real(*args)  # type: ignore[arg-type]
+        real(path)
 
-    monkeypatch.setattr("dccd.storage.compaction.write_part_atomic", append_meanwhile)
+    monkeypatch.setattr(compaction, "_fsync_file", append_meanwhile)
     (res,) = lake.compact(OHLC_1M)
     assert res.inputs == 2 and len(parts_of(tmp_path, OHLC_1M)) == 2
     closes = lake.read_table(OHLC_1M).table["close"].to_pylist()
@@ -122,7 +122,7 @@ def test_a_second_compactor_backs_off(tmp_path: Path) -> None:
     lake.write(OHLC_1M, bars(T0, 5), PROV, now_ns=NOW)
     lake.compact(OHLC_1M)  # creates the lock file
     lake.write(OHLC_1M, bars(T0, 5), PROV, now_ns=NOW)
-    (lock,) = (meta_dir(tmp_path) / "locks").iterdir()
+    lock = lock_path(tmp_path, OHLC_1M, "compact")
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
