@@ -161,6 +161,12 @@ class Client:
         result: list[dict[str, Any]] = await self._call("GET", "/api/v1/exchanges")
         return result
 
+    async def symbols(self, exchange: str, *, perp: bool = False) -> list[dict[str, Any]]:
+        """The markets ``exchange`` lists now: ``[{symbol, native, status, active}]`` (``perp``: perpetuals)."""
+        path = f"/api/v1/exchanges/{quote(exchange, safe='')}/symbols"
+        result: list[dict[str, Any]] = await self._call("GET", path, params=_query(perp="true" if perp else None))
+        return result
+
     async def inventory(self) -> list[dict[str, Any]]:
         """Stored datasets with rows, first/last ts and gaps."""
         result: list[dict[str, Any]] = await self._call("GET", "/api/v1/inventory")
@@ -191,7 +197,7 @@ class Client:
         return _run_ids(await self._call("POST", "/api/v1/backfills", body=body))
 
     async def run(self, run_id: str) -> dict[str, Any]:
-        """One run with its progress and events."""
+        """One run with its progress and events (``run_id``: the id or a unique prefix of it)."""
         result: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{quote(run_id, safe='')}")
         return result
 
@@ -201,7 +207,7 @@ class Client:
         return result
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
-        """Cancel a running run (rows already written stay); returns its final record."""
+        """Cancel a running run (the id or a unique prefix; rows already written stay); returns its final record."""
         result: dict[str, Any] = await self._call("DELETE", f"/api/v1/runs/{quote(run_id, safe='')}")
         return result
 

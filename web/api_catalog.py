@@ -1,19 +1,25 @@
-"""What there is: exchanges and their capabilities, the lake's inventory, the effective config."""
+"""What there is: exchanges, their capabilities and listings, the lake's inventory, the effective config."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
+import trio
 from litestar import Controller, get
 
 from dccd.config import Config, masked
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import ConfigError
+from dccd.errors import ConfigError, NoCapability, SourceError, TransportError
+from dccd.sources.base import DerivativesAdapter
 from dccd.sources.registry import get_adapter, list_adapters
 
 from . import params
 from .context import WebContext
+from .errors import ApiError
+
+LISTING_TIMEOUT_S = 30.0
+"""Bound on fetching an exchange's listing (retries included) before the route answers 504."""
 
 
 def _exchange_entry(name: str) -> dict[str, Any]:
@@ -24,12 +30,20 @@ def _exchange_entry(name: str) -> dict[str, Any]:
     return {"name": name, "capabilities": msgspec.to_builtins(caps.items)}
 
 
+def _flag(text: str | None) -> bool:
+    if text is None or text.lower() in ("false", "0", "no", ""):
+        return False
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    raise params.bad("perp", f"{text[:40]!r} is not a boolean (true or false)")
+
+
 def _iso(ns: int | None) -> str | None:
     return None if ns is None else ns_to_iso(ns)
 
 
 class CatalogController(Controller):
-    """``/api/v1/exchanges``, ``/api/v1/inventory``, ``/api/v1/config``."""
+    """``/api/v1/exchanges``, ``/api/v1/exchanges/{name}/symbols``, ``/api/v1/inventory``, ``/api/v1/config``."""
 
     path = "/api/v1"
     tags = ("catalog",)
@@ -38,6 +52,27 @@ class CatalogController(Controller):
     async def exchanges(self) -> list[dict[str, Any]]:
         """Every installed exchange adapter with its declared (type x transport) capabilities."""
         return [_exchange_entry(name) for name in list_adapters()]
+
+    @get("/exchanges/{name:str}/symbols", summary="The markets an exchange lists now")
+    async def symbols(self, ctx: WebContext, name: str, perp: str | None = None) -> list[dict[str, Any]]:
+        """``[{symbol, native, status, active}]`` sorted by symbol, from the service's cached listing
+        (``?perp=true``: the perpetuals' listing); 502 when the exchange fails, 504 when it is too slow."""
+        exchange = params.exchange(name, "name")
+        want_perp = _flag(perp)
+        if want_perp and not isinstance(get_adapter(exchange), DerivativesAdapter):
+            raise ApiError(400, "perp", str(NoCapability(exchange, "perpetual listings")))
+        try:
+            with trio.fail_after(LISTING_TIMEOUT_S):
+                listing = await ctx.ops.pool.listing(exchange, perp=want_perp)
+        except trio.TooSlowError:
+            raise ApiError(504, "name", f"{exchange} sent no listing within {LISTING_TIMEOUT_S:g}s") from None
+        except (TransportError, SourceError) as exc:
+            raise ApiError(502, "name", f"{exchange}: {exc}") from None
+        rows = [
+            {"symbol": str(m.symbol), "native": m.native, "status": m.status, "active": m.active}
+            for m in listing.markets
+        ]
+        return sorted(rows, key=lambda r: r["symbol"])
 
     @get("/inventory", summary="Stored datasets with rows, range and exact gaps")
     async def inventory(

@@ -21,7 +21,7 @@ from .conftest import BTC, Web, open_web
 
 ROUTES = {
     "/health": {"get"}, "/ready": {"get"}, "/metrics": {"get"},
-    "/api/v1/exchanges": {"get"}, "/api/v1/backfills": {"post"},
+    "/api/v1/exchanges": {"get"}, "/api/v1/exchanges/{name}/symbols": {"get"}, "/api/v1/backfills": {"post"},
     "/api/v1/runs": {"get"}, "/api/v1/runs/{run_id}": {"get", "delete"},
     "/api/v1/streams": {"get", "post"}, "/api/v1/streams/{stream_id}": {"delete"},
     "/api/v1/jobs": {"get", "post"}, "/api/v1/jobs/{job_id}": {"delete"}, "/api/v1/jobs/{job_id}/run": {"post"},
