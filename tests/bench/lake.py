@@ -9,7 +9,14 @@ dccd 3.8.1 runs in its own virtual environment (env ``DCCD_OLD_VENV``, default
 /work/venv-old; created with ``pip install dccd==3.8.1`` if missing) in a
 subprocess. Record creation is excluded from every timing on both sides.
 
-Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old]
+With ``--rolling [N]`` it instead measures small files: one day partition of N
+(default 43,200) two-second trade parts as a live stream leaves it, read and
+inventory time before and after rolling compaction (one backlog pass, as on the
+first ``dccd serve`` start over an old lake), then the same day again with the
+compaction interleaved every 5 minutes as serve runs it (total compaction time,
+most parts seen).
+
+Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]]
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -255,6 +263,83 @@ def report(cfg: dict[str, Any], new: dict[str, Any], old: dict[str, Any] | None)
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
 
 
+def _stream_parts(root: Path, first: int, n: int, rows: int = 10) -> None:
+    """``n`` parts of ``rows`` trades each, 2 s apart, named and stamped as the writer does at that time."""
+    import pyarrow.parquet as pq
+
+    from dccd.domain import DatasetId, DataType, Symbol, Trade
+    from dccd.storage import layout, writer
+    from dccd.storage.schema import records_to_table
+
+    ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
+    day = 1_709_251_200_000_000_000  # 2024-03-01
+    pdir = layout.dataset_dir(root, ds) / layout.partition_name("date", day)
+    pdir.mkdir(parents=True, exist_ok=True)
+    meta = writer.provenance_metadata(ds, writer.Provenance("binance", "ws"))
+    for k in range(first, first + n):
+        t0 = day + k * 2_000_000_000
+        recs = [Trade(t0 + j * 1_000_000, str(k * rows + j), 60_000.0 + j, 0.01, "buy", t0) for j in range(rows)]
+        table = records_to_table(ds.data_type, recs).replace_schema_metadata(meta)
+        name = layout.part_name(t0, t0 + (rows - 1) * 1_000_000, layout.new_stamp(t0 + 2_000_000_000))
+        pq.write_table(table, pdir / name, **writer.parquet_options(table.column_names))
+
+
+def run_rolling(n: int, tmp: str) -> None:
+    """Small files: read and inventory of a day of ``n`` stream parts before and after rolling compaction."""
+    from dccd.domain import DatasetId, DataType, Symbol
+    from dccd.storage import Lake, compaction, reader
+
+    ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
+    day = 1_709_251_200_000_000_000
+    policy = compaction.CompactPolicy()  # serve's defaults
+
+    def measure(root: Path, label: str) -> None:
+        lake = Lake(root)
+        reader._footer_cache.clear()  # a fresh process: every footer unread
+        t0 = time.perf_counter()
+        rows = lake.read_table(ds).table.num_rows
+        cold = time.perf_counter() - t0
+        warm, _ = _reads(lake, ds, day, day + 86_400_000_000_000, 3)
+        reader._footer_cache.clear()
+        t0 = time.perf_counter()
+        lake.inventory(ds)
+        inv_cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lake.inventory(ds)
+        inv_warm = time.perf_counter() - t0
+        parts = len(list(root.rglob("part-*.parquet")))
+        print(
+            f"{label:<26} {parts:>6,} parts  read {rows:,} rows: cold {cold * 1e3:8.0f} ms, warm {_ms(warm)}"
+            f"  | inventory cold {inv_cold * 1e3:7.0f} ms, warm {inv_warm * 1e3:7.0f} ms",
+            flush=True,
+        )
+
+    root = Path(tmp) / "rolling"
+    t0 = time.perf_counter()
+    _stream_parts(root, 0, n)
+    print(f"wrote {n:,} two-second parts in {time.perf_counter() - t0:.0f} s", flush=True)
+    measure(root, "before compaction")
+    t0 = time.perf_counter()
+    res = compaction.compact_rolling(root, ds, day, policy, wall_ns=day + 2 * 86_400_000_000_000)
+    print(f"one backlog pass: {len(res)} merges in {time.perf_counter() - t0:.1f} s", flush=True)
+    measure(root, "after rolling compaction")
+
+    day_root = Path(tmp) / "day"
+    busy, most = 0.0, 0
+    for first in range(0, n, 150):  # serve's 5-minute interval
+        count = min(150, n - first)
+        _stream_parts(day_root, first, count)
+        now = day + (first + count) * 2_000_000_000
+        t0 = time.perf_counter()
+        compaction.compact_rolling(day_root, ds, now, policy, wall_ns=now)
+        busy += time.perf_counter() - t0
+        most = max(most, len(list(day_root.rglob("part-*.parquet"))))
+    print(f"interleaved day: compaction busy {busy:.1f} s in total, at most {most} parts after a pass")
+    measure(day_root, "end of the interleaved day")
+    shutil.rmtree(root)
+    shutil.rmtree(day_root)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trades", type=int, default=10_000_000)
@@ -262,8 +347,14 @@ def main() -> None:
     ap.add_argument("--appends", type=int, default=10)
     ap.add_argument("--reads", type=int, default=8)
     ap.add_argument("--skip-old", action="store_true")
+    ap.add_argument("--rolling", type=int, nargs="?", const=43_200, default=None, metavar="N")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
+    if args.rolling is not None:
+        print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+        run_rolling(args.rolling, tmp)
+        os.rmdir(tmp)
+        return
     cfg = {
         "trades": args.trades,
         "batch": args.batch,
