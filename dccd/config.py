@@ -33,7 +33,7 @@ KNOWN_EXCHANGES: tuple[str, ...] = ("binance", "coinbase", "kraken", "bybit", "o
 OPERATIONS = ("backfill", "stream")
 STREAM_TYPES = ("trades", "ohlc", "book")
 # fullmatch everywhere: `$` would accept a trailing newline (YAML block scalars end in one).
-_DURATION = re.compile(r"(?P<n>[0-9]+)(?P<unit>s|m|h|d|w)")
+_DURATION = re.compile(r"(?P<n>[0-9]{1,15})(?P<unit>s|m|h|d|w)")
 # At most 15 digits: more is no moment anyway, and int() of a 100 KB digit string is slow (or refused).
 _RELATIVE = re.compile(r"-(?P<n>[0-9]{1,15})(?P<unit>s|m|h|d|w)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -134,7 +134,7 @@ def parse_duration_s(text: str) -> int:
     """
     m = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if m is None or int(m.group("n")) == 0:
-        raise ValueError(f"{text!r} is not a positive duration (e.g. 90s 15m 1h 1d 1w)")
+        raise ValueError(f"{shown(text)} is not a positive duration (e.g. 90s 15m 1h 1d 1w)")
     return int(m.group("n")) * _UNIT_S[m.group("unit")]
 
 

@@ -3,7 +3,8 @@
 The app runs under hypercorn's Trio worker inside the service's own
 ``trio.run`` (see :func:`dccd.web.serve_http`). Its lifespan owns a nursery
 for the SSE taps; the middleware stack counts requests (outermost) and
-enforces the bearer token on mutating routes. Litestar's asyncio-only parts
+guards every request (:mod:`~dccd.web.auth`: Host, Origin, bearer token,
+JSON bodies). Litestar's asyncio-only parts
 (ChannelsPlugin) and its logging setup are not used.
 """
 
@@ -27,7 +28,7 @@ from .api_data import DataController
 from .api_live import LiveController
 from .api_ops import OpsController
 from .api_runs import RunsController
-from .auth import auth_middleware
+from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
 from .ui import ui
@@ -55,6 +56,8 @@ def create_app(svc: Service, config: Any, *, options: WebOptions | None = None) 
         The Litestar app; ``app.state.ctx`` is its :class:`WebContext`.
     """
     ctx = WebContext(svc, config, options or WebOptions())
+    server = getattr(config, "server", None)
+    hosts = AllowedHosts(getattr(server, "allowed_hosts", None), getattr(server, "host", None))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -76,7 +79,7 @@ def create_app(svc: Service, config: Any, *, options: WebOptions | None = None) 
     app = Litestar(
         route_handlers=ROUTE_HANDLERS,
         dependencies={"ctx": Provide(provide_ctx, use_cache=True, sync_to_thread=False)},
-        middleware=[ctx.metrics.middleware, auth_middleware(ctx.token)],
+        middleware=[ctx.metrics.middleware, auth_middleware(ctx.token, hosts)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         logging_config=None,

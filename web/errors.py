@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from dccd.errors import ConfigError, NoCapability, UnsupportedSymbol
@@ -33,9 +33,20 @@ class ApiError(Exception):
         super().__init__(f"{field}: {message}")
 
 
+MAX_ERROR_CHARS = 400
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one short line: control characters (newlines, NUL) become a space, at most
+    :data:`MAX_ERROR_CHARS` characters (a 100 KB value echoed in a message is cut)."""
+    text = _CONTROL.sub(" ", text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def error_response(status: int, text: str, headers: dict[str, str] | None = None) -> Response[dict[str, str]]:
-    """The JSON error body every failing route answers with."""
-    return Response({"error": text}, status_code=status, headers=headers, media_type="application/json")
+    """The JSON error body every failing route answers with (one line, see :func:`one_line`)."""
+    return Response({"error": one_line(text)}, status_code=status, headers=headers, media_type="application/json")
 
 
 def unavailable(field: str, what: str) -> ApiError:
@@ -102,9 +113,17 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
         text = f"method: {request.method} is not allowed on {request.url.path}"
     elif detail.startswith("JSON is malformed"):
         text = f"body: {detail}"
+    elif isinstance(exc.__cause__, SerializationException):  # msgspec's other decode errors, e.g. a cut-off body
+        text = f"body: JSON is malformed: {detail}"
     else:
         text = f"request: {detail}"
     return error_response(exc.status_code, text, exc.headers)
+
+
+def _recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, str]]:
+    if "deserializing" in str(exc):  # msgspec's decoder on a body nested deeper than it recurses
+        return error_response(400, "body: JSON is nested too deeply")
+    return _internal(request, exc)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
@@ -121,5 +140,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     UnsupportedSymbol: _unsupported_symbol,
     ValidationException: _validation,
     HTTPException: _http,
+    RecursionError: _recursion,
     Exception: _internal,
 }

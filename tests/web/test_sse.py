@@ -151,7 +151,8 @@ async def _stuck_client(port: int) -> trio.socket.SocketType:
     s = trio.socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     await s.connect(("127.0.0.1", port))
-    await s.send(b"GET /api/v1/live/trades?exchange=binance&symbol=BTC/USDT HTTP/1.1\r\nHost: t\r\n\r\n")
+    request = f"GET /api/v1/live/trades?exchange=binance&symbol=BTC/USDT HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    await s.send(request.encode())
     return s
 
 
