@@ -47,40 +47,58 @@ def _tid(trade: Trade) -> int | None:
     return int(rid) if rid is not None and rid.isdigit() else None
 
 
-async def fill_ids(pool: ClientPool, ds: DatasetId, lo: int, hi: int, put: Put, source: str) -> FillResult:
-    """Fetch trades ``lo..hi`` by id cursor (``build_trades(cursor=str(lo))``), trimmed at ``hi``, and ``put`` them.
+async def fill_ids(
+    pool: ClientPool, ds: DatasetId, lo: int, hi: int, put: Put, source: str, floor_ns: int | None = None
+) -> FillResult:
+    """Fetch trades ``lo..hi`` and ``put`` them; whatever the exchange does not serve comes back as gaps.
 
-    Ids the exchange skips inside a page, and ids past its current head,
-    come back as gaps; a failed request leaves the rest of the range a gap
-    naming the error (the client already retried what is transient).
+    The first page starts right after trade ``lo - 1`` through the adapter's
+    ``trades_cursor_after`` (``floor_ns``, a time at or before trade ``lo``,
+    positions exchanges whose cursor is a time, e.g. Kraken's ``since``); the
+    next pages follow the exchange's own ``next_cursor``. Trades outside
+    ``lo..hi`` are trimmed. Ids the exchange skips inside a page, and ids past
+    its current head, come back as gaps; so do the rest of the range when a
+    request fails (the client already retried what is transient) or when the
+    exchange's cursor stops advancing (never a request loop).
     """
     adapter = pool.adapter(ds.exchange)
-    rows, cursor = 0, lo
+    rows, seen = 0, lo - 1  # highest id handled so far
     first_kept = last_kept = None
     gaps: list[tuple[int, int, str]] = []
+    before = Trade(floor_ns if floor_ns is not None else 0, str(lo - 1), 0.0, 0.0)
+    cursor: str | None = adapter.trades_cursor_after(before) if hasattr(adapter, "trades_cursor_after") else None
+    cursor = str(lo) if cursor is None else cursor
     try:
         client = await pool.get(ds.exchange)
-        while cursor <= hi:
-            request = adapter.build_trades(ds.symbol, cursor=str(cursor))
+        while seen < hi:
+            request = adapter.build_trades(ds.symbol, cursor=cursor)
             page = adapter.parse_trades(request, await client.fetch(request))
-            keep = [t for t in page.records if (i := _tid(t)) is not None and cursor <= i <= hi]
-            gaps.extend((a, min(b, hi), "the exchange has no such trade ids") for a, b in page.id_gaps if a <= hi)
+            keep = [t for t in page.records if (i := _tid(t)) is not None and seen < i <= hi]
+            gaps.extend(
+                (max(a, seen + 1), min(b, hi), "the exchange has no such trade ids")
+                for a, b in page.id_gaps
+                if a <= hi and b > seen
+            )
             if keep:
                 await put(Batch(ds, list[Record](keep), source, "rest"))
                 rows += len(keep)
                 first_kept = _tid(keep[0]) if first_kept is None else first_kept
                 last_kept = _tid(keep[-1])
-            last = _tid(page.records[-1]) if page.records else None
-            if last is None:
-                break  # nothing at or after the cursor yet
-            cursor = last + 1
+            top = max((i for t in page.records if (i := _tid(t)) is not None), default=None)
+            if top is not None:
+                seen = max(seen, min(top, hi))
             if page.next_cursor is None:
                 break  # the head of the tape
+            if page.next_cursor == cursor:
+                gaps.append((seen + 1, hi, f"the exchange's cursor did not advance past {cursor}"))
+                seen = hi
+                break
+            cursor = page.next_cursor
     except DccdError as exc:
-        gaps.append((cursor, hi, f"refill failed: {exc}"))
-        cursor = hi + 1
-    if cursor <= hi:
-        gaps.append((cursor, hi, "the exchange does not serve these ids (yet)"))
+        gaps.append((seen + 1, hi, f"refill failed: {exc}"))
+        seen = hi
+    if seen < hi:
+        gaps.append((seen + 1, hi, "the exchange does not serve these ids (yet)"))
     filled: tuple[tuple[int, int, str], ...] = ()
     if first_kept is not None and last_kept is not None:
         filled = ((first_kept, last_kept, f"{rows} trades refilled over rest"),)
@@ -203,7 +221,7 @@ class Repairer:
         ds = st.dataset
         if st.tracker is not None:
             log.info("stream.refilling", symbol=str(ds.symbol), first_id=lo, last_id=hi)
-            res = await fill_ids(self.pool, ds, lo, hi, self.put, self.source)
+            res = await fill_ids(self.pool, ds, lo, hi, self.put, self.source, st.floor_ns(lo))
         else:
             assert ds.span is not None
             log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)

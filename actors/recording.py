@@ -45,12 +45,14 @@ class SymbolState:
     __slots__ = (
         "book",
         "dataset",
+        "floors",
         "holes",
         "key",
         "last_trade",
         "last_ts",
         "pending",
         "resumed",
+        "seq_ts",
         "tracker",
         "written_ts",
     )
@@ -67,6 +69,13 @@ class SymbolState:
         self.written_ts: int | None = None  # book time of the last top-N snapshot written
         self.last_trade: Trade | None = None  # newest trade kept (non-consecutive ids: bounds a reconnect hole)
         self.resumed = False  # the connection dropped since last_trade: the next trades may leave a hole
+        self.seq_ts: int | None = None  # time of the newest trade kept by id (sequential ids)
+        self.floors: dict[int, int] = {}  # id hole lo -> a time at or before trade lo (where a refill starts)
+
+    def floor_ns(self, lo: int) -> int | None:
+        """A time at or before trade ``lo`` of a hole (where a REST refill by time must start), if known."""
+        keys = [k for k in self.floors if k <= lo]
+        return self.floors[max(keys)] if keys else None
 
 
 Hole = tuple[SymbolState, int, int]
@@ -150,7 +159,13 @@ class Recording:
                 if verdict:
                     pending.append(t)
                     if verdict == NEW_AFTER_HOLE:
+                        # the trade kept before this one bounds the hole's time from below
+                        floor = pending[-2].ts if len(pending) >= 2 else st.seq_ts
+                        if floor is not None:
+                            st.floors[tracker.missing[-1][0]] = floor
                         self.fill_wake.set()
+            if pending:
+                st.seq_ts = pending[-1].ts
         if len(pending) >= self.batch_rows:
             self.flush(st)
 
@@ -250,8 +265,11 @@ class Recording:
         ds = st.dataset
         if st.tracker is not None:
             ids = sorted(int(rid) for r in records if isinstance(rid := getattr(r, "id", None), str))
+            floor = min(r.ts for r in records) if records else None
             for lo, hi in id_runs(ids):
                 st.tracker.add_missing(lo, hi, due_now)
+                if floor is not None:
+                    st.floors[lo] = min(floor, st.floors.get(lo, floor))
         elif ds.data_type is DataType.OHLC and ds.span is not None:
             for r in records:
                 st.holes.append((r.ts, ds.span.next(r.ts), due_now))

@@ -146,3 +146,40 @@ async def test_two_abrupt_drops_lose_nothing_unrecorded(case: Case, tmp_path: Pa
             before = ts_of[max(i for i in ts_of if i < k)]
             after = ts_of[min(i for i in ts_of if i > k)]
             assert covered(before, gaps) and covered(after, gaps), (k, before, after, gaps)
+
+
+SEQUENTIAL = [c for c in CASES if c.name in ("coinbase", "kraken")]
+
+
+@pytest.mark.parametrize("case", SEQUENTIAL, ids=lambda c: c.name)
+async def test_a_hole_of_several_rest_pages_is_refilled_completely(case: Case, tmp_path: Path) -> None:
+    """2,500 ids never pushed (more than two REST pages): the refill walks the exchange's own cursor to the end.
+
+    Kraken's REST cursor is a time (``since``), so the refill must start from the time of the trade before
+    the hole; taking the id as the cursor used to loop on the first page forever and leave the hole.
+    """
+    options = {"backoff": RestartPolicy(initial_s=0.05, jitter=0.0), "options": StreamOptions(settle_s=0.2)}
+    factory = {"coinbase": fcb.FakeCoinbaseWs, "kraken": fkr.FakeKrakenWs}[case.name]
+    fake_ws = factory(rate_per_s=1000, faults=WsFaults(skip_ids=(1000, 3500)))
+    async with (
+        case.serve(case.rest()) as rest,
+        case.run_ws(fake_ws) as ws,
+        open_service(config(tmp_path, case.name, rest.url, ws.url), stream_options=options) as svc,
+    ):
+        req = parse_stream(case.name, [case.symbol], "trades", known_exchanges=[case.name])
+        sid = await svc.start_stream(req)
+        stream = svc.streams.get(sid)
+        with trio.fail_after(30):
+            while stream.recording.rows_received < 1500 or stream.gaps_filled < 1:
+                await trio.sleep(0.05)
+            while stream.repairs.filling:
+                await trio.sleep(0.05)
+        assert await svc.stop_stream(sid)
+    rows = raw_rows(tmp_path, "trades", "ts, id", order="ts, id")
+    index = sorted(case.index(str(tid)) for _, tid in rows)
+    assert len(index) == len(set(index))
+    assert sorted(set(range(index[0], index[-1] + 1)) - set(index)) == []
+    assert index[0] < 1000 and index[-1] >= 3500
+    events = RunStore(tmp_path).events(sid)
+    assert not [e for e in events if e.kind == "gap"]
+    assert any("2500 trades refilled" in e.detail for e in events if e.kind == "filled"), events
