@@ -96,16 +96,19 @@ def jobs_list(server: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cfg = state().config()
+    st = state()
+    cfg = st.config()
     url = server_url(cfg, server)
     answered, jobs = trio.run(ask_server, cfg, url, lambda c: c.jobs())
     if answered:
-        click.echo(f"jobs of the dccd serve at {url}", err=True)
+        note = f"jobs of the dccd serve at {url}"
     else:
         jobs, warnings = local_jobs(cfg, time.time_ns())
         for w in warnings:
             click.echo(f"warning: {w}", err=True)
-        click.echo(f"no dccd serve answers at {url}: next fire times of a serve started now", err=True)
+        note = f"no dccd serve answers at {url}: next fire times of a serve started now"
+    if not st.quiet:
+        click.echo(note, err=True)
     assert jobs is not None
     if as_json:
         click.echo(json.dumps(jobs))

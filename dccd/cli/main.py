@@ -48,6 +48,7 @@ def validate() -> None:
 
 
 @cli.group("config")
+@common_options
 def config_group() -> None:
     """Inspect the effective config."""
 

@@ -95,7 +95,8 @@ def symbols_cmd(exchange: str, perp: bool, as_json: bool) -> None:
         click.echo(
             f"{r['symbol']:<{width}}  {r['native']:<{native}}  {r['status']}{'' if r['active'] else ' (inactive)'}"
         )
-    click.echo(f"{len(rows)} market(s) listed by {exchange}{' (perpetuals)' if perp else ''}", err=True)
+    if not state().quiet:
+        click.echo(f"{len(rows)} market(s) listed by {exchange}{' (perpetuals)' if perp else ''}", err=True)
 
 
 COMMANDS = (symbols_cmd,)
