@@ -330,11 +330,12 @@ def _attach(result: CompactResult | None, skipped: list[BadFile]) -> CompactResu
 
 
 def compact_partition(
-    root: Path, ds: DatasetId, partition_dir: Path, *, max_inputs: int = 2000
+    root: Path, ds: DatasetId, partition_dir: Path, *, max_inputs: int = 2000, foreign: bool = True
 ) -> CompactResult | None:
     """Merge every part of one partition into one (a caller holds the dataset lock).
 
-    More than ``max_inputs`` parts are merged in adjacent batches first.
+    More than ``max_inputs`` parts are merged in adjacent batches first. With ``foreign=False``
+    parts dccd did not name are left as they are (and the dccd parts around them merged).
 
     Returns:
         The last merge, or None when there was nothing to merge (fewer than two good parts).
@@ -342,6 +343,7 @@ def compact_partition(
     last: CompactResult | None = None
     for _ in range(MAX_ROUNDS):
         good, skipped = _good_parts(root, ds, partition_dir)
+        good = good if foreign else [p for p in good if not p.foreign]
         if len(good) < 2:
             break
         batches = [good[i : i + max_inputs] for i in range(0, len(good), max_inputs)]
@@ -401,6 +403,7 @@ def compact_rolling(
     """What ``dccd serve`` runs on its maintenance interval for one dataset.
 
     Closed partitions (ended by ``now_ns``) are merged whole; open ones by the rolling ``policy``.
+    Parts dccd did not name (another tool's) are never rewritten here (``dccd compact`` merges them).
     Journals of interrupted merges are replayed first.
 
     Args:
@@ -418,7 +421,7 @@ def compact_rolling(
         for pdir in partitions(root, ds):
             bounds = layout.partition_bounds(pdir.name)
             if bounds is not None and bounds[1] <= now_ns:
-                res = compact_partition(root, ds, pdir, max_inputs=policy.max_inputs)
+                res = compact_partition(root, ds, pdir, max_inputs=policy.max_inputs, foreign=False)
                 out.extend([res] if res is not None else [])
             else:
                 out.extend(compact_open_partition(root, ds, pdir, policy, wall_ns))

@@ -305,3 +305,18 @@ def test_a_listing_never_sees_half_a_swap(tmp_path: Path, monkeypatch: pytest.Mo
     assert swapped.wait(10) and torn[0]
     assert ids == [str(i) for i in range(40)]
     assert len(parts_of(tmp_path, TRADES)) == 1
+
+
+def test_serve_passes_leave_foreign_parts_alone(tmp_path: Path) -> None:
+    """A part another tool wrote stays as it is in serve's passes, closed partitions included; dccd's merge."""
+    lake = Lake(tmp_path)
+    for k in range(3):
+        lake.write(TRADES, trades(k * 10, 10, ts0=DAY), PROV, now_ns=DAY + NS_PER_DAY)
+    pdir = parts_of(tmp_path, TRADES)[0].parent
+    other = records_to_table(TRADES.data_type, trades(30, 10, ts0=DAY))
+    pq.write_table(other, pdir / "part-0-spark.parquet")
+    before = lake.read_table(TRADES).table
+    compaction.compact_rolling(tmp_path, TRADES, DAY + 2 * NS_PER_DAY)  # the day is closed: whole merge
+    names = sorted(p.name for p in parts_of(tmp_path, TRADES))
+    assert len(names) == 2 and "part-0-spark.parquet" in names
+    assert lake.read_table(TRADES).table.equals(before)
