@@ -42,13 +42,16 @@ class FillResult(msgspec.Struct, frozen=True):
     gaps: tuple[tuple[int, int, str], ...] = ()
 
 
+_OPEN = 2**63 - 1  # the end of an open-ended (tail) id range
+
+
 def _tid(trade: Trade) -> int | None:
     rid = trade.id
     return int(rid) if rid is not None and rid.isdigit() else None
 
 
 async def fill_ids(
-    pool: ClientPool, ds: DatasetId, lo: int, hi: int, put: Put, source: str, floor_ns: int | None = None
+    pool: ClientPool, ds: DatasetId, lo: int, hi: int | None, put: Put, source: str, floor_ns: int | None = None
 ) -> FillResult:
     """Fetch trades ``lo..hi`` and ``put`` them; whatever the exchange does not serve comes back as gaps.
 
@@ -59,8 +62,12 @@ async def fill_ids(
     ``lo..hi`` are trimmed. Ids the exchange skips inside a page, and ids past
     its current head, come back as gaps; so do the rest of the range when a
     request fails (the client already retried what is transient) or when the
-    exchange's cursor stops advancing (never a request loop).
+    exchange's cursor stops advancing (never a request loop). ``hi=None`` is
+    the tail: every trade from ``lo`` up to the exchange's head now.
     """
+    tail = hi is None
+    if hi is None:
+        hi = _OPEN
     adapter = pool.adapter(ds.exchange)
     rows, seen = 0, lo - 1  # highest id handled so far
     first_kept = last_kept = None
@@ -88,6 +95,8 @@ async def fill_ids(
             if top is not None:
                 seen = max(seen, min(top, hi))
             if page.next_cursor is None:
+                if tail:
+                    seen = hi
                 break  # the head of the tape
             if page.next_cursor == cursor:
                 gaps.append((seen + 1, hi, f"the exchange's cursor did not advance past {cursor}"))
@@ -99,6 +108,8 @@ async def fill_ids(
         seen = hi
     if seen < hi:
         gaps.append((seen + 1, hi, "the exchange does not serve these ids (yet)"))
+    if tail:  # the end of an open range is unknown: name its first id
+        gaps = [(a, a, f"{d} (from this id on)") if b == _OPEN else (a, b, d) for a, b, d in gaps]
     filled: tuple[tuple[int, int, str], ...] = ()
     if first_kept is not None and last_kept is not None:
         filled = ((first_kept, last_kept, f"{rows} trades refilled over rest"),)
@@ -198,6 +209,7 @@ class Repairer:
         self.book_depth = book_depth
         self.book_interval_s = book_interval_s
         self.filling: list[Hole] = []  # claimed and being fetched (recorded as gaps if the stream stops)
+        self.fetched: dict[int, int] = {}  # id(hole) of the one being fetched -> highest id written so far
         self.filled = 0  # ranges refilled
         self.failed = 0  # ranges (or parts of ranges) that could not be refilled
         self.rows = 0  # rows refilled
@@ -221,7 +233,18 @@ class Repairer:
         ds = st.dataset
         if st.tracker is not None:
             log.info("stream.refilling", symbol=str(ds.symbol), first_id=lo, last_id=hi)
-            res = await fill_ids(self.pool, ds, lo, hi, self.put, self.source, st.floor_ns(lo))
+            key = id(st) ^ lo
+
+            async def put(batch: Batch) -> None:
+                await self.put(batch)
+                ids = (_tid(r) for r in batch.records if isinstance(r, Trade))
+                top = max((i for i in ids if i is not None), default=lo - 1)
+                self.fetched[key] = max(self.fetched.get(key, lo - 1), top)
+
+            try:
+                res = await fill_ids(self.pool, ds, lo, hi, put, self.source, st.floor_ns(lo))
+            finally:
+                self.fetched.pop(key, None)
         else:
             assert ds.span is not None
             log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)
@@ -230,6 +253,58 @@ class Repairer:
         for a, b, detail in res.filled:
             self.filled += 1
             self._record("filled", a, b, f"{ds.symbol}: {detail}")
+        for a, b, detail in res.gaps:
+            self.failed += 1
+            self._on_gap(st, a, b, detail)
+
+    async def drain(self, pending: list[Hole], tail: list[SymbolState], deadline_s: float) -> None:
+        """On a graceful stop: refill ``pending`` holes and the ``tail`` of each listed symbol, within ``deadline_s``.
+
+        ``pending`` are holes claimed but not (fully) fetched when the stream
+        stopped; a hole interrupted half way resumes after the highest id it
+        already wrote, so nothing is written twice. The tail of a symbol is
+        every trade after the last id it kept, up to the exchange's head: what
+        a stream that stopped while disconnected did not see. Whatever is left
+        when the deadline passes, or cannot be fetched, is recorded as a gap.
+        """
+        left: list[Hole] = []
+        for st, lo, hi in pending:
+            if st.tracker is not None:
+                lo = self.fetched.pop(id(st) ^ lo, lo - 1) + 1
+            if lo <= hi:
+                left.append((st, lo, hi))
+        tails = [st for st in tail if st.tracker is not None and st.tracker.next >= 0]
+        with trio.move_on_after(deadline_s):
+            while left:
+                await self._fill(*left[0])
+                left.pop(0)
+            while tails:
+                st = tails[0]
+                await self._fill_tail(st)
+                tails.pop(0)
+        for st, lo, hi in left:
+            self._on_gap(st, lo, hi, f"the stream stopped before the refill could finish (within {deadline_s:g}s)")
+        for st in tails:
+            assert st.tracker is not None
+            nxt = st.tracker.next
+            self._on_gap(
+                st,
+                nxt,
+                nxt,
+                f"trades from id {nxt} to the stop were not received or refilled (stopped while disconnected)",
+            )
+
+    async def _fill_tail(self, st: SymbolState) -> None:
+        assert st.tracker is not None
+        ds, lo = st.dataset, st.tracker.next
+        log.info("stream.refilling_tail", symbol=str(ds.symbol), first_id=lo)
+        res = await fill_ids(self.pool, ds, lo, None, self.put, self.source, st.seq_ts)
+        self.rows += res.rows
+        if res.filled:
+            st.tracker.next = max(st.tracker.next, res.filled[-1][1] + 1)
+        for a, b, detail in res.filled:
+            self.filled += 1
+            self._record("filled", a, b, f"{ds.symbol}: {detail} (after the stream stopped while disconnected)")
         for a, b, detail in res.gaps:
             self.failed += 1
             self._on_gap(st, a, b, detail)

@@ -183,11 +183,14 @@ class LiveStream:
         from .streams import StreamInfo  # the ops module imports this one
 
         r = self.request
+        live = self.state in ("connected", "reconnecting")
         return StreamInfo(
             self.id, self.exchange, tuple(str(s) for s in r.symbols), r.data_type.value,
             r.span.label if r.span else None, self.state, self.messages, self.rows_written, self.reconnects,
             self.gaps_filled, self.gaps_open, self.run_id, self.started_ns, self.error,
-            connections=len(self.feeds), connections_up=sum(f.up for f in self.feeds),
+            connections=len(self.feeds), connections_up=sum(f.up for f in self.feeds) if live else 0,
+            down_since_ns=min((f.down_since_ns or self.started_ns for f in self.feeds if not f.up), default=None)
+            if live else None,
             last_data_ns=self.last_data_ns,
             reconnect_attempts=sum(f.handle.stats.attempts for f in self.feeds if f.handle is not None),
             reconnect_failures=sum(f.handle.stats.connect_failures for f in self.feeds if f.handle is not None),
@@ -383,6 +386,30 @@ class LiveStream:
             self._ops.ended(self)
             self.done.set()
 
+    async def _refill_at_stop(self) -> None:
+        """A graceful stop: refill pending holes and what a disconnected connection missed, else record gaps.
+
+        The window between a connection's drop and the stop is known exactly
+        for sequential ids (after the last id kept) and is fetched over REST
+        up to the exchange's head; for other exchanges it is recorded as a
+        time gap from the last trade kept to the stop.
+        """
+        stop_ns = self._ops.now_ns()
+        pending = [*self.repairs.filling, *self.recording.claim_all()]
+        self.repairs.filling.clear()
+        down = {sub.symbol for f in self.feeds if not f.up for sub in f.plan.subscriptions}
+        blind = [st for sym, st in self.recording.symbols.items() if sym in down]
+        if self.request.data_type is DataType.TRADES:
+            await self.repairs.drain(pending, blind, self._opt.stop_refill_s)
+        else:
+            await self.repairs.drain(pending, [], self._opt.stop_refill_s)
+        for st in blind:
+            if st.tracker is None and st.last_trade is not None and self.request.data_type is DataType.TRADES:
+                detail = (
+                    "trades after the last one kept may be missing: stopped while disconnected (ids not consecutive)"
+                )
+                self._gap(st, st.last_trade.ts, max(st.last_trade.ts, stop_ns), detail)
+
     async def _wind_up(self, state: str, error: str | None) -> None:
         for batch in self.recording.take_pending():
             try:
@@ -390,10 +417,13 @@ class LiveStream:
                 self.recording.rows_received += batch.rows
             except trio.ClosedResourceError:
                 self.recording.dropped_rows += batch.rows
-        for st, lo, hi in self.repairs.filling:
-            self._gap(st, lo, hi, "the stream stopped during the refill (rows may be partly stored)")
-        for st, lo, hi in self.recording.claim_all():
-            self._gap(st, lo, hi, "the stream stopped before the refill")
+        if state == "failed":  # the exchange or the data is the problem: record what is open, fetch nothing more
+            for st, lo, hi in self.repairs.filling:
+                self._gap(st, lo, hi, "the stream stopped during the refill (rows may be partly stored)")
+            for st, lo, hi in self.recording.claim_all():
+                self._gap(st, lo, hi, "the stream stopped before the refill")
+        else:
+            await self._refill_at_stop()
         self._records_in.close()
         async for kind, first, last, detail in self._records_out:
             await self._ops.runs.aevent(self.run_id, kind, first, last, detail)
@@ -404,7 +434,7 @@ class LiveStream:
         await self._ops.runs.afinish(self.run_id, state, error=error)
         self.state, self.error = ("failed" if state == "failed" else "stopped"), error
         self._state_event(state, error)
-        log.info(
+        (log.error if state == "failed" else log.info)(
             "stream.finished", state=state, messages=self.messages, rows=self.rows_written, reconnects=self.reconnects,
             gaps_filled=self.gaps_filled, gaps_open=self.gaps_open, error=error,
         )  # fmt: skip

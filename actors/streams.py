@@ -70,7 +70,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     ``reconnect_attempts`` every attempt after a drop (failed ones included),
     ``reconnect_failures`` attempts that failed, ``refills_done`` /
     ``refills_failed`` REST refills, ``watchdog_trips`` connections replaced
-    for silence.
+    for silence, ``down_since_ns`` wall time since which some connection of a
+    running stream has been down (its start if it never came up; None when all are up).
     """
 
     id: str
@@ -95,6 +96,7 @@ class StreamInfo(msgspec.Struct, frozen=True):
     refills_done: int = 0
     refills_failed: int = 0
     watchdog_trips: int = 0
+    down_since_ns: int | None = None
 
 
 class StreamOptions(msgspec.Struct, frozen=True):
@@ -105,6 +107,8 @@ class StreamOptions(msgspec.Struct, frozen=True):
     copy before it is refilled; ``ingress_rows`` bounds memory between the
     socket and the writer; ``book_depth`` levels are written every
     ``book_interval_s`` from a book synced with ``snapshot_depth`` levels.
+    ``stop_refill_s`` bounds the REST refills a graceful stop still runs
+    (pending holes, and the trades missed while disconnected at the stop).
     """
 
     flush_s: float = 0.25
@@ -120,6 +124,7 @@ class StreamOptions(msgspec.Struct, frozen=True):
     book_interval_s: float = 1.0
     snapshot_depth: int = 1000
     progress_s: float = 5.0
+    stop_refill_s: float = 10.0
     writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
 
 
