@@ -146,7 +146,22 @@ class Operations:
         writer = Writer(write, name=handle.writer, emit=self._emit, **self.writer_options)
         await self._start_actor(handle.writer, writer.run, role=Role.WRITER, escalate=False)
         self.active[job.run_id] = handle
-        await self._start_actor(handle.actor, self._run_backfill, job, writer, handle, role=Role.SOURCE, escalate=False)
+        try:
+            await self._start_actor(
+                handle.actor, self._run_backfill, job, writer, handle, role=Role.SOURCE, escalate=False
+            )
+        except BaseException as exc:  # it failed before it was running: no orphaned writer, no run left "pending"
+            with trio.CancelScope(shield=True):
+                self.active.pop(job.run_id, None)
+                await self._stop_actor(handle.writer)
+                error = "cancelled" if isinstance(exc, trio.Cancelled) else f"{type(exc).__name__}: {exc}"
+                state = "cancelled" if isinstance(exc, trio.Cancelled) else "failed"
+                try:
+                    await self.runs.afinish(job.run_id, state, error=error)
+                finally:
+                    self._state(job, state, error)
+                    handle.done.set()
+            raise
 
     async def _run_backfill(
         self,

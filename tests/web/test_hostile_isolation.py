@@ -93,3 +93,32 @@ async def test_a_bug_in_one_backfill_fails_that_run_only(tmp_path: Path, monkeyp
         assert r.status_code == 202, r.text
         [again] = r.json()["run_ids"]
         assert (await web.svc.wait_run(again)).state == "succeeded"
+
+
+async def test_a_backfill_failing_before_it_runs_leaves_no_writer_and_no_pending_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose start fails (its record cannot be marked running) is answered 500 in one line, ends failed with
+    the error, and leaves no writer actor or active entry behind; the stream and the server carry on."""
+    async with open_streaming_web(tmp_path / "lake") as (web, _):
+        [stream] = (await web.client.get("/api/v1/streams")).json()
+        ops = web.svc.operations
+
+        async def broken_start(run_id: str) -> None:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+        monkeypatch.setattr(ops.runs, "astart", broken_start)
+        with capture_logs():
+            r = await web.client.post("/api/v1/backfills", json=BACKFILL)
+        monkeypatch.undo()
+        assert (r.status_code, r.json()) == (500, {"error": "internal: OverflowError (logged on the server)"})
+        [run] = [x for x in (await web.client.get("/api/v1/runs")).json() if x["operation"] == "backfill"]
+        assert (run["state"], run["error"], run["active"]) == (
+            "failed",
+            "OverflowError: Python int too large to convert to SQLite INTEGER",
+            False,
+        )
+        assert ops.active == {}
+        assert [n for n in web.svc.supervisor.names() if n.startswith("writer:")] == [f"writer:{stream['id']}"]
+        assert (await web.client.get("/health")).status_code == 200
+        await wait_stream_messages(web.client, stream["id"], stream["messages"] + 20)
