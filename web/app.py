@@ -44,20 +44,23 @@ ROUTE_HANDLERS: list[Any] = [
 ]
 
 
-def create_app(svc: Service, config: Any, *, options: WebOptions | None = None) -> Litestar:
+def create_app(
+    svc: Service, config: Any, *, options: WebOptions | None = None, bind_host: str | None = None
+) -> Litestar:
     """Build the HTTP app over a running service.
 
     Args:
         svc: the service handle (``open_service``).
         config: the effective :class:`dccd.config.Config` (token, shown masked at ``/api/v1/config``).
         options: web tunables (heartbeats, replay rings, buffers).
+        bind_host: the address the server binds (default ``config.server.host``): a name the Host check accepts.
 
     Returns:
         The Litestar app; ``app.state.ctx`` is its :class:`WebContext`.
     """
     ctx = WebContext(svc, config, options or WebOptions())
     server = getattr(config, "server", None)
-    hosts = AllowedHosts(getattr(server, "allowed_hosts", None), getattr(server, "host", None))
+    hosts = AllowedHosts(getattr(server, "allowed_hosts", None), bind_host or getattr(server, "host", None))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -75,7 +75,7 @@ async def serve_http(
     server = getattr(config, "server", None)
     host = host if host is not None else getattr(server, "host", "127.0.0.1")
     port = port if port is not None else getattr(server, "port", 8080)
-    app = app if app is not None else create_app(svc, config, options=options)
+    app = app if app is not None else create_app(svc, config, options=options, bind_host=host)
     ctx: WebContext = app.state.ctx
     cfg = hypercorn_config(host, port, ctx.options.graceful_s)
     shutdown = trio.Event()

@@ -8,15 +8,20 @@ and odd headers reach the server exactly as written (httpx would normalise the p
 from __future__ import annotations
 
 import json
+import socket
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import h11
+import httpx
 import pytest
 import trio
+from dccd.actors import open_service
+from dccd.web import serve_http
 from dccd.web.auth import AllowedHosts, check
 
-from .conftest import make_config, open_web
+from .conftest import FAST, make_config, open_web
 from .test_hostile_isolation import open_streaming_web, wait_stream_messages
 
 BIG = 100_000
@@ -279,3 +284,20 @@ async def test_a_configured_allowed_host_is_served(tmp_path: Path) -> None:
             "error": f"host: '{web.url.removeprefix('http://')}' is not a name of this server "
             "(server.allowed_hosts: dccd.test)"
         }
+
+
+async def test_the_bind_host_given_to_serve_is_an_allowed_name(tmp_path: Path) -> None:
+    """`dccd serve --host NAME` (serve_http's host) makes NAME a served Host, though the config says 127.0.0.1."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    config = make_config(tmp_path / "lake")
+    async with open_service(config) as svc, trio.open_nursery() as nursery:
+        urls = await nursery.start(partial(serve_http, svc, config, host=name, port=0, options=FAST))
+        port = int(urls[0].rsplit(":", 1)[1])
+        async with httpx.AsyncClient(base_url=f"http://{address}:{port}", timeout=10) as client:
+            assert (await client.get("/health", headers={"Host": f"{name}:{port}"})).status_code == 200
+            assert (await client.get("/health", headers={"Host": f"other-{name}:{port}"})).status_code == 421
+        nursery.cancel_scope.cancel()
