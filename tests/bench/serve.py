@@ -198,7 +198,7 @@ def raw_read_client(url: str, plan: list[tuple[str, int]], conn: Any) -> None:
 
     def get(fmt: str) -> int:
         path = f"/api/v1/data/ohlc/binance/BTC-USDT?span=1m&format={fmt}"
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())  # the Host check wants the port
         while read_line():  # status line and headers (chunked transfer encoding)
             pass
         size = 0
