@@ -39,7 +39,7 @@ def configure_logging(level: str | int = "INFO", *, json: bool | None = None, st
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # True would pin module loggers to the first config (and defeat capture_logs)
     )
     # JSON needs the traceback as a string field; the console renderer formats exc_info itself
     # (ExceptionPrettyPrinter would print it to stdout, not to ``stream``).
