@@ -204,7 +204,9 @@ class Backfiller:
                 except DccdError as final:
                     raise PageFailed(request, final) from exc
                 self.page_retries += 1
-                self._log("warning", "backfill.page_retried", endpoint=request.endpoint, attempt=attempt, error=str(exc))
+                self._log(
+                    "warning", "backfill.page_retried", endpoint=request.endpoint, attempt=attempt, error=str(exc)
+                )
             except DccdError as exc:
                 raise PageFailed(request, exc) from exc
 

@@ -201,6 +201,8 @@ def _fast(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
+
+
 _AGG = msgspec.json.Decoder(list[_AggTrade])
 _DEPTH = msgspec.json.Decoder(_Depth)
 _INFO = msgspec.json.Decoder(_ExchangeInfo)
@@ -461,9 +463,7 @@ def _trades_page(request: Request, rows: list[_TradeF], from_id: str | None) -> 
             if r.id > expect:
                 gaps.append((expect, r.id - 1))
         expect = r.id + 1
-    records = [
-        Trade(r.time * NS_PER_MS, str(r.id), r.price, r.qty, "sell" if r.isBuyerMaker else "buy") for r in rows
-    ]
+    records = [Trade(r.time * NS_PER_MS, str(r.id), r.price, r.qty, "sell" if r.isBuyerMaker else "buy") for r in rows]
     full = from_id is not None and len(rows) >= _int_param(request, "limit")
     return TradesPage(records, str(rows[-1].id + 1) if full else None, tuple(gaps))
 
