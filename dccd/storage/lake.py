@@ -66,7 +66,7 @@ class Lake:
         had already replaced (:func:`dccd.storage.compaction.recover`); return them."""
         if not self.root.exists():
             return []
-        return writer.sweep_temp(self.root) + compaction.recover(self.root)
+        return writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
 
     def write(
         self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None
@@ -91,7 +91,7 @@ class Lake:
         self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
     ) -> Iterator[BatchStream]:
         """Stream a read as a ``pyarrow.RecordBatchReader``; the query is closed on exit."""
-        p = reader.plan(self.root, dataset, start_ns, end_ns)
+        p = reader.plan(self.root, dataset, start_ns, end_ns, pin=True)
         batches = reader.iter_batches(p, batch_rows)
         try:
             yield BatchStream(pa.RecordBatchReader.from_batches(LOOSE_SCHEMAS[dataset.data_type], batches), p.skipped)
@@ -110,7 +110,7 @@ class Lake:
         Raises:
             ValueError: unknown format.
         """
-        return Export(reader.plan(self.root, dataset, start_ns, end_ns), fmt)
+        return Export(reader.plan(self.root, dataset, start_ns, end_ns, pin=True), fmt)
 
     def export_to(
         self,
@@ -288,7 +288,7 @@ class Lake:
 
         Each batch is fetched in a worker thread; the query closes on exit.
         """
-        p = await self._run(reader.plan, self.root, dataset, start_ns, end_ns)
+        p = await self._run(functools.partial(reader.plan, pin=True), self.root, dataset, start_ns, end_ns)
         batches = reader.iter_batches(p, batch_rows)
         try:
             yield _AsyncPull(batches), p.skipped

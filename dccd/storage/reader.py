@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import itertools
 import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -81,12 +82,17 @@ class PartFile(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """Which files a read touches and the SQL to run over them."""
+    """Which files a read touches and the SQL to run over them.
+
+    ``pins`` is set by ``plan(..., pin=True)``: the files are hard links in
+    that directory (see :func:`pin_parts`), removed when :func:`iter_batches` ends.
+    """
 
     data_type: DataType
     files: list[PartFile]
     skipped: list[BadFile]
     sql: str
+    pins: Path | None = None
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -163,6 +169,62 @@ def list_parts(
     """
     with listing_lock(root, ds):
         return _scan_parts(root, ds, start_ns, end_ns)
+
+
+PINS_DIR = "pins"
+"""Under ``{root}/_dccd/``: one directory of hard links per streaming read in progress (``PID-RANDOM``)."""
+
+
+def pin_parts(root: Path, parts: list[PartFile]) -> tuple[Path | None, list[PartFile]]:
+    """Hard-link ``parts`` into a private directory so a compaction that unlinks them mid-read cannot pull
+    them from under a streaming read (DuckDB opens a query's files lazily, batch after batch).
+
+    Call under the listing lock that listed ``parts``, so none of them is gone yet. Where links cannot be
+    made (another filesystem, no permission) the parts are returned as they are, unpinned.
+
+    Returns:
+        ``(directory to remove after the read or None, the parts with their pinned paths)``.
+    """
+    if not parts:
+        return None, parts
+    pins = root / "_dccd" / PINS_DIR / f"{os.getpid()}-{os.urandom(6).hex()}"
+    try:
+        pins.mkdir(parents=True)
+        out = []
+        for i, part in enumerate(parts):
+            link = pins / f"{i}.parquet"
+            os.link(part.path, link)
+            out.append(part._replace(path=str(link)))
+    except OSError:
+        shutil.rmtree(pins, ignore_errors=True)
+        return None, parts
+    return pins, out
+
+
+def sweep_pins(root: Path) -> list[Path]:
+    """Startup: remove the pin directories of processes that are gone; return them."""
+    base = root / "_dccd" / PINS_DIR
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        pid = entry.name.partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _scan_parts(
@@ -355,9 +417,31 @@ def build_sql(
     return sql + f" ORDER BY {order_sql(data_type)}" if order else sql
 
 
-def plan(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> Plan:
-    """List, prune and check the parts for a read; build its SQL."""
-    parts, skipped = list_parts(root, ds, start_ns, end_ns)
+def plan(
+    root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, pin: bool = False
+) -> Plan:
+    """List, prune and check the parts for a read; build its SQL.
+
+    ``pin=True`` (streaming reads) hard-links the parts while they are listed (:func:`pin_parts`):
+    a compaction that replaces them during the read cannot fail it or change what it returns.
+    """
+    pins: Path | None = None
+    if pin:
+        with listing_lock(root, ds):
+            good, skipped = _usable(ds, *_scan_parts(root, ds, start_ns, end_ns))
+            pins, good = pin_parts(root, good)
+    else:
+        good, skipped = _usable(ds, *list_parts(root, ds, start_ns, end_ns))
+    if presorted(ds.data_type, good):
+        good.sort(key=lambda p: p.first_ts)
+        sql = build_sql(ds.data_type, False, start_ns, end_ns, order=False, files=good)
+    else:
+        sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns, files=good)
+    return Plan(ds.data_type, good, skipped, sql, pins)
+
+
+def _usable(ds: DatasetId, parts: list[PartFile], skipped: list[BadFile]) -> tuple[list[PartFile], list[BadFile]]:
+    """The parts whose footer checks out; the others join ``skipped`` (vanished ones are dropped)."""
     good = []
     for p in parts:
         reason = check_footer(ds.data_type, p.path)
@@ -365,12 +449,7 @@ def plan(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | N
             good.append(p)
         elif reason != "vanished":
             skipped.append(BadFile(p.path, reason))
-    if presorted(ds.data_type, good):
-        good.sort(key=lambda p: p.first_ts)
-        sql = build_sql(ds.data_type, False, start_ns, end_ns, order=False, files=good)
-    else:
-        sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns, files=good)
-    return Plan(ds.data_type, good, skipped, sql)
+    return good, skipped
 
 
 def empty_table(data_type: DataType) -> pa.Table:
@@ -423,21 +502,25 @@ def iter_batches(p: Plan, batch_rows: int = 65_536, sql: str | None = None) -> G
     Raises:
         CorruptPart: a part passed its footer check but its data is damaged.
     """
-    if not p.files:
-        return
-    con = connect()
     try:
-        reader = con.sql(sql or p.sql, params={"files": [f.path for f in p.files]}).to_arrow_reader(batch_rows)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            yield batch
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise CorruptPart(f"streaming {len(p.files)} parts failed: {exc}") from exc
+        if not p.files:
+            return
+        con = connect()
+        try:
+            reader = con.sql(sql or p.sql, params={"files": [f.path for f in p.files]}).to_arrow_reader(batch_rows)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                yield batch
+        except (duckdb.Error, pa.ArrowException) as exc:
+            raise CorruptPart(f"streaming {len(p.files)} parts failed: {exc}") from exc
+        finally:
+            con.close()
     finally:
-        con.close()
+        if p.pins is not None:
+            shutil.rmtree(p.pins, ignore_errors=True)
 
 
 def datasets(root: Path) -> list[DatasetId]:
