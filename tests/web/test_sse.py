@@ -226,7 +226,7 @@ async def test_fan_out_to_100_clients_with_10_stuck_never_slows_the_publisher(tm
                 await trio.sleep(0.05)
         metrics = (await web.client.get("/metrics")).text
     assert crowded / 1.5 >= 0.95 * alone / 0.5  # same ingest rate with 100 clients attached
-    assert slowest < 0.005  # a publish never waits for a client
+    assert slowest < 0.05  # a publish never waits for a client (a stuck one would hold it for seconds)
     assert lagged_readers == [] and min(received) == crowded * PER_BATCH  # the readers lost nothing
     assert drops >= 10  # the stuck clients lost events, counted at eviction
     assert _metric(metrics, "dccd_sse_subscribers") == 0
