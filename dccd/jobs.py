@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from dccd.config import KNOWN_EXCHANGES, Config, Job, JobSpec, _check_job, _msgspec_error, expand_jobs
+from dccd.config import Config, Job, JobSpec, check_job, exchange_names, expand_jobs, schema_error
 from dccd.cron import cron_trigger
 from dccd.domain.timeutil import NS_PER_S
 from dccd.errors import ConfigError
@@ -129,12 +129,11 @@ def default_job_id(job: Job, taken: Collection[str]) -> str:
     return jid
 
 
-def parse_job(
-    raw: Any, taken: Collection[str], known_exchanges: Sequence[str] = KNOWN_EXCHANGES
-) -> tuple[Job, JobSpec]:
+def parse_job(raw: Any, taken: Collection[str], known_exchanges: Sequence[str] | None = None) -> tuple[Job, JobSpec]:
     """Validate one job mapping (same schema, rules and one-line messages as a config job).
 
-    ``taken`` are the ids in use; without a ``name`` the job gets a fresh id.
+    ``taken`` are the ids in use; without a ``name`` the job gets a fresh id. ``known_exchanges`` defaults
+    to the adapter registry's (plugins included).
 
     Raises:
         ConfigError: the first problem, its path a field of the mapping (``span: '7m' is not a span ...``).
@@ -142,9 +141,9 @@ def parse_job(
     try:
         job = msgspec.convert(raw, Job, strict=True)
     except msgspec.ValidationError as exc:
-        raise _field_error(_msgspec_error(exc, "jobs[0]")) from None
+        raise _field_error(schema_error(exc, "jobs[0]")) from None
     try:
-        _check_job(0, job, tuple(known_exchanges))
+        check_job(0, job, exchange_names() if known_exchanges is None else tuple(known_exchanges))
     except ConfigError as exc:
         raise _field_error(exc) from None
     if job.name is not None and job.name in taken:

@@ -27,7 +27,7 @@ from dccd.config import (
 from dccd.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example.yaml"
-EXCHANGES = "binance coinbase kraken bybit okx bitfinex bitmex"
+EXCHANGES = "binance bitfinex bitmex bybit coinbase kraken okx"
 SPANS = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
 JOB_KEYS = "exchange symbols type operation name span start end every cron once"
 TRADES = "  - {exchange: binance, symbols: [BTC/USDT], type: trades"  # close with "}\n"
@@ -769,3 +769,25 @@ def test_error_messages_are_single_lines() -> None:
         parse_config('"a\\nb": 1\n', env={})
     assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs)"
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_plugin_exchange_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exchange installed as a ``dccd.sources`` entry-point plugin may be named in exchanges: and jobs:, and
+    is listed among the known exchanges (the registry is the one list)."""
+    from importlib.metadata import EntryPoint
+
+    from dccd.sources import registry
+
+    plugin = EntryPoint("fakex", "fake_pkg.fakex:FakexAdapter", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [plugin] if group == registry.ENTRY_POINT_GROUP else [])
+    text = (
+        "exchanges:\n  fakex: {rest_url: 'http://127.0.0.1:9'}\n"
+        "jobs:\n  - {exchange: fakex, symbols: [BTC/USDT], type: trades}\n"
+    )
+    cfg = parse_config(text, env={})
+    assert cfg.exchange("fakex").rest_url == "http://127.0.0.1:9"
+    assert [j.exchange for j in expand_jobs(cfg)] == ["fakex"]
+    with pytest.raises(ConfigError) as info:
+        parse_config("jobs:\n  - {exchange: ftx, symbols: [BTC/USDT], type: trades}\n", env={})
+    known = "binance bitfinex bitmex bybit coinbase fakex kraken okx"
+    assert str(info.value) == f"jobs[0].exchange: 'ftx' is not a known exchange ({known})"

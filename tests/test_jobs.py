@@ -102,7 +102,7 @@ def test_plan_coalesces_every_due_slot_into_one_run() -> None:
         ({"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "cron": "* * *"}, "cron: '* * *' is not a cron expression: it has 3 fields, not 5 (minute hour day month weekday)"),
         ({"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "every": "1h", "cron": "5 * * * *"}, "cron: a job has one schedule, but every and cron are set"),
         ({"exchange": "binance", "symbols": ["BTC/USDT", "BTC/USDT"], "type": "trades"}, "symbols[1]: 'BTC/USDT' is listed twice (also symbols[0])"),
-        ({"exchange": "mtgox", "symbols": ["BTC/USD"], "type": "trades"}, "exchange: 'mtgox' is not a known exchange (binance coinbase kraken bybit okx bitfinex bitmex)"),
+        ({"exchange": "mtgox", "symbols": ["BTC/USD"], "type": "trades"}, "exchange: 'mtgox' is not a known exchange (binance bitfinex bitmex bybit coinbase kraken okx)"),
         ({"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "operation": "stream", "every": "1h"}, "every: streams run supervised forever and take no schedule"),
         ({"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "start": "2024-02-01", "end": "2024-01-01"}, "end: '2024-01-01' is not after start '2024-02-01'"),
         ({"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "name": "a b"}, "name: 'a b' is not a job name (1-64 letters, digits, _ . -)"),

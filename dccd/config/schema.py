@@ -1,0 +1,103 @@
+"""The config schema (DESIGN.md §4): one frozen msgspec Struct per section, and :class:`JobSpec`, a job expanded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from dccd.domain.records import DataType
+from dccd.domain.spans import Span
+from dccd.domain.symbols import Symbol
+
+OPERATIONS = ("backfill", "stream")
+STREAM_TYPES = ("trades", "ohlc", "book")
+SECTIONS = ("storage", "server", "exchanges", "jobs")
+
+
+def key_text(key: str) -> str:
+    """A mapping key as written in a key path: bare when plain, else quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_.-]+", key) else repr(key)
+
+
+class Storage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where the lake lives, and how ``dccd serve`` compacts it."""
+
+    path: str = "./data"
+    compact_every: str | None = "5m"
+    """Maintenance interval (null = no compaction in serve); today's partitions are compacted rolling."""
+    compact_min_age: str = "60s"
+    """Parts younger than this are left to settle."""
+    compact_fan_in: int = 4
+    """A run of this many adjacent parts of one size tier becomes one part."""
+
+
+class Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """HTTP API bind address and optional bearer token."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    allowed_hosts: list[str] | None = None
+    """``Host`` header values served (``name`` or ``name:port``; ``*`` = any); None = the bind host and
+    localhost, 127.0.0.1, [::1], on the port the server listens on."""
+
+
+class ExchangeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Per-exchange overrides; None means the adapter's real default."""
+
+    rest_url: str | None = None
+    ws_url: str | None = None
+    rate_limit: float = 0.8
+
+
+class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One configured job: a scheduled backfill or a supervised stream."""
+
+    exchange: str
+    symbols: list[str]
+    type: str
+    operation: Literal["backfill", "stream"] = "backfill"
+    name: str | None = None
+    span: str | None = None
+    start: str | None = None
+    end: str | None = None
+    every: str | None = None
+    cron: str | None = None
+    once: bool = False
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The whole config."""
+
+    storage: Storage = msgspec.field(default_factory=Storage)
+    server: Server = msgspec.field(default_factory=Server)
+    exchanges: dict[str, ExchangeSettings] = msgspec.field(default_factory=dict)
+    jobs: list[Job] = msgspec.field(default_factory=list)
+
+    def exchange(self, name: str) -> ExchangeSettings:
+        """Settings for one exchange (defaults when not configured)."""
+        return self.exchanges.get(name, ExchangeSettings())
+
+    @property
+    def data_root(self) -> Path:
+        """The lake root as a Path (``~`` expanded)."""
+        return Path(self.storage.path).expanduser()
+
+
+class JobSpec(msgspec.Struct, frozen=True):
+    """One job expanded: typed fields, one id, schedule kind."""
+
+    id: str
+    exchange: str
+    symbols: tuple[Symbol, ...]
+    data_type: DataType
+    operation: str
+    span: Span | None
+    start: str | None
+    end: str | None
+    schedule: str  # 'every' | 'cron' | 'once' | 'stream' | 'manual'
+    every_s: int | None = None
+    cron: str | None = None
