@@ -30,7 +30,7 @@ import trio
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
 from dccd.domain.records import DataType, Record
-from dccd.errors import DccdError, ExchangeRejected
+from dccd.errors import DccdError, ExchangeRejected, leaves
 from dccd.ops import StreamRequest
 from dccd.sources.stream import (
     BookReceived,
@@ -455,16 +455,10 @@ def _outcome(exc: BaseException, stop_requested: bool) -> tuple[str, str | None,
     fails the run and is fully ``recorded`` there; anything else is a bug the
     supervisor must see as well.
     """
-    leaves, stack = [], [exc]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        elif not isinstance(e, trio.Cancelled):
-            leaves.append(e)
-    if not leaves:
+    found = leaves(exc, trio.Cancelled)
+    if not found:
         return ("succeeded", None, False) if stop_requested else ("cancelled", "cancelled", False)
-    first = leaves[-1]
-    if all(isinstance(e, DccdError) for e in leaves):
+    first = found[0]
+    if all(isinstance(e, DccdError) for e in found):
         return "failed", str(first), True
     return "failed", f"{type(first).__name__}: {first}", False

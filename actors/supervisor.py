@@ -39,7 +39,7 @@ import structlog
 import trio
 
 from dccd.domain.backoff import RestartPolicy, RestartState, on_failure
-from dccd.errors import TransientError
+from dccd.errors import TransientError, leaves
 
 from .messages import ActorFailed, ActorRestarted, ActorStarted, ActorStopped, Message
 from .stats import ActorMetrics, ActorStats, Instrumented
@@ -74,17 +74,13 @@ class State(StrEnum):
 
 def is_transient(exc: BaseException) -> bool:
     """True for a :class:`TransientError`, or a group whose every leaf is one."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(is_transient(e) for e in exc.exceptions)
-    return isinstance(exc, TransientError)
+    return all(isinstance(e, TransientError) for e in leaves(exc))
 
 
 def retry_after(exc: BaseException) -> float:
     """The longest ``retry_after_s`` the error (or any leaf of a group) asks for, else 0."""
-    if isinstance(exc, BaseExceptionGroup):
-        return max((retry_after(e) for e in exc.exceptions), default=0.0)
-    hint = getattr(exc, "retry_after_s", None)
-    return float(hint) if isinstance(hint, int | float) else 0.0
+    hints = (getattr(e, "retry_after_s", None) for e in leaves(exc))
+    return max((float(h) for h in hints if isinstance(h, int | float)), default=0.0)
 
 
 class _Child:

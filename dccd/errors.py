@@ -23,9 +23,36 @@
 ``(T)`` marks subclasses of :class:`TransientError`, the one base class a
 supervisor retries (``except* TransientError``). Everything else is permanent:
 retrying it would fail the same way.
+
+:func:`leaves` and :func:`sole_leaf` are the one walk over (nested) exception
+groups; callers pass what to leave out (``trio.Cancelled``), so this module
+stays free of Trio.
 """
 
 from __future__ import annotations
+
+ExcTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def leaves(exc: BaseException, skip: ExcTypes = ()) -> list[BaseException]:
+    """The exceptions inside ``exc``'s (nested) exception groups, depth first, left to right.
+
+    Args:
+        exc: an exception; a plain one is its own only leaf.
+        skip: leaves of these types are left out (e.g. ``trio.Cancelled``).
+
+    Returns:
+        The leaves, in the order the groups hold them (possibly none).
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner, skip)]
+    return [] if isinstance(exc, skip) else [exc]
+
+
+def sole_leaf(exc: BaseException, skip: ExcTypes = ()) -> BaseException | None:
+    """The one leaf of ``exc`` (see :func:`leaves`), or None when there are none or several."""
+    found = leaves(exc, skip)
+    return found[0] if len(found) == 1 else None
 
 
 class DccdError(Exception):

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,7 +22,7 @@ import click
 from click.core import ParameterSource
 
 from dccd.config import Config, load_config
-from dccd.errors import ConfigError, DccdError, NoCapability, UnsupportedSymbol
+from dccd.errors import ConfigError, DccdError, NoCapability, UnsupportedSymbol, leaves
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,17 +215,6 @@ def one_line(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups, depth first; Trio's Cancelled left out."""
-    import trio
-
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from leaves(inner)
-    elif not isinstance(exc, trio.Cancelled):
-        yield exc
-
-
 def _rank(exc: BaseException) -> int:
     """Which leaf of a group speaks for it: an interrupt, then what the user can act on, then the rest."""
     for i, kind in enumerate((KeyboardInterrupt, SystemExit, click.ClickException, DccdError, ValueError, OSError)):
@@ -236,7 +225,9 @@ def _rank(exc: BaseException) -> int:
 
 def real_error(exc: BaseException) -> tuple[BaseException, int]:
     """The leaf of ``exc`` that explains it and how many other leaves there were (0 for a plain exception)."""
-    found: Sequence[BaseException] = list(leaves(exc)) if isinstance(exc, BaseExceptionGroup) else [exc]
+    import trio
+
+    found: Sequence[BaseException] = leaves(exc, trio.Cancelled) if isinstance(exc, BaseExceptionGroup) else [exc]
     if not found:
         return exc, 0
     return min(found, key=_rank), len(found) - 1

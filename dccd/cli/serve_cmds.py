@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from dccd.cli.common import EXIT_FAILED, EXIT_OK, common_options, prepare_data_dir, state
+from dccd.errors import sole_leaf
 
 log = structlog.get_logger("dccd.serve")
 
@@ -103,6 +104,5 @@ def serve(host: str | None, port: int | None) -> None:
 
 def _only_os_error(exc: BaseException) -> OSError | None:
     """The OSError (e.g. address in use) if it is the one failure inside ``exc``'s groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError) else None
+    sole = sole_leaf(exc)
+    return sole if isinstance(sole, OSError) else None

@@ -45,7 +45,7 @@ import trio
 import trio_websocket
 
 from dccd.domain.backoff import RestartPolicy, backoff_delay
-from dccd.errors import ConnectFailed, Disconnected
+from dccd.errors import ConnectFailed, Disconnected, sole_leaf
 
 
 class WsConn(Protocol):
@@ -542,15 +542,8 @@ class _Runner:
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
     """The one real error inside a (nested) group of otherwise-Cancelled exceptions."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], Exception) else None
+    sole = sole_leaf(group, trio.Cancelled)
+    return sole if isinstance(sole, Exception) else None
 
 
 async def run_ws_connection(
