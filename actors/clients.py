@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 import trio
 
-from dccd.sources.base import Adapter, DerivativesAdapter, Listing
+from dccd.sources.base import Adapter, Listing, listing_for
 from dccd.sources.registry import get_adapter
 from dccd.transport.http import ExchangeClient, open_exchange_client
 from dccd.transport.ratelimit import LimitStateStore
@@ -117,12 +117,7 @@ class ClientPool:
         if cached is not None and now - cached[0] < LISTING_TTL_S:
             return cached[1]
         client = await self.get(exchange)
-        adapter = client.adapter
-        request, parse = (
-            (adapter.build_perp_symbols(), adapter.parse_perp_symbols)
-            if perp and isinstance(adapter, DerivativesAdapter)
-            else (adapter.build_symbols(), adapter.parse_symbols)
-        )
+        request, parse = listing_for(client.adapter, perp=perp)
         listing = parse(request, await client.fetch(request))
         if listing.rate_limits is not None and not perp:
             # The exchange's live budget (Binance exchangeInfo) beats the adapter's published default;

@@ -44,15 +44,16 @@ from dccd.sources.stream import (
     Unrecognised,
     WsPlan,
 )
+from dccd.storage.runs import RunState
 from dccd.storage.writer import Provenance
-from dccd.transport.ws import OPEN_TIMEOUT_S, Connector, WsConn, WsEvent, WsHandle, run_ws_connection
+from dccd.transport.ws import OPEN_TIMEOUT_S, Connector, WsConn, WsEvent, WsEventKind, WsHandle, run_ws_connection
 from dccd.transport.ws import Heartbeat as Keepalive
 
 from .gapfill import Repairer
 from .ingress import BoundedIngress
 from .messages import RunLogged, RunProgressed, RunStateChanged
 from .recording import Recording, SymbolState
-from .stats import ActorMetrics
+from .stats import ActorMetrics, StreamState
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class LiveStream:
             settle_s=opt.settle_s,
         )
         self.started_ns = ops.now_ns()
-        self.state = "reconnecting"
+        self.state = StreamState.RECONNECTING
         self.error: str | None = None
         self.stop_requested = False
         self.done = trio.Event()
@@ -183,7 +184,7 @@ class LiveStream:
         from .streams import StreamInfo  # the ops module imports this one
 
         r = self.request
-        live = self.state in ("connected", "reconnecting")
+        live = self.state in (StreamState.CONNECTED, StreamState.RECONNECTING)
         return StreamInfo(
             self.id, self.exchange, tuple(str(s) for s in r.symbols), r.data_type.value,
             r.span.label if r.span else None, self.state, self.messages, self.rows_written, self.reconnects,
@@ -210,8 +211,8 @@ class LiveStream:
         """Connect every planned connection and record until cancelled; then drain and finish the run."""
         structlog.contextvars.bind_contextvars(actor=self.actor, exchange=self.exchange, stream=self.id)
         await self._ops.runs.astart(self.run_id)
-        self._state_event("running")
-        state, error, ready = "succeeded", None, False
+        self._state_event(RunState.RUNNING)
+        state, error, ready = RunState.SUCCEEDED, None, False
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.ingress.run, self.writer.input, self.writer)
@@ -287,19 +288,19 @@ class LiveStream:
         return on_frame
 
     def _on_ws_event(self, feed: _Feed, ev: WsEvent) -> None:
-        if ev.kind in ("connected", "rotated"):
+        if ev.kind in (WsEventKind.CONNECTED, WsEventKind.ROTATED):
             feed.conn_id, feed.up = ev.conn_id, True
-            if ev.kind == "connected" and feed.down_since_ns is not None:
+            if ev.kind is WsEventKind.CONNECTED and feed.down_since_ns is not None:
                 self.reconnects += 1
                 detail = f"connection {feed.index}: {feed.down_reason}"
                 self._record("reconnect", feed.down_since_ns, self._ops.now_ns(), detail)
                 feed.down_since_ns = None
             log.info(f"ws.{ev.kind}", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason or None)
-        elif ev.kind == "disconnected" and ev.conn_id == feed.conn_id:
+        elif ev.kind is WsEventKind.DISCONNECTED and ev.conn_id == feed.conn_id:
             feed.up, feed.down_since_ns, feed.down_reason = False, self._ops.now_ns(), ev.reason
             self.recording.on_disconnect(s.symbol for s in feed.plan.subscriptions)
             log.warning("ws.disconnected", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
-        elif ev.kind == "disconnected":
+        elif ev.kind is WsEventKind.DISCONNECTED:
             log.warning("ws.replacement_dropped", connection=feed.index, conn_id=ev.conn_id, reason=ev.reason)
         elif ev.conn_id == 0:  # an attempt that failed: the exchange does not answer
             log.warning(
@@ -307,8 +308,8 @@ class LiveStream:
             )
         else:
             log.info("ws.reconnecting", connection=feed.index, attempt=ev.attempt, delay_s=ev.delay_s, reason=ev.reason)
-        if self.state in ("connected", "reconnecting"):
-            self.state = "connected" if all(f.up for f in self.feeds) else "reconnecting"
+        if self.state in (StreamState.CONNECTED, StreamState.RECONNECTING):
+            self.state = StreamState.CONNECTED if all(f.up for f in self.feeds) else StreamState.RECONNECTING
 
     def _on_ack(self, ev: ControlAck, feed: _Feed) -> None:
         self.acks += 1
@@ -364,7 +365,7 @@ class LiveStream:
             dropped_rows=rec.dropped_rows, book_resyncs=rec.book_resyncs, unrecognised=dict(rec.unrecognised),
         )  # fmt: skip
 
-    def _state_event(self, state: str, error: str | None = None) -> None:
+    def _state_event(self, state: RunState, error: str | None = None) -> None:
         symbols = ",".join(str(s) for s in self.request.symbols)
         dataset = f"{self.exchange}:{symbols}:{self.request.data_type.value}"
         self._ops.emit(RunStateChanged(self.run_id, "stream", state, dataset, error, self.rows_written))
@@ -376,13 +377,13 @@ class LiveStream:
         self._ops.runs.add_rows(self.run_id, result.rows_written, result.rows_quarantined)
         return result
 
-    async def _finish(self, state: str, error: str | None) -> None:
+    async def _finish(self, state: RunState, error: str | None) -> None:
         """Hand every received row to the writer, record what stays missing, drain, end the run."""
         try:
             await self._wind_up(state, error)
         finally:
-            if self.state in ("connected", "reconnecting"):  # wind-up failed half way
-                self.state = "failed" if state == "failed" else "stopped"
+            if self.state in (StreamState.CONNECTED, StreamState.RECONNECTING):  # wind-up failed half way
+                self.state = StreamState.FAILED if state is RunState.FAILED else StreamState.STOPPED
             self._ops.ended(self)
             self.done.set()
 
@@ -410,14 +411,14 @@ class LiveStream:
                 )
                 self._gap(st, st.last_trade.ts, max(st.last_trade.ts, stop_ns), detail)
 
-    async def _wind_up(self, state: str, error: str | None) -> None:
+    async def _wind_up(self, state: RunState, error: str | None) -> None:
         for batch in self.recording.take_pending():
             try:
                 self.writer.send(batch)  # never blocks; the writer drains it below
                 self.recording.rows_received += batch.rows
             except trio.ClosedResourceError:
                 self.recording.dropped_rows += batch.rows
-        if state == "failed":  # the exchange or the data is the problem: record what is open, fetch nothing more
+        if state is RunState.FAILED:  # the exchange or the data is the problem: record what is open, fetch nothing more
             for st, lo, hi in self.repairs.filling:
                 self._gap(st, lo, hi, "the stream stopped during the refill (rows may be partly stored)")
             for st, lo, hi in self.recording.claim_all():
@@ -428,13 +429,13 @@ class LiveStream:
         async for kind, first, last, detail in self._records_out:
             await self._ops.runs.aevent(self.run_id, kind, first, last, detail)
         await self._ops.stop_actor(self.writer.name)
-        if state == "succeeded" and self.writer.lost_rows:
-            state, error = "failed", f"{self.writer.lost_rows} rows could not be written"
+        if state is RunState.SUCCEEDED and self.writer.lost_rows:
+            state, error = RunState.FAILED, f"{self.writer.lost_rows} rows could not be written"
         await self._save_progress()
         await self._ops.runs.afinish(self.run_id, state, error=error)
-        self.state, self.error = ("failed" if state == "failed" else "stopped"), error
+        self.state, self.error = (StreamState.FAILED if state is RunState.FAILED else StreamState.STOPPED), error
         self._state_event(state, error)
-        (log.error if state == "failed" else log.info)(
+        (log.error if state is RunState.FAILED else log.info)(
             "stream.finished", state=state, messages=self.messages, rows=self.rows_written, reconnects=self.reconnects,
             gaps_filled=self.gaps_filled, gaps_open=self.gaps_open, error=error,
         )  # fmt: skip
@@ -447,7 +448,7 @@ def _ignore(ev: Any, feed: _Feed) -> None:
     pass
 
 
-def _outcome(exc: BaseException, stop_requested: bool) -> tuple[str, str | None, bool]:
+def _outcome(exc: BaseException, stop_requested: bool) -> tuple[RunState, str | None, bool]:
     """``(run state, error, recorded)`` for what ended a stream.
 
     Cancellation alone (possibly grouped) is a stop: ``succeeded`` if asked
@@ -457,8 +458,8 @@ def _outcome(exc: BaseException, stop_requested: bool) -> tuple[str, str | None,
     """
     found = leaves(exc, trio.Cancelled)
     if not found:
-        return ("succeeded", None, False) if stop_requested else ("cancelled", "cancelled", False)
+        return (RunState.SUCCEEDED, None, False) if stop_requested else (RunState.CANCELLED, "cancelled", False)
     first = found[0]
     if all(isinstance(e, DccdError) for e in found):
-        return "failed", str(first), True
-    return "failed", f"{type(first).__name__}: {first}", False
+        return RunState.FAILED, str(first), True
+    return RunState.FAILED, f"{type(first).__name__}: {first}", False

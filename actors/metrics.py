@@ -18,13 +18,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from .hub import HubStats
-from .stats import ActorStats
+from .stats import ActorStats, StreamState
 from .supervisor import State
 
 if TYPE_CHECKING:
     from .streams import StreamInfo
 
-LIVE_STREAM_STATES = frozenset({"connected", "reconnecting"})
+LIVE_STREAM_STATES = frozenset({StreamState.CONNECTED, StreamState.RECONNECTING})
 """States of a stream that is still running (``stopped`` and ``failed`` ones have ended)."""
 
 
@@ -145,7 +145,7 @@ class StreamCollector:
         for s in self._streams():
             labels = [s.id, s.exchange, s.type, ",".join(s.symbols)]
             live = s.state in LIVE_STREAM_STATES
-            f["connected"].add_metric(labels, 1.0 if s.state == "connected" else 0.0)
+            f["connected"].add_metric(labels, 1.0 if s.state is StreamState.CONNECTED else 0.0)
             f["connections"].add_metric(labels, s.connections)
             f["connections_up"].add_metric(labels, s.connections_up if live else 0)
             if live:

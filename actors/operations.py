@@ -22,7 +22,7 @@ from dccd.ops import BackfillRequest
 from dccd.sources.registry import get_adapter
 from dccd.storage.compaction import CompactPolicy, CompactResult
 from dccd.storage.lake import Lake
-from dccd.storage.runs import RunRecord, RunStore
+from dccd.storage.runs import RunRecord, RunState, RunStore
 from dccd.storage.writer import Provenance
 
 from .backfill import Backfiller, BackfillJob
@@ -155,7 +155,7 @@ class Operations:
                 self.active.pop(job.run_id, None)
                 await self._stop_actor(handle.writer)
                 error = "cancelled" if isinstance(exc, trio.Cancelled) else f"{type(exc).__name__}: {exc}"
-                state = "cancelled" if isinstance(exc, trio.Cancelled) else "failed"
+                state = RunState.CANCELLED if isinstance(exc, trio.Cancelled) else RunState.FAILED
                 try:
                     await self.runs.afinish(job.run_id, state, error=error)
                 finally:
@@ -175,21 +175,21 @@ class Operations:
             actor=handle.actor, exchange=job.dataset.exchange, symbol=str(job.dataset.symbol)
         )
         await self.runs.astart(job.run_id)
-        self._state(job, "running")
+        self._state(job, RunState.RUNNING)
         task_status.started()
         bf = Backfiller(job, self.pool, self.lake, self.runs, writer.send, writer.wait_writable, self._emit)
-        state, error = "succeeded", None
+        state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()
             if bf.partial is not None:  # part of the range is not served by the exchange: say so, exit non-zero
-                state, error = "partial", bf.partial
+                state, error = RunState.PARTIAL, bf.partial
         except DccdError as exc:
-            state, error = "failed", str(exc)
+            state, error = RunState.FAILED, str(exc)
         except Exception as exc:  # a bug: this run's failure (recorded, logged with its traceback), not the service's
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
+            state, error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("backfill.crashed", run_id=job.run_id, error=error, exc_info=exc)
         except BaseException:  # Cancelled, also inside a nursery's group (the OHLC windows)
-            state, error = "cancelled", "cancelled"
+            state, error = RunState.CANCELLED, "cancelled"
             raise
         finally:
             with trio.CancelScope(shield=True):
@@ -197,16 +197,16 @@ class Operations:
                 # whatever the writer does (a bounded drain that ran out must not leave it "running").
                 with trio.move_on_after(writer.drain_s + 5) as drain:
                     await self._stop_actor(handle.writer)
-                if state in ("succeeded", "partial") and drain.cancelled_caught:
-                    state, error = "failed", f"the writer did not drain within {writer.drain_s + 5:g}s"
-                if state in ("succeeded", "partial") and writer.lost_rows:
-                    state, error = "failed", f"{writer.lost_rows} rows could not be written"
+                if state in (RunState.SUCCEEDED, RunState.PARTIAL) and drain.cancelled_caught:
+                    state, error = RunState.FAILED, f"the writer did not drain within {writer.drain_s + 5:g}s"
+                if state in (RunState.SUCCEEDED, RunState.PARTIAL) and writer.lost_rows:
+                    state, error = RunState.FAILED, f"{writer.lost_rows} rows could not be written"
                 try:
                     await bf.save()
                     await self.runs.afinish(job.run_id, state, error=error)
                 finally:
                     self._state(job, state, error, handle.rows_written)
-                    (log.error if state == "failed" else log.info)(
+                    (log.error if state is RunState.FAILED else log.info)(
                         "backfill.finished",
                         run_id=job.run_id,
                         state=state,
@@ -218,7 +218,7 @@ class Operations:
                     self.active.pop(job.run_id, None)
                     handle.done.set()
 
-    def _state(self, job: BackfillJob, state: str, error: str | None = None, rows: int = 0) -> None:
+    def _state(self, job: BackfillJob, state: RunState, error: str | None = None, rows: int = 0) -> None:
         self._emit(RunStateChanged(job.run_id, "backfill", state, str(job.dataset), error, rows))
 
     # -- maintenance ---------------------------------------------------------------------------

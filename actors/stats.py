@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import msgspec
+
+
+class StreamState(StrEnum):
+    """A live stream's state (its values are what the API, the metrics and the UI show)."""
+
+    CONNECTED = "connected"
+    """Every connection is up."""
+    RECONNECTING = "reconnecting"
+    """Some connection is down or not up yet."""
+    STOPPED = "stopped"
+    FAILED = "failed"
 
 
 class ActorMetrics(msgspec.Struct, frozen=True):

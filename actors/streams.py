@@ -45,6 +45,7 @@ from .clients import ClientPool
 from .hub import Hub
 from .live import LiveStream
 from .messages import Message
+from .stats import StreamState
 from .supervisor import Role
 
 __all__ = ["LiveStream", "StreamInfo", "StreamOps", "StreamOptions", "check_stream", "ws_url_lookup"]
@@ -79,7 +80,7 @@ class StreamInfo(msgspec.Struct, frozen=True):
     symbols: tuple[str, ...]
     type: str
     span: str | None
-    state: str
+    state: StreamState
     messages: int
     rows: int
     reconnects: int

@@ -31,6 +31,7 @@ from dccd.cron import cron_trigger
 from dccd.domain.timeutil import NS_PER_S
 from dccd.errors import ConfigError
 from dccd.storage.layout import temp_name
+from dccd.storage.runs import RunState
 from dccd.storage.writer import ensure_dir, fsync_dir
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -331,9 +332,9 @@ def validate_stored(
     return valid, invalid
 
 
-_STATE_RANK = {"succeeded": 0, "partial": 1, "cancelled": 2, "failed": 3}
+_STATE_RANK = {RunState.SUCCEEDED: 0, RunState.PARTIAL: 1, RunState.CANCELLED: 2, RunState.FAILED: 3}
 
 
-def worst_state(states: Sequence[str]) -> str:
+def worst_state(states: Sequence[RunState]) -> RunState:
     """The state a job fire reports for its runs: any failure wins, then a cancel, then a partial run, else success."""
-    return max(states, key=lambda s: _STATE_RANK.get(s, 3), default="succeeded")
+    return max(states, key=lambda s: _STATE_RANK.get(s, 3), default=RunState.SUCCEEDED)

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import trio
 from dccd.actors.metrics import LIVE_STREAM_STATES, seconds_since_data
+from dccd.actors.stats import StreamState
 from dccd.actors.streams import StreamInfo
 from litestar import Controller, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -38,7 +39,7 @@ from .metrics import DuplicateMetric
 log = structlog.get_logger("dccd.web")
 
 PROBE_TIMEOUT_S = 5.0
-HEALTHY_STREAM_STATES = frozenset({"connected", "reconnecting", "stopped"})
+HEALTHY_STREAM_STATES = frozenset({StreamState.CONNECTED, StreamState.RECONNECTING, StreamState.STOPPED})
 DOWN_GRACE_S = 30.0
 """A running stream with no connection up and no data for longer is not ready."""
 SILENCE_S = 60.0

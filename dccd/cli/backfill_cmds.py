@@ -26,6 +26,7 @@ from dccd.domain import DatasetId, DataType
 from dccd.domain.timeutil import ns_to_iso
 from dccd.ops import BackfillRequest, parse_backfill
 from dccd.sources.registry import list_adapters
+from dccd.storage.runs import RunState
 
 
 def _check_resume(root: Any, req: BackfillRequest) -> None:
@@ -96,7 +97,7 @@ async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurren
                     if isinstance(ev, RunProgressed) and ev.run_id in tasks:
                         info = f"{ev.pages} pages · {ev.rows:,} rows · {_fmt_rate(ev.rate_rows_s)}"
                         progress.update(tasks[ev.run_id], total=ev.total, completed=ev.done, info=info)
-                    elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != "running":
+                    elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != RunState.RUNNING:
                         task = progress.tasks[tasks[ev.run_id]]
                         progress.update(tasks[ev.run_id], completed=task.total or task.completed, info=ev.state)
 
@@ -171,14 +172,14 @@ def backfill(
     show_progress = (sys.stderr.isatty() if show is None else show) and not st.quiet
     st.setup_logging("WARNING" if show_progress else "INFO")
     records, interrupted = trio.run(lambda: _run(cfg, req, show_progress=show_progress, concurrency=concurrency))
-    failed = [r for r in records if r.state != "succeeded"]
+    failed = [r for r in records if r.state is not RunState.SUCCEEDED]
     if as_json:
         click.echo(json.dumps([msgspec.to_builtins(r) for r in records], indent=2))
     else:
         for r in records:
             p = r.progress or {}
             # partial: the exchange does not serve part of the range; the reason leads the line
-            head = f"{r.symbol}: partial: {r.error}" if r.state == "partial" else f"{r.symbol}: {r.state}"
+            head = f"{r.symbol}: partial: {r.error}" if r.state is RunState.PARTIAL else f"{r.symbol}: {r.state}"
             line = (
                 f"{head} — {r.rows_written:,} rows written"
                 f", {r.rows_quarantined:,} quarantined, {p.get('pages', 0)} pages"
@@ -187,11 +188,11 @@ def backfill(
                 line += f", {p['page_retries']} page retries"
             if r.started_ns and r.ended_ns:
                 line += f", {(r.ended_ns - r.started_ns) / 1e9:.1f}s"
-            if r.error and r.state != "partial":
+            if r.error and r.state is not RunState.PARTIAL:
                 line += f" — {r.error}"
             click.echo(line)
         if records:
-            partial = sum(r.state == "partial" for r in records)
+            partial = sum(r.state is RunState.PARTIAL for r in records)
             also = f", {partial} partial" if partial else ""
             click.echo(
                 f"done at {ns_to_iso(time.time_ns())}: {len(records) - len(failed)}/{len(records)} succeeded{also}"

@@ -36,6 +36,7 @@ from dccd.cli.common import (
 from dccd.cli.remote import ask_server, server_option, server_url
 from dccd.config import Config, expand_jobs
 from dccd.domain.timeutil import ns_to_iso
+from dccd.storage.runs import RunState
 
 
 def local_jobs(cfg: Config, now_ns: int) -> tuple[list[dict[str, Any]], list[str]]:
@@ -183,7 +184,7 @@ def jobs_run(job_id: str, server: str | None) -> None:
         click.echo(line + (f" — {r.error}" if r.error else ""))
     if interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-    if any(r.state != "succeeded" for r in records):
+    if any(r.state is not RunState.SUCCEEDED for r in records):
         raise SystemExit(EXIT_FAILED)
 
 

@@ -30,7 +30,7 @@ from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, UsageProblem, common_option
 from dccd.cli.remote import ask_server, server_option, server_url
 from dccd.domain.timeutil import ns_to_iso
 from dccd.storage import RunStore
-from dccd.storage.runs import STATES, TERMINAL, RunEvent, RunRecord
+from dccd.storage.runs import STATES, TERMINAL, RunEvent, RunRecord, RunState
 
 SHORT_ID = 12
 CANCELLED_ORPHAN = "cancelled by dccd runs cancel: its process had exited"
@@ -84,7 +84,7 @@ def _console() -> Any:
 @click.group("runs", invoke_without_command=True)
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with each run's gap/reconnect events).")
-@click.option("--state", type=click.Choice(STATES), default=None, help="Only runs in this state.")
+@click.option("--state", type=click.Choice([s.value for s in STATES]), default=None, help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(min=1, max=100_000), default=20, show_default=True)
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool, state: str | None, limit: int) -> None:
@@ -108,7 +108,7 @@ def runs_cmd(ctx: click.Context, as_json: bool, state: str | None, limit: int) -
                       str(r.rows_quarantined), started, r.error or "")  # fmt: skip
     _console().print(table)
     for r in runs:
-        if r.error and r.state != "succeeded":
+        if r.error and r.state is not RunState.SUCCEEDED:
             click.echo(f"{r.run_id[:SHORT_ID]} {r.state}: {r.error}")
 
 
@@ -198,7 +198,7 @@ def runs_cancel(run_id: str, server: str | None) -> None:
         click.echo(f"run {short}: {final.get('state')} by {url}, {final.get('rows_written', 0):,} rows written")
         return
     if _process_gone(rec):
-        if store.finish(rid, "cancelled", error=CANCELLED_ORPHAN):
+        if store.finish(rid, RunState.CANCELLED, error=CANCELLED_ORPHAN):
             click.echo(f"run {short}: cancelled (its process {rec.pid} had exited)")
             return
         fail(f"run {short} ended meanwhile", EXIT_FAILED)

@@ -1,7 +1,7 @@
 """`dccd serve`: the collector as one process — supervisor tree, configured jobs, HTTP API, SSE and UI.
 
-One ``trio.run`` holds the service (``open_service``: startup sweep of temp
-parts, orphaned runs marked failed) and the HTTP server (hypercorn's Trio
+One ``trio.run`` holds the service (:func:`dccd.actors.serve`, the embedding
+API: startup sweep of temp parts, orphaned runs marked failed) and the HTTP server (hypercorn's Trio
 worker). On SIGINT/SIGTERM the shutdown runs in order: sources stop,
 writers drain, the hub closes (every SSE stream ends cleanly), then the
 server stops; exit 0. A second signal cuts the drain short.
@@ -19,57 +19,45 @@ import structlog
 import trio
 
 from dccd.cli.common import EXIT_FAILED, EXIT_OK, common_options, prepare_data_dir, state
+from dccd.config import Config
 from dccd.errors import sole_leaf
 
 log = structlog.get_logger("dccd.serve")
 
 
-async def run_service(
-    config: Any, *, task_status: trio.TaskStatus[tuple[Any, trio.Event]] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """The service as a task: ``started((svc, done))``; ``svc.cancel()`` runs the ordered shutdown, then ``done`` is set."""
-    from dccd.actors import open_service
-
-    done = trio.Event()
-    try:
-        async with open_service(config) as svc:
-            task_status.started((svc, done))
-            await trio.sleep_forever()
-    finally:
-        done.set()
-
-
-async def serve_main(config: Any, host: str | None, port: int | None, *, ready: Any = None) -> None:
+async def serve_main(config: Config, host: str | None, port: int | None, *, ready: Any = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down in order (see the module docstring).
 
-    ``ready`` (optional) is called with the bound URLs once the server listens.
+    The service runs through the embedding API (:func:`dccd.actors.serve`), in a nursery of its own: leaving
+    that nursery means the ordered shutdown has finished. ``ready`` (optional) is called with the bound URLs
+    once the server listens.
     """
+    from dccd.actors import serve as serve_service
     from dccd.web import serve_http
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as root:
-            svc, service_done = await root.start(run_service, config)
-            urls = await root.start(functools.partial(serve_http, svc, config, host=host, port=port))
-            log.info("serve.started", urls=urls, storage=str(svc.storage_path))
-            scheduler = getattr(svc, "scheduler", None)
-            if scheduler is not None:
-                await scheduler.start(run_config_jobs=True)
-            if getattr(svc, "ops", None) is not None:  # compaction of the lake, today's partitions included
-                await svc.operations.start_configured_maintenance(config)
-            if ready is not None:
-                ready(urls)
-            sig = await signals.__anext__()
-            log.info("serve.stopping", signal=signal.Signals(sig).name)
-            t0 = trio.current_time()
-            svc.cancel()  # sources, then writers drain, then the hub closes: SSE streams end here
+            async with trio.open_nursery() as service:
+                svc = await service.start(serve_service, config)
+                urls = await root.start(functools.partial(serve_http, svc, config, host=host, port=port))
+                log.info("serve.started", urls=urls, storage=str(svc.storage_path))
+                if svc.scheduler is not None:
+                    await svc.scheduler.start(run_config_jobs=True)
+                if svc.ops is not None:  # compaction of the lake, today's partitions included
+                    await svc.operations.start_configured_maintenance(config)
+                if ready is not None:
+                    ready(urls)
+                sig = await signals.__anext__()
+                log.info("serve.stopping", signal=signal.Signals(sig).name)
+                t0 = trio.current_time()
+                svc.cancel()  # sources, then writers drain, then the hub closes: SSE streams end here
 
-            async def second_signal() -> None:
-                await signals.__anext__()
-                log.warning("serve.forced", reason="second signal: not waiting for writers to drain")
-                root.cancel_scope.cancel()
+                async def second_signal() -> None:
+                    await signals.__anext__()
+                    log.warning("serve.forced", reason="second signal: not waiting for writers to drain")
+                    root.cancel_scope.cancel()
 
-            root.start_soon(second_signal)
-            await service_done.wait()
+                root.start_soon(second_signal)
             root.cancel_scope.cancel()  # now the server: no SSE stream is left to hold it
         log.info("serve.stopped", shutdown_s=round(trio.current_time() - t0, 3))
 

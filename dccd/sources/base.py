@@ -326,8 +326,11 @@ class DerivativesAdapter(Protocol):
         ...
 
 
-def listing_for(adapter: Adapter, symbol: Symbol) -> tuple[Request, Callable[[Request, bytes], Listing]]:
-    """The listing request that can contain ``symbol`` and the parser of its answer.
+def listing_for(
+    adapter: Adapter, symbol: Symbol | None = None, *, perp: bool = False
+) -> tuple[Request, Callable[[Request, bytes], Listing]]:
+    """The listing request that can contain ``symbol`` (without one: the perpetuals' table with ``perp``, else
+    the spot table) and the parser of its answer.
 
     Perpetuals are listed separately on most exchanges (Bybit ``category``,
     OKX ``instType``, Binance's futures host), so a ``:perp`` symbol is
@@ -335,7 +338,7 @@ def listing_for(adapter: Adapter, symbol: Symbol) -> tuple[Request, Callable[[Re
     adapter has one; spot symbols (and adapters without derivatives) use
     :meth:`Adapter.build_symbols`.
     """
-    if symbol.is_perp and isinstance(adapter, DerivativesAdapter):
+    if (perp if symbol is None else symbol.is_perp) and isinstance(adapter, DerivativesAdapter):
         return adapter.build_perp_symbols(), adapter.parse_perp_symbols
     return adapter.build_symbols(), adapter.parse_symbols
 

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from dccd.domain import DatasetId, DataType, Span, missing_bars
 from dccd.domain.gaps import merge_ranges
 from dccd.storage.reader import BadFile, PartFile, connect, datasets, footer, needs_dedup, plan
-from dccd.storage.runs import RunEvent, RunRecord, RunStore
+from dccd.storage.runs import RunEvent, RunRecord, RunState, RunStore
 from dccd.storage.schema import key_sql
 
 REGULAR_SHARE = 0.9
@@ -182,7 +182,7 @@ def _covered_later(history: History, after_ns: int, lo: int, hi: int) -> bool:
     """True when a successful backfill created after ``after_ns`` asked for all of ``[lo, hi)``."""
     for run, _ in history:
         req = _requested(run) if run.operation == "backfill" else None
-        if req is None or run.state not in ("succeeded", "partial") or run.created_ns <= after_ns:
+        if req is None or run.state not in (RunState.SUCCEEDED, RunState.PARTIAL) or run.created_ns <= after_ns:
             continue
         start, end = req
         if (start is None or start <= lo) and hi <= end:
@@ -211,7 +211,7 @@ def _time_holes(history: History, ts_in: Any, ds: DatasetId) -> list[GapRange]:
             if not _covered_later(history, e.at_ns, e.lo, hi):
                 out.append(GapRange(e.lo, hi, "ns", None, run.operation, e.detail))
         req = _requested(run) if run.operation == "backfill" else None
-        if req is None or run.state not in ("failed", "cancelled"):
+        if req is None or run.state not in (RunState.FAILED, RunState.CANCELLED):
             continue
         start, end = req
         if start is None:

@@ -263,24 +263,6 @@ class Lake:
         return await self._run(self.datasets)
 
     @contextlib.asynccontextmanager
-    async def aopen_export(
-        self, dataset: DatasetId, fmt: str, start_ns: int | None = None, end_ns: int | None = None
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], Export]]:
-        """Async streaming export (for HTTP responses): ``async with ... as (chunks, exp): async for b in chunks``.
-
-        Each chunk is produced in a worker thread; ``exp.rows`` and ``exp.plan.skipped`` describe the export.
-
-        Raises:
-            ValueError: unknown format.
-        """
-        exp = await self._run(self.export, dataset, fmt, start_ns, end_ns)
-        chunks = iter(exp)
-        try:
-            yield _AsyncPull(chunks), exp
-        finally:
-            await trio.to_thread.run_sync(chunks.close)
-
-    @contextlib.asynccontextmanager
     async def aopen_batches(
         self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
     ) -> AsyncIterator[tuple[AsyncIterator[pa.RecordBatch], list[BadFile]]]:

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -41,9 +42,24 @@ from dccd.domain.gaps import merge_ranges
 from dccd.storage.layout import meta_dir
 
 T = TypeVar("T")
-STATES: Final[tuple[str, ...]] = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
-# partial: finished, but part of the requested range is not served by the exchange (``unavailable`` events)
-TERMINAL: Final[frozenset[str]] = frozenset({"succeeded", "partial", "failed", "cancelled"})
+
+
+class RunState(StrEnum):
+    """A run's state; the values are what the database, the API and the CLI show."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    """Finished, but part of the requested range is not served by the exchange (``unavailable`` events)."""
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATES: Final[tuple[RunState, ...]] = tuple(RunState)
+TERMINAL: Final[frozenset[RunState]] = frozenset(
+    {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED}
+)
 OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact")
 EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect", "unavailable")
 ORPHAN_ERROR: Final[str] = "orphaned: process exited"
@@ -194,7 +210,7 @@ class RunStore:
         dataset: DatasetId | None = None,
         *,
         run_id: str | None = None,
-        state: str = "pending",
+        state: RunState = RunState.PENDING,
         now_ns: int | None = None,
     ) -> str:
         """Record a new run and return its id.
@@ -204,7 +220,7 @@ class RunStore:
         """
         if operation not in OPERATIONS:
             raise ValueError(f"{operation!r} is not an operation ({' '.join(OPERATIONS)})")
-        if state not in ("pending", "running"):
+        if state not in (RunState.PENDING, RunState.RUNNING):
             raise ValueError(f"a new run is pending or running, not {state!r}")
         run_id = run_id or uuid.uuid4().hex
         now = time.time_ns() if now_ns is None else now_ns
@@ -227,7 +243,7 @@ class RunStore:
                 *ds,
                 state,
                 now,
-                now if state == "running" else None,
+                now if state == RunState.RUNNING else None,
                 os.getpid(),
                 socket.gethostname(),
                 self.owner_id,
@@ -279,7 +295,7 @@ class RunStore:
             (run_id, kind, lo, hi, detail, now),
         )
 
-    def finish(self, run_id: str, state: str, *, error: str | None = None, now_ns: int | None = None) -> bool:
+    def finish(self, run_id: str, state: RunState, *, error: str | None = None, now_ns: int | None = None) -> bool:
         """Move a pending/running run to a terminal state; False if it was already terminal or unknown.
 
         Raises:
@@ -509,6 +525,7 @@ class RunStore:
         out = []
         for r in rows:
             vals = list(r)
+            vals[6] = RunState(vals[6])
             vals[7] = json.loads(vals[7])
             out.append(RunRecord(*vals))
         return out

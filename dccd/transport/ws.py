@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NoReturn, Protocol
 from urllib.parse import urlsplit
 
@@ -219,14 +220,24 @@ class Heartbeat:
     idle_only: bool = False
 
 
+class WsEventKind(StrEnum):
+    """What a :class:`WsEvent` says happened to the connection."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    RECONNECTING = "reconnecting"
+    """An attempt failed or a connection dropped; ``attempt`` and ``delay_s`` say what comes next."""
+    ROTATED = "rotated"
+    """A planned replacement took over (``conn_id`` is the new connection)."""
+
+
 class WsEvent(msgspec.Struct, frozen=True):
     """A connection-state change, for logging and metrics.
 
-    ``kind``: ``connected`` | ``disconnected`` | ``reconnecting`` | ``rotated``.
     ``at`` is trio time; ``attempt`` and ``delay_s`` describe a reconnect.
     """
 
-    kind: str
+    kind: WsEventKind
     conn_id: int
     at: float
     reason: str = ""
@@ -374,7 +385,7 @@ class _Runner:
         if self._wake_event.is_set():
             self._wake_event = trio.Event()
 
-    def _emit(self, kind: str, conn_id: int, reason: str = "", attempt: int = 0, delay_s: float = 0.0) -> None:
+    def _emit(self, kind: WsEventKind, conn_id: int, reason: str = "", attempt: int = 0, delay_s: float = 0.0) -> None:
         if self.on_event is not None:
             self.on_event(WsEvent(kind, conn_id, trio.current_time(), reason, attempt, delay_s))
 
@@ -393,23 +404,23 @@ class _Runner:
                     raise
                 delay = backoff_delay(self.backoff, attempt, self.rand())
                 attempt += 1
-                self._emit("reconnecting", 0, str(exc), attempt, delay)
+                self._emit(WsEventKind.RECONNECTING, 0, str(exc), attempt, delay)
                 await trio.sleep(delay)
                 continue
             failures = 0
             self.stats.reconnects += had_link
             had_link = True
             self.rotate_reason = None
-            self._emit("connected", link.id)
+            self._emit(WsEventKind.CONNECTED, link.id)
             link = await self._serve(link)
             reason = str(link.error) if link.error else "closed"
-            self._emit("disconnected", link.id, reason)
+            self._emit(WsEventKind.DISCONNECTED, link.id, reason)
             up_s = trio.current_time() - link.opened_at
             if up_s >= self.backoff.healthy_s or link.frames >= HEALTHY_FRAMES:
                 attempt = 0  # it worked: start over
             delay = min(backoff_delay(self.backoff, attempt, self.rand()), ANSWERED_MAX_S)
             attempt += 1
-            self._emit("reconnecting", link.id, reason, attempt, delay)
+            self._emit(WsEventKind.RECONNECTING, link.id, reason, attempt, delay)
             await trio.sleep(delay)
 
     async def _serve(self, link: _Link) -> _Link:
@@ -432,7 +443,7 @@ class _Runner:
                 self.stats.connect_failures += 1
                 delay = backoff_delay(self.backoff, failed, self.rand())
                 failed += 1
-                self._emit("reconnecting", link.id, f"rotation: {exc}", failed, delay)
+                self._emit(WsEventKind.RECONNECTING, link.id, f"rotation: {exc}", failed, delay)
                 rotate_at = trio.current_time() + delay
                 continue
             deadline = trio.current_time() + self.overlap_s
@@ -441,12 +452,12 @@ class _Runner:
             if new.ended and not link.ended:  # keep the old link; retry with backoff, not in a tight loop
                 delay = backoff_delay(self.backoff, failed, self.rand())
                 failed += 1
-                self._emit("disconnected", new.id, f"replacement dropped: {new.error}", failed, delay)
+                self._emit(WsEventKind.DISCONNECTED, new.id, f"replacement dropped: {new.error}", failed, delay)
                 rotate_at = trio.current_time() + delay
                 continue
             failed = 0
             self.stats.rotations += 1
-            self._emit("rotated", new.id, f"replaced #{link.id} ({reason})")
+            self._emit(WsEventKind.ROTATED, new.id, f"replaced #{link.id} ({reason})")
             link.end(None, self.wake)  # graceful close, in its own task
             link, rotate_at = new, new.opened_at + self.rotate_after_s if self.rotate_after_s else math.inf
 

@@ -71,3 +71,12 @@ def test_exact_millisecond_strings_and_levels() -> None:
     assert levels([["1.5", "2", "0", "1"]], "x", "ep", "$.b") == [(1.5, 2.0)]
     with pytest.raises(ProtocolDrift, match=r"book level has 1 columns - at `\$.b\[0\]`"):
         levels([["1.5"]], "x", "ep", "$.b")
+
+
+@pytest.mark.parametrize("name", ["binance", "bybit", "okx", "bitmex", "kraken"])
+def test_listing_for_without_a_symbol_picks_the_table_by_perp(name: str) -> None:
+    """Without a symbol (the client pool's cached listings) ``perp`` picks the table; spot-only adapters
+    always answer with their one table."""
+    adapter = get_adapter(name)
+    assert listing_for(adapter, perp=True) == listing_for(adapter, Symbol("BTC", "USDT", "perp"))
+    assert listing_for(adapter) == listing_for(adapter, Symbol("BTC", "USDT"))

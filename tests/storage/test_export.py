@@ -104,24 +104,3 @@ def test_ohlc_nulls_survive_csv(tmp_path: Path) -> None:
     buf = io.BytesIO()
     lk.export_to(OHLC_1M, "csv", buf)
     assert buf.getvalue().decode().splitlines()[1] == f"{T0},1,2,0.5,1.5,3,,7"
-
-
-async def test_async_export_streams_chunks_from_threads(tmp_path: Path) -> None:
-    """aopen_export yields the export's bytes chunk by chunk and reports the row count."""
-    lk = Lake(tmp_path)
-    await lk.awrite(OHLC_1M, bars(T0, 200), PROV, now_ns=NOW)
-    async with lk.aopen_export(OHLC_1M, "jsonl") as (chunks, exp):
-        data = b"".join([c async for c in chunks])
-    assert exp.rows == 200 and data.count(b"\n") == 200 and exp.plan.skipped == []
-
-
-async def test_async_export_closes_early(tmp_path: Path) -> None:
-    """Leaving aopen_export before the end releases the query (no error, no leak warning)."""
-    lk = Lake(tmp_path)
-    await lk.awrite(OHLC_1M, bars(T0, 5000), PROV, now_ns=NOW)
-    exp_chunks = []
-    async with lk.aopen_export(OHLC_1M, "csv") as (chunks, _exp):
-        async for c in chunks:
-            exp_chunks.append(c)
-            break
-    assert exp_chunks and exp_chunks[0].startswith(b'"ts"')

@@ -114,3 +114,23 @@ async def test_async_wrappers(tmp_path: Path) -> None:
     assert [r.run_id for r in await store.alist_runs(state="cancelled")] == [rid]
     assert len(await store.aevents(rid)) == 1
     assert await store.amark_orphans() == []
+
+
+def test_run_states_are_an_enum_with_the_stored_values(tmp_path: Path) -> None:
+    """Run states are a StrEnum whose values are what the database, the JSON and the CLI show (unchanged);
+    a stored run reads back as the enum member."""
+    import msgspec
+
+    from dccd.storage.runs import STATES, TERMINAL, RunState
+
+    assert [s.value for s in STATES] == ["pending", "running", "succeeded", "partial", "failed", "cancelled"]
+    assert {"succeeded", "partial", "failed", "cancelled"} == TERMINAL
+    store = RunStore(tmp_path)
+    rid = store.create("backfill", OHLC_1M, now_ns=10)
+    assert store.finish(rid, RunState.PARTIAL, error="half", now_ns=20)
+    run = store.get(rid)
+    assert run is not None and run.state is RunState.PARTIAL
+    assert msgspec.json.decode(msgspec.json.encode(run))["state"] == "partial"
+    con = sqlite3.connect(store.path)
+    assert con.execute("SELECT state FROM runs WHERE run_id = ?", (rid,)).fetchone() == ("partial",)
+    con.close()

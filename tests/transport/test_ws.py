@@ -21,7 +21,7 @@ import trio
 from dccd.domain.backoff import RestartPolicy, backoff_delay
 from dccd.errors import ConnectFailed, Disconnected, ExchangeRejected
 from dccd.sources import binance_ws as bws
-from dccd.transport.ws import RECONNECT_POLICY, Heartbeat, WsConn, WsEvent, WsHandle, run_ws_connection
+from dccd.transport.ws import RECONNECT_POLICY, Heartbeat, WsConn, WsEvent, WsEventKind, WsHandle, run_ws_connection
 from tests.fake.binance_ws import FakeBinanceWs, open_fake_binance_ws, recorded_frames
 from tests.fake.tape import TAPE_EPOCH_MS, candle_at
 
@@ -84,6 +84,7 @@ async def test_reconnects_after_abrupt_drop_with_backoff(autojump_clock: trio.ab
         feed = Feed()
         handle = await run_for(fake, 2.95, trade_url(fake), feed, backoff=RestartPolicy(initial_s=1.0, jitter=0.0))
     assert feed.kinds(fake) == [("connected", 0.0), ("disconnected", 0.5), ("reconnecting", 0.5), ("connected", 1.5)]
+    assert [type(e.kind) for e in feed.ws_events] == [WsEventKind] * 4  # an enum, not bare strings
     assert feed.ws_events[1].reason == "closed 1006 ABNORMAL_CLOSURE"
     assert feed.ws_events[2].delay_s == 1.0
     # Trades 6..15 happened while disconnected: the gap a REST fill must close.
