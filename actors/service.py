@@ -33,10 +33,16 @@ from reactivex.subject import Subject
 
 from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
+from dccd.domain.capability import Capabilities
+from dccd.domain.dataset import DatasetId
 from dccd.ops import BackfillRequest, StreamRequest
+from dccd.sources.base import DerivativesAdapter, Listing
+from dccd.sources.registry import get_adapter
+from dccd.storage.export import Export
+from dccd.storage.inventory import DatasetInventory
 from dccd.storage.lake import Lake
 from dccd.storage.limits import LimitStateFile
-from dccd.storage.runs import LEASE_TTL_S, RunRecord, RunStore
+from dccd.storage.runs import LEASE_TTL_S, RunEvent, RunRecord, RunStore
 
 from .clients import ClientPool
 from .hub import Hub, HubStats, Key
@@ -186,6 +192,75 @@ class Service:
     def cancel(self) -> None:
         """End the service block (or the :func:`serve` task); shutdown then runs in order."""
         self._scope.cancel()
+
+    # -- what the web layer asks: controllers call the handle, never the lake, the run store or adapters ------
+
+    @property
+    def lake_root(self) -> Path | None:
+        """The lake's root directory, when the service has storage."""
+        return self.ops.lake.root if self.ops is not None else None
+
+    def capabilities(self, exchange: str) -> Capabilities:
+        """What ``exchange`` declares (registry metadata, no I/O).
+
+        Raises:
+            ConfigError: unknown exchange, or a plugin that fails to load.
+        """
+        return get_adapter(exchange).capabilities
+
+    def lists_perpetuals(self, exchange: str) -> bool:
+        """Whether ``exchange`` lists perpetuals apart (its adapter is a :class:`DerivativesAdapter`)."""
+        return isinstance(get_adapter(exchange), DerivativesAdapter)
+
+    def check_backfill(self, request: BackfillRequest) -> None:
+        """Raise what :meth:`start_backfill` would before any run (unknown exchange, capability, symbol form)."""
+        self.operations.check_backfill(request)
+
+    async def listing(self, exchange: str, *, perp: bool = False) -> Listing:
+        """The exchange's symbol table, cached (see :meth:`ClientPool.listing`)."""
+        return await self.operations.pool.listing(exchange, perp=perp)
+
+    async def inventory(self) -> list[DatasetInventory]:
+        """Every stored dataset with rows, range and exact gaps (computed in a worker thread)."""
+        return await self.operations.lake.ainventory()
+
+    async def missing_dataset(self, dataset: DatasetId) -> str | None:
+        """None when ``dataset`` was collected here, else one line naming the nearest stored datasets (no paths)."""
+        lake = self.operations.lake
+        if await trio.to_thread.run_sync(lake.has_dataset, dataset):
+            return None
+        return await trio.to_thread.run_sync(functools.partial(lake.missing_message, dataset, show_root=False))
+
+    async def export(
+        self, dataset: DatasetId, fmt: str, start_ns: int | None = None, end_ns: int | None = None
+    ) -> Export:
+        """An export of ``dataset`` in ``fmt``, planned in a worker thread (iterate it in worker threads too)."""
+        return await trio.to_thread.run_sync(self.operations.lake.export, dataset, fmt, start_ns, end_ns)
+
+    async def list_runs(
+        self, *, state: str | None = None, operation: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Stored runs, newest first, optionally filtered (see :meth:`RunStore.list_runs`)."""
+        return await self.operations.runs.alist_runs(state=state, operation=operation, limit=limit)
+
+    async def match_runs(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Ids of stored runs starting with ``prefix``, newest first (see :meth:`RunStore.match_ids`)."""
+        return await self.operations.runs.amatch_ids(prefix, limit=limit)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One stored run, or None."""
+        return await self.operations.runs.aget(run_id)
+
+    async def run_events(self, run_id: str) -> list[RunEvent]:
+        """The gap, refill, reconnect and unavailable events recorded for a run."""
+        return await self.operations.runs.aevents(run_id)
+
+    def run_is_active(self, run_id: str) -> bool:
+        """Whether the run is running in this service (a backfill, or a stream: a stream's id is its run id)."""
+        if self.ops is not None and run_id in self.ops.active:
+            return True
+        stream = self.streams.get(run_id) if self.streams is not None else None
+        return stream is not None and not stream.done.is_set()
 
 
 async def _run_hub(hub: Hub[Any], *, task_status: trio.TaskStatus[Hub[Any]]) -> None:

@@ -11,8 +11,7 @@ from litestar import Controller, get
 from dccd.config import Config, masked
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import ConfigError, NoCapability, SourceError, TransportError
-from dccd.sources.base import DerivativesAdapter
-from dccd.sources.registry import get_adapter, list_adapters
+from dccd.sources.registry import list_adapters
 
 from . import params
 from .context import WebContext
@@ -22,9 +21,9 @@ LISTING_TIMEOUT_S = 30.0
 """Bound on fetching an exchange's listing (retries included) before the route answers 504."""
 
 
-def _exchange_entry(name: str) -> dict[str, Any]:
+def _exchange_entry(ctx: WebContext, name: str) -> dict[str, Any]:
     try:
-        caps = get_adapter(name).capabilities
+        caps = ctx.svc.capabilities(name)
     except ConfigError as exc:  # a broken plugin is listed with its error, not hidden
         return {"name": name, "error": str(exc), "capabilities": []}
     return {"name": name, "capabilities": msgspec.to_builtins(caps.items)}
@@ -49,9 +48,9 @@ class CatalogController(Controller):
     tags = ("catalog",)
 
     @get("/exchanges", summary="Exchanges and their capability matrix")
-    async def exchanges(self) -> list[dict[str, Any]]:
+    async def exchanges(self, ctx: WebContext) -> list[dict[str, Any]]:
         """Every installed exchange adapter with its declared (type x transport) capabilities."""
-        return [_exchange_entry(name) for name in list_adapters()]
+        return [_exchange_entry(ctx, name) for name in list_adapters()]
 
     @get("/exchanges/{name:str}/symbols", summary="The markets an exchange lists now")
     async def symbols(self, ctx: WebContext, name: str, perp: str | None = None) -> list[dict[str, Any]]:
@@ -59,11 +58,11 @@ class CatalogController(Controller):
         (``?perp=true``: the perpetuals' listing); 502 when the exchange fails, 504 when it is too slow."""
         exchange = params.exchange(name, "name")
         want_perp = _flag(perp)
-        if want_perp and not isinstance(get_adapter(exchange), DerivativesAdapter):
+        if want_perp and not ctx.svc.lists_perpetuals(exchange):
             raise ApiError(400, "perp", str(NoCapability(exchange, "perpetual listings")))
         try:
             with trio.fail_after(LISTING_TIMEOUT_S):
-                listing = await ctx.ops.pool.listing(exchange, perp=want_perp)
+                listing = await ctx.stored.listing(exchange, perp=want_perp)
         except trio.TooSlowError:
             raise ApiError(504, "name", f"{exchange} sent no listing within {LISTING_TIMEOUT_S:g}s") from None
         except (TransportError, SourceError) as exc:
@@ -82,7 +81,7 @@ class CatalogController(Controller):
         if exchange is not None:
             params.exchange(exchange)
         dtype = params.data_type(type) if type is not None else None
-        items = await ctx.ops.lake.ainventory()
+        items = await ctx.stored.inventory()
         out = []
         for item in items:
             if (exchange and item.exchange != exchange) or (dtype and item.data_type != dtype.value):

@@ -13,9 +13,8 @@ import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import JSONBody
 
-from dccd.domain.capability import Transport
 from dccd.ops import InvalidRequest, parse_stream
-from dccd.sources.registry import get_adapter, list_adapters
+from dccd.sources.registry import list_adapters
 
 from . import params
 from .context import WebContext
@@ -56,11 +55,8 @@ class ControlController(Controller):
 
     @post("/streams", status_code=201, summary="Start a live recording")
     async def start_stream(self, ctx: WebContext, data: JSONBody[StreamBody]) -> dict[str, Any]:
-        """Validate, check the exchange declares the live feed, start it; returns its id."""
+        """Validate and start it (the service checks that the exchange declares the live feed); returns its id."""
         req = parse_stream(data.exchange, data.symbols, data.type, known_exchanges=list_adapters(), span=data.span)
-        caps = get_adapter(req.exchange).capabilities
-        for sym in req.symbols:
-            caps.require(req.data_type, Transport.WS, req.span, "perp" if sym.is_perp else "spot")
         start = ctx.feature("start_stream", "streams", "live streams")
         stream_id = await start(req)
         return {"stream_id": stream_id}

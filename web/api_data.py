@@ -18,7 +18,6 @@ from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
 from dccd.domain import DatasetId
-from dccd.storage import Lake
 from dccd.storage.export import Export
 
 from . import params
@@ -92,10 +91,6 @@ async def _chunks(export: Export, as_array: bool, nursery: trio.Nursery, what: s
         scope.cancel()
 
 
-def _missing(lake: Lake, ds: DatasetId) -> str:
-    return lake.missing_message(ds, show_root=False)  # the server's paths stay private
-
-
 def _filename(ds: DatasetId, fmt: str) -> str:
     span = f"_{ds.span.label}" if ds.span else ""
     ext = {"jsonl": "jsonl", "arrow": "arrows"}.get(fmt, fmt)
@@ -136,10 +131,11 @@ class DataController(Controller):
         fmt = params.choice(format, "format", params.FORMATS, "json")
         assert fmt is not None
         ds = DatasetId(name, sym, dtype, sp)
-        lake = ctx.ops.lake
-        if not await trio.to_thread.run_sync(lake.has_dataset, ds):  # never collected: not an empty success
-            raise ApiError(404, "dataset", await trio.to_thread.run_sync(_missing, lake, ds))
-        export = await trio.to_thread.run_sync(lake.export, ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
+        svc = ctx.stored
+        missing = await svc.missing_dataset(ds)
+        if missing is not None:  # never collected: not an empty success
+            raise ApiError(404, "dataset", missing)
+        export = await svc.export(ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
         nursery = ctx.feeds.nursery
         if nursery is None:
             raise RuntimeError("the app's lifespan is not running")

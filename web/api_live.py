@@ -67,7 +67,7 @@ class LiveController(Controller):
         """Batches of ``{ts,id,price,amount,side,recv_ts}``; ids resume with ``Last-Event-ID``; ``lagged`` on loss."""
         name = params.exchange(exchange)
         sym = params.symbol(symbol)
-        params.live_capability(name, DataType.TRADES, None, sym)
+        params.live_capability(ctx.svc.capabilities, name, DataType.TRADES, None, sym)
         return await self._live(ctx, ("trades", name, str(sym)), "trades", last_event_id)
 
     @get("/live/candles", summary="SSE: live candles (event 'candles', data = JSON list)")
@@ -84,7 +84,7 @@ class LiveController(Controller):
         sym = params.symbol(symbol)
         sp = params.span_for(DataType.OHLC, span)
         assert sp is not None
-        params.live_capability(name, DataType.OHLC, sp, sym)
+        params.live_capability(ctx.svc.capabilities, name, DataType.OHLC, sp, sym)
         return await self._live(ctx, ("ohlc", name, str(sym), sp.label), "candles", last_event_id)
 
     async def _live(

@@ -45,15 +45,6 @@ def run_view(record: RunRecord, active: bool) -> dict[str, Any]:
     return out
 
 
-def is_active(ctx: WebContext, run_id: str) -> bool:
-    """Whether the run is running in this process (a backfill, or a stream: a stream's id is its run id)."""
-    if ctx.svc.ops is not None and run_id in ctx.svc.ops.active:
-        return True
-    get_stream = getattr(getattr(ctx.svc, "streams", None), "get", None)
-    stream = get_stream(run_id) if get_stream is not None else None
-    return stream is not None and not stream.done.is_set()
-
-
 def check_run_id(run_id: str) -> str:
     """Run ids are short tokens; anything else is a 400 before any lookup."""
     if not _RUN_ID.fullmatch(run_id):
@@ -67,11 +58,11 @@ async def load_run(ctx: WebContext, run_id: str) -> RunRecord:
     Raises:
         ApiError: 404 when no run starts with ``run_id``, 400 naming the candidates when several do.
     """
-    ids: list[str] = await ctx.ops.runs.amatch_ids(check_run_id(run_id), limit=_CANDIDATES + 1)
+    ids: list[str] = await ctx.stored.match_runs(check_run_id(run_id), limit=_CANDIDATES + 1)
     if len(ids) > 1:
         shown = ", ".join(ids[:_CANDIDATES]) + (", ..." if len(ids) > _CANDIDATES else "")
         raise ApiError(400, "run_id", f"{run_id!r} starts several runs ({shown}): give more characters")
-    record: RunRecord | None = await ctx.ops.runs.aget(ids[0]) if ids else None
+    record: RunRecord | None = await ctx.stored.get_run(ids[0]) if ids else None
     if record is None:
         raise ctx.not_found("run_id", f"run {run_id!r}")
     return record
@@ -96,8 +87,7 @@ class RunsController(Controller):
             end=data.end,
             now_ns=time.time_ns(),
         )
-        ops = ctx.ops
-        ops.check_backfill(req)
+        ctx.stored.check_backfill(req)
         run_ids = await ctx.svc.start_backfill(req)
         return {"run_ids": run_ids, "runs": [f"/api/v1/runs/{r}" for r in run_ids]}
 
@@ -113,15 +103,15 @@ class RunsController(Controller):
         st = params.choice(run_state, "state", STATES)
         op = params.choice(operation, "operation", OPERATIONS)
         n = params.limit(limit)
-        records = await ctx.ops.runs.alist_runs(state=st, operation=op, limit=n)
-        return [run_view(r, is_active(ctx, r.run_id)) for r in records]
+        records = await ctx.stored.list_runs(state=st, operation=op, limit=n)
+        return [run_view(r, ctx.svc.run_is_active(r.run_id)) for r in records]
 
     @get("/runs/{run_id:str}", summary="One run (full id or unique prefix) with progress and its gap/reconnect events")
     async def get_run(self, ctx: WebContext, run_id: str) -> dict[str, Any]:
         """The run record, ``progress`` (done/total/unit/pages/rows) and recorded events."""
         record = await load_run(ctx, run_id)
-        out = run_view(record, is_active(ctx, record.run_id))
-        out["events"] = msgspec.to_builtins(await ctx.ops.runs.aevents(record.run_id))
+        out = run_view(record, ctx.svc.run_is_active(record.run_id))
+        out["events"] = msgspec.to_builtins(await ctx.stored.run_events(record.run_id))
         return out
 
     @delete("/runs/{run_id:str}", status_code=200, summary="Cancel a running run (its written rows stay)")

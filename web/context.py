@@ -61,20 +61,21 @@ class WebContext:
         self.metrics.watch_sse(self.feeds.stats)
 
     @property
-    def ops(self) -> Any:
-        """The service's operations (storage, runs, backfills).
+    def stored(self) -> Service:
+        """The service handle, for what needs its storage (lake, runs, backfills).
 
         Raises:
             ApiError: 503 when the service runs without storage.
         """
         if self.svc.ops is None:
             raise unavailable("storage", "storage (config storage.path)")
-        return self.svc.ops
+        return self.svc
 
     @property
     def storage_root(self) -> Path | None:
         """The lake root, if the service has storage."""
-        return self.svc.ops.lake.root if self.svc.ops is not None else None
+        root: Path | None = self.svc.lake_root
+        return root
 
     def feature(self, name: str, field: str, what: str) -> Any:
         """An optional service capability (``scheduler``, ``start_stream``...), or a 503 naming it."""

@@ -10,15 +10,15 @@ its parts, a :class:`DataType`, a :class:`Span`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dccd.config import shown
 from dccd.domain import DataType, Span, Symbol
-from dccd.domain.capability import Transport
+from dccd.domain.capability import Capabilities, Transport
 from dccd.domain.spans import SPAN_CHOICES
 from dccd.domain.timeutil import int64_problem, parse_iso_ns
 from dccd.errors import ConfigError
-from dccd.sources.registry import get_adapter, list_adapters
+from dccd.sources.registry import list_adapters
 
 from .errors import ApiError
 
@@ -129,13 +129,15 @@ def limit(text: str | None, default: int = 50) -> int:
     return int(text)
 
 
-def live_capability(name: str, dtype: DataType, span: Span | None, sym: Symbol) -> None:
-    """The exchange must declare the live (WebSocket) feed being asked for.
+def live_capability(
+    capabilities: Callable[[str], Capabilities], name: str, dtype: DataType, span: Span | None, sym: Symbol
+) -> None:
+    """The exchange must declare the live (WebSocket) feed being asked for (``capabilities``: the service's lookup).
 
     Raises:
         NoCapability: not declared (answered as a 400 naming it).
     """
     try:
-        get_adapter(name).capabilities.require(dtype, Transport.WS, span, "perp" if sym.is_perp else "spot")
+        capabilities(name).require(dtype, Transport.WS, span, "perp" if sym.is_perp else "spot")
     except ConfigError as exc:
         raise bad("exchange", exc.message) from None

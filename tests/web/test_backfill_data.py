@@ -85,7 +85,7 @@ def _parse(fmt: str, body: bytes) -> list[dict[str, Any]]:
 
 
 async def _reads_back_exactly(web: Web) -> None:
-    stored = (await web.ctx.ops.lake.aread_table(OHLC_1M)).table.to_pylist()
+    stored = (await web.ctx.svc.operations.lake.aread_table(OHLC_1M)).table.to_pylist()
     assert len(stored) == 2880
     for fmt in ("json", "jsonl", "csv", "parquet", "arrow"):
         r = await web.client.get("/api/v1/data/ohlc/binance/BTC-USDT", params={"span": "1m", "format": fmt})
@@ -104,7 +104,7 @@ async def test_data_read_of_a_never_collected_dataset_is_404_and_an_empty_range_
     r = await web.client.get("/api/v1/data/trades/binance/ETH-BTC")
     assert r.status_code == 404
     assert r.json() == {"error": "dataset: no binance ETH/BTC trades stored (the lake holds no binance data)"}
-    await web.ctx.ops.lake.awrite(
+    await web.ctx.svc.operations.lake.awrite(
         DatasetId("binance", BTC, DataType.TRADES), trades(3).records, Provenance("test", "ws")
     )
     r = await web.client.get("/api/v1/data/trades/binance/ETH-BTC")

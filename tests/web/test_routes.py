@@ -41,7 +41,7 @@ async def test_health_and_ready(web: Web, monkeypatch: pytest.MonkeyPatch) -> No
     """/health is liveness; /ready probes the storage and answers 503 with the reason when it cannot write."""
     assert (await web.client.get("/health")).json() == {"status": "ok"}
     assert (await web.client.get("/ready")).json() == {"ready": True, "reasons": []}
-    meta = web.ctx.ops.lake.root / "_dccd"
+    meta = web.ctx.svc.operations.lake.root / "_dccd"
     assert not [p for p in meta.iterdir() if "ready-probe" in p.name]  # the probe cleans up
 
     def read_only(root: Path) -> None:
@@ -109,7 +109,7 @@ async def test_inventory_shows_rows_range_and_exact_gaps(web: Web) -> None:
     minute = 60_000_000_000
     t0 = 1_704_067_200_000_000_000  # 2024-01-01
     bars = [Candle(ts=t0 + i * minute, open=1, high=1, low=1, close=1, volume=1) for i in range(10) if i not in (4, 5)]
-    await web.ctx.ops.lake.awrite(ds, bars, Provenance("binance", "rest", "test"))
+    await web.ctx.svc.operations.lake.awrite(ds, bars, Provenance("binance", "rest", "test"))
     [item] = (await web.client.get("/api/v1/inventory", params={"exchange": "binance", "type": "ohlc"})).json()
     assert (item["symbol"], item["span"], item["rows"]) == ("BTC/USDT", "1m", 8)
     assert (item["first"], item["last"]) == ("2024-01-01T00:00:00Z", "2024-01-01T00:09:00Z")

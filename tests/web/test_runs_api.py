@@ -21,7 +21,7 @@ DCCD = str(Path(sys.executable).with_name("dccd"))
 
 
 def _runs(web: Web) -> RunStore:
-    store: RunStore = web.ctx.ops.runs
+    store: RunStore = web.ctx.svc.operations.runs
     return store
 
 
