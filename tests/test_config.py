@@ -791,3 +791,19 @@ def test_plugin_exchange_is_configurable(monkeypatch: pytest.MonkeyPatch) -> Non
         parse_config("jobs:\n  - {exchange: ftx, symbols: [BTC/USDT], type: trades}\n", env={})
     known = "binance bitfinex bitmex bybit coinbase fakex kraken okx"
     assert str(info.value) == f"jobs[0].exchange: 'ftx' is not a known exchange ({known})"
+
+
+def test_config_package_public_surface() -> None:
+    """dccd.config re-exports its public names from the modules it is split into (schema, time expressions, env
+    overlay, validation, loading), and every one of them resolves."""
+    import dccd.config as config
+
+    assert sorted(config.__all__) == sorted(
+        "OPERATIONS STREAM_TYPES Config ExchangeSettings Job JobSpec Server Storage apply_env check_job check_url"
+        " default_config_text exchange_names expand_jobs load_config masked parse_config parse_duration_s"
+        " resolve_end resolve_start schema_error shown validate".split()
+    )
+    assert all(getattr(config, name) is not None for name in config.__all__)
+    assert config.Config.__module__ == "dccd.config.schema"
+    assert config.resolve_start.__module__ == "dccd.config.timeexpr"
+    assert config.apply_env.__module__ == "dccd.config.env"

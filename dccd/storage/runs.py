@@ -17,6 +17,8 @@ heartbeating``), so a zombie or a reused pid cannot keep a run ``running``; an
 owner on this host whose pid is gone is failed at once. Runs written before
 owners existed (no ``owner_id``) keep the old check: their pid on this host.
 Databases of the old schema gain the column and table on first open.
+
+Over 500 lines for one reason: one SQLite schema, its queries and the async twin of each query.
 """
 
 from __future__ import annotations

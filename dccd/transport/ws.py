@@ -26,6 +26,9 @@ handshake failures :class:`~dccd.errors.ConnectFailed`, drops
 :class:`~dccd.errors.Disconnected` (reported through ``on_event``).
 Exceptions raised by ``on_frame``/``on_connect`` (bugs, drift, rejected
 subscriptions) are not retried: they end the run.
+
+Over 500 lines for one reason: one connection state machine (:class:`_Runner`: connect, heartbeat, watchdog,
+rotation, backoff) and the handshake it drives.
 """
 
 from __future__ import annotations
