@@ -799,9 +799,31 @@ def test_config_package_public_surface() -> None:
     import dccd.config as config
 
     assert sorted(config.__all__) == sorted(
-        "OPERATIONS STREAM_TYPES Config ExchangeSettings Job JobSpec Server Storage apply_env check_job check_url"
-        " default_config_text exchange_names expand_jobs load_config masked parse_config parse_duration_s"
-        " resolve_end resolve_start schema_error shown validate".split()
+        [
+            "OPERATIONS",
+            "STREAM_TYPES",
+            "Config",
+            "ExchangeSettings",
+            "Job",
+            "JobSpec",
+            "Server",
+            "Storage",
+            "apply_env",
+            "check_job",
+            "check_url",
+            "default_config_text",
+            "exchange_names",
+            "expand_jobs",
+            "load_config",
+            "masked",
+            "parse_config",
+            "parse_duration_s",
+            "resolve_end",
+            "resolve_start",
+            "schema_error",
+            "shown",
+            "validate",
+        ]
     )
     assert all(getattr(config, name) is not None for name in config.__all__)
     assert config.Config.__module__ == "dccd.config.schema"
