@@ -122,7 +122,7 @@ class RunsController(Controller):
         if record.state in TERMINAL:
             raise ApiError(409, "run_id", f"run {run_id!r} already ended ({record.state})")
         stopped = await ctx.svc.cancel_run(run_id)
-        if not stopped and record.operation == "stream" and getattr(ctx.svc, "stop_stream", None) is not None:
+        if not stopped and record.operation == "stream":
             stopped = await ctx.svc.stop_stream(run_id)  # a stream's id is its run id
         if not stopped:
             raise ApiError(409, "run_id", f"run {run_id!r} is not running in this process ({record.state})")

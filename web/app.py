@@ -21,6 +21,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from dccd import __version__
+from dccd.config import Config
 
 from .api_catalog import CatalogController
 from .api_control import ControlController
@@ -45,7 +46,7 @@ ROUTE_HANDLERS: list[Any] = [
 
 
 def create_app(
-    svc: Service, config: Any, *, options: WebOptions | None = None, bind_host: str | None = None
+    svc: Service, config: Config | None, *, options: WebOptions | None = None, bind_host: str | None = None
 ) -> Litestar:
     """Build the HTTP app over a running service.
 
@@ -59,8 +60,8 @@ def create_app(
         The Litestar app; ``app.state.ctx`` is its :class:`WebContext`.
     """
     ctx = WebContext(svc, config, options or WebOptions())
-    server = getattr(config, "server", None)
-    hosts = AllowedHosts(getattr(server, "allowed_hosts", None), bind_host or getattr(server, "host", None))
+    server = config.server if config is not None else None
+    hosts = AllowedHosts(server.allowed_hosts if server else None, bind_host or (server.host if server else None))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

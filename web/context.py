@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from dccd.actors import Service
+from dccd.actors.scheduler import Scheduler
+
+from dccd.config import Config
 
 from .errors import ApiError, unavailable
 from .metrics import WebMetrics
@@ -44,12 +46,11 @@ class WebOptions(msgspec.Struct, frozen=True):
 class WebContext:
     """Shared state of one app (injected into handlers as ``ctx``)."""
 
-    def __init__(self, svc: Service, config: Any, options: WebOptions) -> None:
+    def __init__(self, svc: Service, config: Config | None, options: WebOptions) -> None:
         self.svc = svc
         self.config = config
         self.options = options
-        server = getattr(config, "server", None)
-        self.token: str | None = getattr(server, "token", None) or None
+        self.token: str | None = (config.server.token if config is not None else None) or None
         self.metrics = WebMetrics(svc)
         self.feeds: Feeds = Feeds(
             svc.hub,
@@ -67,22 +68,26 @@ class WebContext:
         Raises:
             ApiError: 503 when the service runs without storage.
         """
+        return self.with_storage("storage", "storage (config storage.path)")
+
+    def with_storage(self, field: str, what: str) -> Service:
+        """The service handle when it has storage (streams and jobs live on it), else a 503 naming ``what``."""
         if self.svc.ops is None:
-            raise unavailable("storage", "storage (config storage.path)")
+            raise unavailable(field, what)
         return self.svc
+
+    def scheduler(self) -> Scheduler:
+        """The service's job scheduler, or a 503 naming it."""
+        scheduler: Scheduler | None = self.with_storage("jobs", "the job scheduler").scheduler
+        if scheduler is None:
+            raise unavailable("jobs", "the job scheduler")
+        return scheduler
 
     @property
     def storage_root(self) -> Path | None:
         """The lake root, if the service has storage."""
         root: Path | None = self.svc.lake_root
         return root
-
-    def feature(self, name: str, field: str, what: str) -> Any:
-        """An optional service capability (``scheduler``, ``start_stream``...), or a 503 naming it."""
-        value = getattr(self.svc, name, None)
-        if value is None or self.svc.ops is None:  # streams and jobs live on the service's storage
-            raise unavailable(field, what)
-        return value
 
     def not_found(self, field: str, what: str) -> ApiError:
         """A 404 naming the missing thing."""

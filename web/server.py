@@ -27,6 +27,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from litestar import Litestar
 
+from dccd.config import Config, Server
+
 from .app import create_app
 from .connections import Connections
 from .context import WebContext, WebOptions
@@ -55,7 +57,7 @@ def hypercorn_config(host: str, port: int, graceful_s: float) -> HypercornConfig
 
 async def serve_http(
     svc: Service,
-    config: Any,
+    config: Config | None,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -72,9 +74,9 @@ async def serve_http(
         app: an app made by :func:`create_app` for this service (default: a new one with ``options``).
         options: web tunables when the app is built here.
     """
-    server = getattr(config, "server", None)
-    host = host if host is not None else getattr(server, "host", "127.0.0.1")
-    port = port if port is not None else getattr(server, "port", 8080)
+    server = config.server if config is not None else Server()
+    host = host if host is not None else server.host
+    port = port if port is not None else server.port
     app = app if app is not None else create_app(svc, config, options=options, bind_host=host)
     ctx: WebContext = app.state.ctx
     cfg = hypercorn_config(host, port, ctx.options.graceful_s)
