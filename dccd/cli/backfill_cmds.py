@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,14 +23,15 @@ from dccd.cli.common import (
     prepare_data_dir,
     state,
 )
+from dccd.config import Config
 from dccd.domain import DatasetId, DataType
 from dccd.domain.timeutil import ns_to_iso
 from dccd.ops import BackfillRequest, parse_backfill
 from dccd.sources.registry import list_adapters
-from dccd.storage.runs import RunState
+from dccd.storage.runs import RunRecord, RunState
 
 
-def _check_resume(root: Any, req: BackfillRequest) -> None:
+def _check_resume(root: Path, req: BackfillRequest) -> None:
     """``--start last`` (the default) on trades needs a stored trade to resume after: a usage problem otherwise.
 
     (OHLC and the series start at the exchange's first row when nothing is stored.)
@@ -64,7 +66,9 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate / 1000:.1f}k rows/s" if rate >= 1000 else f"{rate:.0f} rows/s"
 
 
-async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurrency: int) -> tuple[list[Any], bool]:
+async def _run(
+    cfg: Config, req: BackfillRequest, *, show_progress: bool, concurrency: int
+) -> tuple[list[RunRecord], bool]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -72,7 +76,7 @@ async def _run(cfg: Any, req: BackfillRequest, *, show_progress: bool, concurren
     from dccd.actors.messages import RunProgressed, RunStateChanged
 
     interrupted = False
-    records: list[Any] = []
+    records: list[RunRecord] = []
     console = Console(stderr=True)
     ops = {"concurrency": concurrency, "writer_options": {"offload": _write_inline}}
     async with open_service(cfg, ops_options=ops) as svc, trio.open_nursery() as nursery:
