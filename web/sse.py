@@ -32,6 +32,7 @@ from typing import Any
 import reactivex.operators as ops
 import trio
 from dccd.actors import Hub, Lagged, TrioScheduler
+from reactivex import Observable
 from reactivex.subject import Subject
 
 from .frames import HEARTBEAT, Encoder, Frame, frame, lagged
@@ -117,10 +118,10 @@ class Feed:
             async with hub.subscribe(self.key, maxlen=self.feeds.tap_maxlen) as sub, trio.open_nursery() as timers:
                 items: Subject[Any] = Subject()
                 if self.window_s > 0:
-                    scheduler = TrioScheduler(timers)
-                    items.pipe(ops.buffer_with_time(self.window_s, scheduler=scheduler), ops.filter(bool)).subscribe(
-                        on_next=self._window
+                    windows: Observable[list[Any]] = items.pipe(
+                        ops.buffer_with_time(self.window_s, scheduler=TrioScheduler(timers)), ops.filter(bool)
                     )
+                    windows.subscribe(on_next=self._window)
                 else:
                     items.subscribe(on_next=lambda item: self._window([item]))
                 task_status.started()

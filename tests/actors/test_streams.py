@@ -216,7 +216,7 @@ async def test_silent_connection_is_replaced_by_the_watchdog(tmp_path: Path, aut
 async def test_pending_rows_leave_every_flush_s_on_the_trio_clock(tmp_path: Path, autojump_clock: Any) -> None:
     """The flush window is an Rx interval on the TrioScheduler: at 10 trades/s and flush_s=0.25, a batch leaves
     on a 0.25 s grid exactly, 2-3 trades each, consecutive ids."""
-    async with in_memory(tmp_path, {"rate_per_s": 10}, opts(flush_s=0.25)) as (svc, ws, _):
+    async with in_memory(tmp_path, {"rate_per_s": 10}, opts(flush_s=0.25)) as (svc, _ws, _):
         out: list[tuple[float, Batch]] = []
         svc.streams.started.subscribe(
             on_next=lambda s: s.recording.batches.subscribe(on_next=lambda b: out.append((trio.current_time(), b)))
