@@ -133,7 +133,7 @@ class LiveStream:
         self.feeds = [_Feed(p, i) for i, p in enumerate(plans)]
         datasets = [DatasetId(self.exchange, s, request.data_type, request.span) for s in request.symbols]
         self._provenance = Provenance(self.exchange, Transport.WS.value, stream_id)
-        self.writer = Writer(self._write, name=f"writer:{stream_id}", emit=ops.emit, **opt.writer)
+        self.writer = Writer(self._write, name=f"writer:{stream_id}", **opt.writer)
         self.ingress = BoundedIngress(opt.ingress_rows, name=f"ingress:{stream_id}", emit=ops.emit)
         self.recording = Recording(
             datasets,
@@ -183,6 +183,7 @@ class LiveStream:
         rec.batches.subscribe(ingress.input)  # hard-bounded in rows: a WebSocket cannot be made to wait
         ingress.rejected.subscribe(on_next=rec.on_rejected)  # what did not fit becomes a hole, refilled over REST
         rec.batches.subscribe(self._ops.hub.observer(rec.key_of))  # live taps: lossy, never blocks
+        self.writer.events.subscribe(on_next=self._ops.emit)  # PartWritten -> service events
 
     # -- introspection ---------------------------------------------------------------------------
 

@@ -188,6 +188,13 @@ class RunLogged(Message, frozen=True, gc=False):
     message: str
 
 
+class JobTriggered(Message, frozen=True, gc=False):
+    """A scheduled job's trigger fired for the slot ``due_ns`` (wall ns UTC; None: a ``once`` job at start)."""
+
+    job_id: str
+    due_ns: int | None = None
+
+
 Command = Flush | Stop
 Event = (
     PartWritten
@@ -201,6 +208,7 @@ Event = (
     | RunStateChanged
     | RunProgressed
     | RunLogged
+    | JobTriggered
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
     PartWritten,
@@ -214,6 +222,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     RunStateChanged,
     RunProgressed,
     RunLogged,
+    JobTriggered,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)

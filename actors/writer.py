@@ -29,7 +29,7 @@ import msgspec
 import reactivex.operators as ops
 import structlog
 import trio
-from reactivex import Observable, abc
+from reactivex import Observable, Observer, abc
 from reactivex.subject import Subject
 
 from dccd.domain.batching import RowBuffer
@@ -136,6 +136,8 @@ class Writer:
         self.input: abc.ObserverBase[Batch] = _Input(self)
         """Where producers push batches (after ``await writer.wait_writable()``): one producer's completion
         or error does not close the writer."""
+        self.commands: abc.ObserverBase[Flush | Stop] = Observer(on_next=self.command)
+        """Rx command input (:meth:`command`)."""
         self.events: Subject[PartWritten] = Subject()
         """Output: one :class:`PartWritten` per durable part."""
         if emit is not None:
