@@ -10,7 +10,8 @@ Installed as ``dccd.actors``. The pieces:
 - :mod:`~dccd.actors.hub`: :class:`Hub`, lossy fan-out to SSE/UI with in-band :class:`Lagged` notices;
 - :mod:`~dccd.actors.bridges`: Trio channel <-> Observable;
 - :mod:`~dccd.actors.writer`: :class:`Writer`, the batched writer actor;
-- :mod:`~dccd.actors.service`: :func:`open_service` / :func:`serve`, the embedding API;
+- :mod:`~dccd.actors.service`: :class:`Service`, the handle of the embedding API;
+- :mod:`~dccd.actors.wiring`: :func:`open_service` / :func:`serve`, which build it and compose the actor graph;
 - :mod:`~dccd.actors.stats`, :mod:`~dccd.actors.metrics`: snapshots, and a Prometheus collector for them.
 """
 
@@ -31,18 +32,17 @@ from .messages import (
     Lagged,
     Message,
     OverflowRecorded,
-    PageFetched,
     PartWritten,
     Stop,
-    WriteResult,
     decode_event,
 )
 from .metrics import ActorCollector, register_metrics
 from .rx import TrioScheduler, open_trio_scheduler
-from .service import EVENTS_TOPIC, Service, ServiceStats, open_service, serve
+from .service import EVENTS_TOPIC, Service, ServiceStats
 from .sink import Gate, PressureQueue, QueueStats
 from .stats import ActorMetrics, ActorStats, Instrumented
 from .supervisor import SHUTDOWN_ORDER, Role, State, Supervisor, is_transient, open_supervisor
+from .wiring import open_service, serve
 from .writer import Writer, WriterStats
 
 __all__ = [
@@ -70,7 +70,6 @@ __all__ = [
     "Message",
     "OverflowPolicy",
     "OverflowRecorded",
-    "PageFetched",
     "PartWritten",
     "PressureQueue",
     "QueueStats",
@@ -84,7 +83,6 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "TrioScheduler",
-    "WriteResult",
     "Writer",
     "WriterStats",
     "decode_event",

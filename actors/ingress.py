@@ -8,6 +8,17 @@ data plane. When the buffer is full the declared :class:`OverflowPolicy`
 applies, and every overflow is recorded as an :class:`OverflowRecorded`
 event with the exact count and the ts/id range lost, so it can be refilled
 over REST.
+
+As a node of the actor graph it has an Rx ``input`` (an observer: push
+batches with ``on_next``) and a ``rejected`` observable (the batches that
+did not fit, so the producer can remember the hole)::
+
+    recording.batches ──► ingress.input ──(pump: await gate.wait_writable())──► writer.input
+                              └──► ingress.rejected ──► recording.on_rejected
+
+The pump is a task, not an operator, because it awaits the gate: an Rx
+``on_next`` cannot await, so backpressure is the writer's gate the pump waits
+on, and the bound in rows is what keeps the un-gatable side finite.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import msgspec
 import structlog
 import trio
 from reactivex import abc
+from reactivex.subject import Subject
 
 from dccd.domain.dataset import DatasetId
 from dccd.errors import Disconnected
@@ -116,6 +128,10 @@ class BoundedIngress:
         self.dropped_rows = 0
         self.dropped_batches = 0
         self.overflows = 0
+        self.input: abc.ObserverBase[Batch] = _Input(self)
+        """Rx input: ``on_next(batch)`` offers the batch (see :meth:`offer`); completion is ignored."""
+        self.rejected: Subject[Batch] = Subject()
+        """Output: every batch :meth:`offer` refused under ``DROP_NEWEST``, right after it was refused."""
 
     def offer(self, batch: Batch) -> bool:
         """Buffer ``batch`` if it fits; never blocks.
@@ -133,6 +149,7 @@ class BoundedIngress:
             if self.policy is OverflowPolicy.DISCONNECT:
                 self._close_episode(batch.dataset)
                 raise Disconnected(f"{self.name}: ingress full ({self._rows} rows buffered), dropping the connection")
+            self.rejected.on_next(batch)
             return False
         self._close_episode(batch.dataset)
         self._buf.append(batch)
@@ -247,3 +264,21 @@ class BoundedIngress:
             dropped_batches=self.dropped_batches,
             overflows=self.overflows,
         )
+
+
+class _Input(abc.ObserverBase[Batch]):
+    """The ingress as an Rx observer: ``on_next`` offers; a producer's completion or error does not close it."""
+
+    __slots__ = ("_offer",)
+
+    def __init__(self, ingress: BoundedIngress) -> None:
+        self._offer = ingress.offer
+
+    def on_next(self, value: Batch) -> None:
+        self._offer(value)
+
+    def on_error(self, error: Exception) -> None:
+        pass  # the failing producer's own actor reports it
+
+    def on_completed(self) -> None:
+        pass

@@ -10,6 +10,21 @@ a flusher (pending rows every ``flush_s``), the refiller (holes over REST),
 the book loop (snapshots to sync from, top-N every ``book_interval_s``), the
 run-event recorder and a progress reporter.
 
+The stream's actor graph, composed in :meth:`LiveStream._wire` and :meth:`LiveStream.run`::
+
+    WebSocket frames ─► session.parse ─► Recording.on_* (dedupe, holes, books; synchronous, per frame)
+    interval(flush_s, TrioScheduler) ─► Recording.flush_all
+    Recording.batches ──► BoundedIngress.input ══pump: await writer.wait_writable()══► Writer.input
+          │                   └──► BoundedIngress.rejected ──► Recording.on_rejected (holes to refill)
+          └──► Hub.observer(topic of the batch)   (live taps: lossy, never blocks)
+    Writer.events (PartWritten), RunProgressed/RunStateChanged/RunLogged ──► service events
+
+Rx carries every edge but two: the ingress→writer pump and the REST refills
+wait for the writer's gate (``await``), which an ``on_next`` cannot do; the
+WebSocket side cannot wait at all, so the ingress bounds it in rows instead.
+Frames and rows do not travel through Rx: a batch per flush does (a frame
+often holds one trade, and an ``on_next`` costs ~2 µs).
+
 Stopping (cancel) hands every received row to the writer, records every
 hole still open as a ``gap``, drains the writer and ends the run:
 ``succeeded`` when stopped on request, ``cancelled`` when the service shut
@@ -24,6 +39,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import reactivex
 import structlog
 import trio
 
@@ -53,6 +69,7 @@ from .gapfill import Repairer
 from .ingress import BoundedIngress
 from .messages import RunLogged, RunProgressed, RunStateChanged
 from .recording import Recording, SymbolState
+from .rx import TrioScheduler
 from .stats import ActorMetrics, StreamState
 from .writer import Writer
 
@@ -117,18 +134,17 @@ class LiveStream:
         self.feeds = [_Feed(p, i) for i, p in enumerate(plans)]
         datasets = [DatasetId(self.exchange, s, request.data_type, request.span) for s in request.symbols]
         self._provenance = Provenance(self.exchange, Transport.WS.value, stream_id)
-        self.writer = Writer(self._write, name=f"writer:{stream_id}", emit=ops.emit, **opt.writer)
+        self.writer = Writer(self._write, name=f"writer:{stream_id}", **opt.writer)
         self.ingress = BoundedIngress(opt.ingress_rows, name=f"ingress:{stream_id}", emit=ops.emit)
         self.recording = Recording(
             datasets,
             source=self.actor,
             sequential=bool(getattr(adapter, "sequential_trade_ids", False)),
-            ingress=self.ingress,
-            publish=ops.hub.publish,
             on_gap=self._gap,
             batch_rows=opt.batch_rows,
             settle_s=opt.settle_s,
         )
+        self._wire()
         self.started_ns = ops.now_ns()
         self.state = StreamState.RECONNECTING
         self.error: str | None = None
@@ -161,6 +177,14 @@ class LiveStream:
             ReconnectRequested: self._on_reconnect_requested,
             Unrecognised: lambda ev, feed: rec.on_unrecognised(ev.key),
         }
+
+    def _wire(self) -> None:
+        """Compose the stream's observables (the edges that need no ``await``; see the module docstring)."""
+        rec, ingress = self.recording, self.ingress
+        rec.batches.subscribe(ingress.input)  # hard-bounded in rows: a WebSocket cannot be made to wait
+        ingress.rejected.subscribe(on_next=rec.on_rejected)  # what did not fit becomes a hole, refilled over REST
+        rec.batches.subscribe(self._ops.hub.observer(rec.key_of))  # live taps: lossy, never blocks
+        self.writer.events.subscribe(on_next=self._ops.emit)  # PartWritten -> service events
 
     # -- introspection ---------------------------------------------------------------------------
 
@@ -215,8 +239,10 @@ class LiveStream:
         state, error, ready = RunState.SUCCEEDED, None, False
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.ingress.run, self.writer.input, self.writer)
-                for loop in (self._record_loop, self._flush_loop, self.repairs.run_fills, self._progress_loop):
+                await nursery.start(self.ingress.run, self.writer.input, self.writer)  # gated: awaits the writer
+                flush = self.recording.flush_all
+                reactivex.interval(self._opt.flush_s, TrioScheduler(nursery)).subscribe(lambda _: flush())
+                for loop in (self._record_loop, self.repairs.run_fills, self._progress_loop):
                     nursery.start_soon(loop)
                 if self.request.data_type is DataType.BOOK:
                     nursery.start_soon(self.repairs.run_books)
@@ -323,11 +349,6 @@ class LiveStream:
             feed.handle.rotate(ev.reason)  # the replacement overlaps the old connection: nothing is lost
 
     # -- loops ---------------------------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await trio.sleep(self._opt.flush_s)
-            self.recording.flush_all()
 
     def _gap(self, st: SymbolState, lo: int, hi: int, detail: str) -> None:
         self.gaps_open += 1

@@ -1,7 +1,7 @@
 """Messages exchanged between actors: frozen, tagged msgspec Structs.
 
 Commands are imperative (:class:`Flush`, :class:`Stop`), events past tense
-(:class:`PageFetched`, :class:`PartWritten`, ...). Every message carries a
+(:class:`PartWritten`, :class:`RunProgressed`, ...). Every message carries a
 ``type`` tag (its snake_case class name) so a stream of mixed events encodes
 to self-describing JSON and decodes back through :data:`EVENT_TYPES`.
 
@@ -67,25 +67,7 @@ class Batch(Message, frozen=True, gc=False):
         return len(self.records)
 
 
-class WriteResult(msgspec.Struct, frozen=True):
-    """What the injected ``write`` callable reports for one part."""
-
-    rows: int
-    path: str | None = None
-    bytes: int = 0
-
-
 # -- data-plane events ----------------------------------------------------------------------------
-
-
-class PageFetched(Message, frozen=True, gc=False):
-    """A paginator received one page."""
-
-    dataset: DatasetId
-    rows: int
-    first_ts: int | None = None
-    last_ts: int | None = None
-    source: str = ""
 
 
 class PartWritten(Message, frozen=True, gc=False):
@@ -206,10 +188,16 @@ class RunLogged(Message, frozen=True, gc=False):
     message: str
 
 
+class JobTriggered(Message, frozen=True, gc=False):
+    """A scheduled job's trigger fired for the slot ``due_ns`` (wall ns UTC; None: a ``once`` job at start)."""
+
+    job_id: str
+    due_ns: int | None = None
+
+
 Command = Flush | Stop
 Event = (
-    PageFetched
-    | PartWritten
+    PartWritten
     | GapDetected
     | OverflowRecorded
     | Lagged
@@ -220,9 +208,9 @@ Event = (
     | RunStateChanged
     | RunProgressed
     | RunLogged
+    | JobTriggered
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
-    PageFetched,
     PartWritten,
     GapDetected,
     OverflowRecorded,
@@ -234,6 +222,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     RunStateChanged,
     RunProgressed,
     RunLogged,
+    JobTriggered,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)

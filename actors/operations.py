@@ -3,6 +3,16 @@
 One run per (request, symbol). A run owns a backfill actor (role SOURCE) and
 its own batched writer (role WRITER), so a run's rows, quarantine counts and
 provenance are its own, and stopping a run drains exactly its writer.
+
+The graph of one backfill run::
+
+    Backfiller ══await writer.wait_writable()══► writer.input.on_next(Batch)   (one page per Batch)
+    Backfiller: RunProgressed, RunLogged, GapDetected ──► service events
+    writer.events: PartWritten ─────────────────────────► service events
+    Operations: RunStateChanged ────────────────────────► service events
+
+The page loop awaits the gate before every page (an ``on_next`` cannot
+await), so the writer's speed sets the fetch rate.
 """
 
 from __future__ import annotations
@@ -143,7 +153,8 @@ class Operations:
             runs.add_rows(job.run_id, result.rows_written, result.rows_quarantined)
             return result
 
-        writer = Writer(write, name=handle.writer, emit=self._emit, **self.writer_options)
+        writer = Writer(write, name=handle.writer, **self.writer_options)
+        writer.events.subscribe(on_next=self._emit)  # PartWritten -> service events
         await self._start_actor(handle.writer, writer.run, role=Role.WRITER, escalate=False)
         self.active[job.run_id] = handle
         try:
@@ -177,7 +188,7 @@ class Operations:
         await self.runs.astart(job.run_id)
         self._state(job, RunState.RUNNING)
         task_status.started()
-        bf = Backfiller(job, self.pool, self.lake, self.runs, writer.send, writer.wait_writable, self._emit)
+        bf = Backfiller(job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
         state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()

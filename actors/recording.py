@@ -10,19 +10,21 @@ Per symbol, :class:`Recording` keeps
 - books: a :class:`~dccd.domain.book.BookSync` (snapshot + sequenced
   deltas), written as top-N levels by :meth:`Recording.write_books`;
 
-and the rows received but not yet handed on. :meth:`Recording.flush` hands
-them to the bounded ingress (and the hub); what the ingress refuses because
-the writer fell behind becomes a hole too. All of it is synchronous: it runs
-inside the WebSocket reader's callback, once per frame.
+and the rows received but not yet handed on. :meth:`Recording.flush` emits
+them on :attr:`Recording.batches`, the stream's output observable (the
+stream wires it to the bounded ingress and the hub); what the ingress
+refuses because the writer fell behind comes back through
+:meth:`Recording.on_rejected` and becomes a hole too. All of it is
+synchronous: it runs inside the WebSocket reader's callback, once per frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import structlog
 import trio
+from reactivex.subject import Subject
 
 from dccd.domain.book import BookSync
 from dccd.domain.capability import Transport
@@ -33,7 +35,6 @@ from dccd.domain.symbols import Symbol
 from dccd.sources.stream import BookReceived, CandlesClosed, TradesReceived
 
 from .hub import Key
-from .ingress import BoundedIngress
 from .messages import Batch
 
 log = structlog.get_logger()
@@ -83,14 +84,12 @@ Hole = tuple[SymbolState, int, int]
 
 
 class Recording:
-    """Per-symbol dedupe, holes and books of one stream, and its way out (ingress + hub).
+    """Per-symbol dedupe, holes and books of one stream, and its way out (:attr:`batches`).
 
     Args:
         datasets: one per symbol.
         source: the stream actor's name (on every :class:`Batch`).
         sequential: the exchange's trade ids are consecutive integers.
-        ingress: the hard-bounded buffer in front of the writer.
-        publish: the hub's ``publish`` (live taps; never blocks).
         on_gap: records an unfillable range ``(state, lo, hi, detail)``.
         batch_rows: hand a symbol's rows on as soon as this many are pending.
         settle_s: how long a hole waits for a late copy before it is claimed.
@@ -102,16 +101,16 @@ class Recording:
         *,
         source: str,
         sequential: bool,
-        ingress: BoundedIngress,
-        publish: Callable[[Key, Any], object],
         on_gap: Callable[[SymbolState, int, int, str], None],
         batch_rows: int = 10_000,
         settle_s: float = 1.0,
     ) -> None:
         self.symbols: dict[Symbol, SymbolState] = {ds.symbol: SymbolState(ds, sequential) for ds in datasets}
         self.source = source
-        self.ingress = ingress
-        self._publish = publish
+        self.batches: Subject[Batch] = Subject()
+        """Output: every batch of rows handed on (flushes and book snapshots), in order."""
+        self.keys: dict[DatasetId, Key] = {st.dataset: st.key for st in self.symbols.values()}
+        """Hub topic of each dataset."""
         self._on_gap = on_gap
         self.batch_rows = batch_rows
         self.settle_s = settle_s
@@ -232,12 +231,17 @@ class Recording:
     # -- rows out ------------------------------------------------------------------------------------
 
     def emit(self, st: SymbolState, records: list[Record]) -> None:
-        """Hand rows to the ingress and the hub; rows the ingress refuses become holes (books: a gap)."""
-        batch = Batch(st.dataset, records, self.source, Transport.WS.value)
+        """Emit rows on :attr:`batches` (refused ones come back through :meth:`on_rejected`)."""
         self.rows_received += len(records)
-        if not self.ingress.offer(batch):
-            self._dropped(st, records)
-        self._publish(st.key, batch)
+        self.batches.on_next(Batch(st.dataset, records, self.source, Transport.WS.value))
+
+    def on_rejected(self, batch: Batch) -> None:
+        """The ingress refused ``batch`` (the writer fell behind): its rows become holes (books: a gap)."""
+        self._dropped(self.symbols[batch.dataset.symbol], batch.records)
+
+    def key_of(self, batch: Batch) -> Key:
+        """The hub topic of a batch of this stream."""
+        return self.keys[batch.dataset]
 
     def flush(self, st: SymbolState) -> None:
         """Hand a symbol's pending rows on."""

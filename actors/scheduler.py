@@ -21,6 +21,11 @@ Rules:
 - stream jobs are started once through ``svc.start_stream`` and supervised
   by the service; ``once`` jobs fire when the scheduler starts.
 
+The wall-clock loops (one task per job: they await the next fire time,
+which an Rx timer cannot follow across clock steps) emit on
+:attr:`Scheduler.triggers`, an Rx Subject of :class:`JobTriggered`; starting
+the fire is subscribed to it.
+
 Time is Trio's clock anchored to the wall clock (``wall_ns``), so autojump
 tests are exact; the anchor is re-taken when the wall clock has stepped by
 more than a second (NTP step, suspend), checked at least every
@@ -38,6 +43,7 @@ from typing import Any
 
 import structlog
 import trio
+from reactivex.subject import Subject
 
 from dccd.config import Config, JobSpec, expand_jobs
 from dccd.domain.capability import Transport
@@ -58,6 +64,7 @@ from dccd.jobs import (
 from dccd.ops import BackfillRequest, InvalidRequest, StreamRequest
 from dccd.sources.registry import get_adapter
 
+from .messages import JobTriggered
 from .supervisor import Role
 
 log = structlog.get_logger()
@@ -119,6 +126,9 @@ class Scheduler:
         self._started = False
         self._actor_lock = trio.Lock()
         self._file_lock = trio.Lock()
+        self.triggers: Subject[JobTriggered] = Subject()
+        """Output: every trigger of a scheduled job (the wall-clock loops emit; firing is subscribed to it)."""
+        self.triggers.subscribe(on_next=self._on_triggered)
 
     @classmethod
     async def open(cls, service: Any, config: Any, root: Path, **options: Any) -> Scheduler:
@@ -293,8 +303,8 @@ class Scheduler:
     def _schedule(self, job: JobState) -> None:
         if self._nursery is None or job.source not in self._enabled or job in self._scopes:
             return
-        if job.spec.schedule == "stream" and job.last_state is not None:  # started (or failed to) already
-            return
+        if job.spec.schedule in ("stream", "once") and (job.running or job.last_state is not None):
+            return  # started (or failed to) already: the actor's start and start() both schedule
         scope = self._scopes[job] = trio.CancelScope()
         if job.spec.schedule == "stream":
             self._nursery.start_soon(self._stream, job, scope)
@@ -308,7 +318,7 @@ class Scheduler:
         try:
             with scope:
                 if job.spec.schedule == "once":
-                    self._trigger(job)
+                    self.triggers.on_next(JobTriggered(job.spec.id))
                     return
                 while job.next_fire_ns is not None:
                     await self._sleep_until_ns(job.next_fire_ns)
@@ -323,10 +333,15 @@ class Scheduler:
                             late_s=plan.late_ns / 1e9,
                             slots=plan.slots,
                         )
-                    self._trigger(job)
+                    self.triggers.on_next(JobTriggered(job.spec.id, plan.due_ns))
         finally:
             self._forget(job, scope)
             job.next_fire_ns = None
+
+    def _on_triggered(self, trigger: JobTriggered) -> None:
+        job = self._jobs.get(trigger.job_id)
+        if job is not None:
+            self._trigger(job)
 
     def _trigger(self, job: JobState) -> None:
         if job.running:

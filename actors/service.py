@@ -1,10 +1,11 @@
-"""The embedding API: the running actor system as one handle.
+"""The embedding API: the running actor system as one handle (:class:`Service`).
 
 ::
 
     async with dccd.actors.open_service(config) as svc:      # inside your own trio.run
         writer = await svc.start_writer("writer", lake_write)
         await svc.start_actor("binance:trades", run_stream, writer, role=Role.SOURCE)
+        svc.events.subscribe(print)                          # every control event, an Rx Subject
         ...
 
     svc = await nursery.start(dccd.actors.serve, config)    # or as a task; svc.cancel() ends it
@@ -12,26 +13,21 @@
 The library never calls ``trio.run``, installs no signal handlers and
 configures no logging: the CLI does those. Leaving the block (or
 :meth:`Service.cancel`) shuts down in order (sources, writers drain, the hub
-closes its subscribers, the rest) within ``grace_s``.
+closes its subscribers, the rest) within ``grace_s``. The handle is this
+module; :mod:`~dccd.actors.wiring` builds it and composes the graph.
 """
 
 from __future__ import annotations
 
 import functools
-import random
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 import trio
-from prometheus_client.registry import CollectorRegistry
+from reactivex import abc
 from reactivex.subject import Subject
 
-from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.domain.capability import Capabilities
 from dccd.domain.dataset import DatasetId
@@ -40,23 +36,18 @@ from dccd.sources.base import DerivativesAdapter, Listing
 from dccd.sources.registry import get_adapter
 from dccd.storage.export import Export
 from dccd.storage.inventory import DatasetInventory
-from dccd.storage.lake import Lake
-from dccd.storage.limits import LimitStateFile
-from dccd.storage.runs import LEASE_TTL_S, RunEvent, RunRecord, RunStore
+from dccd.storage.runs import RunEvent, RunRecord
 
-from .clients import ClientPool
 from .hub import Hub, HubStats, Key
-from .lease import serve_run_lease
 from .messages import Message
-from .metrics import register_metrics
-from .operations import Operations
-from .scheduler import Scheduler
 from .stats import ActorStats
-from .streams import StreamInfo, StreamOps, ws_url_lookup
-from .supervisor import ActorFn, Role, Supervisor, open_supervisor
+from .streams import StreamInfo, StreamOps
+from .supervisor import ActorFn, Role, Supervisor
 from .writer import WriteFn, Writer
 
-log = structlog.get_logger()
+if TYPE_CHECKING:
+    from .operations import Operations
+    from .scheduler import Scheduler
 
 EVENTS_TOPIC: Key = ("events",)
 """Hub topic carrying every control event (lifecycle, PartWritten, OverflowRecorded...)."""
@@ -79,7 +70,10 @@ class Service:
         self.supervisor = supervisor
         self.hub = hub
         self.events = events
-        """Every control event, on the Trio thread (also published to the hub under :data:`EVENTS_TOPIC`)."""
+        """Every control event, on the Trio thread: an Rx Subject (the hub taps it under :data:`EVENTS_TOPIC`)."""
+        self.bus: abc.ObserverBase[Message] = _Bus(self)
+        """Where actors' event streams are subscribed (``writer.events.subscribe(svc.bus)``); their
+        completion or errors never end :attr:`events`."""
         self.events_emitted = 0
         self._scope = trio.CancelScope()
         self._t0 = trio.current_time()
@@ -142,10 +136,9 @@ class Service:
         return None if path is None else Path(path)
 
     def emit(self, message: Message) -> None:
-        """Publish a control event to :attr:`events` and to the hub's :data:`EVENTS_TOPIC`."""
+        """Publish a control event on :attr:`events` (the hub republishes it under :data:`EVENTS_TOPIC`)."""
         self.events_emitted += 1
         self.events.on_next(message)
-        self.hub.publish(EVENTS_TOPIC, message)
 
     async def start_actor(
         self,
@@ -168,7 +161,8 @@ class Service:
 
         ``options`` go to :class:`Writer` (``max_rows``, ``max_age_s``, ``high``, ``low``, ``drain_s``, ``offload``).
         """
-        writer = Writer(write, name=name, emit=self.emit, **options)
+        writer = Writer(write, name=name, **options)
+        writer.events.subscribe(self.bus)
         started: Writer = await self.supervisor.start(name, writer.run, role=Role.WRITER)
         return started
 
@@ -263,124 +257,19 @@ class Service:
         return stream is not None and not stream.done.is_set()
 
 
-async def _run_hub(hub: Hub[Any], *, task_status: trio.TaskStatus[Hub[Any]]) -> None:
-    """The hub as an actor, so ordered shutdown closes its subscribers after the writers drained."""
-    task_status.started(hub)
-    try:
-        await trio.sleep_forever()
-    finally:
-        hub.close()
+class _Bus(abc.ObserverBase[Message]):
+    """The service's event input: ``on_next`` emits; one source's completion or error does not end the bus."""
 
+    __slots__ = ("_emit",)
 
-@asynccontextmanager
-async def open_service(
-    config: Any = None,
-    *,
-    grace_s: float = 15.0,
-    policy: RestartPolicy | None = None,
-    hub_maxlen: int = 256,
-    registry: CollectorRegistry | None = None,
-    rng: random.Random | None = None,
-    on_event: Callable[[Message], None] | None = None,
-    client_options: dict[str, Any] | None = None,
-    ops_options: dict[str, Any] | None = None,
-    stream_options: dict[str, Any] | None = None,
-    lease_options: dict[str, Any] | None = None,
-) -> AsyncIterator[Service]:
-    """Run the actor runtime for the duration of the block.
+    def __init__(self, svc: Service) -> None:
+        self._emit = svc.emit
 
-    Args:
-        config: the application's config object (only ``config.storage.path`` is read, if present).
-        grace_s: bound on the ordered shutdown.
-        policy: default restart policy for actors.
-        hub_maxlen: default per-subscriber buffer of the hub.
-        registry: if given, the actor metrics are registered there (and unregistered on exit).
-        rng: random source for backoff jitter.
-        on_event: called with every control event (before hub subscribers see it).
-        client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
-        ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
-        stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
-        lease_options: keyword arguments for :func:`~dccd.actors.lease.serve_run_lease`
-            (``heartbeat_s``, ``check_s``, ``ttl_s``, ``now_ns``; ``now_ns`` also dates the startup check).
+    def on_next(self, value: Message) -> None:
+        self._emit(value)
 
-    Yields:
-        The :class:`Service` handle.
-    """
-    hub: Hub[Any] = Hub(maxlen=hub_maxlen)
-    events: Subject[Message] = Subject()
-    if on_event is not None:
-        events.subscribe(on_event)
-    svc: Service | None = None
+    def on_error(self, error: Exception) -> None:
+        pass  # the failing actor's supervisor reports it
 
-    def emit(message: Message) -> None:
-        if svc is not None:
-            svc.emit(message)
-
-    async with open_supervisor(grace_s=grace_s, policy=policy, emit=emit, rng=rng, name="service") as sup:
-        svc = Service(config, sup, hub, events)
-        await sup.start("hub", _run_hub, hub, role=Role.HUB)
-        collector = register_metrics(svc, registry) if registry is not None else None
-        if isinstance(config, Config):
-            await _open_operations(svc, client_options, ops_options, stream_options, lease_options)
-        log.info("service.started", storage=str(svc.storage_path))
-        try:
-            with svc._scope:
-                yield svc
-        finally:
-            if registry is not None and collector is not None:
-                registry.unregister(collector)
-            log.info("service.stopping")
-
-
-def _exchange_settings(config: Any) -> Callable[[str], tuple[str | None, float]]:
-    def settings(name: str) -> tuple[str | None, float]:
-        ex = config.exchange(name) if hasattr(config, "exchange") else None
-        return (getattr(ex, "rest_url", None), float(getattr(ex, "rate_limit", 0.8)))
-
-    return settings
-
-
-async def _open_operations(
-    svc: Service,
-    client_options: dict[str, Any] | None,
-    ops_options: dict[str, Any] | None,
-    stream_options: dict[str, Any] | None = None,
-    lease_options: dict[str, Any] | None = None,
-) -> None:
-    """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
-
-    Takes this process's run lease and starts its heartbeat and the periodic dead-owner check
-    (``runs:lease``); the exchange clients record and honour rate-limit deadlines in ``{root}/_dccd``.
-    """
-    root = svc.storage_path
-    assert root is not None
-    lake = Lake(root.expanduser())
-    runs = RunStore(root.expanduser())
-    lease = dict(lease_options or {})
-    now_ns = lease.setdefault("now_ns", time.time_ns)
-    await runs.aregister_owner(now_ns=now_ns())
-    swept = await lake.asweep()
-    orphans = await runs.amark_orphans(now_ns=now_ns(), ttl_s=lease.get("ttl_s", LEASE_TTL_S))
-    if swept or orphans:
-        log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
-    await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
-    limits = LimitStateFile(root.expanduser())
-    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options, limit_state=limits)
-    svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.emit, lake, runs, pool, **(ops_options or {}))
-    svc.streams = StreamOps(
-        svc.start_actor, svc.stop_actor, svc.emit, svc.hub, lake, runs, pool,
-        ws_url=ws_url_lookup(svc.config), **(stream_options or {}),
-    )  # fmt: skip
-    svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
-
-
-async def serve(
-    config: Any = None, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED, **options: Any
-) -> None:
-    """Run the service as a task: ``svc = await nursery.start(serve, config)``; ends on ``svc.cancel()``.
-
-    ``options`` are :func:`open_service`'s keyword arguments (pass them with ``functools.partial``).
-    """
-    async with open_service(config, **options) as svc:
-        task_status.started(svc)
-        await trio.sleep_forever()
+    def on_completed(self) -> None:
+        pass

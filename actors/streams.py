@@ -7,7 +7,8 @@ plus its own batched writer::
     frames ─► run_ws_connection (per WsPlan: pings, watchdog, 24 h rotation, jittered reconnect)
            ─► the adapter's session.parse (one per connection) ─► generic events
            ─► Recording: dedupe and holes by id (trades) or ts (bars), local books ─► pending rows
-           ─► every flush_s: BoundedIngress (hard memory bound) ─► Writer    and ─► Hub (live taps)
+           ─► every flush_s (Rx interval on the TrioScheduler): Recording.batches (an Rx Subject)
+           ─► BoundedIngress (hard memory bound) ═await gate═► Writer    and ─► Hub (live taps)
     holes ─► REST refill through the service's shared client ─► Writer; run events reconnect/filled/gap
 
 Everything exchange-specific comes from the adapter through the
@@ -29,6 +30,7 @@ from typing import Any
 import msgspec
 import structlog
 import trio
+from reactivex.subject import Subject
 
 from dccd.domain.backoff import RestartPolicy
 from dccd.domain.capability import Transport
@@ -198,6 +200,8 @@ class StreamOps:
         self.now_ns = now_ns
         self._keep_ended = keep_ended
         self.streams: dict[str, LiveStream] = {}
+        self.started: Subject[LiveStream] = Subject()
+        """Output: every stream, once its graph is composed and before its actors start (probes, taps)."""
 
     def plan(self, req: StreamRequest) -> tuple[Any, list[WsPlan]]:
         """The adapter and connection plans for ``req`` (see :func:`check_stream`)."""
@@ -227,6 +231,7 @@ class StreamOps:
             await trio.to_thread.run_sync(self.runs.set_symbols, run_id, ",".join(str(s) for s in req.symbols))
         stream = LiveStream(self, run_id, req, adapter, plans)
         self.streams[run_id] = stream
+        self.started.on_next(stream)
         await self._start_actor(stream.writer.name, stream.writer.run, role=Role.WRITER, escalate=False)
         await self._start_actor(stream.actor, stream.run, role=Role.SOURCE, escalate=False)
         return run_id

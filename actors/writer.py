@@ -1,14 +1,14 @@
 """The batched writer actor: Batch messages in, one durable part per dataset flush out.
 
-Data path::
+Data path (``input`` in, ``accepted`` and ``events`` observable)::
 
-    producers ──on_next──► input (Rx Subject) ─filter(non-empty)─► PressureQueue(high, low)
+    producers ──on_next──► input (Rx Subject) ─filter(non-empty)─► accepted ──► PressureQueue(high, low)
         ▲                                                                │ consumer loop
         └──────────── await writer.wait_writable() ◄── gate ─────────────┤ rows per dataset
                                                                          ▼ >= max_rows or age >= max_age_s
                                                   trio.to_thread.run_sync(write, dataset, records)
                                                                          ▼
-                                                                PartWritten event
+                                                       PartWritten ──► events (Rx Subject) ──► service events
 
 The size-and-age flush rule lives in the consumer loop rather than in an Rx
 ``buffer_with_time_or_count``: the count there is per item, but items are
@@ -29,7 +29,7 @@ import msgspec
 import reactivex.operators as ops
 import structlog
 import trio
-from reactivex import abc
+from reactivex import Observable, Observer, abc
 from reactivex.subject import Subject
 
 from dccd.domain.batching import RowBuffer
@@ -43,8 +43,8 @@ from .stats import ActorMetrics
 log = structlog.get_logger()
 
 WriteFn = Callable[[DatasetId, list[Record]], Any]
-"""Stores records durably; returns a :class:`WriteResult`, or any result with ``.parts`` whose items have
-``path, rows, bytes, first_ts, last_ts`` (the lake's ``dccd.storage.WriteResult``)."""
+"""Stores records durably; returns the lake's :class:`dccd.storage.WriteResult` (or any result with ``.parts``
+whose items have ``path, rows, bytes, first_ts, last_ts``)."""
 Offload = Callable[..., Awaitable[Any]]
 
 
@@ -67,28 +67,11 @@ def _has_records(batch: Batch) -> bool:
     return bool(batch.records)
 
 
-def _part_events(
-    result: Any, dataset: DatasetId, records: list[Record], elapsed: float, writer: str
-) -> list[PartWritten]:
-    """PartWritten events for one write: one per ``result.parts`` entry (the lake splits by partition),
-    else one for the whole write (a :class:`WriteResult`)."""
-    parts = getattr(result, "parts", None)
-    if parts is not None:
-        return [
-            PartWritten(dataset, p.rows, p.path, p.bytes, p.first_ts, p.last_ts, duration_s=elapsed, writer=writer)
-            for p in parts
-        ]
+def _part_events(result: Any, dataset: DatasetId, elapsed: float, writer: str) -> list[PartWritten]:
+    """PartWritten events for one write: one per ``result.parts`` entry (the lake splits by partition)."""
     return [
-        PartWritten(
-            dataset=dataset,
-            rows=getattr(result, "rows", len(records)),
-            path=getattr(result, "path", None),
-            bytes=getattr(result, "bytes", 0),
-            first_ts=min(r.ts for r in records),
-            last_ts=max(r.ts for r in records),
-            duration_s=elapsed,
-            writer=writer,
-        )
+        PartWritten(dataset, p.rows, p.path, p.bytes, p.first_ts, p.last_ts, duration_s=elapsed, writer=writer)
+        for p in result.parts
     ]
 
 
@@ -118,7 +101,7 @@ class Writer:
         max_age_s: flush a dataset once its oldest buffered row is this old.
         high, low: the input queue's water marks, in batches.
         drain_s: bound on the final flush at shutdown.
-        emit: receives :class:`PartWritten` events.
+        emit: subscribed to :attr:`events` (e.g. ``Service.emit``).
         offload: runs ``write`` off the Trio thread (default ``trio.to_thread.run_sync``).
     """
 
@@ -144,12 +127,21 @@ class Writer:
         self.max_age_s = max_age_s
         self.drain_s = drain_s
         self._write = write
-        self._emit = emit
         self._offload = offload
         self._queue: PressureQueue[Batch] = PressureQueue(high, low, name=f"{name}.input")
         self._subject: Subject[Batch] = Subject()
-        self._subject.pipe(ops.filter(_has_records)).subscribe(self._queue)
+        self.accepted: Observable[Batch] = self._subject.pipe(ops.filter(_has_records))
+        """Every batch the writer took into its queue, in order (tap it to see what the writer receives)."""
+        self.accepted.subscribe(self._queue)
         self.input: abc.ObserverBase[Batch] = _Input(self)
+        """Where producers push batches (after ``await writer.wait_writable()``): one producer's completion
+        or error does not close the writer."""
+        self.commands: abc.ObserverBase[Flush | Stop] = Observer(on_next=self.command)
+        """Rx command input (:meth:`command`)."""
+        self.events: Subject[PartWritten] = Subject()
+        """Output: one :class:`PartWritten` per durable part."""
+        if emit is not None:
+            self.events.subscribe(on_next=emit)
         self._parked: list[tuple[DatasetId, list[Record]]] = []
         self._flush_all = False
         self.accepted_batches = 0
@@ -250,11 +242,10 @@ class Writer:
         elapsed = trio.current_time() - t0
         self.written_rows += len(records)
         self.write_seconds += elapsed
-        for event in _part_events(result, dataset, records, elapsed, self.name):
+        for event in _part_events(result, dataset, elapsed, self.name):
             self.parts += 1
             log.info("part.written", dataset=str(dataset), rows=event.rows, path=event.path, duration_s=elapsed)
-            if self._emit is not None:
-                self._emit(event)
+            self.events.on_next(event)
 
     def _give_up(self) -> None:
         parked = sum(len(r) for _, r in self._parked)

@@ -2,11 +2,14 @@
 
 ::
 
-    service hub ──(one subscription per topic)──► Feed tap ──► encoded frames ──► replay ring
-                                                                     └──► fan-out hub ──► client 1..N (bounded)
+    service hub ──(one subscription per topic)──► Feed tap ─► Subject ─► buffer_with_time(window_s, TrioScheduler)
+        ─► encoded frames ──► replay ring
+                         └──► fan-out hub ──► client 1..N (bounded)
 
 A :class:`Feed` subscribes to the service hub once, however many clients
-watch the topic, batches what arrived within ``window_s`` into one event,
+watch the topic, batches what arrived within ``window_s`` (an Rx
+``buffer_with_time`` on the :class:`~dccd.actors.TrioScheduler`, so windows
+follow Trio's clock) into one event,
 encodes it once (``id``/``event``/``data`` bytes shared by every client),
 keeps the last ``ring_size`` events for ``Last-Event-ID`` resume, and
 offers each event to the clients' bounded buffers. A client that falls
@@ -26,8 +29,11 @@ import math
 from collections.abc import AsyncGenerator, Hashable
 from typing import Any
 
+import reactivex.operators as ops
 import trio
-from dccd.actors import Hub, Lagged
+from dccd.actors import Hub, Lagged, TrioScheduler
+from reactivex import Observable
+from reactivex.subject import Subject
 
 from .frames import HEARTBEAT, Encoder, Frame, frame, lagged
 from .metrics import WebMetrics
@@ -107,18 +113,33 @@ class Feed:
             self._wait.deadline = self._idle_until
 
     async def run(self, hub: Hub[Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The tap: subscribe once, batch per window, encode, remember, fan out."""
+        """The tap: subscribe once; hub items ─► Rx window on the TrioScheduler ─► encode, remember, fan out."""
         try:
-            async with hub.subscribe(self.key, maxlen=self.feeds.tap_maxlen) as sub:
+            async with hub.subscribe(self.key, maxlen=self.feeds.tap_maxlen) as sub, trio.open_nursery() as timers:
+                items: Subject[Any] = Subject()
+                if self.window_s > 0:
+                    windows: Observable[list[Any]] = items.pipe(
+                        ops.buffer_with_time(self.window_s, scheduler=TrioScheduler(timers)), ops.filter(bool)
+                    )
+                    windows.subscribe(on_next=self._window)
+                else:
+                    items.subscribe(on_next=lambda item: self._window([item]))
                 task_status.started()
-                while await self._pump(sub):
-                    pass
+                try:
+                    while await self._pump(sub, items):
+                        pass
+                finally:
+                    items.on_completed()  # the open window leaves now
+                    timers.cancel_scope.cancel()
         finally:
             self.feeds._forget(self)
             self.fanout.close()  # clients still attached end cleanly (hub closed or app stopping)
 
-    async def _pump(self, sub: Any) -> bool:
-        """One window; False when the tap should end."""
+    async def _pump(self, sub: Any, items: Subject[Any]) -> bool:
+        """Move what the hub has into ``items`` (waiting for the first); False when the tap should end.
+
+        A task, not an operator: it awaits the hub subscription, and it ends the tap after ``linger_s`` idle.
+        """
         first: Any = _IDLE
         self._wait = trio.CancelScope(deadline=self._deadline())
         with self._wait:
@@ -127,17 +148,17 @@ class Feed:
             return self.clients > 0 or trio.current_time() < self._idle_until
         if first is _END:
             return False
-        items, ended = [first], False
-        if self.window_s > 0:
-            await trio.sleep(self.window_s)
+        items.on_next(first)
         while True:
             try:
-                items.append(sub.receive_nowait())
+                items.on_next(sub.receive_nowait())
             except trio.WouldBlock:
-                break
+                return True
             except trio.EndOfChannel:
-                ended = True
-                break
+                return False
+
+    def _window(self, items: list[Any]) -> None:
+        """One window of hub items as events; a :class:`Lagged` of the tap itself is told in sequence."""
         run: list[Any] = []
         for item in items:
             if isinstance(item, Lagged):  # the tap itself lost hub items: every client is told, in sequence
@@ -147,7 +168,6 @@ class Feed:
             else:
                 run.append(item)
         self._flush(run)
-        return not ended
 
     def _flush(self, items: list[Any]) -> None:
         if items:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import trio
-from dccd.actors import Batch, Message, WriteResult
+from dccd.actors import Batch, Message
 
 from dccd.domain import DatasetId, DataType, Symbol, Trade
 from dccd.domain.records import Record
+from dccd.storage.writer import PartInfo, WriteResult
 
 BTC = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
 ETH = DatasetId("binance", Symbol.parse("ETH/USDT"), DataType.TRADES)
@@ -45,7 +46,10 @@ class FakeLake:
         if self.fail is not None and (exc := self.fail(self.attempts)) is not None:
             raise exc
         self.calls.append((dataset, list(records)))
-        return WriteResult(rows=len(records), path=f"part-{len(self.calls)}.parquet", bytes=10 * len(records))
+        n = len(records)
+        ts = [r.ts for r in records]
+        part = PartInfo(f"part-{len(self.calls)}.parquet", n, min(ts, default=0), max(ts, default=0), 10 * n)
+        return WriteResult(parts=(part,), rows_written=n)
 
     async def offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         await trio.sleep(self.delay_s)

@@ -14,6 +14,7 @@ from dccd.actors import (
     PartWritten,
     decode_event,
 )
+from dccd.actors.messages import RunLogged
 
 from .conftest import BTC, make_batch
 
@@ -37,6 +38,7 @@ def test_messages_are_frozen() -> None:
     [
         PartWritten(BTC, rows=3, path="p", bytes=9, first_ts=1, last_ts=3, duration_s=0.5, writer="w"),
         GapDetected(BTC, start_ts=10, end_ts=20, first_id="5", last_id="9", reason="overflow"),
+        RunLogged("r1", "warning", "gap 10..20: overflow"),
         OverflowRecorded(BTC, 2, 1, 5, 6, "a", "b", "drop_newest", "ws"),
         ActorRestarted(name="x", role="source", attempt=2, delay_s=1.5, error="ConnectFailed()"),
         Lagged(7),

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 import trio
 from dccd.actors import open_service
+from dccd.actors.messages import JobTriggered
 from dccd.actors.scheduler import JobRunning, Scheduler, UnknownJob
 from structlog.testing import capture_logs
 
@@ -131,6 +132,23 @@ async def test_every_jobs_are_aligned_to_the_clock(autojump_clock: Any, nursery:
     assert svc.times("j0")[:3] == [83.0, 173.0, 263.0]
     assert len(svc.times("j0")) == 80
     assert svc.times("j1") == [3593.0, 7193.0]
+
+
+async def test_triggers_are_an_observable_of_job_triggered_messages(autojump_clock: Any, nursery: trio.Nursery) -> None:
+    """A probe on sched.triggers sees one JobTriggered per fire, with the slot's wall time, before the fire starts."""
+    svc = StubService(nursery)
+    sched, _ = make(svc, specs({"every": "90s"}, {"once": True}), wall0=MONDAY + 7 * NS_PER_S)
+    seen: list[tuple[float, JobTriggered]] = []
+    sched.triggers.subscribe(on_next=lambda t: seen.append((trio.current_time(), t)))
+    await sched.start()
+    await trio.sleep(200)
+    assert [(t, m.job_id, m.due_ns) for t, m in seen] == [
+        (0.0, "j1", None),
+        (83.0, "j0", MONDAY + 90 * NS_PER_S),
+        (173.0, "j0", MONDAY + 180 * NS_PER_S),
+    ]
+    assert svc.times("j0") == [83.0, 173.0]
+    assert sched.get_job("j1").skipped == 0  # a once job is triggered once (it used to be twice, the second skipped)
 
 
 async def test_once_fires_once_at_start(autojump_clock: Any, nursery: trio.Nursery) -> None:

@@ -155,6 +155,39 @@ async def test_drops_and_a_skipped_window_leave_no_hole(tmp_path: Path) -> None:
     assert info.rows == len(ids) and info.messages >= len(ids) - stream.rows_refilled
 
 
+async def test_a_probe_on_the_stream_output_sees_the_batches_the_writer_receives(tmp_path: Path) -> None:
+    """The actor graph is made of observables: a probe subscribed to a running stream's output (over loopback)
+    sees exactly the batches its writer accepts (the same objects, in order) and the hub tap publishes."""
+    async with (
+        open_fake_binance_ws(rate_per_s=2000) as ws,
+        open_fake_binance(source="shared", clock=tape_clock(ws)) as rest,
+        open_service(config(tmp_path, rest.url, ws.url)) as svc,
+    ):
+        probe: list[Batch] = []
+        received: list[Batch] = []
+
+        def attach(stream: Any) -> None:  # before the stream's actors start: nothing can pass unseen
+            stream.recording.batches.subscribe(on_next=probe.append)
+            stream.writer.accepted.subscribe(on_next=received.append)
+
+        svc.streams.started.subscribe(on_next=attach)
+        async with svc.hub.subscribe(("trades", "binance", "BTC/USDT"), maxlen=100_000) as tap:
+            sid = await svc.start_stream(trades_req())
+            with trio.fail_after(15):
+                while sum(b.rows for b in received) < 3000 or len(received) != len(probe):
+                    await trio.sleep(0.01)
+            assert len(probe) >= 2 and all(a is b for a, b in zip(probe, received, strict=True))
+            published = []
+            while len(published) < len(probe):
+                published.append(tap.receive_nowait())
+            assert all(a is b for a, b in zip(probe, published, strict=True))
+        seen = [int(t.id) for b in probe for t in b.records]
+        assert seen == list(range(seen[0], seen[-1] + 1))
+        assert await svc.stop_stream(sid)
+    ids = stored_ids(tmp_path)
+    assert ids[: len(seen)] == seen
+
+
 # --- connection behaviour, exact times ------------------------------------------------------------
 
 
@@ -178,6 +211,24 @@ async def test_silent_connection_is_replaced_by_the_watchdog(tmp_path: Path, aut
     assert "no frame for 5s" in reconnect.detail
     ids = stored_ids(tmp_path)
     assert ids == list(range(first, ids[-1] + 1)) and ids[-1] > first + 80
+
+
+async def test_pending_rows_leave_every_flush_s_on_the_trio_clock(tmp_path: Path, autojump_clock: Any) -> None:
+    """The flush window is an Rx interval on the TrioScheduler: at 10 trades/s and flush_s=0.25, a batch leaves
+    on a 0.25 s grid exactly, 2-3 trades each, consecutive ids."""
+    async with in_memory(tmp_path, {"rate_per_s": 10}, opts(flush_s=0.25)) as (svc, _ws, _):
+        out: list[tuple[float, Batch]] = []
+        svc.streams.started.subscribe(
+            on_next=lambda s: s.recording.batches.subscribe(on_next=lambda b: out.append((trio.current_time(), b)))
+        )
+        sid = await svc.start_stream(trades_req())
+        await trio.sleep(5)
+        await svc.stop_stream(sid)
+    ticks = [(t - out[0][0]) / 0.25 for t, _ in out]
+    assert len(out) >= 15 and all(abs(k - round(k)) < 1e-6 for k in ticks)
+    assert all(b.rows in (2, 3) for _, b in out[1:])
+    ids = [int(t.id) for _, b in out for t in b.records]
+    assert ids == list(range(ids[0], ids[-1] + 1))
 
 
 async def test_rotation_overlap_is_deduplicated(tmp_path: Path, autojump_clock: Any) -> None:

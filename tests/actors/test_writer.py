@@ -162,7 +162,7 @@ async def test_flush_command_writes_now(autojump_clock: Any) -> None:
         await nursery.start(writer.run)
         writer.send(make_batch(3))
         await trio.sleep(2)
-        writer.command(Flush())
+        writer.commands.on_next(Flush())
         await trio.sleep(1)
         assert lake.times == [2.0]
         nursery.cancel_scope.cancel()

@@ -11,11 +11,12 @@ from typing import Any
 
 import reactivex.operators as ops
 import trio
-from dccd.actors import Batch, PressureQueue, Role, WriteResult, open_service
+from dccd.actors import Batch, PressureQueue, Role, open_service
 from reactivex.subject import Subject
 
 from dccd.domain import DatasetId, DataType, Symbol, Trade
 from dccd.domain.records import Record
+from dccd.storage.writer import PartInfo, WriteResult
 
 QUICK = "--quick" in sys.argv
 N_MSG = 200_000 if QUICK else 1_000_000
@@ -92,7 +93,8 @@ async def channel_hop() -> float:
 
 
 def noop_write(dataset: DatasetId, records: list[Record]) -> WriteResult:
-    return WriteResult(rows=len(records))
+    n = len(records)
+    return WriteResult(parts=(PartInfo("", n, records[0].ts, records[-1].ts, 0),), rows_written=n)
 
 
 async def supervised_pipeline(rows_per_batch: int, max_rows: int) -> tuple[float, float, int]:

@@ -300,7 +300,6 @@ def dccd_parse_rates(frames: list[str]) -> tuple[float, float]:
     """Frames/s (best of 3) of session.parse alone (parse + normalise to Trade records, like for like with
     cryptofeed's handler), and of session.parse + Recording.on_trades (plus id dedupe and hole checks: all
     the work of dccd's on_frame)."""
-    from dccd.actors.ingress import BoundedIngress
     from dccd.actors.recording import Recording
 
     from dccd.domain import DatasetId, DataType, Symbol
@@ -325,8 +324,6 @@ def dccd_parse_rates(frames: list[str]) -> tuple[float, float]:
             [DatasetId("binance", btc, DataType.TRADES)],
             source="bench",
             sequential=True,
-            ingress=BoundedIngress(10**9),
-            publish=lambda key, batch: None,
             on_gap=lambda *a: None,
             batch_rows=10**9,
         )

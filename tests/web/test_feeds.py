@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import trio
 from dccd.actors import Hub
 from dccd.web.frames import HEARTBEAT, data_encoder
@@ -52,6 +53,28 @@ async def test_a_window_of_batches_becomes_events_of_bounded_size(autojump_clock
     assert [(f.seq, _rows(f)) for f in (first, second)] == [(1, ["0", "1", "2"]), (2, ["3", "4"])]
     assert first.raw.startswith(b"id: 1\r\nevent: trades\r\ndata: [")
     await stream.aclose()
+
+
+async def test_windows_close_on_the_trio_clock_exactly(autojump_clock: Any, nursery: trio.Nursery) -> None:
+    """buffer_with_time on the TrioScheduler: windows close every 0.1 s after the tap opened, an empty window
+    sends nothing, and the open window leaves at once when the hub closes."""
+    hub: Hub[Any] = Hub()
+    feeds = _feeds(hub, nursery)
+    feed = await _open(feeds, buffer=16)
+    stream = feeds.stream(feed, 0)
+
+    async def publish() -> None:
+        for at, start in ((0.03, 0), (0.07, 1), (0.13, 2), (0.31, 3), (0.45, 4)):
+            await trio.sleep_until(at)
+            hub.publish(TRADES_KEY, trades(1, start))
+        await trio.sleep_until(0.47)
+        hub.close()
+
+    nursery.start_soon(publish)
+    got = [(trio.current_time(), _rows(f)) async for f in stream]
+    assert [rows for _, rows in got] == [["0", "1"], ["2"], ["3"], ["4"]]
+    assert [t for t, _ in got] == pytest.approx([0.1, 0.2, 0.4, 0.47], abs=1e-9)
+    assert [f.seq for f in feed.ring] == [1, 2, 3, 4]
 
 
 async def test_heartbeats_are_sent_after_each_silent_interval(autojump_clock: Any, nursery: trio.Nursery) -> None:

@@ -1,0 +1,175 @@
+"""The wiring: :func:`open_service` / :func:`serve` build a :class:`~dccd.actors.service.Service` and its graph.
+
+The service-level actor graph (every arrow an Rx subscription unless marked ``await``)::
+
+    supervisor lifecycle (ActorStarted/Restarted/Failed/Stopped) ─┐
+    Writer.events (PartWritten) ───────────────────────────────────┤
+    streams, backfills, refills (Run*, GapDetected, Overflow…) ───┼─► svc.bus ─► svc.events (Rx Subject)
+    scheduler triggers (job fired) ─► run start                  ─┘                 │
+                                   on_event ◄───────────────────────────────────────┤
+                                   Hub.observer(EVENTS_TOPIC) ◄─────────────────────┤ ─► SSE /events feed, CLI
+                                   web metrics (create_app) ◄───────────────────────┘
+
+The data plane of each stream is composed in :mod:`~dccd.actors.live`; the
+only edges that are not subscriptions are the ones that wait for the
+writer's gate (``await writer.wait_writable()``: an ``on_next`` cannot await).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import trio
+from prometheus_client.registry import CollectorRegistry
+from reactivex.subject import Subject
+
+from dccd.config import Config
+from dccd.domain.backoff import RestartPolicy
+from dccd.storage.lake import Lake
+from dccd.storage.limits import LimitStateFile
+from dccd.storage.runs import LEASE_TTL_S, RunStore
+
+from .clients import ClientPool
+from .hub import Hub
+from .lease import serve_run_lease
+from .messages import Message
+from .metrics import register_metrics
+from .operations import Operations
+from .scheduler import Scheduler
+from .service import EVENTS_TOPIC, Service
+from .streams import StreamOps, ws_url_lookup
+from .supervisor import Role, open_supervisor
+
+log = structlog.get_logger()
+
+__all__ = ["open_service", "serve"]
+
+
+async def _run_hub(hub: Hub[Any], *, task_status: trio.TaskStatus[Hub[Any]]) -> None:
+    """The hub as an actor, so ordered shutdown closes its subscribers after the writers drained."""
+    task_status.started(hub)
+    try:
+        await trio.sleep_forever()
+    finally:
+        hub.close()
+
+
+@asynccontextmanager
+async def open_service(
+    config: Any = None,
+    *,
+    grace_s: float = 15.0,
+    policy: RestartPolicy | None = None,
+    hub_maxlen: int = 256,
+    registry: CollectorRegistry | None = None,
+    rng: random.Random | None = None,
+    on_event: Callable[[Message], None] | None = None,
+    client_options: dict[str, Any] | None = None,
+    ops_options: dict[str, Any] | None = None,
+    stream_options: dict[str, Any] | None = None,
+    lease_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Service]:
+    """Run the actor runtime for the duration of the block.
+
+    Args:
+        config: the application's config object (only ``config.storage.path`` is read, if present).
+        grace_s: bound on the ordered shutdown.
+        policy: default restart policy for actors.
+        hub_maxlen: default per-subscriber buffer of the hub.
+        registry: if given, the actor metrics are registered there (and unregistered on exit).
+        rng: random source for backoff jitter.
+        on_event: called with every control event (before hub subscribers see it).
+        client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
+        ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
+        stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
+        lease_options: keyword arguments for :func:`~dccd.actors.lease.serve_run_lease`
+            (``heartbeat_s``, ``check_s``, ``ttl_s``, ``now_ns``; ``now_ns`` also dates the startup check).
+
+    Yields:
+        The :class:`Service` handle.
+    """
+    hub: Hub[Any] = Hub(maxlen=hub_maxlen)
+    events: Subject[Message] = Subject()
+    if on_event is not None:
+        events.subscribe(on_next=on_event)
+    events.subscribe(hub.observer(EVENTS_TOPIC))  # the hub tap: SSE /events, `dccd backfill` progress
+    svc: Service | None = None
+
+    def emit(message: Message) -> None:
+        if svc is not None:
+            svc.emit(message)
+
+    async with open_supervisor(grace_s=grace_s, policy=policy, emit=emit, rng=rng, name="service") as sup:
+        svc = Service(config, sup, hub, events)
+        await sup.start("hub", _run_hub, hub, role=Role.HUB)
+        collector = register_metrics(svc, registry) if registry is not None else None
+        if isinstance(config, Config):
+            await _open_operations(svc, client_options, ops_options, stream_options, lease_options)
+        log.info("service.started", storage=str(svc.storage_path))
+        try:
+            with svc._scope:
+                yield svc
+        finally:
+            if registry is not None and collector is not None:
+                registry.unregister(collector)
+            log.info("service.stopping")
+
+
+def _exchange_settings(config: Any) -> Callable[[str], tuple[str | None, float]]:
+    def settings(name: str) -> tuple[str | None, float]:
+        ex = config.exchange(name) if hasattr(config, "exchange") else None
+        return (getattr(ex, "rest_url", None), float(getattr(ex, "rate_limit", 0.8)))
+
+    return settings
+
+
+async def _open_operations(
+    svc: Service,
+    client_options: dict[str, Any] | None,
+    ops_options: dict[str, Any] | None,
+    stream_options: dict[str, Any] | None = None,
+    lease_options: dict[str, Any] | None = None,
+) -> None:
+    """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
+
+    Takes this process's run lease and starts its heartbeat and the periodic dead-owner check
+    (``runs:lease``); the exchange clients record and honour rate-limit deadlines in ``{root}/_dccd``.
+    """
+    root = svc.storage_path
+    assert root is not None
+    lake = Lake(root.expanduser())
+    runs = RunStore(root.expanduser())
+    lease = dict(lease_options or {})
+    now_ns = lease.setdefault("now_ns", time.time_ns)
+    await runs.aregister_owner(now_ns=now_ns())
+    swept = await lake.asweep()
+    orphans = await runs.amark_orphans(now_ns=now_ns(), ttl_s=lease.get("ttl_s", LEASE_TTL_S))
+    if swept or orphans:
+        log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
+    await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
+    limits = LimitStateFile(root.expanduser())
+    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options, limit_state=limits)
+    svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **(ops_options or {}))
+    svc.streams = StreamOps(
+        svc.start_actor, svc.stop_actor, svc.bus.on_next, svc.hub, lake, runs, pool,
+        ws_url=ws_url_lookup(svc.config), **(stream_options or {}),
+    )  # fmt: skip
+    svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
+
+
+async def serve(
+    config: Any = None, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED, **options: Any
+) -> None:
+    """Run the service as a task: ``svc = await nursery.start(serve, config)``; ends on ``svc.cancel()``.
+
+    ``options`` are :func:`open_service`'s keyword arguments (pass them with ``functools.partial``).
+    """
+    async with open_service(config, **options) as svc:
+        task_status.started(svc)
+        await trio.sleep_forever()
