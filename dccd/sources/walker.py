@@ -299,6 +299,7 @@ class TradesWalk:
         resume: ``(ts, ids)`` of the last stored trade: a resume cursor re-reads that instant, drop those.
         search_horizon: when the first page from ``start_ns`` is empty and final, walk from the
             exchange's oldest served trade instead (:class:`OldestServed`; ``beyond_horizon`` set).
+        limit: trades per page (None: the adapter's default).
     """
 
     def __init__(
@@ -313,10 +314,11 @@ class TradesWalk:
         after_id: int | None = None,
         resume: tuple[int, frozenset[str]] | None = None,
         search_horizon: bool = False,
+        limit: int | None = None,
     ) -> None:
         self._adapter, self._symbol = adapter, symbol
         self.cursor, self.start_ns, self.stop_ts, self.stop_id = cursor, start_ns, stop_ts, stop_id
-        self.after_id, self.resume, self.search_horizon = after_id, resume, search_horizon
+        self.after_id, self.resume, self.search_horizon, self.limit = after_id, resume, search_horizon, limit
         self.holes: list[Hole] = []
         self.stuck: CursorStuck | None = None
         self.done = False
@@ -340,7 +342,7 @@ class TradesWalk:
         if self.done:
             return None
         start = self.start_ns if self.cursor is None else None
-        return self._adapter.build_trades(self._symbol, cursor=self.cursor, start_ns=start)
+        return self._adapter.build_trades(self._symbol, cursor=self.cursor, start_ns=start, limit=self.limit)
 
     def feed(self, request: Request, body: bytes) -> Sequence[Trade]:
         """The page's trades inside the bounds and not already stored; holes and the end on the way."""
