@@ -29,13 +29,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-import pyarrow.compute as pc
 import structlog
 import trio
 
 from dccd.domain.capability import Capabilities, History, Transport
 from dccd.domain.dataset import DatasetId
-from dccd.domain.gaps import missing_bars, missing_ids
+from dccd.domain.gaps import missing_bars
 from dccd.domain.plan import (
     Shortfall,
     Window,
@@ -44,6 +43,7 @@ from dccd.domain.plan import (
     duration,
     ohlc_windows,
     subtract_holes,
+    trades_plan,
     unserved,
 )
 from dccd.domain.records import Candle, DataType, Trade
@@ -314,8 +314,7 @@ class Backfiller:
                 start = await self._recent_bars_start(adapter, client, span, start, end, recent_rows, limit)
         if start >= end:
             return
-        stored_tbl = (await self.lake.aread_table(self.ds, start, end)).table
-        stored = stored_tbl.column("ts").to_pylist() if stored_tbl.num_rows else []
+        stored = await self.lake.astored_ts(self.ds, start, end)
         known = await self._known_holes(start, end)
         windows = subtract_holes(ohlc_windows(span, start, end, stored, limit), known, span)
         self.progress = Progress(self.job.run_id, "bars", sum(w.bars for w in windows), self._emit, self.runs)
@@ -391,9 +390,7 @@ class Backfiller:
         if head is None:
             return start
         lo, hi = head
-        stored_tbl = (await self.lake.aread_table(self.ds, lo, hi)).table
-        stored = sorted(stored_tbl.column("ts").to_pylist()) if stored_tbl.num_rows else []
-        missing = missing_bars(stored, span, lo, hi)
+        missing = missing_bars(await self.lake.astored_ts(self.ds, lo, hi), span, lo, hi)
         if missing:
             short = Shortfall(
                 lo,
@@ -418,65 +415,46 @@ class Backfiller:
         sequential = bool(getattr(adapter, "sequential_trade_ids", False))
         self.search_horizon = recent and sequential  # a start before a recent-only horizon: find its oldest trade
         if self.job.start == "last":
-            last = await self._last_trade()
+            last = await self.lake.alast_trade(self.ds)
             if last is None:
                 raise DccdError(
                     f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin"
                 )
-            cursor = adapter.trades_cursor_after(last)
             self.progress = Progress(self.job.run_id, "ns", max(end - last.ts, 1), self._emit, self.runs)
-            seen = (last.ts, await self._ids_at(last.ts))
-            await self._walk(
-                adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts, seen=seen
-            )
+            await self._tail(adapter, client, last, end, t0=last.ts)
             return
         start = None if self.job.start == "origin" else int(self.job.start)
-        stored = (await self.lake.aread_table(self.ds, start, end)).table
+        stored = await self.lake.astored_trades(self.ds, start, end)
         self.progress = Progress(self.job.run_id, "ns", max(end - (start or 0), 1), self._emit, self.runs)
-        if stored.num_rows == 0:
-            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=end, stop_id=None, t0=start or 0)
-            return
-        ts = stored.column("ts")
-        first_ts, last_ts = pc.min(ts).as_py(), pc.max(ts).as_py()
-        self.first_stored_ts = first_ts
-        ids = _int_ids(stored)
-        if sequential and ids is not None:
-            first_id, last_id = ids[0], ids[-1]
+        if stored is not None:
+            self.first_stored_ts = stored.first_ts
+        plan = trades_plan(start, end, stored, sequential)
+        t0 = start or 0
+        for leg in plan.legs:
+            cursor = None if leg.from_id is None else str(leg.from_id)
+            after = None if leg.from_id is None else leg.from_id - 1
             await self._walk(
-                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts + 1, stop_id=first_id - 1, t0=start or 0
+                adapter,
+                client,
+                cursor=cursor,
+                start_ns=leg.start_ns,
+                stop_ts=leg.stop_ts,
+                stop_id=leg.stop_id,
+                t0=t0,
+                after_id=after,
             )
-            for lo, hi in missing_ids(ids):
-                await self._walk(
-                    adapter, client, cursor=str(lo), start_ns=None, stop_ts=end, stop_id=hi, t0=start or 0, after_id=lo - 1
-                )
-            last = Trade(last_ts, str(last_id), 0.0, 0.0)
-        else:
-            await self._walk(
-                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts, stop_id=None, t0=start or 0
+        if plan.tail:
+            last = (
+                Trade(plan.last[0], str(plan.last[1]), 0.0, 0.0) if plan.last else await self.lake.alast_trade(self.ds)
             )
-            last = await self._last_trade()
             assert last is not None
+            await self._tail(adapter, client, last, end, t0=t0)
+
+    async def _tail(self, adapter: Adapter, client: ExchangeClient, last: Trade, end: int, *, t0: int) -> None:
+        """Walk from right after the stored trade ``last`` up to ``end`` (the instant it is at is re-read)."""
+        seen = (last.ts, await self.lake.atrade_ids_at(self.ds, last.ts))
         cursor = adapter.trades_cursor_after(last)
-        seen = (last.ts, await self._ids_at(last.ts))
-        await self._walk(
-            adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=start or 0, seen=seen
-        )
-
-    async def _ids_at(self, ts: int) -> frozenset[str]:
-        """Ids of the trades stored at ``ts`` (a resume cursor re-reads that instant: they are not new)."""
-        tbl = (await self.lake.aread_table(self.ds, ts, ts + 1)).table
-        return frozenset(str(i) for i in tbl.column("id").to_pylist()) if tbl.num_rows else frozenset()
-
-    async def _last_trade(self) -> Trade | None:
-        last_ts = await self.lake.alast_ts(self.ds)
-        if last_ts is None:
-            return None
-        tbl = (await self.lake.aread_table(self.ds, last_ts, last_ts + 1)).table
-        if tbl.num_rows == 0:
-            return None
-        ids = _int_ids(tbl)
-        row = tbl.slice(tbl.num_rows - 1, 1).to_pylist()[0]
-        return Trade(row["ts"], str(ids[-1]) if ids else row["id"], row["price"], row["amount"], row["side"])
+        await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=t0, seen=seen)
 
     async def _walk(
         self,
@@ -615,12 +593,3 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> DccdError | None:
         elif not isinstance(exc, trio.Cancelled):
             return None  # a bug: let the supervisor see the whole group
     return errors[0] if errors else None
-
-
-def _int_ids(table: Any) -> list[int] | None:
-    """Sorted integer ids of a trades table, or None if any id is not an integer."""
-    ids = table.column("id").to_pylist()
-    try:
-        return sorted(int(i) for i in ids)
-    except (TypeError, ValueError):
-        return None
