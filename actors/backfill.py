@@ -7,9 +7,11 @@ records those bars as a known hole (never silently skipped); a start before the
 exchange's first bar costs one empty window and one ``limit=1`` probe, not a
 walk through empty windows. Trades walk the exchange's id cursor: the head
 before the stored range, interior id holes when ids are sequential, and the
-tail up to ``end``. Every request first
-waits for writer capacity (``await writer.wait_writable()``), so a slow disk
-means fewer HTTP requests, not more memory.
+tail up to ``end`` (the plan is ``domain.plan.trades_plan``). Every page goes
+through the one paging loop (``pager.run_walk`` driving a
+``dccd.sources.walker`` walk), which first waits for writer capacity
+(``await writer.wait_writable()``), so a slow disk means fewer HTTP requests,
+not more memory. A cursor that stops advancing fails the run naming the page.
 
 A 200 answer that does not parse (truncated, malformed: ``ProtocolDrift``) is
 asked again under the client's retry policy (backoff, ``dccd_exchange_retries``
@@ -183,8 +185,15 @@ class Backfiller:
     async def _drive(
         self, walk: Walk[T], client: ExchangeClient, deliver: Callable[[Sequence[T]], Awaitable[None]] | None = None
     ) -> None:
-        """Page through ``walk`` under writer backpressure; malformed pages retried (``page_retries``)."""
+        """Page through ``walk`` under writer backpressure; malformed pages retried (``page_retries``).
+
+        Raises:
+            PageFailed: a page failed, or the exchange's cursor stopped advancing (a backfill
+                cannot leave the rest of its range silently unfetched).
+        """
         await run_walk(walk, client, deliver, gate=self._wait_writable, on_retry=self._retried)
+        if walk.stuck is not None:
+            raise PageFailed(walk.stuck.request, DccdError(walk.stuck.detail))
 
     async def _probe(self, client: ExchangeClient, request: Request, parse: Callable[[Request, bytes], P]) -> P:
         """One page, fetched and parsed like any other."""
@@ -357,8 +366,6 @@ class Backfiller:
             self.progress.add(done=len(candles), rows=len(candles), pages=1)
 
         await self._drive(walk, client, deliver)
-        if walk.stuck is not None:
-            raise PageFailed(walk.stuck.request, DccdError(walk.stuck.detail))
         if not walk.got and not empty_is_hole:
             return 0
         for hole in walk.holes():
@@ -500,8 +507,6 @@ class Backfiller:
             self.beyond_horizon = (walk.beyond_horizon[0], stop_ts)
         if walk.first_ts is not None and (self.first_trade_ts is None or walk.first_ts < self.first_trade_ts):
             self.first_trade_ts, self.oldest_page_rows = walk.first_ts, walk.first_page_rows
-        if walk.stuck is not None:
-            raise PageFailed(walk.stuck.request, DccdError(walk.stuck.detail))
 
     async def _recent_trades_shortfall(self, recent_rows: int | None, recent_s: int | None) -> None:
         """Record the head of the requested range a recent-only exchange did not serve, if any.
@@ -576,8 +581,6 @@ class Backfiller:
             self.progress.add(rows=len(records), pages=1)
 
         await self._drive(walk, client, deliver)
-        if walk.stuck is not None:
-            raise PageFailed(walk.stuck.request, DccdError(walk.stuck.detail))
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> DccdError | None:

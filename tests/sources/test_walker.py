@@ -54,6 +54,9 @@ class Scripted:
         trades = [Trade(ts, str(i), 1.0, 1.0) for ts, i in page["t"]]
         return TradesPage(trades, page.get("next"), tuple(tuple(g) for g in page.get("gaps", ())))  # type: ignore[misc]
 
+    def trades_cursor_after(self, last: Trade) -> str | None:
+        return None  # ids do not resume: refills start at ``str(lo)``
+
     def build_ohlc(
         self, symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None
     ) -> Request:
