@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
@@ -44,6 +45,7 @@ R_co = TypeVar("R_co", covariant=True)
 P = TypeVar("P")
 
 OPEN_ID = 2**63 - 1  # the end of an open-ended (tail) id range
+_TS = attrgetter("ts")
 
 
 class HoleReason(enum.Enum):
@@ -152,7 +154,7 @@ class OhlcWalk:
         # Pages are ascending (the adapter protocol), so in-window ends mean every bar is in the window.
         if candles and not (self.start_ns <= candles[0].ts and candles[-1].ts < self.end_ns):
             candles = [c for c in candles if self.start_ns <= c.ts < self.end_ns]
-        self.got.extend(c.ts for c in candles)
+        self.got.extend(map(_TS, candles))
         cur, nxt = self.cursor, page.next_start_ns
         if cur is not None and nxt is not None and nxt <= cur:
             self.stuck = CursorStuck(request, f"cursor did not advance ({nxt} <= {cur})")
@@ -364,19 +366,18 @@ class TradesWalk:
         keep: list[Trade] = []
         top: int | None = None
         ended = False
-        for t in records:
-            i = _tid(t)
-            if i is not None:
-                top = i if top is None or i > top else top
-            if stop_ts is not None and t.ts >= stop_ts:
-                ended = True
-                continue
-            if i is not None and stop_id is not None and i > stop_id:
-                ended = True
-                continue
-            if i is not None and floor is not None and i <= floor:
-                continue
-            keep.append(t)
+        if stop_id is None and floor is None:  # bounded by time only (backfills): ids are not read
+            keep = records if stop_ts is None else [t for t in records if t.ts < stop_ts]
+            ended = len(keep) < len(records)
+        else:
+            for t in records:
+                i = _tid(t)
+                if i is not None:
+                    top = i if top is None or i > top else top
+                if (stop_ts is not None and t.ts >= stop_ts) or (i is not None and stop_id is not None and i > stop_id):
+                    ended = True
+                elif i is None or floor is None or i > floor:
+                    keep.append(t)
         lo = -1 if floor is None else floor
         hi = OPEN_ID if stop_id is None else stop_id
         self.holes.extend(Hole(max(a, lo + 1), min(b, hi), HoleReason.SKIPPED) for a, b in page.id_gaps if a <= hi and b > lo)  # fmt: skip
