@@ -51,7 +51,7 @@ from dccd.domain.plan import (
 from dccd.domain.records import Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, ProtocolDrift
+from dccd.errors import DccdError, ProtocolDrift, leaves
 from dccd.sources.base import Adapter, Request
 from dccd.sources.walker import HoleReason, Probe, SeriesWalk, TradesWalk, Walk, ohlc_walk, series_calls
 from dccd.storage.lake import Lake
@@ -346,7 +346,9 @@ class Backfiller:
         except BaseExceptionGroup as group:
             # A failed page ends the run with that page's error, not with a nursery group: the
             # operation records DccdErrors as a failed run, and a group would read as a bug.
-            failed = _first_error(group)
+            found = leaves(group, skip=(trio.Cancelled,))
+            errors = [e for e in found if isinstance(e, DccdError)]
+            failed = errors[0] if errors and len(errors) == len(found) else None  # any other leaf is a bug
             if failed is None:
                 raise
         if failed is not None:
@@ -581,18 +583,3 @@ class Backfiller:
             self.progress.add(rows=len(records), pages=1)
 
         await self._drive(walk, client, deliver)
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> DccdError | None:
-    """The first DccdError of a nursery's group if every other leaf is one too (or Cancelled), else None."""
-    errors: list[DccdError] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack[:0] = exc.exceptions
-        elif isinstance(exc, DccdError):
-            errors.append(exc)
-        elif not isinstance(exc, trio.Cancelled):
-            return None  # a bug: let the supervisor see the whole group
-    return errors[0] if errors else None
