@@ -7,9 +7,11 @@ records those bars as a known hole (never silently skipped); a start before the
 exchange's first bar costs one empty window and one ``limit=1`` probe, not a
 walk through empty windows. Trades walk the exchange's id cursor: the head
 before the stored range, interior id holes when ids are sequential, and the
-tail up to ``end``. Every request first
-waits for writer capacity (``await writer.wait_writable()``), so a slow disk
-means fewer HTTP requests, not more memory.
+tail up to ``end`` (the plan is ``domain.plan.trades_plan``). Every page goes
+through the one paging loop (``pager.run_walk`` driving a
+``dccd.sources.walker`` walk), which first waits for writer capacity
+(``await writer.wait_writable()``), so a slow disk means fewer HTTP requests,
+not more memory. A cursor that stops advancing fails the run naming the page.
 
 A 200 answer that does not parse (truncated, malformed: ``ProtocolDrift``) is
 asked again under the client's retry policy (backoff, ``dccd_exchange_retries``
@@ -25,18 +27,16 @@ row it returns), the local clock only decides whether to ask.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from operator import attrgetter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-import pyarrow.compute as pc
 import structlog
 import trio
 
 from dccd.domain.capability import Capabilities, History, Transport
 from dccd.domain.dataset import DatasetId
-from dccd.domain.gaps import missing_bars, missing_ids
+from dccd.domain.gaps import missing_bars
 from dccd.domain.plan import (
     Shortfall,
     Window,
@@ -44,28 +44,36 @@ from dccd.domain.plan import (
     closed_end,
     duration,
     ohlc_windows,
-    page_holes,
     subtract_holes,
+    trades_plan,
     unserved,
 )
-from dccd.domain.records import DataType, Trade
+from dccd.domain.records import Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, NoCapability, ProtocolDrift
+from dccd.errors import DccdError, ProtocolDrift, leaves
 from dccd.sources.base import Adapter, Request
+from dccd.sources.walker import HoleReason, Probe, SeriesWalk, TradesWalk, Walk, ohlc_walk, series_calls
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
 from dccd.transport.http import ExchangeClient
 
 from .clients import ClientPool
 from .messages import Batch, GapDetected, Message, RunLogged, RunProgressed
+from .pager import PageFailed, run_walk
 
 log = structlog.get_logger()
-_TS = attrgetter("ts")
 T = TypeVar("T")
+P = TypeVar("P")
 
 PROGRESS_EVERY_S = 0.5
 HOLE_DETAIL = "exchange returned no bars"  # run-event detail of exchange-confirmed holes, skipped by later runs
+_TRADE_HOLES = {
+    HoleReason.SKIPPED: "exchange skipped these trade ids",
+    HoleReason.UNSERVED: "the exchange does not serve these trade ids (yet)",
+    HoleReason.STUCK: "the exchange's trade cursor did not advance",
+    HoleReason.NO_BARS: HOLE_DETAIL,
+}
 # An oldest served trade this much younger than the declared horizon is where the data starts (a listing).
 HORIZON_SLACK_S = 7 * 86_400
 
@@ -80,15 +88,6 @@ class BackfillJob(msgspec.Struct, frozen=True):
     now_ns: int
     concurrency: int = 4
     book_depth: int = 100
-
-
-class PageFailed(DccdError):
-    """A page could not be fetched or parsed; names the request."""
-
-    def __init__(self, request: Request, exc: BaseException) -> None:
-        params = "&".join(f"{k}={v}" for k, v in request.params)
-        super().__init__(f"page {request.path}?{params} failed: {exc}")
-        self.request = request
 
 
 class Progress:
@@ -179,36 +178,29 @@ class Backfiller:
         getattr(log, level)(message, run_id=self.job.run_id, dataset=str(self.ds), **fields)
         self._emit(RunLogged(self.job.run_id, level, message + "".join(f" {k}={v}" for k, v in fields.items())))
 
-    async def _fetch(self, client: ExchangeClient, request: Request) -> bytes:
-        await self._wait_writable()
-        try:
-            return await client.fetch(request)
-        except DccdError as exc:
-            raise PageFailed(request, exc) from exc
+    def _retried(self, request: Request, attempt: int, exc: ProtocolDrift) -> None:
+        self.page_retries += 1
+        self._log("warning", "backfill.page_retried", endpoint=request.endpoint, attempt=attempt, error=str(exc))
 
-    async def _page(self, client: ExchangeClient, request: Request, parse: Callable[[Request, bytes], T]) -> T:
-        """Fetch and parse one page; a 200 answer that does not parse is fetched again (the client's policy).
+    async def _drive(
+        self, walk: Walk[T], client: ExchangeClient, deliver: Callable[[Sequence[T]], Awaitable[None]] | None = None
+    ) -> None:
+        """Page through ``walk`` under writer backpressure; malformed pages retried (``page_retries``).
 
         Raises:
-            PageFailed: the fetch failed, or the answer kept failing to parse; names the page.
+            PageFailed: a page failed, or the exchange's cursor stopped advancing (a backfill
+                cannot leave the rest of its range silently unfetched).
         """
-        attempt = 0
-        while True:
-            body = await self._fetch(client, request)
-            try:
-                return parse(request, body)
-            except ProtocolDrift as exc:
-                attempt += 1
-                try:
-                    await client.backoff(request, attempt, exc)  # counts the retry; raises on the last attempt
-                except DccdError as final:
-                    raise PageFailed(request, final) from exc
-                self.page_retries += 1
-                self._log(
-                    "warning", "backfill.page_retried", endpoint=request.endpoint, attempt=attempt, error=str(exc)
-                )
-            except DccdError as exc:
-                raise PageFailed(request, exc) from exc
+        await run_walk(walk, client, deliver, gate=self._wait_writable, on_retry=self._retried)
+        if walk.stuck is not None:
+            raise PageFailed(walk.stuck.request, DccdError(walk.stuck.detail))
+
+    async def _probe(self, client: ExchangeClient, request: Request, parse: Callable[[Request, bytes], P]) -> P:
+        """One page, fetched and parsed like any other."""
+        probe = Probe(request, parse)
+        await self._drive(probe, client)
+        assert probe.page is not None
+        return probe.page
 
     @property
     def partial(self) -> str | None:
@@ -277,7 +269,7 @@ class Backfiller:
     ) -> int | None:
         """Open time of the exchange's first bar in ``[from_ns, end_ns)``, by one probe (``limit=1``)."""
         request = adapter.build_ohlc(self.ds.symbol, span, from_ns, span.add(end_ns, -1), limit=1)
-        page = await self._page(client, request, adapter.parse_ohlc)
+        page = await self._probe(client, request, adapter.parse_ohlc)
         first = page.candles[0].ts if page.candles else None
         return first if first is not None and first < end_ns else None
 
@@ -331,8 +323,7 @@ class Backfiller:
                 start = await self._recent_bars_start(adapter, client, span, start, end, recent_rows, limit)
         if start >= end:
             return
-        stored_tbl = (await self.lake.aread_table(self.ds, start, end)).table
-        stored = stored_tbl.column("ts").to_pylist() if stored_tbl.num_rows else []
+        stored = await self.lake.astored_ts(self.ds, start, end)
         known = await self._known_holes(start, end)
         windows = subtract_holes(ohlc_windows(span, start, end, stored, limit), known, span)
         self.progress = Progress(self.job.run_id, "bars", sum(w.bars for w in windows), self._emit, self.runs)
@@ -355,7 +346,9 @@ class Backfiller:
         except BaseExceptionGroup as group:
             # A failed page ends the run with that page's error, not with a nursery group: the
             # operation records DccdErrors as a failed run, and a group would read as a bug.
-            failed = _first_error(group)
+            found = leaves(group, skip=(trio.Cancelled,))
+            errors = [e for e in found if isinstance(e, DccdError)]
+            failed = errors[0] if errors and len(errors) == len(found) else None  # any other leaf is a bug
             if failed is None:
                 raise
         if failed is not None:
@@ -368,29 +361,20 @@ class Backfiller:
 
         With ``empty_is_hole=False`` a window without any bar records nothing (the caller probes further).
         """
-        cur: int | None = w.start_ns
-        got: list[int] = []
-        last_open = span.add(w.end_ns, -1)
-        while cur is not None and cur < w.end_ns:
-            request = adapter.build_ohlc(self.ds.symbol, span, cur, last_open, limit=limit)
-            page = await self._page(client, request, adapter.parse_ohlc)
-            candles = page.candles
-            # Pages are ascending (the adapter protocol), so in-window ends mean every bar is in the window.
-            if candles and not (w.start_ns <= candles[0].ts and candles[-1].ts < w.end_ns):
-                candles = [c for c in candles if w.start_ns <= c.ts < w.end_ns]
+        walk = ohlc_walk(adapter, self.ds.symbol, span, w.start_ns, w.end_ns, limit=limit)
+
+        async def deliver(candles: Sequence[Candle]) -> None:
             self._emit_batch(candles)
-            got.extend(map(_TS, candles))
             self.progress.add(done=len(candles), rows=len(candles), pages=1)
-            nxt = page.next_start_ns
-            if nxt is not None and nxt <= cur:
-                raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
-            cur = nxt
-        if not got and not empty_is_hole:
+
+        await self._drive(walk, client, deliver)
+        if not walk.got and not empty_is_hole:
             return 0
-        for lo, hi in page_holes(span, w, got):
+        for hole in walk.holes():
+            lo, hi = hole.lo, hole.hi
             await self._hole(lo, hi, f"{HOLE_DETAIL} for [{ns_to_iso(lo)}, {ns_to_iso(hi)})")
             self.progress.add(done=span.count(lo, hi))
-        return len(got)
+        return len(walk.got)
 
     async def _recent_bars_start(
         self, adapter: Adapter, client: ExchangeClient, span: Span, start: int, end: int, recent_rows: int, limit: int
@@ -406,7 +390,7 @@ class Backfiller:
         """
         now_end = span.align(self.job.now_ns)
         request = adapter.build_ohlc(self.ds.symbol, span, start, span.add(now_end, -1), limit=limit)
-        page = await self._page(client, request, adapter.parse_ohlc)
+        page = await self._probe(client, request, adapter.parse_ohlc)
         served = [c.ts for c in page.candles if c.ts >= start]
         if served and len(served) < min(recent_rows - 1, limit):
             return start  # the exchange sent all it has: the bars before its first do not exist
@@ -415,9 +399,7 @@ class Backfiller:
         if head is None:
             return start
         lo, hi = head
-        stored_tbl = (await self.lake.aread_table(self.ds, lo, hi)).table
-        stored = sorted(stored_tbl.column("ts").to_pylist()) if stored_tbl.num_rows else []
-        missing = missing_bars(stored, span, lo, hi)
+        missing = missing_bars(await self.lake.astored_ts(self.ds, lo, hi), span, lo, hi)
         if missing:
             short = Shortfall(
                 lo,
@@ -442,63 +424,46 @@ class Backfiller:
         sequential = bool(getattr(adapter, "sequential_trade_ids", False))
         self.search_horizon = recent and sequential  # a start before a recent-only horizon: find its oldest trade
         if self.job.start == "last":
-            last = await self._last_trade()
+            last = await self.lake.alast_trade(self.ds)
             if last is None:
                 raise DccdError(
                     f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin"
                 )
-            cursor = adapter.trades_cursor_after(last)
             self.progress = Progress(self.job.run_id, "ns", max(end - last.ts, 1), self._emit, self.runs)
-            seen = (last.ts, await self._ids_at(last.ts))
-            await self._walk(
-                adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=last.ts, seen=seen
-            )
+            await self._tail(adapter, client, last, end, t0=last.ts)
             return
         start = None if self.job.start == "origin" else int(self.job.start)
-        stored = (await self.lake.aread_table(self.ds, start, end)).table
+        stored = await self.lake.astored_trades(self.ds, start, end)
         self.progress = Progress(self.job.run_id, "ns", max(end - (start or 0), 1), self._emit, self.runs)
-        if stored.num_rows == 0:
-            await self._walk(adapter, client, cursor=None, start_ns=start, stop_ts=end, stop_id=None, t0=start or 0)
-            return
-        ts = stored.column("ts")
-        first_ts, last_ts = pc.min(ts).as_py(), pc.max(ts).as_py()
-        self.first_stored_ts = first_ts
-        ids = _int_ids(stored)
-        if sequential and ids is not None:
-            first_id, last_id = ids[0], ids[-1]
+        if stored is not None:
+            self.first_stored_ts = stored.first_ts
+        plan = trades_plan(start, end, stored, sequential)
+        t0 = start or 0
+        for leg in plan.legs:
+            cursor = None if leg.from_id is None else str(leg.from_id)
+            after = None if leg.from_id is None else leg.from_id - 1
             await self._walk(
-                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts + 1, stop_id=first_id - 1, t0=start or 0
+                adapter,
+                client,
+                cursor=cursor,
+                start_ns=leg.start_ns,
+                stop_ts=leg.stop_ts,
+                stop_id=leg.stop_id,
+                t0=t0,
+                after_id=after,
             )
-            for lo, hi in missing_ids(ids):
-                await self._walk(adapter, client, cursor=str(lo), start_ns=None, stop_ts=end, stop_id=hi, t0=start or 0)
-            last = Trade(last_ts, str(last_id), 0.0, 0.0)
-        else:
-            await self._walk(
-                adapter, client, cursor=None, start_ns=start, stop_ts=first_ts, stop_id=None, t0=start or 0
+        if plan.tail:
+            last = (
+                Trade(plan.last[0], str(plan.last[1]), 0.0, 0.0) if plan.last else await self.lake.alast_trade(self.ds)
             )
-            last = await self._last_trade()
             assert last is not None
+            await self._tail(adapter, client, last, end, t0=t0)
+
+    async def _tail(self, adapter: Adapter, client: ExchangeClient, last: Trade, end: int, *, t0: int) -> None:
+        """Walk from right after the stored trade ``last`` up to ``end`` (the instant it is at is re-read)."""
+        seen = (last.ts, await self.lake.atrade_ids_at(self.ds, last.ts))
         cursor = adapter.trades_cursor_after(last)
-        seen = (last.ts, await self._ids_at(last.ts))
-        await self._walk(
-            adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=start or 0, seen=seen
-        )
-
-    async def _ids_at(self, ts: int) -> frozenset[str]:
-        """Ids of the trades stored at ``ts`` (a resume cursor re-reads that instant: they are not new)."""
-        tbl = (await self.lake.aread_table(self.ds, ts, ts + 1)).table
-        return frozenset(str(i) for i in tbl.column("id").to_pylist()) if tbl.num_rows else frozenset()
-
-    async def _last_trade(self) -> Trade | None:
-        last_ts = await self.lake.alast_ts(self.ds)
-        if last_ts is None:
-            return None
-        tbl = (await self.lake.aread_table(self.ds, last_ts, last_ts + 1)).table
-        if tbl.num_rows == 0:
-            return None
-        ids = _int_ids(tbl)
-        row = tbl.slice(tbl.num_rows - 1, 1).to_pylist()[0]
-        return Trade(row["ts"], str(ids[-1]) if ids else row["id"], row["price"], row["amount"], row["side"])
+        await self._walk(adapter, client, cursor=cursor, start_ns=None, stop_ts=end, stop_id=None, t0=t0, seen=seen)
 
     async def _walk(
         self,
@@ -510,64 +475,40 @@ class Backfiller:
         stop_ts: int,
         stop_id: int | None,
         t0: int,
+        after_id: int | None = None,
         seen: tuple[int, frozenset[str]] | None = None,
     ) -> None:
         """Page trades until ``stop_ts``/``stop_id``; ``seen`` = (last stored ts, its ids): drop what is not after it."""
-        while True:
-            request = adapter.build_trades(self.ds.symbol, cursor=cursor, start_ns=start_ns if cursor is None else None)
-            page = await self._page(client, request, adapter.parse_trades)
-            if cursor is None and start_ns is not None and page.done and not page.records and self.search_horizon:
-                # No trade before the start, on an exchange that keeps only recent ones: walk from its oldest.
-                self.beyond_horizon = (start_ns, stop_ts)
-                oldest = await self._oldest_served(adapter, client, stop_ts)
-                if oldest is None:
-                    return
-                cursor = oldest
-                continue
-            if page.records and (self.first_trade_ts is None or page.records[0].ts < self.first_trade_ts):
-                self.first_trade_ts = page.records[0].ts
-                self.oldest_page_rows = len(page.records)
-            keep = [
-                t
-                for t in page.records
-                if t.ts < stop_ts and (stop_id is None or t.id is None or not t.id.isdigit() or int(t.id) <= stop_id)
-            ]
-            fresh = keep
-            if seen is not None and keep and keep[0].ts <= seen[0]:
-                fresh = [t for t in keep if t.ts > seen[0] or (t.ts == seen[0] and str(t.id) not in seen[1])]
-            self._emit_batch(fresh)
-            for lo, hi in page.id_gaps:
-                await self.runs.aevent(self.job.run_id, "gap", lo, hi, "exchange skipped these trade ids")
-            if keep:
-                self.progress.done = max(self.progress.done, keep[-1].ts - t0)
-            self.progress.add(rows=len(fresh), pages=1)
-            if page.done or len(keep) < len(page.records):
+        walk = TradesWalk(
+            adapter,
+            self.ds.symbol,
+            cursor=cursor,
+            start_ns=start_ns,
+            stop_ts=stop_ts,
+            stop_id=stop_id,
+            after_id=after_id,
+            resume=seen,
+            search_horizon=self.search_horizon,
+        )
+        holes_seen = 0
+
+        async def deliver(trades: Sequence[Trade]) -> None:
+            nonlocal holes_seen
+            if walk.searching:
                 return
-            if cursor is not None and page.next_cursor == cursor:
-                raise PageFailed(request, DccdError("trade cursor did not advance"))
-            cursor = page.next_cursor
+            self._emit_batch(trades)
+            for hole in walk.holes[holes_seen:]:
+                await self.runs.aevent(self.job.run_id, "gap", hole.lo, hole.hi, _TRADE_HOLES[hole.reason])
+            holes_seen = len(walk.holes)
+            if walk.reached_ns is not None:
+                self.progress.done = max(self.progress.done, walk.reached_ns - t0)
+            self.progress.add(rows=len(trades), pages=1)
 
-    async def _oldest_served(self, adapter: Adapter, client: ExchangeClient, before_ns: int) -> str | None:
-        """Cursor of the oldest trade the exchange still serves before ``before_ns`` (None: it serves none).
-
-        Found from the exchange's answers: the lookup at ``before_ns`` gives a served id, then a
-        bisection over ids (cursors of sequential-id adapters are trade ids; a page at ``c`` holds the
-        served ids from ``c``) finds the lowest served one, ~30 requests for ids near 10**9.
-        """
-        lookup = adapter.build_trades(self.ds.symbol, start_ns=before_ns)
-        found = await self._page(client, lookup, adapter.parse_trades)
-        if found.next_cursor is None or not found.next_cursor.isdigit():
-            return None
-        lo, hi = 0, int(found.next_cursor) - 1  # the lookup's cursor is the id after a served trade
-        while lo < hi:
-            mid = (lo + hi) // 2
-            probe = adapter.build_trades(self.ds.symbol, cursor=str(mid))
-            if (await self._page(client, probe, adapter.parse_trades)).records:
-                hi = mid
-            else:
-                lo = mid + 1
-        first = await self._page(client, adapter.build_trades(self.ds.symbol, cursor=str(lo)), adapter.parse_trades)
-        return first.records[0].id if first.records else None
+        await self._drive(walk, client, deliver)
+        if walk.beyond_horizon is not None:
+            self.beyond_horizon = (walk.beyond_horizon[0], stop_ts)
+        if walk.first_ts is not None and (self.first_trade_ts is None or walk.first_ts < self.first_trade_ts):
+            self.first_trade_ts, self.oldest_page_rows = walk.first_ts, walk.first_page_rows
 
     async def _recent_trades_shortfall(self, recent_rows: int | None, recent_s: int | None) -> None:
         """Record the head of the requested range a recent-only exchange did not serve, if any.
@@ -622,54 +563,23 @@ class Backfiller:
         self.progress.add(done=1, rows=len(levels), pages=1)
 
     async def _series(self, adapter: Adapter, client: ExchangeClient, limit: int, *, snapshot: bool = False) -> None:
-        build = getattr(adapter, f"build_{self.ds.data_type.value}", None)
-        parse = getattr(adapter, f"parse_{self.ds.data_type.value}", None)
-        if build is None or parse is None:
-            raise NoCapability(self.ds.exchange, f"{self.ds.data_type.value} over rest")
+        build, parse = series_calls(adapter, self.ds.data_type, self.ds.symbol, limit)
         end = min(self.job.end_ns, self.job.now_ns)
         if self.job.start == "last":
             last = await self.lake.alast_ts(self.ds)
-            cur: int | None = (last + 1) if last is not None else 0
+            cur = (last + 1) if last is not None else 0
         elif self.job.start == "origin":
             cur = 0
         else:
             cur = int(self.job.start)
-        t0 = cur or 0
+        t0 = cur
         self.progress = Progress(self.job.run_id, "ns", max(end - t0, 1), self._emit, self.runs)
-        while cur is not None and cur < end:
-            request = build(self.ds.symbol, cur, end, limit=limit)
-            page = await self._page(client, request, parse)
-            # A snapshot (BitMEX OI) is stamped with the exchange's "now", which may be at or past ours.
-            keep = list(page.records) if snapshot else [r for r in page.records if cur <= r.ts < end]
-            self._emit_batch(keep)
-            if keep:
-                self.progress.done = max(self.progress.done, keep[-1].ts - t0)
-            self.progress.add(rows=len(keep), pages=1)
-            nxt = page.next_start_ns
-            if nxt is not None and nxt <= cur:
-                raise PageFailed(request, DccdError(f"cursor did not advance ({nxt} <= {cur})"))
-            cur = nxt
+        walk: SeriesWalk[Any] = SeriesWalk(build, parse, cur, end, snapshot=snapshot)
 
+        async def deliver(records: Sequence[Any]) -> None:
+            self._emit_batch(records)
+            if walk.reached_ns is not None:
+                self.progress.done = max(self.progress.done, walk.reached_ns - t0)
+            self.progress.add(rows=len(records), pages=1)
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> DccdError | None:
-    """The first DccdError of a nursery's group if every other leaf is one too (or Cancelled), else None."""
-    errors: list[DccdError] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack[:0] = exc.exceptions
-        elif isinstance(exc, DccdError):
-            errors.append(exc)
-        elif not isinstance(exc, trio.Cancelled):
-            return None  # a bug: let the supervisor see the whole group
-    return errors[0] if errors else None
-
-
-def _int_ids(table: Any) -> list[int] | None:
-    """Sorted integer ids of a trades table, or None if any id is not an integer."""
-    ids = table.column("id").to_pylist()
-    try:
-        return sorted(int(i) for i in ids)
-    except (TypeError, ValueError):
-        return None
+        await self._drive(walk, client, deliver)

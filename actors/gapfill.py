@@ -10,7 +10,7 @@ hole ends recorded on the run: ``filled`` with the ids/bars refilled, or
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,9 +24,11 @@ from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import DccdError
+from dccd.sources.walker import OPEN_ID, HoleReason, TradesWalk, ohlc_walk
 
 from .clients import ClientPool
 from .messages import Batch
+from .pager import run_walk
 from .recording import Hole, Recording, SymbolState
 
 log = structlog.get_logger()
@@ -42,7 +44,10 @@ class FillResult(msgspec.Struct, frozen=True):
     gaps: tuple[tuple[int, int, str], ...] = ()
 
 
-_OPEN = 2**63 - 1  # the end of an open-ended (tail) id range
+_ID_HOLES = {
+    HoleReason.SKIPPED: "the exchange has no such trade ids",
+    HoleReason.UNSERVED: "the exchange does not serve these ids (yet)",
+}
 
 
 def _tid(trade: Trade) -> int | None:
@@ -58,58 +63,48 @@ async def fill_ids(
     The first page starts right after trade ``lo - 1`` through the adapter's
     ``trades_cursor_after`` (``floor_ns``, a time at or before trade ``lo``,
     positions exchanges whose cursor is a time, e.g. Kraken's ``since``); the
-    next pages follow the exchange's own ``next_cursor``. Trades outside
-    ``lo..hi`` are trimmed. Ids the exchange skips inside a page, and ids past
-    its current head, come back as gaps; so do the rest of the range when a
-    request fails (the client already retried what is transient) or when the
-    exchange's cursor stops advancing (never a request loop). ``hi=None`` is
-    the tail: every trade from ``lo`` up to the exchange's head now.
+    next pages follow the exchange's own ``next_cursor`` (a :class:`TradesWalk`
+    from id floor ``lo - 1``). Trades outside ``lo..hi`` are trimmed. Ids the
+    exchange skips inside a page, and ids past its current head, come back as
+    gaps; so do the rest of the range when a request fails (the client already
+    retried what is transient) or when the exchange's cursor stops advancing
+    (never a request loop). ``hi=None`` is the tail: every trade from ``lo`` up
+    to the exchange's head now.
     """
-    tail = hi is None
-    if hi is None:
-        hi = _OPEN
     adapter = pool.adapter(ds.exchange)
-    rows, seen = 0, lo - 1  # highest id handled so far
+    rows = 0
     first_kept = last_kept = None
-    gaps: list[tuple[int, int, str]] = []
     before = Trade(floor_ns if floor_ns is not None else 0, str(lo - 1), 0.0, 0.0)
-    cursor: str | None = adapter.trades_cursor_after(before) if hasattr(adapter, "trades_cursor_after") else None
-    cursor = str(lo) if cursor is None else cursor
+    cursor = adapter.trades_cursor_after(before)
+    walk = TradesWalk(adapter, ds.symbol, cursor=str(lo) if cursor is None else cursor, stop_id=hi, after_id=lo - 1)
+
+    async def deliver(trades: Sequence[Trade]) -> None:
+        nonlocal rows, first_kept, last_kept
+        if trades:
+            await put(Batch(ds, list[Record](trades), source, "rest"))
+            rows += len(trades)
+            first_kept = _tid(trades[0]) if first_kept is None else first_kept
+            last_kept = _tid(trades[-1])
+
+    gaps: list[tuple[int, int, str]] = []
+    failed: DccdError | None = None
     try:
         client = await pool.get(ds.exchange)
-        while seen < hi:
-            request = adapter.build_trades(ds.symbol, cursor=cursor)
-            page = adapter.parse_trades(request, await client.fetch(request))
-            keep = [t for t in page.records if (i := _tid(t)) is not None and seen < i <= hi]
-            gaps.extend(
-                (max(a, seen + 1), min(b, hi), "the exchange has no such trade ids")
-                for a, b in page.id_gaps
-                if a <= hi and b > seen
-            )
-            if keep:
-                await put(Batch(ds, list[Record](keep), source, "rest"))
-                rows += len(keep)
-                first_kept = _tid(keep[0]) if first_kept is None else first_kept
-                last_kept = _tid(keep[-1])
-            top = max((i for t in page.records if (i := _tid(t)) is not None), default=None)
-            if top is not None:
-                seen = max(seen, min(top, hi))
-            if page.next_cursor is None:
-                if tail:
-                    seen = hi
-                break  # the head of the tape
-            if page.next_cursor == cursor:
-                gaps.append((seen + 1, hi, f"the exchange's cursor did not advance past {cursor}"))
-                seen = hi
-                break
-            cursor = page.next_cursor
+        await run_walk(walk, client, deliver)
     except DccdError as exc:
-        gaps.append((seen + 1, hi, f"refill failed: {exc}"))
-        seen = hi
-    if seen < hi:
-        gaps.append((seen + 1, hi, "the exchange does not serve these ids (yet)"))
-    if tail:  # the end of an open range is unknown: name its first id
-        gaps = [(a, a, f"{d} (from this id on)") if b == _OPEN else (a, b, d) for a, b, d in gaps]
+        failed = exc
+    end = OPEN_ID if hi is None else hi
+    for hole in walk.holes:
+        if hole.reason is HoleReason.STUCK:
+            assert walk.stuck is not None
+            gaps.append((hole.lo, hole.hi, f"the exchange's cursor did not advance past {walk.stuck.cursor}"))
+        else:
+            gaps.append((hole.lo, hole.hi, _ID_HOLES[hole.reason]))
+    seen = walk.after_id if walk.after_id is not None else lo - 1
+    if failed is not None and seen < end:
+        gaps.append((seen + 1, end, f"refill failed: {failed}"))
+    if hi is None:  # the end of an open range is unknown: name its first id
+        gaps = [(a, a, f"{d} (from this id on)") if b == OPEN_ID else (a, b, d) for a, b, d in gaps]
     filled: tuple[tuple[int, int, str], ...] = ()
     if first_kept is not None and last_kept is not None:
         filled = ((first_kept, last_kept, f"{rows} trades refilled over rest"),)
@@ -119,44 +114,38 @@ async def fill_ids(
 async def fill_bars(
     pool: ClientPool, ds: DatasetId, span: Span, lo_ns: int, hi_ns: int, put: Put, source: str
 ) -> FillResult:
-    """Fetch the bars opening in ``[lo_ns, hi_ns)`` and ``put`` them; bars the exchange lacks are a gap."""
+    """Fetch the bars opening in ``[lo_ns, hi_ns)`` and ``put`` them; bars the exchange lacks are a gap.
+
+    A cursor that stops advancing ends the walk: the bars it did not reach are a gap saying so.
+    """
     adapter = pool.adapter(ds.exchange)
-    got: list[Candle] = []
-    cur: int | None = lo_ns
-    last_open = span.add(hi_ns, -1)
+    walk = ohlc_walk(adapter, ds.symbol, span, lo_ns, hi_ns)
+    got = 0
+
+    async def deliver(bars: Sequence[Candle]) -> None:
+        nonlocal got
+        if bars:
+            await put(Batch(ds, list[Record](bars), source, "rest"))
+            got += len(bars)
+
     try:
         client = await pool.get(ds.exchange)
-        while cur is not None and cur <= last_open:
-            request = adapter.build_ohlc(ds.symbol, span, cur, last_open)
-            page = adapter.parse_ohlc(request, await client.fetch(request))
-            bars = [c for c in page.candles if lo_ns <= c.ts < hi_ns]
-            if bars:
-                await put(Batch(ds, list[Record](bars), source, "rest"))
-                got.extend(bars)
-            if page.next_start_ns is not None and page.next_start_ns <= cur:
-                break  # a cursor that does not advance: stop, the rest becomes a gap
-            cur = page.next_start_ns
+        await run_walk(walk, client, deliver)
     except DccdError as exc:
-        first = span.next(got[-1].ts) if got else lo_ns
-        return FillResult(len(got), _bar_ranges(got, lo_ns), ((first, hi_ns - 1, f"refill failed: {exc}"),))
-    have = {c.ts for c in got}
-    gaps: list[tuple[int, int, str]] = []
-    t = lo_ns
-    while t < hi_ns:
-        if t not in have:
-            start = t
-            while t < hi_ns and t not in have:
-                t = span.next(t)
-            gaps.append((start, t - 1, f"the exchange has no bars from {ns_to_iso(start)} to {ns_to_iso(t)}"))
-        else:
-            t = span.next(t)
-    return FillResult(len(got), _bar_ranges(got, lo_ns), tuple(gaps))
+        first = span.next(walk.got[-1]) if walk.got else lo_ns
+        return FillResult(got, _bar_ranges(walk.got), ((first, hi_ns - 1, f"refill failed: {exc}"),))
+    why = f" ({walk.stuck.detail})" if walk.stuck is not None else ""
+    gaps = tuple(
+        (h.lo, h.hi - 1, f"the exchange has no bars from {ns_to_iso(h.lo)} to {ns_to_iso(h.hi)}{why}")
+        for h in walk.holes()
+    )
+    return FillResult(got, _bar_ranges(walk.got), gaps)
 
 
-def _bar_ranges(got: list[Candle], lo_ns: int) -> tuple[tuple[int, int, str], ...]:
+def _bar_ranges(got: list[int]) -> tuple[tuple[int, int, str], ...]:
     if not got:
         return ()
-    return ((min(c.ts for c in got), max(c.ts for c in got), f"{len(got)} bars refilled over rest"),)
+    return ((min(got), max(got), f"{len(got)} bars refilled over rest"),)
 
 
 async def fetch_book(pool: ClientPool, ds: DatasetId, depth: int) -> BookSnapshot:

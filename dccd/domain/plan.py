@@ -1,4 +1,4 @@
-"""Backfill planning: which windows to request, and which bars a page must hold.
+"""Backfill planning: which windows (OHLC) and walks (trades) to request, and which bars a page must hold.
 
 Pure functions of the requested range, what the lake already holds and `now`.
 The paginator executes the plan; decisions stay here.
@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from dccd.domain.gaps import missing_bars
+from dccd.domain.gaps import missing_bars, missing_ids
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import NS_PER_DAY, NS_PER_HOUR, NS_PER_MIN, NS_PER_S, ns_to_iso
 
@@ -89,6 +89,55 @@ def subtract_holes(windows: list[Window], holes: list[tuple[int, int]], span: Sp
             pieces = nxt
         out.extend(Window(a, b, span.count(a, b)) for a, b in pieces if span.count(a, b))
     return out
+
+
+class StoredTrades(msgspec.Struct, frozen=True):
+    """What the lake holds of a trades range: first and last ts, sorted integer ids (None: not all integers)."""
+
+    first_ts: int
+    last_ts: int
+    ids: tuple[int, ...] | None
+
+
+class TradeLeg(msgspec.Struct, frozen=True):
+    """One forward trades walk: from ``start_ns`` (or trade id ``from_id``) up to ``stop_ts`` / ``stop_id``.
+
+    ``start_ns`` None with no ``from_id`` is the exchange's first trade; ``stop_ts`` is exclusive,
+    ``stop_id`` inclusive.
+    """
+
+    start_ns: int | None
+    stop_ts: int
+    from_id: int | None = None
+    stop_id: int | None = None
+
+
+class TradesPlan(msgspec.Struct, frozen=True):
+    """The walks of a trades backfill: ``legs`` in order, then (``tail``) a resume after the last stored trade.
+
+    ``last`` is ``(ts, id)`` of that trade when the ids are sequential (None: read it from the lake).
+    """
+
+    legs: tuple[TradeLeg, ...]
+    tail: bool = False
+    last: tuple[int, int] | None = None
+
+
+def trades_plan(start_ns: int | None, end_ns: int, stored: StoredTrades | None, sequential: bool) -> TradesPlan:
+    """Which trades to walk for ``[start_ns, end_ns)`` given what is stored there.
+
+    Nothing stored: one walk. Otherwise the head before the stored range, then, when ids are
+    sequential, every missing id range inside it (exact, by id), then the tail after the last
+    stored trade (the resume cursor).
+    """
+    if stored is None:
+        return TradesPlan((TradeLeg(start_ns, end_ns),))
+    ids = stored.ids
+    if sequential and ids:
+        legs = [TradeLeg(start_ns, stored.first_ts + 1, stop_id=ids[0] - 1)]
+        legs += [TradeLeg(None, end_ns, from_id=lo, stop_id=hi) for lo, hi in missing_ids(ids)]
+        return TradesPlan(tuple(legs), True, (stored.last_ts, ids[-1]))
+    return TradesPlan((TradeLeg(start_ns, stored.first_ts),), True)
 
 
 class Shortfall(msgspec.Struct, frozen=True):

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import trio
 
 from dccd.domain import DatasetId
+from dccd.domain.plan import StoredTrades
+from dccd.domain.records import Trade
 from dccd.storage import compaction, layout, reader, writer
 from dccd.storage import inventory as inv
 from dccd.storage.export import Export
@@ -137,6 +140,36 @@ class Lake:
                     return p.last_ts
         return None
 
+    def stored_ts(self, dataset: DatasetId, start_ns: int | None, end_ns: int | None) -> list[int]:
+        """Sorted ts stored in ``[start_ns, end_ns)`` (bar open times for OHLC planning)."""
+        table = self.read_table(dataset, start_ns, end_ns).table
+        return sorted(table.column("ts").to_pylist()) if table.num_rows else []
+
+    def stored_trades(self, dataset: DatasetId, start_ns: int | None, end_ns: int | None) -> StoredTrades | None:
+        """First/last ts and sorted integer ids of the trades stored in ``[start_ns, end_ns)`` (None: none)."""
+        table = self.read_table(dataset, start_ns, end_ns).table
+        if table.num_rows == 0:
+            return None
+        ts = table.column("ts")
+        return StoredTrades(pc.min(ts).as_py(), pc.max(ts).as_py(), _int_ids(table))
+
+    def trade_ids_at(self, dataset: DatasetId, ts: int) -> frozenset[str]:
+        """Ids of the trades stored at ``ts`` (a resume cursor re-reads that instant: they are not new)."""
+        table = self.read_table(dataset, ts, ts + 1).table
+        return frozenset(str(i) for i in table.column("id").to_pylist()) if table.num_rows else frozenset()
+
+    def last_trade(self, dataset: DatasetId) -> Trade | None:
+        """The newest stored trade (the highest integer id at the newest ts), or None."""
+        last_ts = self.last_ts(dataset)
+        if last_ts is None:
+            return None
+        table = self.read_table(dataset, last_ts, last_ts + 1).table
+        if table.num_rows == 0:
+            return None
+        ids = _int_ids(table)
+        row = table.slice(table.num_rows - 1, 1).to_pylist()[0]
+        return Trade(row["ts"], str(ids[-1]) if ids else row["id"], row["price"], row["amount"], row["side"])
+
     def has_dataset(self, dataset: DatasetId) -> bool:
         """True when ``dataset`` was ever collected here (it has a partition directory)."""
         return bool(reader.partitions(self.root, dataset))
@@ -242,6 +275,22 @@ class Lake:
         """Async :meth:`last_ts`."""
         return await self._run(self.last_ts, dataset)
 
+    async def astored_ts(self, dataset: DatasetId, start_ns: int | None, end_ns: int | None) -> list[int]:
+        """Async :meth:`stored_ts`."""
+        return await self._run(self.stored_ts, dataset, start_ns, end_ns)
+
+    async def astored_trades(self, dataset: DatasetId, start_ns: int | None, end_ns: int | None) -> StoredTrades | None:
+        """Async :meth:`stored_trades`."""
+        return await self._run(self.stored_trades, dataset, start_ns, end_ns)
+
+    async def atrade_ids_at(self, dataset: DatasetId, ts: int) -> frozenset[str]:
+        """Async :meth:`trade_ids_at`."""
+        return await self._run(self.trade_ids_at, dataset, ts)
+
+    async def alast_trade(self, dataset: DatasetId) -> Trade | None:
+        """Async :meth:`last_trade`."""
+        return await self._run(self.last_trade, dataset)
+
     async def ainventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:
         """Async :meth:`inventory`."""
         return await self._run(self.inventory, dataset)
@@ -276,6 +325,14 @@ class Lake:
             yield _AsyncPull(batches), p.skipped
         finally:
             await trio.to_thread.run_sync(batches.close)
+
+
+def _int_ids(table: pa.Table) -> tuple[int, ...] | None:
+    """Sorted integer ids of a trades table, or None if any id is not an integer."""
+    try:
+        return tuple(sorted(int(i) for i in table.column("id").to_pylist()))
+    except (TypeError, ValueError):
+        return None
 
 
 class _AsyncPull(Generic[T]):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dccd.domain import Span
 from dccd.domain.plan import (
     Shortfall,
+    StoredTrades,
+    TradeLeg,
+    TradesPlan,
     Window,
     at_horizon,
     closed_end,
@@ -12,6 +15,7 @@ from dccd.domain.plan import (
     ohlc_windows,
     page_holes,
     subtract_holes,
+    trades_plan,
     unserved,
 )
 
@@ -86,3 +90,25 @@ def test_shortfall_summary_counts_bars_or_measures_time() -> None:
         "110d",
         "60d 1h",
     ]
+
+
+def test_trades_with_nothing_stored_are_one_walk() -> None:
+    """No stored trade in range: one walk from the start to the end, no resume."""
+    assert trades_plan(5, 100, None, sequential=True) == TradesPlan((TradeLeg(5, 100),))
+
+
+def test_sequential_trades_walk_the_head_each_missing_id_range_then_resume_after_the_last() -> None:
+    """Stored ids 10..20 without 13..14 and 17: head up to id 9, the two id holes by id, then the tail."""
+    stored = StoredTrades(50, 80, (10, 11, 12, 15, 16, 18, 19, 20))
+    assert trades_plan(0, 100, stored, sequential=True) == TradesPlan(
+        (TradeLeg(0, 51, stop_id=9), TradeLeg(None, 100, 13, 14), TradeLeg(None, 100, 17, 17)), True, (80, 20)
+    )
+
+
+def test_trades_without_sequential_ids_walk_the_head_by_time_then_resume() -> None:
+    """Ids that are not sequential (or not integers): the head stops before the first stored time; then the tail."""
+    stored = StoredTrades(50, 80, None)
+    assert trades_plan(None, 100, stored, sequential=True) == TradesPlan((TradeLeg(None, 50),), True)
+    assert trades_plan(None, 100, StoredTrades(50, 80, (1, 3)), sequential=False) == TradesPlan(
+        (TradeLeg(None, 50),), True
+    )
