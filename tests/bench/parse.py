@@ -5,7 +5,7 @@ workload: recorded frames (every received message of the session, control
 messages included) per second of single-core CPU through
 
 - dccd: ``adapter.open_session(plan).parse(frame, recv_ns)`` (Binance:
-  ``dccd.sources.binance_ws.parse_frame``), a fresh session per pass, best of 3;
+  ``dccd.sources.binance.ws.parse_frame``), a fresh session per pass, best of 3;
 - cryptofeed 2.4.1: ``await feed.message_handler(frame, conn, recv_time)``
   with no-op callbacks, run in its own venv by ``tests/bench/cf_parse.py``
   (created on first use: ``DCCD_CF_VENV``, default ``/work/venv-cf``),
@@ -39,7 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
 
-from dccd.sources import binance_ws, get_adapter  # noqa: E402
+from dccd.sources import get_adapter  # noqa: E402
+from dccd.sources.binance import ws as binance_ws  # noqa: E402
 from dccd.sources.stream import WsPlan  # noqa: E402
 from tests.fake.binance_ws import recorded_frames  # noqa: E402
 from tests.fake.tape import trade_at  # noqa: E402

@@ -29,7 +29,7 @@ import trio_websocket
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
 
-from dccd.sources import binance_ws as bws  # noqa: E402
+from dccd.sources.binance import ws as bws  # noqa: E402
 from dccd.transport.ws import open_ws, run_ws_connection  # noqa: E402
 from tests.fake.binance_ws import open_fake_binance_ws, recorded_frames  # noqa: E402
 from tests.fake.tape import trade_at  # noqa: E402

@@ -10,7 +10,8 @@ from dccd.domain import Capability, DataType, Direction, History, Span, Symbol, 
 from dccd.domain.spans import SPAN_LABELS
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, UnsupportedSymbol
 from dccd.sources import Adapter, Listing, Market, RateLimits, Request, get_adapter
-from dccd.sources import binance as bn
+from dccd.sources.binance import common as binance_common
+from dccd.sources.binance import rest as bn
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "binance"
 MS = 1_000_000
@@ -41,7 +42,7 @@ def test_adapter_implements_protocol() -> None:
 @pytest.mark.parametrize("label", SPAN_LABELS)
 def test_every_span_is_declared_for_rest_ohlc(label: str) -> None:
     """Every dccd span (1s..1M) is a Binance kline interval, forward paged 1000 at a time."""
-    cap = bn.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span(label))
+    cap = binance_common.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span(label))
     assert cap.page_limit == 1000 and cap.direction.value == "forward" and cap.history.value == "full"
     assert klines_request(0, 1, 1, label).param("interval") == label
 
@@ -49,12 +50,12 @@ def test_every_span_is_declared_for_rest_ohlc(label: str) -> None:
 def test_undeclared_operations_raise_no_capability() -> None:
     """Spot funding, funding over WS and perp OHLC are not declared, so they fail before any request."""
     with pytest.raises(NoCapability, match="funding for spot markets"):
-        bn.CAPABILITIES.require(DataType.FUNDING, Transport.REST)
+        binance_common.CAPABILITIES.require(DataType.FUNDING, Transport.REST)
     with pytest.raises(NoCapability, match="funding over ws"):
-        bn.CAPABILITIES.require(DataType.FUNDING, Transport.WS, market="perp")
+        binance_common.CAPABILITIES.require(DataType.FUNDING, Transport.WS, market="perp")
     with pytest.raises(NoCapability, match="for perp markets"):
-        bn.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span("1m"), market="perp")
-    assert bn.CAPABILITIES.find(DataType.TRADES, Transport.REST) == Capability(
+        binance_common.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span("1m"), market="perp")
+    assert binance_common.CAPABILITIES.find(DataType.TRADES, Transport.REST) == Capability(
         DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), 1000
     )
 
@@ -62,9 +63,9 @@ def test_undeclared_operations_raise_no_capability() -> None:
 def test_symbol_mapping_round_trip() -> None:
     """BTC/USDT maps to BTCUSDT and back; bare names split on known quote assets."""
     assert bn.symbol_to_native(BTC) == "BTCUSDT"
-    assert bn.symbol_from_native("BTCUSDT") == BTC
-    assert bn.symbol_from_native("ETHBTC") == ETHBTC
-    assert bn.symbol_from_native("btcfdusd") == Symbol("BTC", "FDUSD")
+    assert binance_common.symbol_from_native("BTCUSDT") == BTC
+    assert binance_common.symbol_from_native("ETHBTC") == ETHBTC
+    assert binance_common.symbol_from_native("btcfdusd") == Symbol("BTC", "FDUSD")
 
 
 def test_unmappable_symbols_raise_unsupported_symbol() -> None:
@@ -72,7 +73,7 @@ def test_unmappable_symbols_raise_unsupported_symbol() -> None:
     with pytest.raises(UnsupportedSymbol, match=r"BTC/USDT:perp is a perp market"):
         bn.symbol_to_native(Symbol("BTC", "USDT", "perp"))
     with pytest.raises(UnsupportedSymbol, match="symbol FOO cannot be split"):
-        bn.symbol_from_native("FOO")
+        binance_common.symbol_from_native("FOO")
 
 
 def test_exchange_info_docs_payload_builds_listing() -> None:

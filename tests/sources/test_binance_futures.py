@@ -12,9 +12,10 @@ from dccd.domain import DataType, Funding, OpenInterest, Span, Symbol, Transport
 from dccd.domain.capability import History
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, UnsupportedSymbol
 from dccd.sources import Market, get_adapter
-from dccd.sources import binance as bn
-from dccd.sources import binance_futures as fut
 from dccd.sources.base import DerivativesAdapter, FundingPage, OiPage, listing_for
+from dccd.sources.binance import common as binance_common
+from dccd.sources.binance import futures as fut
+from dccd.sources.binance import rest as bn
 from dccd.transport.http import open_exchange_client
 from tests.fake.binance_futures import LISTED, MARK_PRICE_FROM, FakeBinanceFutures
 from tests.fake.venue import open_interest, rate, serving
@@ -34,12 +35,12 @@ def test_binance_serves_usdm_funding_and_oi_for_perps_only() -> None:
     """The binance adapter is a derivatives adapter: funding (full) and OI (30 days) for perps; spot OHLC only."""
     adapter = get_adapter("binance")
     assert isinstance(adapter, DerivativesAdapter)
-    funding = bn.CAPABILITIES.require(DataType.FUNDING, Transport.REST, market="perp")
-    oi = bn.CAPABILITIES.require(DataType.OI, Transport.REST, Span("5m"), market="perp")
+    funding = binance_common.CAPABILITIES.require(DataType.FUNDING, Transport.REST, market="perp")
+    oi = binance_common.CAPABILITIES.require(DataType.OI, Transport.REST, Span("5m"), market="perp")
     assert (funding.history, funding.page_limit) == (History.FULL, 1000)
     assert (oi.history, oi.recent_s, oi.page_limit, oi.spans) == (History.RECENT, 30 * 86400, 500, fut.OI_PERIODS)
     with pytest.raises(NoCapability, match="for perp markets"):
-        bn.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span("1m"), market="perp")
+        binance_common.CAPABILITIES.require(DataType.OHLC, Transport.REST, Span("1m"), market="perp")
 
 
 def test_requests_carry_the_futures_host_and_request_count_weights() -> None:
@@ -48,8 +49,12 @@ def test_requests_carry_the_futures_host_and_request_count_weights() -> None:
     assert (req.origin, req.path, req.weight) == ("https://fapi.binance.com", "/fapi/v1/fundingRate", 60)
     assert req.params == (("symbol", "BTCUSDT"), ("startTime", str(LISTED)), ("endTime", str(LISTED + H)), ("limit", "1000"))  # fmt: skip
     assert fut.build_oi(PERP, 0, H * MS).weight * 200 == bn.RATE_LIMITS.weight_per_window  # 1000 per 5 min
-    assert req.target("https://api.binance.com", bn.REST_URL) == "https://fapi.binance.com/fapi/v1/fundingRate"
-    assert req.target("http://127.0.0.1:8080", bn.REST_URL) == "/fapi/v1/fundingRate"  # an override serves every path
+    assert (
+        req.target("https://api.binance.com", binance_common.REST_URL) == "https://fapi.binance.com/fapi/v1/fundingRate"
+    )
+    assert (
+        req.target("http://127.0.0.1:8080", binance_common.REST_URL) == "/fapi/v1/fundingRate"
+    )  # an override serves every path
     with pytest.raises(UnsupportedSymbol, match="BTC/USDT is not a perpetual"):
         fut.build_funding(Symbol("BTC", "USDT"), 0, 1)
 

@@ -15,8 +15,9 @@ from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
-from dccd.sources import binance_ws as bws
-from dccd.sources.binance import CAPABILITIES, BinanceAdapter
+from dccd.sources.binance import BinanceAdapter
+from dccd.sources.binance import ws as bws
+from dccd.sources.binance.common import CAPABILITIES
 from dccd.sources.registry import get_adapter
 from dccd.sources.stream import (
     BookReceived,

@@ -12,7 +12,7 @@ import pytest
 from dccd.domain.records import Candle, Trade
 from dccd.domain.symbols import Symbol
 from dccd.errors import ExchangeRejected, ProtocolDrift, UnsupportedSymbol
-from dccd.sources import binance_ws as bws
+from dccd.sources.binance import ws as bws
 from tests.fake.binance_ws import recorded_frames
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "binance_ws"

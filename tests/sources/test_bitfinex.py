@@ -18,7 +18,7 @@ from dccd.errors import (
     UnsupportedSymbol,
 )
 from dccd.sources import Adapter, Market, get_adapter
-from dccd.sources import bitfinex as bf
+from dccd.sources.bitfinex import rest as bf
 from dccd.sources.stream import StreamAdapter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "bitfinex"

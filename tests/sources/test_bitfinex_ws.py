@@ -13,8 +13,8 @@ import pytest
 from dccd.domain import DataType, Span, Symbol, Trade
 from dccd.domain.records import BookSnapshot, Candle
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources import bitfinex_ws as bws
 from dccd.sources import get_adapter as _get_adapter
+from dccd.sources.bitfinex import ws as bws
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -13,8 +13,9 @@ from dccd.domain.records import BookSnapshot
 from dccd.domain.timeutil import parse_iso_ns
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, RateLimited, UnsupportedSymbol
 from dccd.sources import Adapter, Market, OhlcPage, TradesPage, get_adapter
-from dccd.sources import bitmex as bm
 from dccd.sources.base import DerivativesAdapter, FundingPage, OiPage
+from dccd.sources.bitmex import common as bitmex_common
+from dccd.sources.bitmex import rest as bm
 from dccd.sources.stream import StreamAdapter
 from dccd.transport.http import open_exchange_client
 from tests.fake.bitmex import LISTED, PER_MS, FakeBitmex, bin_row, trade_ms
@@ -48,7 +49,7 @@ def test_registered_adapter_implements_all_three_protocols() -> None:
 
 def test_capabilities_are_honest() -> None:
     """Four bucket sizes, full trade and funding history, and open interest only as a current snapshot."""
-    caps = bm.CAPABILITIES
+    caps = bitmex_common.CAPABILITIES
     assert caps.require(DataType.OHLC, Transport.REST, Span("1h"), "perp").spans == ("1m", "5m", "1h", "1d")
     assert caps.require(DataType.TRADES, Transport.REST).history is History.FULL
     assert caps.require(DataType.FUNDING, Transport.REST, market="perp").history is History.FULL
@@ -58,10 +59,10 @@ def test_capabilities_are_honest() -> None:
 def test_symbol_mapping_uses_xbt() -> None:
     """BTC is XBT; perps concatenate, spot pairs use an underscore; indices and futures are refused."""
     assert [bm.symbol_to_native(s) for s in (XBTUSD, ETHUSDT, SPOT)] == ["XBTUSD", "ETHUSDT", "XBT_USDT"]
-    assert bm.symbol_from_native("XBTUSD") == XBTUSD and bm.symbol_from_native("XBT_USDT") == SPOT
+    assert bitmex_common.symbol_from_native("XBTUSD") == XBTUSD and bitmex_common.symbol_from_native("XBT_USDT") == SPOT
     for native in (".BXBT", "XBTZ24"):
         with pytest.raises(UnsupportedSymbol):
-            bm.symbol_from_native(native)
+            bitmex_common.symbol_from_native(native)
 
 
 def test_real_instrument_table_lists_perpetuals() -> None:

@@ -14,8 +14,8 @@ from dccd.domain import Candle, DataType, Span, Symbol, Trade
 from dccd.domain.records import BookSnapshot
 from dccd.domain.timeutil import parse_iso_ns
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources import bitmex_ws as mws
 from dccd.sources import get_adapter
+from dccd.sources.bitmex import ws as mws
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -20,8 +20,9 @@ from dccd.errors import (
     UnsupportedSymbol,
 )
 from dccd.sources import Adapter, Listing, Market, OhlcPage, get_adapter
-from dccd.sources import bybit as by
 from dccd.sources.base import DerivativesAdapter, FundingPage, OiPage, listing_for
+from dccd.sources.bybit import common as bybit_common
+from dccd.sources.bybit import rest as by
 from dccd.sources.stream import StreamAdapter
 from dccd.transport.http import open_exchange_client
 from tests.fake import tape
@@ -62,7 +63,7 @@ def test_registered_adapter_implements_all_three_protocols() -> None:
 
 def test_capabilities_are_honest() -> None:
     """Bybit offers 13 kline spans, recent-only trades, and funding/OI for perps only."""
-    caps = by.CAPABILITIES
+    caps = bybit_common.CAPABILITIES
     ohlc = caps.require(DataType.OHLC, Transport.REST, Span("1M"), market="perp")
     assert ohlc.spans == ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w", "1M")
     assert ohlc.page_limit == 1000 and ohlc.direction.value == "backward"
@@ -80,12 +81,12 @@ def test_symbol_mapping_follows_categories() -> None:
     assert (by.symbol_to_native(SPOT), by.category(SPOT)) == ("BTCUSDT", "spot")
     assert (by.symbol_to_native(PERP), by.category(PERP)) == ("BTCUSDT", "linear")
     assert by.symbol_to_native(USDC_PERP) == "BTCPERP"
-    assert by.symbol_from_native("ETHPERP") == Symbol("ETH", "USDC", "perp")
-    assert by.symbol_from_native("btcusdt") == SPOT
+    assert bybit_common.symbol_from_native("ETHPERP") == Symbol("ETH", "USDC", "perp")
+    assert bybit_common.symbol_from_native("btcusdt") == SPOT
     with pytest.raises(UnsupportedSymbol, match="BTC/USD:perp is not a linear perpetual"):
         by.symbol_to_native(Symbol("BTC", "USD", "perp"))
     with pytest.raises(UnsupportedSymbol, match="cannot be split"):
-        by.symbol_from_native("FOO")
+        bybit_common.symbol_from_native("FOO")
 
 
 def test_spot_instruments_docs_payload() -> None:

@@ -13,8 +13,8 @@ import trio_websocket
 from dccd.domain import Candle, DataType, Span, Symbol, Trade
 from dccd.domain.records import BookSnapshot
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
-from dccd.sources import bybit_ws as bws
 from dccd.sources import get_adapter
+from dccd.sources.bybit import ws as bws
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -10,7 +10,8 @@ from dccd.domain import DataType, Span, Symbol, Trade, Transport
 from dccd.domain.records import Candle
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, RateLimited, UnsupportedSymbol
 from dccd.sources import Adapter, Market, get_adapter
-from dccd.sources import coinbase as cb
+from dccd.sources.coinbase import common as coinbase_common
+from dccd.sources.coinbase import rest as cb
 from dccd.sources.stream import StreamAdapter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "coinbase"
@@ -79,11 +80,11 @@ def test_undeclared_span_raises_before_a_request_exists() -> None:
 def test_symbol_mapping_both_ways() -> None:
     """BTC/USD <-> BTC-USD; perps and malformed ids are UnsupportedSymbol naming the value."""
     assert cb.symbol_to_native(BTCUSD) == "BTC-USD"
-    assert cb.symbol_from_native("skl-gbp") == Symbol("SKL", "GBP")
+    assert coinbase_common.symbol_from_native("skl-gbp") == Symbol("SKL", "GBP")
     with pytest.raises(UnsupportedSymbol, match="BTC/USD:perp is a perp market"):
         cb.symbol_to_native(Symbol("BTC", "USD", "perp"))
     with pytest.raises(UnsupportedSymbol, match="symbol BTCUSD is not a BASE-QUOTE product id"):
-        cb.symbol_from_native("BTCUSD")
+        coinbase_common.symbol_from_native("BTCUSD")
 
 
 def test_recorded_products_build_the_listing() -> None:

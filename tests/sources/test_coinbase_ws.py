@@ -12,8 +12,8 @@ import pytest
 from dccd.domain import DataType, Span, Symbol, Trade
 from dccd.domain.records import BookSnapshot
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources import coinbase_ws as cws
 from dccd.sources import get_adapter as _get_adapter
+from dccd.sources.coinbase import ws as cws
 from dccd.sources.stream import (
     BookReceived,
     ControlAck,

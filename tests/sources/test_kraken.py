@@ -10,7 +10,8 @@ from dccd.domain import DataType, Span, Symbol, Trade, Transport
 from dccd.domain.records import BookSnapshot, Candle
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, RateLimited, ServerError, UnsupportedSymbol
 from dccd.sources import Adapter, Market, get_adapter
-from dccd.sources import kraken as kr
+from dccd.sources.kraken import common as kraken_common
+from dccd.sources.kraken import rest as kr
 from dccd.sources.stream import StreamAdapter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "kraken"
@@ -66,10 +67,10 @@ def test_symbol_mapping_xbt_and_xdg_both_ways() -> None:
     assert kr.symbol_to_native(BTCUSD) == "XBTUSD"
     assert kr.symbol_to_native(Symbol("DOGE", "BTC")) == "XDGXBT"
     for native in ("XBT/USD", "BTC/USD", "XBTUSD", "XXBTZUSD", "xbtusd"):
-        assert kr.symbol_from_native(native) == BTCUSD
-    assert kr.symbol_from_native("XDG/USDT") == Symbol("DOGE", "USDT")
+        assert kraken_common.symbol_from_native(native) == BTCUSD
+    assert kraken_common.symbol_from_native("XDG/USDT") == Symbol("DOGE", "USDT")
     with pytest.raises(UnsupportedSymbol, match="symbol FOO cannot be split"):
-        kr.symbol_from_native("FOO")
+        kraken_common.symbol_from_native("FOO")
     with pytest.raises(UnsupportedSymbol, match="is a perp market"):
         kr.symbol_to_native(Symbol("BTC", "USD", "perp"))
 

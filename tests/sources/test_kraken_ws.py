@@ -14,8 +14,8 @@ from dccd.domain import DataType, Span, Symbol, Trade
 from dccd.domain.records import BookSnapshot, Candle
 from dccd.errors import NoCapability, ProtocolDrift
 from dccd.sources import get_adapter as _get_adapter
-from dccd.sources import kraken_ws as kws
-from dccd.sources.kraken_ws_v1 import KrakenV1Session
+from dccd.sources.kraken import ws as kws
+from dccd.sources.kraken.ws_v1 import KrakenV1Session
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

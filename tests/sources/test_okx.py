@@ -11,8 +11,10 @@ from dccd.domain import Candle, DataType, Funding, OpenInterest, Span, Symbol, T
 from dccd.domain.capability import History
 from dccd.domain.records import BookSnapshot
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, RateLimited, ServerError, UnsupportedSymbol
-from dccd.sources import Adapter, Market, OhlcPage, TradesPage, get_adapter, okx
+from dccd.sources import Adapter, Market, OhlcPage, TradesPage, get_adapter
 from dccd.sources.base import DerivativesAdapter, FundingPage, OiPage
+from dccd.sources.okx import common as okx_common
+from dccd.sources.okx import rest as okx
 from dccd.sources.stream import StreamAdapter
 from dccd.transport.http import open_exchange_client
 from tests.fake import tape
@@ -48,7 +50,7 @@ def test_registered_adapter_implements_all_three_protocols() -> None:
 
 def test_capabilities_are_honest() -> None:
     """UTC-aligned bars without 1s, 3-month trade and funding history, and the latest 1440 OI samples."""
-    caps = okx.CAPABILITIES
+    caps = okx_common.CAPABILITIES
     assert caps.require(DataType.OHLC, Transport.REST, Span("1d"), "perp").spans == (
         "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "1w", "1M",
     )  # fmt: skip
@@ -70,10 +72,10 @@ def test_daily_and_longer_bars_use_utc_names() -> None:
 def test_symbol_mapping() -> None:
     """Spot pairs are BASE-QUOTE, perpetuals BASE-QUOTE-SWAP; dated futures are refused."""
     assert [okx.symbol_to_native(s) for s in (SPOT, SWAP, INVERSE)] == ["BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-SWAP"]
-    assert okx.symbol_from_native("UNI-USD-SWAP") == Symbol("UNI", "USD", "perp")
-    assert okx.symbol_from_native("eth-btc") == Symbol("ETH", "BTC")
+    assert okx_common.symbol_from_native("UNI-USD-SWAP") == Symbol("UNI", "USD", "perp")
+    assert okx_common.symbol_from_native("eth-btc") == Symbol("ETH", "BTC")
     with pytest.raises(UnsupportedSymbol, match="BTC-USD-220527 is not a spot pair or a perpetual swap"):
-        okx.symbol_from_native("BTC-USD-220527")
+        okx_common.symbol_from_native("BTC-USD-220527")
 
 
 def test_real_instrument_tables_list_spot_and_swaps() -> None:

@@ -13,7 +13,7 @@ import trio_websocket
 from dccd.domain import Candle, DataType, Span, Symbol, Trade
 from dccd.errors import NoCapability, ProtocolDrift
 from dccd.sources import get_adapter
-from dccd.sources import okx_ws as ows
+from dccd.sources.okx import ws as ows
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -20,7 +20,7 @@ import trio
 
 from dccd.domain.backoff import RestartPolicy, backoff_delay
 from dccd.errors import ConnectFailed, Disconnected, ExchangeRejected
-from dccd.sources import binance_ws as bws
+from dccd.sources.binance import ws as bws
 from dccd.transport.ws import RECONNECT_POLICY, Heartbeat, WsConn, WsEvent, WsEventKind, WsHandle, run_ws_connection
 from tests.fake.binance_ws import FakeBinanceWs, open_fake_binance_ws, recorded_frames
 from tests.fake.tape import TAPE_EPOCH_MS, candle_at

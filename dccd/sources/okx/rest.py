@@ -48,13 +48,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
-from dccd.domain.records import BookSnapshot, Candle, DataType, Funding, OpenInterest, Trade
+from dccd.domain.records import BookSnapshot, Funding, OpenInterest, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
@@ -73,18 +71,22 @@ from dccd.sources.base import (
     Market,
     OhlcPage,
     OiPage,
-    RateLimits,
     Request,
     TradesPage,
     decode,
     number,
 )
+from dccd.sources.okx.common import (
+    BARS,
+    MAX_DEPTH,
+    NAME,
+    OI_PERIODS,
+    PAGE_LIMIT,
+    RATE_LIMITS,
+    candle_row,
+    symbol_to_native,
+)
 from dccd.sources.paging import bar_window, check_limit, int_param, levels, ms_ceil, ms_text_to_ns, time_window
-from dccd.sources.stream import StreamSession, Subscription, WsPlan
-
-NAME: Final = "okx"
-REST_URL: Final = "https://www.okx.com"
-WS_URL: Final = "wss://ws.okx.com:8443"
 
 CANDLES: Final = "/api/v5/market/candles"
 HISTORY_CANDLES: Final = "/api/v5/market/history-candles"
@@ -103,54 +105,11 @@ WEIGHTS: Final[dict[str, int]] = {
     FUNDING_HISTORY: 4,
     OI_HISTORY: 4,
 }
-PAGE_LIMIT: Final = 100
 RECENT_BARS: Final = 1400  # ``candles`` keeps 1440 bars; the margin absorbs clock skew
-MAX_DEPTH: Final = 400
-TRADE_HISTORY_S: Final = 90 * 86400
 FUNDING_STEP_MS: Final = 3_600_000  # the shortest OKX funding interval (1 h)
-OI_ROWS: Final = 1440
-# dccd span -> OKX bar; 6 h and longer take the UTC-aligned names.
-BARS: Final[dict[str, str]] = {
-    "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H", "4h": "4H",
-    "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc", "1w": "1Wutc", "1M": "1Mutc",
-}  # fmt: skip
-OI_PERIODS: Final[dict[str, str]] = {
-    "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H", "4h": "4H",
-    "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc",
-}  # fmt: skip
 _SPAN_OF_BAR: Final = {v: k for k, v in BARS.items()}
 _SPAN_OF_PERIOD: Final = {v: k for k, v in OI_PERIODS.items()}
 
-_BOTH: Final = ("spot", "perp")
-_REST, _WS, _PERP = Transport.REST, Transport.WS, ("perp",)
-_3M, _OI_SPANS = TRADE_HISTORY_S, tuple(OI_PERIODS)
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, _REST, History.FULL, Direction.BACKWARD, tuple(BARS), PAGE_LIMIT, markets=_BOTH),
-        Capability(
-            DataType.TRADES, _REST, History.RECENT, Direction.FORWARD, (), PAGE_LIMIT, recent_s=_3M, markets=_BOTH
-        ),
-        Capability(DataType.BOOK, _REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH, markets=_BOTH),
-        Capability(
-            DataType.FUNDING, _REST, History.RECENT, Direction.BACKWARD, (), PAGE_LIMIT, recent_s=_3M, markets=_PERP
-        ),
-        Capability(
-            DataType.OI,
-            _REST,
-            History.RECENT,
-            Direction.BACKWARD,
-            _OI_SPANS,
-            PAGE_LIMIT,
-            recent_rows=OI_ROWS,
-            markets=_PERP,
-        ),
-        Capability(DataType.TRADES, _WS, History.LIVE, markets=_BOTH),
-        Capability(DataType.OHLC, _WS, History.LIVE, spans=tuple(BARS), markets=_BOTH),
-        Capability(DataType.BOOK, _WS, History.LIVE, page_limit=400, markets=_BOTH),
-    ),
-)
-RATE_LIMITS: Final = RateLimits(40, 2.0, None, default_retry_after_s=2.0, default_ban_s=60.0, ban_statuses=())
 _RATE_LIMIT_CODES: Final = frozenset({"50011", "50061"})
 _BUSY_CODES: Final = frozenset({"50001", "50004", "50013", "50026"})  # service unavailable / timeout / busy
 
@@ -243,25 +202,6 @@ def _check_status(body: bytes) -> None:
 # --- symbols --------------------------------------------------------------------------------------
 
 
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USDT`` -> ``BTC-USDT``; ``BTC/USDT:perp`` -> ``BTC-USDT-SWAP``."""
-    return f"{symbol.base}-{symbol.quote}-SWAP" if symbol.is_perp else f"{symbol.base}-{symbol.quote}"
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``BTC-USDT`` -> ``BTC/USDT``; ``BTC-USDT-SWAP`` -> ``BTC/USDT:perp``.
-
-    Raises:
-        UnsupportedSymbol: dated futures, options, or not an instrument id.
-    """
-    parts = native.upper().split("-")
-    if len(parts) == 2 and all(p.isalnum() for p in parts):
-        return Symbol(parts[0], parts[1])
-    if len(parts) == 3 and parts[2] == "SWAP" and parts[0].isalnum() and parts[1].isalnum():
-        return Symbol(parts[0], parts[1], "perp")
-    raise UnsupportedSymbol(NAME, native, "is not a spot pair or a perpetual swap (BASE-QUOTE[-SWAP])")
-
-
 def build_symbols() -> Request:
     """Spot instruments."""
     return Request("GET", INSTRUMENTS, (("instType", "SPOT"),), WEIGHTS[INSTRUMENTS], "instruments")
@@ -327,25 +267,6 @@ def build_ohlc(
         ("limit", str(count)),
     )
     return Request("GET", path, params, WEIGHTS[path], path.rsplit("/", 1)[1])
-
-
-def candle_row(row: Sequence[str], swap: bool, ep: str, path: str) -> tuple[Candle, bool]:
-    """One candle row (7 or 9 columns) and whether OKX marked it closed (True when it cannot say).
-
-    Raises:
-        ProtocolDrift: fewer than 7 columns or a non-numeric value, naming ``path``.
-    """
-    if len(row) < 7:
-        raise ProtocolDrift(NAME, ep, f"candle row has {len(row)} columns, expected 7 or more - at `{path}`")
-    ts = ms_text_to_ns(row[0], NAME, ep, f"{path}[0]")
-    o, h, lo, c = (number(row[k], NAME, ep, f"{path}[{k}]") for k in range(1, 5))
-    vol, vol_ccy = number(row[5], NAME, ep, f"{path}[5]"), number(row[6], NAME, ep, f"{path}[6]")
-    quote = number(row[7], NAME, ep, f"{path}[7]") if len(row) > 7 and row[7] != "" else None
-    if swap:  # vol counts contracts; volCcy is the base currency
-        candle = Candle(ts, o, h, lo, c, vol_ccy, quote)
-    else:
-        candle = Candle(ts, o, h, lo, c, vol, quote if quote is not None else vol_ccy)
-    return candle, len(row) < 9 or row[8] == "1"
 
 
 def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
@@ -607,48 +528,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     if status == 429:
         return RateLimited(RATE_LIMITS.default_retry_after_s, f"{NAME}: Too Many Requests (HTTP 429)")
     return None
-
-
-# --- the adapter ------------------------------------------------------------------------------------
-# okx_ws imports this module, so the WebSocket half is imported last and reached at call time.
-from dccd.sources import okx_ws as _ws  # noqa: E402
-
-
-class OkxAdapter:
-    """OKX v5 as an :class:`~dccd.sources.base.Adapter`, a
-    :class:`~dccd.sources.base.DerivativesAdapter` and a
-    :class:`~dccd.sources.stream.StreamAdapter` (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    sequential_trade_ids: bool = True  # tradeId is consecutive per instrument; gaps refill via history-trades
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_perp_symbols = staticmethod(build_perp_symbols)
-    parse_perp_symbols = staticmethod(parse_perp_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    build_funding = staticmethod(build_funding)
-    parse_funding = staticmethod(parse_funding)
-    build_oi = staticmethod(build_oi)
-    parse_oi = staticmethod(parse_oi)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections covering ``subscriptions`` (see :mod:`dccd.sources.okx_ws`)."""
-        return _ws.plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A fresh parser for one connection of ``plan``."""
-        return _ws.open_session(plan)

@@ -38,24 +38,26 @@ Limits: 30 requests a minute without an API key; 429 answers carry
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
-from dccd.domain.records import BookSnapshot, Candle, DataType, Funding, OpenInterest, Trade
+from dccd.domain.records import BookSnapshot, Candle, Funding, OpenInterest, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS, ns_to_iso, parse_iso_ns
 from dccd.errors import DccdError, ExchangeRejected, NoCapability, ProtocolDrift, RateLimited, UnsupportedSymbol
-from dccd.sources.base import FundingPage, Listing, Market, OhlcPage, OiPage, RateLimits, Request, TradesPage, decode
+from dccd.sources.base import FundingPage, Listing, Market, OhlcPage, OiPage, Request, TradesPage, decode
+from dccd.sources.bitmex.common import (
+    BIN_SIZES,
+    FUNDING_LIMIT,
+    NAME,
+    PAGE_LIMIT,
+    RATE_LIMITS,
+    _asset_from_native,
+    symbol_to_native,
+)
 from dccd.sources.paging import check_limit, check_range, ms_ceil, ms_floor
-from dccd.sources.stream import StreamSession, Subscription, WsPlan
-
-NAME: Final = "bitmex"
-REST_URL: Final = "https://www.bitmex.com"
-WS_URL: Final = "wss://ws.bitmex.com"
 
 BUCKETED: Final = "/api/v1/trade/bucketed"
 TRADE: Final = "/api/v1/trade"
@@ -64,29 +66,10 @@ INSTRUMENTS: Final = "/api/v1/instrument/active"
 INSTRUMENT: Final = "/api/v1/instrument"
 FUNDING: Final = "/api/v1/funding"
 
-PAGE_LIMIT: Final = 1000
-FUNDING_LIMIT: Final = 500
-BIN_SIZES: Final = ("1m", "5m", "1h", "1d")
 PERPETUAL, SPOT = "FFWCSX", "IFXXXP"
 # Settlement currency minor units (satoshi-like) -> the currency.
 _SETTLE_SCALE: Final = {"XBt": 1e8, "USDt": 1e6, "LAMp": 1e6, "MAMUSd": 1e6}
 
-_BOTH: Final = ("spot", "perp")
-_REST, _WS, _PERP = Transport.REST, Transport.WS, ("perp",)
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, _REST, History.FULL, Direction.FORWARD, BIN_SIZES, PAGE_LIMIT, markets=_BOTH),
-        Capability(DataType.TRADES, _REST, History.FULL, Direction.FORWARD, (), PAGE_LIMIT, markets=_BOTH),
-        Capability(DataType.BOOK, _REST, History.SNAPSHOT, Direction.NONE, (), 0, markets=_BOTH),
-        Capability(DataType.FUNDING, _REST, History.FULL, Direction.FORWARD, (), FUNDING_LIMIT, markets=_PERP),
-        Capability(DataType.OI, _REST, History.SNAPSHOT, Direction.NONE, (), 1, markets=_PERP),
-        Capability(DataType.TRADES, _WS, History.LIVE, markets=_BOTH),
-        Capability(DataType.OHLC, _WS, History.LIVE, spans=BIN_SIZES, markets=_BOTH),
-        Capability(DataType.BOOK, _WS, History.LIVE, page_limit=25, markets=_BOTH),
-    ),
-)
-RATE_LIMITS: Final = RateLimits(30, 60.0, None, default_retry_after_s=1.0, default_ban_s=60.0, ban_statuses=())
 _RETRY_IN = re.compile(r"retry in (\d+) second")
 
 
@@ -175,38 +158,6 @@ def _iso_ms(ms: int) -> str:
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def _asset_to_native(asset: str) -> str:
-    return "XBT" if asset == "BTC" else asset
-
-
-def _asset_from_native(asset: str) -> str:
-    return "BTC" if asset.upper() == "XBT" else asset.upper()
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USD:perp`` -> ``XBTUSD``; ``ETH/USDT:perp`` -> ``ETHUSDT``; spot ``BTC/USDT`` -> ``XBT_USDT``."""
-    base, quote = _asset_to_native(symbol.base), _asset_to_native(symbol.quote)
-    return f"{base}{quote}" if symbol.is_perp else f"{base}_{quote}"
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``XBT_USDT`` -> ``BTC/USDT``; ``XBTUSD`` -> ``BTC/USD:perp`` (by known quote suffixes).
-
-    Raises:
-        UnsupportedSymbol: an index (``.BXBT``), a dated future or an unsplittable name.
-    """
-    name = native.upper()
-    if "_" in name:
-        base, _, quote = name.partition("_")
-        if base.isalnum() and quote.isalnum():
-            return Symbol(_asset_from_native(base), _asset_from_native(quote))
-    for quote in ("USDT", "USDC", "USD", "EUR"):
-        base = name[: -len(quote)]
-        if name.endswith(quote) and base.isalpha():
-            return Symbol(_asset_from_native(base), quote, "perp")
-    raise UnsupportedSymbol(NAME, native, "is not a perpetual or spot instrument name")
 
 
 def build_symbols() -> Request:
@@ -501,48 +452,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     if err is None:
         return None
     return ExchangeRejected(NAME, err.error.name or None, message, status=status)
-
-
-# --- the adapter ------------------------------------------------------------------------------------
-# bitmex_ws imports this module, so the WebSocket half is imported last and reached at call time.
-from dccd.sources import bitmex_ws as _ws  # noqa: E402
-
-
-class BitmexAdapter:
-    """BitMEX as an :class:`~dccd.sources.base.Adapter`, a
-    :class:`~dccd.sources.base.DerivativesAdapter` and a
-    :class:`~dccd.sources.stream.StreamAdapter` (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    sequential_trade_ids: bool = False  # trdMatchID is a UUID: refill by time (build_trades(start_ns=...))
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_perp_symbols = staticmethod(build_perp_symbols)
-    parse_perp_symbols = staticmethod(parse_perp_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    build_funding = staticmethod(build_funding)
-    parse_funding = staticmethod(parse_funding)
-    build_oi = staticmethod(build_oi)
-    parse_oi = staticmethod(parse_oi)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections covering ``subscriptions`` (see :mod:`dccd.sources.bitmex_ws`)."""
-        return _ws.plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A fresh parser for one connection of ``plan``."""
-        return _ws.open_session(plan)

@@ -40,7 +40,7 @@ from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
-from dccd.sources.bitfinex import CAPABILITIES, NAME, TIMEFRAMES, symbol_from_native, symbol_to_native
+from dccd.sources.bitfinex.common import CAPABILITIES, NAME, TIMEFRAMES, symbol_from_native, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
@@ -275,3 +275,8 @@ class BitfinexSession:
             level = (float(price), 0.0 if count == 0 else float(amount if amount > 0 else -amount))
             (bids if amount > 0 else asks).append(level)
         return [BookReceived(chan.symbol, BookSnapshot(recv_ns, bids, asks), snapshot=snapshot or not payload)]
+
+
+def open_session(plan: WsPlan) -> BitfinexSession:
+    """A fresh parser for one connection of ``plan``."""
+    return BitfinexSession(plan)

@@ -27,6 +27,7 @@ from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.binance.common import NAME, WS_URL
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
@@ -40,9 +41,6 @@ from dccd.sources.stream import (
     WsPlan,
 )
 from dccd.sources.stream import Unrecognised as StreamUnrecognised
-
-EXCHANGE: Final = "binance"
-DEFAULT_WS_ORIGIN: Final = "wss://stream.binance.com:9443"
 
 # Limits from web-socket-streams.md (SPEC §1 WebSocket).
 MAX_STREAMS_PER_CONNECTION: Final = 1024
@@ -71,7 +69,7 @@ def ws_market(symbol: Symbol) -> str:
         UnsupportedSymbol: perpetuals live on the futures host, not this one.
     """
     if symbol.market is not None:
-        raise UnsupportedSymbol(EXCHANGE, str(symbol), "is not a spot market (spot WebSocket only)")
+        raise UnsupportedSymbol(NAME, str(symbol), "is not a spot market (spot WebSocket only)")
     return f"{symbol.base}{symbol.quote}"
 
 
@@ -121,7 +119,7 @@ def _check_streams(streams: Sequence[str]) -> list[str]:
     return out
 
 
-def build_stream_url(streams: Sequence[str], origin: str = DEFAULT_WS_ORIGIN) -> str:
+def build_stream_url(streams: Sequence[str], origin: str = WS_URL) -> str:
     """Combined-stream URL ``{origin}/stream?streams=a/b/c`` (bare ``/stream`` when empty).
 
     Raises:
@@ -132,7 +130,7 @@ def build_stream_url(streams: Sequence[str], origin: str = DEFAULT_WS_ORIGIN) ->
     return f"{base}?streams={'/'.join(names)}" if names else base
 
 
-def build_raw_url(origin: str = DEFAULT_WS_ORIGIN, stream: str | None = None) -> str:
+def build_raw_url(origin: str = WS_URL, stream: str | None = None) -> str:
     """Raw-stream URL ``{origin}/ws`` or ``{origin}/ws/<stream>`` (frames without wrapper)."""
     base = f"{origin.rstrip('/')}/ws"
     return f"{base}/{_check_streams([stream])[0]}" if stream else base
@@ -194,7 +192,7 @@ class ConnectionPlan(msgspec.Struct, frozen=True):
 def plan_connections(
     streams: Sequence[str],
     *,
-    origin: str = DEFAULT_WS_ORIGIN,
+    origin: str = WS_URL,
     max_streams: int = MAX_STREAMS_PER_CONNECTION,
     max_url_len: int = MAX_URL_LEN,
     max_params: int = MAX_PARAMS_PER_MESSAGE,
@@ -309,7 +307,7 @@ class ControlError(msgspec.Struct, frozen=True):
 
     def to_exception(self) -> ExchangeRejected:
         """The error as :class:`ExchangeRejected` (for the caller to raise)."""
-        return ExchangeRejected(EXCHANGE, self.code, f"{self.message} (request id {self.id})")
+        return ExchangeRejected(NAME, self.code, f"{self.message} (request id {self.id})")
 
 
 class Unrecognised(msgspec.Struct, frozen=True, gc=False):
@@ -474,7 +472,7 @@ def parse_frame(frame: bytes | str, recv_ns: int) -> WsEvent:
     try:
         return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
     except ValueError as exc:  # a price that is not a number
-        raise ProtocolDrift(EXCHANGE, env.stream, f"bad number: {exc}") from exc
+        raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
 
 
 def parse_raw_frame(frame: bytes | str, recv_ns: int) -> WsEvent:
@@ -489,7 +487,7 @@ def parse_raw_frame(frame: bytes | str, recv_ns: int) -> WsEvent:
     try:
         return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
     except ValueError as exc:
-        raise ProtocolDrift(EXCHANGE, "ws", f"bad number: {exc}") from exc
+        raise ProtocolDrift(NAME, "ws", f"bad number: {exc}") from exc
 
 
 def _parse_other(frame: bytes | str, recv_ns: int) -> WsEvent:
@@ -499,7 +497,7 @@ def _parse_other(frame: bytes | str, recv_ns: int) -> WsEvent:
     except msgspec.ValidationError:
         return Unrecognised("<not an object>")
     except msgspec.DecodeError as exc:
-        raise ProtocolDrift(EXCHANGE, "ws", f"invalid JSON: {exc}") from exc
+        raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
     if isinstance(probe.stream, str):
         e = probe.data.get("e") if isinstance(probe.data, dict) else None
         if e not in _TAGS:
@@ -518,12 +516,12 @@ def _reparse(frame: bytes | str, recv_ns: int, decode: Any, endpoint: str) -> Ws
     try:
         msg = decode(frame)
     except msgspec.ValidationError as exc:
-        raise ProtocolDrift(EXCHANGE, endpoint, str(exc)) from exc
+        raise ProtocolDrift(NAME, endpoint, str(exc)) from exc
     data = msg.data if isinstance(msg, _Combined) else msg
     try:
         return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
     except ValueError as exc:
-        raise ProtocolDrift(EXCHANGE, endpoint, f"bad number: {exc}") from exc
+        raise ProtocolDrift(NAME, endpoint, f"bad number: {exc}") from exc
 
 
 def _control_reply(probe: _Probe) -> ControlReply | ControlError:
@@ -558,14 +556,14 @@ def stream_name(sub: Subscription) -> str:
         return trade_stream(market)
     if sub.data_type is DataType.OHLC:
         if sub.span is None:
-            raise NoCapability(EXCHANGE, "ohlc over ws without a span")
+            raise NoCapability(NAME, "ohlc over ws without a span")
         return kline_stream(market, sub.span.label)
     if sub.data_type is DataType.BOOK:
         return depth_stream(market, BOOK_UPDATE_MS)
-    raise NoCapability(EXCHANGE, f"{sub.data_type.value} over ws")
+    raise NoCapability(NAME, f"{sub.data_type.value} over ws")
 
 
-def plan_streams(subscriptions: Sequence[Subscription], origin: str = DEFAULT_WS_ORIGIN) -> list[WsPlan]:
+def plan_streams(subscriptions: Sequence[Subscription], origin: str = WS_URL) -> list[WsPlan]:
     """Connections for ``subscriptions`` (:func:`plan_connections` keeps Binance's limits).
 
     Raises:
@@ -644,14 +642,14 @@ class BinanceSession:
             try:
                 price, qty = float(d.p), float(d.q)
             except ValueError as exc:
-                raise ProtocolDrift(EXCHANGE, env.stream, f"bad number: {exc}") from exc
+                raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
             # m = buyer is maker, so the taker sold.
             trade = Trade(d.T * _MS, str(d.t), price, qty, "sell" if d.m else "buy", recv_ns)
             return [TradesReceived(symbol, [trade])]
         try:
             event = _CONVERT[type(d)](d, recv_ns)
         except ValueError as exc:
-            raise ProtocolDrift(EXCHANGE, env.stream, f"bad number: {exc}") from exc
+            raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
         return self._generic(event, env.stream)
 
     def _generic(self, ev: WsEvent, stream: str = "") -> list[StreamEvent]:

@@ -39,54 +39,38 @@ times but the snapshot has none, so ``ts`` is the receive time.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
+from dccd.domain.capability import Transport
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_S, NS_PER_US, decimal_seconds_to_ns
-from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited, ServerError, UnsupportedSymbol
-from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode, number
+from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited, ServerError
+from dccd.sources.base import Listing, Market, OhlcPage, Request, TradesPage, decode, number
+from dccd.sources.kraken.common import (
+    _ASSET,
+    CAPABILITIES,
+    INTERVALS,
+    MAX_DEPTH,
+    NAME,
+    RATE_LIMITS,
+    RECENT_BARS,
+    SIDES,
+    TRADES_LIMIT,
+    _canonical,
+    symbol_to_native,
+)
 
 if TYPE_CHECKING:
-    from dccd.sources.stream import StreamSession, Subscription, WsPlan
+    pass
 
-NAME: Final = "kraken"
-REST_URL: Final = "https://api.kraken.com"
-WS_URL: Final = "wss://ws.kraken.com"
 PUBLIC: Final = "/0/public"
 
-INTERVALS: Final[dict[str, int]] = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
-RECENT_BARS: Final = 720
-TRADES_LIMIT: Final = 1000
-MAX_DEPTH: Final = 500
 SEAM_NS: Final = NS_PER_US  # re-request the seam microsecond (REST times have 0.1 µs digits)
-# Canonical -> Kraken asset codes (REST altnames and WS v1 names); WS v2 uses the canonical ones.
-ALIASES: Final[dict[str, str]] = {"BTC": "XBT", "DOGE": "XDG"}
-CANONICAL: Final[dict[str, str]] = {v: k for k, v in ALIASES.items()}
-QUOTES: Final = ("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "DAI", "XBT", "ETH", "DOT")
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
-
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(
-            DataType.OHLC, Transport.REST, History.RECENT, Direction.FORWARD, tuple(INTERVALS), RECENT_BARS, RECENT_BARS
-        ),
-        Capability(DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), TRADES_LIMIT),
-        Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH),
-        Capability(DataType.TRADES, Transport.WS, History.LIVE),
-        Capability(DataType.OHLC, Transport.WS, History.LIVE, spans=tuple(INTERVALS)),
-        Capability(DataType.BOOK, Transport.WS, History.LIVE, page_limit=100),  # kraken_ws.BOOK_DEPTH
-    ),
-)
-# About one public call a second per IP (SPEC §3): 4 per 5 s at the default 80 % share.
-RATE_LIMITS: Final = RateLimits(5, 5.0, None, default_retry_after_s=5.0, default_ban_s=60.0, ban_statuses=())
 
 
 # --- private views -------------------------------------------------------------------------------
@@ -136,51 +120,9 @@ _TRADES = msgspec.json.Decoder(list[_TradeRow])
 _BOOK = msgspec.json.Decoder(_Book)
 _INT = msgspec.json.Decoder(int)
 _STR = msgspec.json.Decoder(str)
-SIDES: Final = {"b": "buy", "s": "sell"}  # the taker's side
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def _code(asset: str) -> str:
-    return ALIASES.get(asset, asset)
-
-
-def _canonical(code: str) -> str:
-    return CANONICAL.get(code, code)
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USD`` -> ``XBTUSD`` (the REST altname; DOGE is XDG).
-
-    Raises:
-        UnsupportedSymbol: a perpetual (Kraken spot).
-    """
-    if symbol.market is not None:
-        raise UnsupportedSymbol(NAME, str(symbol), f"is a {symbol.market} market; kraken spot lists spot pairs only")
-    return _code(symbol.base) + _code(symbol.quote)
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """Canonical symbol of ``XBT/USD`` (WS v1), ``BTC/USD`` (WS v2), ``XBTUSD`` or ``XXBTZUSD`` (REST).
-
-    Raises:
-        UnsupportedSymbol: the name cannot be split into base and quote.
-    """
-    name = native.upper()
-    base, sep, quote = name.partition("/")
-    if not sep:
-        base = quote = ""
-        if len(name) == 8 and name[0] in "XZ" and name[4] in "XZ":  # legacy XXBTZUSD
-            base, quote = name[1:4], name[5:]
-        else:
-            for q in QUOTES:
-                if name.endswith(q) and len(name) > len(q):
-                    base, quote = name[: -len(q)], q
-                    break
-    if not _ASSET.match(base) or not _ASSET.match(quote):
-        raise UnsupportedSymbol(NAME, native, "cannot be split into base and quote without AssetPairs")
-    return Symbol(_canonical(base), _canonical(quote))
 
 
 def build_symbols() -> Request:
@@ -432,39 +374,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     except msgspec.MsgspecError:
         return None
     return _error(status, env.error)
-
-
-class KrakenAdapter:
-    """Kraken spot REST + WebSocket v2 as an Adapter and StreamAdapter (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-    sequential_trade_ids: bool = True  # WS v2 / REST trade_id: "sequential int" per pair
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections for ``subscriptions`` on WS v2 (see :func:`dccd.sources.kraken_ws.plan_streams`)."""
-        from dccd.sources.kraken_ws import plan_streams  # imported on use: the WS module imports this one
-
-        return plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A v2 parser, or the v1 one for a plan whose URL is not ``.../v2`` (recorded sessions)."""
-        from dccd.sources.kraken_ws import open_session
-
-        return open_session(plan)

@@ -34,7 +34,7 @@ wall-clock time the response was received (passed in by the caller) and
 ``U``/``u`` continue from.
 
 Funding rates and open interest of USD-M perpetuals (``BTC/USDT:perp``) come
-from the futures host through :mod:`dccd.sources.binance_futures`.
+from the futures host through :mod:`dccd.sources.binance.futures`.
 
 Symbols: ``BTC/USDT`` <-> ``BTCUSDT``; ``GET /api/v3/exchangeInfo`` (weight 20)
 is the listing check run before any paging, and carries the live
@@ -44,22 +44,24 @@ symbol."}`` bodies -> :class:`~dccd.errors.ExchangeRejected`.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
-from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
+from dccd.domain.records import BookSnapshot, Candle, Trade
 from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
-from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, UnsupportedSymbol
-from dccd.sources import binance_futures, binance_ws
+from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift
 from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode, number
-
-NAME: Final = "binance"
-REST_URL: Final = "https://api.binance.com"
+from dccd.sources.binance.common import (
+    _ASSET,
+    MAX_DEPTH,
+    NAME,
+    PAGE_LIMIT,
+    RATE_LIMITS,
+    symbol_to_native,
+)
 
 KLINES: Final = "/api/v3/klines"
 AGG_TRADES: Final = "/api/v3/aggTrades"
@@ -75,28 +77,8 @@ WEIGHTS: Final[dict[str, int]] = {
     RECENT_TRADES: 25,
     EXCHANGE_INFO: 20,
 }
-PAGE_LIMIT: Final = 1000
-MAX_DEPTH: Final = 5000
 # Binance interval names equal dccd's span labels (case-sensitive: 1m minute, 1M month).
 INTERVALS: Final[dict[str, str]] = {label: label for label in SPAN_LABELS}
-# Quote assets tried, longest first, to split a bare name like "ETHBTC" without a listing.
-QUOTES: Final = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDP", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY", "DAI")  # fmt: skip
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
-
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, Transport.REST, History.FULL, Direction.FORWARD, SPAN_LABELS, PAGE_LIMIT),
-        Capability(DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), PAGE_LIMIT),
-        Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH),
-        binance_futures.FUNDING_CAPABILITY,  # USD-M perpetuals, from the futures host
-        binance_futures.OI_CAPABILITY,
-        Capability(DataType.TRADES, Transport.WS, History.LIVE),
-        Capability(DataType.OHLC, Transport.WS, History.LIVE, Direction.NONE, SPAN_LABELS),
-        Capability(DataType.BOOK, Transport.WS, History.LIVE),
-    ),
-)
-RATE_LIMITS: Final = RateLimits(6000, 60.0, "x-mbx-used-weight-1m", default_retry_after_s=1.0, default_ban_s=120.0)
 
 
 # --- private views of Binance payloads (never leave this module) -------------------------------
@@ -240,31 +222,6 @@ def depth_weight(depth: int) -> int:
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USDT`` -> ``BTCUSDT``.
-
-    Raises:
-        UnsupportedSymbol: a derivative (this adapter is Binance spot).
-    """
-    if symbol.market is not None:
-        raise UnsupportedSymbol(NAME, str(symbol), f"is a {symbol.market} market; binance spot lists spot pairs only")
-    return f"{symbol.base}{symbol.quote}"
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``BTCUSDT`` -> ``BTC/USDT`` by known quote suffixes (use a Listing for exact answers).
-
-    Raises:
-        UnsupportedSymbol: no known quote asset ends the name.
-    """
-    name = native.upper()
-    for quote in QUOTES:
-        base = name[: -len(quote)]
-        if name.endswith(quote) and base and _ASSET.match(base):
-            return Symbol(base, quote)
-    raise UnsupportedSymbol(NAME, native, "cannot be split into base and quote without exchangeInfo")
 
 
 def build_symbols() -> Request:
@@ -526,37 +483,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     except msgspec.MsgspecError:
         return None
     return ExchangeRejected(NAME, err.code, err.msg, status=status)
-
-
-class BinanceAdapter:
-    """Binance spot REST as an :class:`~dccd.sources.base.Adapter` (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-    sequential_trade_ids: bool = True  # historicalTrades / @trade ids are consecutive per symbol
-    ws_url: str = binance_ws.DEFAULT_WS_ORIGIN  # StreamAdapter (dccd.sources.stream), sans-IO in binance_ws
-    plan_streams = staticmethod(binance_ws.plan_streams)
-    open_session = staticmethod(binance_ws.open_session)
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    parse_error = staticmethod(parse_error)  # fapi error bodies have the same shape
-
-    # DerivativesAdapter (dccd.sources.base): USD-M perpetuals on https://fapi.binance.com
-    build_perp_symbols = staticmethod(binance_futures.build_perp_symbols)
-    parse_perp_symbols = staticmethod(binance_futures.parse_perp_symbols)
-    build_funding = staticmethod(binance_futures.build_funding)
-    parse_funding = staticmethod(binance_futures.parse_funding)
-    build_oi = staticmethod(binance_futures.build_oi)
-    parse_oi = staticmethod(binance_futures.parse_oi)

@@ -29,7 +29,7 @@ from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources.bybit import INTERVALS, NAME, WS_URL, category, symbol_to_native
+from dccd.sources.bybit.common import INTERVALS, NAME, WS_URL, category, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -32,35 +32,22 @@ from typing import Final
 
 import msgspec
 
-from dccd.domain.capability import Capability, Direction, History, Transport
-from dccd.domain.records import DataType, Funding, OpenInterest
+from dccd.domain.records import Funding, OpenInterest
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
 from dccd.sources.base import FundingPage, Listing, Market, OiPage, Request, decode, number
+from dccd.sources.binance.common import FUNDING_LIMIT, NAME, OI_LIMIT, OI_PERIODS
 from dccd.sources.paging import bar_window, check_limit, check_range, int_param, ms_ceil, ms_floor
 
-NAME: Final = "binance"
 FAPI_URL: Final = "https://fapi.binance.com"
 EXCHANGE_INFO: Final = "/fapi/v1/exchangeInfo"
 FUNDING_RATE: Final = "/fapi/v1/fundingRate"
 OI_HIST: Final = "/futures/data/openInterestHist"
 
-FUNDING_LIMIT: Final = 1000
-OI_LIMIT: Final = 500
-OI_HISTORY_S: Final = 30 * 86400
-OI_PERIODS: Final = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 # In spot weight units (see the module docstring): 6000/min / 60 = 100/min = 500/5 min.
 WEIGHTS: Final[dict[str, int]] = {EXCHANGE_INFO: 3, FUNDING_RATE: 60, OI_HIST: 30}
-
-FUNDING_CAPABILITY: Final = Capability(
-    DataType.FUNDING, Transport.REST, History.FULL, Direction.FORWARD, (), FUNDING_LIMIT, markets=("perp",)
-)
-OI_CAPABILITY: Final = Capability(
-    DataType.OI, Transport.REST, History.RECENT, Direction.FORWARD, OI_PERIODS, OI_LIMIT, recent_s=OI_HISTORY_S,
-    markets=("perp",),
-)  # fmt: skip
 
 
 class _Contract(msgspec.Struct, frozen=True):

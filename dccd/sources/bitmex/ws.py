@@ -35,7 +35,7 @@ from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import parse_iso_ns
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources.bitmex import BIN_SIZES, NAME, WS_URL, symbol_from_native, symbol_to_native
+from dccd.sources.bitmex.common import BIN_SIZES, NAME, WS_URL, symbol_from_native, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -1,6 +1,6 @@
 """Kraken spot WebSocket v1 frames (``wss://ws.kraken.com``), for recorded sessions.
 
-dccd streams from v2 (:mod:`dccd.sources.kraken_ws`); this parser reads v1
+dccd streams from v2 (:mod:`dccd.sources.kraken.ws`); this parser reads v1
 traffic such as the 2021 recording, through the same generic events:
 
 - events are objects: ``systemStatus`` (its ``connectionID`` exceeds 2**63,
@@ -25,8 +25,7 @@ import msgspec
 from dccd.domain.records import BookSnapshot, Candle, Trade
 from dccd.domain.timeutil import NS_PER_S, decimal_seconds_to_ns
 from dccd.errors import ProtocolDrift, UnsupportedSymbol
-from dccd.sources.kraken import NAME, SIDES, symbol_from_native
-from dccd.sources.kraken_ws import SPANS_BY_MINUTES
+from dccd.sources.kraken.common import NAME, SIDES, SPANS_BY_MINUTES, symbol_from_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

@@ -31,7 +31,7 @@ import msgspec
 
 from dccd.domain.records import BookSnapshot, DataType, Trade
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
-from dccd.sources.coinbase import NAME, TAKER_SIDE, symbol_from_native, symbol_to_native
+from dccd.sources.coinbase.common import NAME, TAKER_SIDE, symbol_from_native, symbol_to_native
 from dccd.sources.isotime import iso_ns
 from dccd.sources.stream import (
     BookReceived,
@@ -209,3 +209,8 @@ class CoinbaseSession:
             except msgspec.ValidationError as exc:
                 raise ProtocolDrift(NAME, f"ws {probe.type}", str(exc)) from exc
         return [Unrecognised(str(probe.type) if isinstance(probe.type, str) else "<no type>")]
+
+
+def open_session(plan: WsPlan) -> CoinbaseSession:
+    """A fresh parser for one connection of ``plan``."""
+    return CoinbaseSession(plan)

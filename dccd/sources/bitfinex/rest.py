@@ -39,13 +39,11 @@ blocked for 60 s -> RateLimited; 20060 maintenance -> retryable ServerError).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
+from dccd.domain.capability import Transport
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
@@ -59,44 +57,22 @@ from dccd.errors import (
     ServerError,
     UnsupportedSymbol,
 )
-from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode
+from dccd.sources.base import Listing, Market, OhlcPage, Request, TradesPage, decode
+from dccd.sources.bitfinex.common import (
+    BOOK_LENGTHS,
+    CAPABILITIES,
+    NAME,
+    PAGE_LIMIT,
+    RATE_LIMITS,
+    TIMEFRAMES,
+    symbol_from_native,
+    symbol_to_native,
+)
 
 if TYPE_CHECKING:
-    from dccd.sources.stream import StreamSession, Subscription, WsPlan
+    pass
 
-NAME: Final = "bitfinex"
-REST_URL: Final = "https://api-pub.bitfinex.com"
-WS_URL: Final = "wss://api-pub.bitfinex.com"
 
-TIMEFRAMES: Final[dict[str, str]] = {
-    "1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1h",
-    "4h": "4h", "6h": "6h", "12h": "12h", "1d": "1D",
-}  # fmt: skip
-PAGE_LIMIT: Final = 10_000
-BOOK_LENGTHS: Final = (1, 25, 100)
-# Bitfinex code -> canonical code (from pub:map:currency:sym, stable renamings only).
-CODES: Final[dict[str, str]] = {
-    "UST": "USDT", "UDC": "USDC", "TSD": "TUSD", "GSD": "GUSD", "EUT": "EURT", "XCH": "XCHF",
-    "DSH": "DASH", "IOT": "IOTA", "QTM": "QTUM", "MNA": "MANA", "DAT": "DATA", "ALG": "ALGO",
-    "AMP": "AMPL", "ATO": "ATOM", "STJ": "STORJ", "WBT": "WBTC", "YYW": "YOYOW",
-}  # fmt: skip
-NATIVE_CODES: Final[dict[str, str]] = {v: k for k, v in CODES.items()}
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
-
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, Transport.REST, History.FULL, Direction.FORWARD, tuple(TIMEFRAMES), PAGE_LIMIT),
-        Capability(DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), PAGE_LIMIT),
-        Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), BOOK_LENGTHS[-1]),
-        Capability(DataType.TRADES, Transport.WS, History.LIVE),
-        Capability(DataType.OHLC, Transport.WS, History.LIVE, spans=tuple(TIMEFRAMES)),
-        Capability(DataType.BOOK, Transport.WS, History.LIVE, page_limit=BOOK_LENGTHS[-1]),
-    ),
-)
-# Per-endpoint limits of 10-90 requests/min, the IP blocked for 60 s beyond (SPEC §6):
-# 30 weight/min with trades weighing 2 keeps candles <= 30/min and trades <= 15/min.
-RATE_LIMITS: Final = RateLimits(30, 60.0, None, default_retry_after_s=60.0, default_ban_s=60.0, ban_statuses=())
 WEIGHTS: Final = {"candles": 1, "trades": 2, "book": 1, "conf": 1}
 
 
@@ -130,41 +106,6 @@ _ERROR = msgspec.json.Decoder(tuple[str, int | None, str | None])
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def pair_of(symbol: Symbol) -> str:
-    """Bitfinex pair name without the ``t``: ``BTCUST``, ``AAVE:USD``.
-
-    Raises:
-        UnsupportedSymbol: a perpetual (spot adapter).
-    """
-    if symbol.market is not None:
-        raise UnsupportedSymbol(NAME, str(symbol), f"is a {symbol.market} market; the bitfinex adapter is spot")
-    base, quote = NATIVE_CODES.get(symbol.base, symbol.base), NATIVE_CODES.get(symbol.quote, symbol.quote)
-    return f"{base}:{quote}" if len(base) > 3 or len(quote) > 3 else base + quote
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USDT`` -> ``tBTCUST``; ``AAVE/USD`` -> ``tAAVE:USD``."""
-    return "t" + pair_of(symbol)
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``tBTCUST`` (or the bare pair ``BTCUST``) -> ``BTC/USDT``.
-
-    Raises:
-        UnsupportedSymbol: not a trading pair name.
-    """
-    pair = native[1:] if native.startswith("t") else native
-    if ":" in pair:
-        base, _, quote = pair.partition(":")
-    elif len(pair) == 6:
-        base, quote = pair[:3], pair[3:]
-    else:
-        base = quote = ""
-    if not _ASSET.match(base) or not _ASSET.match(quote):
-        raise UnsupportedSymbol(NAME, native, "is not a Bitfinex trading pair (tBASEQUOTE or tBASE:QUOTE)")
-    return Symbol(CODES.get(base, base), CODES.get(quote, quote))
 
 
 def build_symbols() -> Request:
@@ -357,39 +298,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     if code == 20060 or "maintenance" in text:
         return ServerError(status, f"{NAME}: {code} {text}")
     return ExchangeRejected(NAME, code, text, status=status)
-
-
-class BitfinexAdapter:
-    """Bitfinex v2 public REST + WebSocket as an Adapter and StreamAdapter (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-    sequential_trade_ids: bool = False  # trade ids are global across pairs
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections for ``subscriptions`` (see :func:`dccd.sources.bitfinex_ws.plan_streams`)."""
-        from dccd.sources.bitfinex_ws import plan_streams  # imported on use: the WS module imports this one
-
-        return plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A fresh parser (channel-id map, te/tu dedup) for one connection of ``plan``."""
-        from dccd.sources.bitfinex_ws import BitfinexSession
-
-        return BitfinexSession(plan)

@@ -34,13 +34,11 @@ is Bybit's IP ban (10 minutes) -> :class:`~dccd.errors.Banned`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from typing import Final, Generic, TypeVar
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
-from dccd.domain.records import BookSnapshot, Candle, DataType, Funding, OpenInterest, Trade
+from dccd.domain.records import BookSnapshot, Candle, Funding, OpenInterest, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
@@ -60,20 +58,27 @@ from dccd.sources.base import (
     Market,
     OhlcPage,
     OiPage,
-    RateLimits,
     Request,
     TradesPage,
     decode,
     number,
 )
+from dccd.sources.bybit.common import (
+    FUNDING_LIMIT,
+    INTERVALS,
+    MAX_DEPTH,
+    NAME,
+    OI_INTERVALS,
+    OI_LIMIT,
+    PAGE_LIMIT,
+    RATE_LIMITS,
+    category,
+    symbol_to_native,
+)
 from dccd.sources.paging import bar_window, check_limit, int_param, levels, ms_text_to_ns, time_window
-from dccd.sources.stream import StreamSession, Subscription, WsPlan
 
 R = TypeVar("R")
 
-NAME: Final = "bybit"
-REST_URL: Final = "https://api.bybit.com"
-WS_URL: Final = "wss://stream.bybit.com"
 
 KLINE: Final = "/v5/market/kline"
 RECENT_TRADE: Final = "/v5/market/recent-trade"
@@ -82,39 +87,10 @@ INSTRUMENTS: Final = "/v5/market/instruments-info"
 FUNDING: Final = "/v5/market/funding/history"
 OPEN_INTEREST: Final = "/v5/market/open-interest"
 
-PAGE_LIMIT: Final = 1000
-MAX_DEPTH: Final = 1000
-FUNDING_LIMIT: Final = 200
-OI_LIMIT: Final = 200
 RECENT_TRADES: Final = {"spot": 60, "linear": 1000}
 FUNDING_STEP_MS: Final = 3_600_000  # the shortest Bybit funding interval (1 h)
-# dccd span -> Bybit kline interval (D/W/M open at UTC midnight, Monday, the 1st).
-INTERVALS: Final[dict[str, str]] = {
-    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120",
-    "4h": "240", "6h": "360", "12h": "720", "1d": "D", "1w": "W", "1M": "M",
-}  # fmt: skip
-OI_INTERVALS: Final[dict[str, str]] = {"5m": "5min", "15m": "15min", "30m": "30min", "1h": "1h", "4h": "4h", "1d": "1d"}
 _SPAN_OF_INTERVAL: Final = {v: k for k, v in INTERVALS.items()}
 _SPAN_OF_OI: Final = {v: k for k, v in OI_INTERVALS.items()}
-_PERP_QUOTES: Final = ("USDT", "USDC")
-
-_BOTH: Final = ("spot", "perp")
-_REST, _WS, _PERP = Transport.REST, Transport.WS, ("perp",)
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, _REST, History.FULL, Direction.BACKWARD, tuple(INTERVALS), PAGE_LIMIT, markets=_BOTH),
-        Capability(DataType.TRADES, _REST, History.RECENT, Direction.NONE, (), 60, recent_rows=60, markets=_BOTH),
-        Capability(DataType.BOOK, _REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH, markets=_BOTH),
-        Capability(DataType.FUNDING, _REST, History.FULL, Direction.BACKWARD, (), FUNDING_LIMIT, markets=_PERP),
-        Capability(DataType.OI, _REST, History.FULL, Direction.BACKWARD, tuple(OI_INTERVALS), OI_LIMIT, markets=_PERP),
-        Capability(DataType.TRADES, _WS, History.LIVE, markets=_BOTH),
-        Capability(DataType.OHLC, _WS, History.LIVE, spans=tuple(INTERVALS), markets=_BOTH),
-        Capability(DataType.BOOK, _WS, History.LIVE, page_limit=50, markets=_BOTH),
-    ),
-)
-# 600 requests per 5 s per IP; over it Bybit answers 403 and bans the IP for 10 minutes.
-RATE_LIMITS: Final = RateLimits(600, 5.0, None, default_retry_after_s=1.0, default_ban_s=600.0, ban_statuses=(403,))
 
 
 # --- private views of Bybit payloads -------------------------------------------------------------
@@ -209,45 +185,6 @@ def _business_error(code: int, message: str, status: int) -> DccdError:
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def category(symbol: Symbol) -> str:
-    """``spot`` for spot pairs, ``linear`` for USDT/USDC perpetuals.
-
-    Raises:
-        UnsupportedSymbol: an inverse perpetual (quote other than USDT/USDC).
-    """
-    if symbol.market is None:
-        return "spot"
-    if symbol.quote not in _PERP_QUOTES:
-        raise UnsupportedSymbol(NAME, str(symbol), "is not a linear perpetual (inverse contracts are not supported)")
-    return "linear"
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USDT`` and ``BTC/USDT:perp`` -> ``BTCUSDT``; ``BTC/USDC:perp`` -> ``BTCPERP``.
-
-    Raises:
-        UnsupportedSymbol: an inverse perpetual.
-    """
-    if category(symbol) == "linear" and symbol.quote == "USDC":
-        return f"{symbol.base}PERP"
-    return f"{symbol.base}{symbol.quote}"
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``BTCUSDT`` -> ``BTC/USDT`` (spot; the category decides perp), ``ETHPERP`` -> ``ETH/USDC:perp``.
-
-    Raises:
-        UnsupportedSymbol: no known quote asset ends the name.
-    """
-    name = native.upper()
-    if name.endswith("PERP") and len(name) > 4:
-        return Symbol(name[:-4], "USDC", "perp")
-    for quote in ("USDT", "USDC", "USDE", "BTC", "ETH", "EUR", "DAI", "BRZ"):
-        if name.endswith(quote) and len(name) > len(quote) and name[: -len(quote)].isalnum():
-            return Symbol(name[: -len(quote)], quote)
-    raise UnsupportedSymbol(NAME, native, "cannot be split into base and quote without instruments-info")
 
 
 def build_symbols() -> Request:
@@ -552,48 +489,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     if status == 429:
         return RateLimited(RATE_LIMITS.default_retry_after_s, f"{NAME}: system frequency protection (HTTP 429)")
     return None
-
-
-# --- the adapter ------------------------------------------------------------------------------------
-# bybit_ws imports this module, so the WebSocket half is imported last and reached at call time.
-from dccd.sources import bybit_ws as _ws  # noqa: E402
-
-
-class BybitAdapter:
-    """Bybit v5 as an :class:`~dccd.sources.base.Adapter`, a
-    :class:`~dccd.sources.base.DerivativesAdapter` and a
-    :class:`~dccd.sources.stream.StreamAdapter` (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    sequential_trade_ids: bool = False
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_perp_symbols = staticmethod(build_perp_symbols)
-    parse_perp_symbols = staticmethod(parse_perp_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    build_funding = staticmethod(build_funding)
-    parse_funding = staticmethod(parse_funding)
-    build_oi = staticmethod(build_oi)
-    parse_oi = staticmethod(parse_oi)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections covering ``subscriptions`` (see :mod:`dccd.sources.bybit_ws`)."""
-        return _ws.plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A fresh parser for one connection of ``plan``."""
-        return _ws.open_session(plan)

@@ -34,7 +34,7 @@ from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import NoCapability, ProtocolDrift
-from dccd.sources.okx import BARS, NAME, WS_URL, candle_row, symbol_from_native, symbol_to_native
+from dccd.sources.okx.common import BARS, NAME, WS_URL, candle_row, symbol_from_native, symbol_to_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,

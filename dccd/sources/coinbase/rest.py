@@ -7,7 +7,7 @@ Which API: Coinbase runs two public market-data APIs (SPEC §2). dccd uses
   trade id, and trade ids are contiguous per product; Advanced Trade's public
   ``/market/products/{id}/ticker`` returns recent trades only, with no cursor;
 - its WebSocket feed (``matches``) carries the same ``trade_id``, so a live
-  gap is refilled over REST by id (:mod:`dccd.sources.coinbase_ws`);
+  gap is refilled over REST by id (:mod:`dccd.sources.coinbase.ws`);
 - candles: both APIs cap a request at 300 bars and have no quote volume or
   trade count. Exchange offers 1m 5m 15m 1h 6h 1d; Advanced Trade's extra
   30m/2h would need a second host, so they are not declared.
@@ -47,47 +47,37 @@ Errors are ``{"message": "..."}`` bodies with a 4xx/5xx status.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from dccd.domain.capability import Capabilities, Capability, Direction, History, Transport
+from dccd.domain.capability import Transport
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.domain.timeutil import NS_PER_S, ns_to_iso, parse_iso_ns
-from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited, UnsupportedSymbol
-from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode, number
+from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited
+from dccd.sources.base import Listing, Market, OhlcPage, Request, TradesPage, decode, number
+from dccd.sources.coinbase.common import (
+    _ASSET,
+    CAPABILITIES,
+    GRANULARITIES,
+    MAX_DEPTH,
+    NAME,
+    OHLC_LIMIT,
+    RATE_LIMITS,
+    TAKER_SIDE,
+    TRADES_LIMIT,
+    symbol_to_native,
+)
 from dccd.sources.isotime import iso_ns
 
 if TYPE_CHECKING:
-    from dccd.sources.stream import StreamSession, Subscription, WsPlan
+    pass
 
-NAME: Final = "coinbase"
-REST_URL: Final = "https://api.exchange.coinbase.com"
-WS_URL: Final = "wss://ws-feed.exchange.coinbase.com"
 
 PRODUCTS: Final = "/products"
-GRANULARITIES: Final[dict[str, int]] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
-OHLC_LIMIT: Final = 300
-TRADES_LIMIT: Final = 1000
-MAX_DEPTH: Final = 10_000  # level 2 is the whole book; this bounds what a caller may keep
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
-
-CAPABILITIES: Final = Capabilities(
-    NAME,
-    (
-        Capability(DataType.OHLC, Transport.REST, History.FULL, Direction.FORWARD, tuple(GRANULARITIES), OHLC_LIMIT),
-        Capability(DataType.TRADES, Transport.REST, History.FULL, Direction.FORWARD, (), TRADES_LIMIT),
-        Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH),
-        Capability(DataType.TRADES, Transport.WS, History.LIVE),
-        Capability(DataType.BOOK, Transport.WS, History.LIVE),
-    ),
-)
-# 10 requests/s per IP on public endpoints; 429 beyond (SPEC §2a). No ban status.
-RATE_LIMITS: Final = RateLimits(10, 1.0, None, default_retry_after_s=1.0, default_ban_s=60.0, ban_statuses=())
 
 
 # --- private views of Coinbase payloads --------------------------------------------------------
@@ -134,7 +124,6 @@ _CANDLES = msgspec.json.Decoder(list[_CandleRow])
 _TRADES = msgspec.json.Decoder(list[_Trade], strict=False)  # lax only lets digit strings become ints here
 _BOOK = msgspec.json.Decoder(_Book)
 _ERROR = msgspec.json.Decoder(_Error)
-TAKER_SIDE: Final = {"buy": "sell", "sell": "buy"}  # Coinbase's `side` is the maker's
 
 
 def _limit(limit: int | None, maximum: int) -> int:
@@ -145,29 +134,6 @@ def _limit(limit: int | None, maximum: int) -> int:
 
 
 # --- symbols --------------------------------------------------------------------------------------
-
-
-def symbol_to_native(symbol: Symbol) -> str:
-    """``BTC/USD`` -> ``BTC-USD``.
-
-    Raises:
-        UnsupportedSymbol: a perpetual (Coinbase Exchange lists spot only).
-    """
-    if symbol.market is not None:
-        raise UnsupportedSymbol(NAME, str(symbol), f"is a {symbol.market} market; coinbase exchange lists spot only")
-    return f"{symbol.base}-{symbol.quote}"
-
-
-def symbol_from_native(native: str) -> Symbol:
-    """``BTC-USD`` -> ``BTC/USD``.
-
-    Raises:
-        UnsupportedSymbol: not a ``BASE-QUOTE`` product id.
-    """
-    base, sep, quote = native.upper().partition("-")
-    if not sep or not _ASSET.match(base) or not _ASSET.match(quote):
-        raise UnsupportedSymbol(NAME, native, "is not a BASE-QUOTE product id")
-    return Symbol(base, quote)
 
 
 def build_symbols() -> Request:
@@ -414,39 +380,3 @@ def parse_error(status: int, body: bytes) -> DccdError | None:
     if status == 429:
         return RateLimited(RATE_LIMITS.default_retry_after_s, f"{NAME}: {message}")
     return ExchangeRejected(NAME, None, message, status=status)
-
-
-class CoinbaseAdapter:
-    """Coinbase Exchange REST + WebSocket as an Adapter and StreamAdapter (stateless)."""
-
-    name: str = NAME
-    rest_url: str = REST_URL
-    ws_url: str = WS_URL
-    capabilities: Capabilities = CAPABILITIES
-    rate_limits: RateLimits = RATE_LIMITS
-    sequential_trade_ids: bool = True  # trade_id is contiguous per product (REST and `matches`)
-
-    symbol_to_native = staticmethod(symbol_to_native)
-    symbol_from_native = staticmethod(symbol_from_native)
-    build_symbols = staticmethod(build_symbols)
-    parse_symbols = staticmethod(parse_symbols)
-    build_ohlc = staticmethod(build_ohlc)
-    parse_ohlc = staticmethod(parse_ohlc)
-    build_trades = staticmethod(build_trades)
-    parse_trades = staticmethod(parse_trades)
-    trades_cursor_after = staticmethod(trades_cursor_after)
-    build_book = staticmethod(build_book)
-    parse_book = staticmethod(parse_book)
-    parse_error = staticmethod(parse_error)
-
-    def plan_streams(self, subscriptions: Sequence[Subscription], origin: str) -> list[WsPlan]:
-        """Connections for ``subscriptions`` (see :func:`dccd.sources.coinbase_ws.plan_streams`)."""
-        from dccd.sources.coinbase_ws import plan_streams  # imported on use: the WS module imports this one
-
-        return plan_streams(subscriptions, origin)
-
-    def open_session(self, plan: WsPlan) -> StreamSession:
-        """A fresh parser for one connection of ``plan``."""
-        from dccd.sources.coinbase_ws import CoinbaseSession
-
-        return CoinbaseSession(plan)

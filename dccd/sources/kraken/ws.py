@@ -4,7 +4,7 @@ v2 is used for live data because its trades carry ``trade_id`` (sequential
 per pair, the REST ids too), while v1 trades have no id; v2 also names BTC
 and DOGE canonically (``BTC/USD``), stamps messages in RFC 3339 and
 checksums book snapshots. A recorded v1 session (``wss://ws.kraken.com``)
-still parses: :func:`open_session` picks :mod:`dccd.sources.kraken_ws_v1`
+still parses: :func:`open_session` picks :mod:`dccd.sources.kraken.ws_v1`
 for a plan whose URL does not end in ``/v2``.
 
 Subscriptions: ``{"method":"subscribe","params":{"channel":"trade",
@@ -37,11 +37,10 @@ import msgspec
 
 from dccd.domain.capability import Transport
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
-from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
 from dccd.sources.isotime import iso_ns
-from dccd.sources.kraken import CAPABILITIES, INTERVALS, NAME, symbol_from_native
+from dccd.sources.kraken.common import CAPABILITIES, INTERVALS, NAME, SPANS_BY_MINUTES, symbol_from_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
@@ -64,7 +63,6 @@ BOOK_DEPTH: Final = 100  # one of 10 25 100 500 1000
 MAX_SUBSCRIPTIONS_PER_CONNECTION: Final = 100
 SUBSCRIBE_INTERVAL_S: Final = 0.1
 WATCHDOG_S: Final = 10.0
-SPANS_BY_MINUTES: Final[dict[int, Span]] = {m: Span(label) for label, m in INTERVALS.items()}
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -129,7 +127,7 @@ def open_session(plan: WsPlan) -> StreamSession:
     """The v2 parser for ``.../v2`` URLs, else the v1 parser (recorded ``wss://ws.kraken.com`` sessions)."""
     if urlsplit(plan.url).path.rstrip("/").endswith(V2_PATH):
         return KrakenSession(plan)
-    from dccd.sources.kraken_ws_v1 import KrakenV1Session
+    from dccd.sources.kraken.ws_v1 import KrakenV1Session
 
     return KrakenV1Session(plan)
 
