@@ -23,7 +23,7 @@ MAX_DEPTH: Final = 5000
 
 # Quote assets tried, longest first, to split a bare name like "ETHBTC" without a listing.
 QUOTES: Final = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDP", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY", "DAI")  # fmt: skip
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+ASSET: Final = re.compile(r"^[A-Z0-9]{1,20}$")  # a plausible asset code
 
 
 # USD-M perpetuals, served from the futures host (dccd.sources.binance.futures).
@@ -77,6 +77,6 @@ def symbol_from_native(native: str) -> Symbol:
     name = native.upper()
     for quote in QUOTES:
         base = name[: -len(quote)]
-        if name.endswith(quote) and base and _ASSET.match(base):
+        if name.endswith(quote) and base and ASSET.match(base):
             return Symbol(base, quote)
     raise UnsupportedSymbol(NAME, native, "cannot be split into base and quote without exchangeInfo")

@@ -55,7 +55,7 @@ from dccd.domain.timeutil import NS_PER_MS
 from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift
 from dccd.sources.base import Listing, Market, OhlcPage, RateLimits, Request, TradesPage, decode, number
 from dccd.sources.binance.common import (
-    _ASSET,
+    ASSET,
     MAX_DEPTH,
     NAME,
     PAGE_LIMIT,
@@ -239,7 +239,7 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
     markets = tuple(
         Market(Symbol(s.baseAsset, s.quoteAsset), s.symbol, s.status, s.status == "TRADING")
         for s in info.symbols
-        if _ASSET.match(s.baseAsset) and _ASSET.match(s.quoteAsset)
+        if ASSET.match(s.baseAsset) and ASSET.match(s.quoteAsset)
     )
     limits = None
     for rl in info.rateLimits:

@@ -31,7 +31,7 @@ CODES: Final[dict[str, str]] = {
     "AMP": "AMPL", "ATO": "ATOM", "STJ": "STORJ", "WBT": "WBTC", "YYW": "YOYOW",
 }  # fmt: skip
 NATIVE_CODES: Final[dict[str, str]] = {v: k for k, v in CODES.items()}
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+ASSET: Final = re.compile(r"^[A-Z0-9]{1,20}$")  # a plausible asset code
 
 
 CAPABILITIES: Final = Capabilities(
@@ -80,6 +80,6 @@ def symbol_from_native(native: str) -> Symbol:
         base, quote = pair[:3], pair[3:]
     else:
         base = quote = ""
-    if not _ASSET.match(base) or not _ASSET.match(quote):
+    if not ASSET.match(base) or not ASSET.match(quote):
         raise UnsupportedSymbol(NAME, native, "is not a Bitfinex trading pair (tBASEQUOTE or tBASE:QUOTE)")
     return Symbol(CODES.get(base, base), CODES.get(quote, quote))

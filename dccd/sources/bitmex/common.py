@@ -39,10 +39,12 @@ RATE_LIMITS: Final = RateLimits(30, 60.0, None, default_retry_after_s=1.0, defau
 
 
 def _asset_to_native(asset: str) -> str:
+    """BitMEX code of a canonical asset (bitcoin is ``XBT``)."""
     return "XBT" if asset == "BTC" else asset
 
 
-def _asset_from_native(asset: str) -> str:
+def asset_from_native(asset: str) -> str:
+    """Canonical code of a BitMEX asset (``XBT`` -> ``BTC``)."""
     return "BTC" if asset.upper() == "XBT" else asset.upper()
 
 
@@ -62,9 +64,9 @@ def symbol_from_native(native: str) -> Symbol:
     if "_" in name:
         base, _, quote = name.partition("_")
         if base.isalnum() and quote.isalnum():
-            return Symbol(_asset_from_native(base), _asset_from_native(quote))
+            return Symbol(asset_from_native(base), asset_from_native(quote))
     for quote in ("USDT", "USDC", "USD", "EUR"):
         base = name[: -len(quote)]
         if name.endswith(quote) and base.isalpha():
-            return Symbol(_asset_from_native(base), quote, "perp")
+            return Symbol(asset_from_native(base), quote, "perp")
     raise UnsupportedSymbol(NAME, native, "is not a perpetual or spot instrument name")

@@ -54,7 +54,7 @@ from dccd.sources.bitmex.common import (
     NAME,
     PAGE_LIMIT,
     RATE_LIMITS,
-    _asset_from_native,
+    asset_from_native,
     symbol_to_native,
 )
 from dccd.sources.paging import check_limit, check_range, ms_ceil, ms_floor
@@ -181,7 +181,7 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
         base, quote = item.underlying or item.rootSymbol, item.quoteCurrency or ""
         if not (base.isalnum() and quote.isalnum()):
             continue
-        sym = Symbol(_asset_from_native(base), _asset_from_native(quote), "perp" if item.typ == PERPETUAL else None)
+        sym = Symbol(asset_from_native(base), asset_from_native(quote), "perp" if item.typ == PERPETUAL else None)
         markets.setdefault(sym, Market(sym, item.symbol, item.state, item.state == "Open"))
     return Listing(NAME, tuple(markets.values()))
 

@@ -20,7 +20,7 @@ GRANULARITIES: Final[dict[str, int]] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3
 OHLC_LIMIT: Final = 300
 TRADES_LIMIT: Final = 1000
 MAX_DEPTH: Final = 10_000  # level 2 is the whole book; this bounds what a caller may keep
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+ASSET: Final = re.compile(r"^[A-Z0-9]{1,20}$")  # a plausible asset code
 
 
 CAPABILITIES: Final = Capabilities(
@@ -58,6 +58,6 @@ def symbol_from_native(native: str) -> Symbol:
         UnsupportedSymbol: not a ``BASE-QUOTE`` product id.
     """
     base, sep, quote = native.upper().partition("-")
-    if not sep or not _ASSET.match(base) or not _ASSET.match(quote):
+    if not sep or not ASSET.match(base) or not ASSET.match(quote):
         raise UnsupportedSymbol(NAME, native, "is not a BASE-QUOTE product id")
     return Symbol(base, quote)

@@ -60,7 +60,7 @@ from dccd.domain.timeutil import NS_PER_S, ns_to_iso, parse_iso_ns
 from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited
 from dccd.sources.base import Listing, Market, OhlcPage, Request, TradesPage, decode, number
 from dccd.sources.coinbase.common import (
-    _ASSET,
+    ASSET,
     CAPABILITIES,
     GRANULARITIES,
     MAX_DEPTH,
@@ -149,7 +149,7 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
             Symbol(p.base_currency, p.quote_currency), p.id, p.status, p.status == "online" and not p.trading_disabled
         )
         for p in products
-        if _ASSET.match(p.base_currency) and _ASSET.match(p.quote_currency)
+        if ASSET.match(p.base_currency) and ASSET.match(p.quote_currency)
     )
     return Listing(NAME, markets)
 

@@ -27,7 +27,7 @@ MAX_DEPTH: Final = 500
 ALIASES: Final[dict[str, str]] = {"BTC": "XBT", "DOGE": "XDG"}
 CANONICAL: Final[dict[str, str]] = {v: k for k, v in ALIASES.items()}
 QUOTES: Final = ("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "DAI", "XBT", "ETH", "DOT")
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+ASSET: Final = re.compile(r"^[A-Z0-9]{1,20}$")  # a plausible asset code
 
 
 CAPABILITIES: Final = Capabilities(
@@ -40,7 +40,7 @@ CAPABILITIES: Final = Capabilities(
         Capability(DataType.BOOK, Transport.REST, History.SNAPSHOT, Direction.NONE, (), MAX_DEPTH),
         Capability(DataType.TRADES, Transport.WS, History.LIVE),
         Capability(DataType.OHLC, Transport.WS, History.LIVE, spans=tuple(INTERVALS)),
-        Capability(DataType.BOOK, Transport.WS, History.LIVE, page_limit=100),  # kraken_ws.BOOK_DEPTH
+        Capability(DataType.BOOK, Transport.WS, History.LIVE, page_limit=100),  # ws.BOOK_DEPTH
     ),
 )
 # About one public call a second per IP (SPEC §3): 4 per 5 s at the default 80 % share.
@@ -54,7 +54,8 @@ def _code(asset: str) -> str:
     return ALIASES.get(asset, asset)
 
 
-def _canonical(code: str) -> str:
+def canonical_asset(code: str) -> str:
+    """Canonical code of a Kraken asset code (``XXBT`` -> ``BTC``; unknown codes pass through)."""
     return CANONICAL.get(code, code)
 
 
@@ -86,9 +87,9 @@ def symbol_from_native(native: str) -> Symbol:
                 if name.endswith(q) and len(name) > len(q):
                     base, quote = name[: -len(q)], q
                     break
-    if not _ASSET.match(base) or not _ASSET.match(quote):
+    if not ASSET.match(base) or not ASSET.match(quote):
         raise UnsupportedSymbol(NAME, native, "cannot be split into base and quote without AssetPairs")
-    return Symbol(_canonical(base), _canonical(quote))
+    return Symbol(canonical_asset(base), canonical_asset(quote))
 
 
 SPANS_BY_MINUTES: Final[dict[int, Span]] = {m: Span(label) for label, m in INTERVALS.items()}

@@ -52,7 +52,7 @@ from dccd.domain.timeutil import NS_PER_S, NS_PER_US, decimal_seconds_to_ns
 from dccd.errors import DccdError, ExchangeRejected, ProtocolDrift, RateLimited, ServerError
 from dccd.sources.base import Listing, Market, OhlcPage, Request, TradesPage, decode, number
 from dccd.sources.kraken.common import (
-    _ASSET,
+    ASSET,
     CAPABILITIES,
     INTERVALS,
     MAX_DEPTH,
@@ -61,7 +61,7 @@ from dccd.sources.kraken.common import (
     RECENT_BARS,
     SIDES,
     TRADES_LIMIT,
-    _canonical,
+    canonical_asset,
     symbol_to_native,
 )
 
@@ -158,9 +158,9 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
         except msgspec.ValidationError as exc:
             raise ProtocolDrift(NAME, request.endpoint, f"{exc} in `$.result.{key}`") from None
         base, sep, quote = pair.wsname.partition("/")
-        if not sep or not _ASSET.match(base) or not _ASSET.match(quote):
+        if not sep or not ASSET.match(base) or not ASSET.match(quote):
             continue
-        symbol = Symbol(_canonical(base), _canonical(quote))
+        symbol = Symbol(canonical_asset(base), canonical_asset(quote))
         markets.append(Market(symbol, pair.altname, pair.status, pair.status == "online"))
     return Listing(NAME, tuple(markets))
 
