@@ -53,7 +53,7 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     ReconnectRequested,
     StreamSession,
     TradesReceived,
@@ -173,7 +173,7 @@ class LiveStream:
             BookReceived: rec.on_book,
             ControlAck: self._on_ack,
             ControlFailed: self._on_failed,
-            Heartbeat: _ignore,
+            HeartbeatReceived: _ignore,
             ReconnectRequested: self._on_reconnect_requested,
             Unrecognised: lambda ev, feed: rec.on_unrecognised(ev.key),
         }

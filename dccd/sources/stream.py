@@ -19,14 +19,16 @@ decimal string) let the actor detect holes and refill them over REST
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
-from dccd.errors import UnsupportedSymbol
+from dccd.errors import ProtocolDrift, UnsupportedSymbol
+
+T = TypeVar("T")
 
 
 class Subscription(msgspec.Struct, frozen=True, order=True):
@@ -99,7 +101,7 @@ class ControlFailed(msgspec.Struct, frozen=True):
     message: str
 
 
-class Heartbeat(msgspec.Struct, frozen=True):
+class HeartbeatReceived(msgspec.Struct, frozen=True):
     """An exchange heartbeat (counts as liveness, carries no data)."""
 
 
@@ -121,10 +123,38 @@ StreamEvent = (
     | BookReceived
     | ControlAck
     | ControlFailed
-    | Heartbeat
+    | HeartbeatReceived
     | ReconnectRequested
     | Unrecognised
 )
+
+
+NOT_AN_OBJECT: Final = "<not an object>"
+
+
+def decode_frame(
+    decode: Callable[[bytes | str], T], frame: bytes | str, exchange: str, endpoint: str = "ws"
+) -> T | Unrecognised:
+    """Decode a WebSocket frame with a typed envelope decoder: the twin of :func:`dccd.sources.base.decode`.
+
+    A frame that is JSON but not the envelope's shape (an array, a bare
+    string) is something the exchange may send and we do not use, so it
+    becomes an :class:`Unrecognised` event, not an error.
+
+    Args:
+        decode: a msgspec decoder's ``decode`` (of the exchange's envelope view, or ``Any``).
+        frame: the message as received (text or bytes).
+        exchange, endpoint: named in the error.
+
+    Raises:
+        ProtocolDrift: the frame is not JSON.
+    """
+    try:
+        return decode(frame)
+    except msgspec.ValidationError:
+        return Unrecognised(NOT_AN_OBJECT)
+    except msgspec.DecodeError as exc:
+        raise ProtocolDrift(exchange, endpoint, f"invalid JSON: {exc}") from exc
 
 
 class NativeSymbols:

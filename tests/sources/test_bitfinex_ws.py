@@ -20,7 +20,7 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     ReconnectRequested,
     StreamAdapter,
     Subscription,
@@ -93,7 +93,7 @@ def test_trades_payload_snapshots_map_by_chan_id_ascending() -> None:
     """The recorded session maps 7 chanIds; each newest-first snapshot comes out ascending, trailing seq ignored."""
     session = get_adapter("bitfinex").open_session(WsPlan("wss://api.bitfinex.com/ws/2", ()))
     events = [e for m in payload("ws_trades.json") for e in session.parse(m, RECV)]
-    assert kinds(events) == Counter({"TradesReceived": 7, "Heartbeat": 14, "ControlAck": 9})
+    assert kinds(events) == Counter({"TradesReceived": 7, "HeartbeatReceived": 14, "ControlAck": 9})
     bft = events[3]
     assert (
         isinstance(bft, TradesReceived)
@@ -167,7 +167,13 @@ def test_book_recording_replays_through_a_session() -> None:
     session = bws.BitfinexSession()
     events = [e for f in frames for e in session.parse(f, RECV)]
     assert kinds(events) == Counter(
-        {"BookReceived": 1600, "Heartbeat": 42, "ControlAck": 23, "Unrecognised:ticker": 21, "TradesReceived": 7}
+        {
+            "BookReceived": 1600,
+            "HeartbeatReceived": 42,
+            "ControlAck": 23,
+            "Unrecognised:ticker": 21,
+            "TradesReceived": 7,
+        }
     )
     assert sum(len(e.trades) for e in events if isinstance(e, TradesReceived)) == 210
     books = [e for e in events if isinstance(e, BookReceived)]
@@ -195,7 +201,7 @@ def test_info_error_and_reconnect_events() -> None:
         ControlFailed("10300", "symbol: invalid")
     ]
     assert session.parse("[999,[1,2,3]]", RECV) == [Unrecognised("<unknown chanId>")]
-    assert session.parse('[999,"hb"]', RECV) == [Heartbeat()]
+    assert session.parse('[999,"hb"]', RECV) == [HeartbeatReceived()]
     assert session.parse('{"event":"pong","cid":1}', RECV) == [ControlAck("pong")]
 
 

@@ -18,7 +18,7 @@ from dccd.sources.stream import (
     BookReceived,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     StreamAdapter,
     Subscription,
     TradesReceived,
@@ -163,7 +163,7 @@ def test_control_and_heartbeat_messages() -> None:
     """subscriptions acks, heartbeats and error replies become generic control events."""
     session = cws.CoinbaseSession()
     hb = '{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"2014-11-07T08:19:28.464459Z"}'
-    assert session.parse(hb, RECV) == [Heartbeat()]
+    assert session.parse(hb, RECV) == [HeartbeatReceived()]
     err = '{"type":"error","message":"Failed to subscribe","reason":"BTC-XYZ is not a valid product"}'
     assert session.parse(err, RECV) == [ControlFailed("Failed to subscribe", "BTC-XYZ is not a valid product")]
     assert session.parse('{"type":"subscriptions","channels":[]}', RECV) == [ControlAck("subscriptions")]

@@ -207,7 +207,7 @@ async def test_ws_frames_parse_through_open_session(case: Case) -> None:
     tape = sorted(i // 8 if case.exchange == "bitfinex" else i for i in ids)
     assert len(set(ids)) == len(ids) >= 40 and tape == list(range(tape[0], tape[0] + len(tape)))
     assert not any(isinstance(e, ControlFailed) for e in events)
-    assert {type(e).__name__ for e in events} >= {"TradesReceived", "BookReceived", "ControlAck", "Heartbeat"}
+    assert {type(e).__name__ for e in events} >= {"TradesReceived", "BookReceived", "ControlAck", "HeartbeatReceived"}
     rest = case.rest(clock=lambda: NOW_S * 10)
     for t in trades[-3:]:
         assert t.recv_ts == 7 and msgspec_replace(t) == rest_trade(case, rest, t.id or "")

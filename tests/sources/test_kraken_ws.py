@@ -21,7 +21,7 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     StreamAdapter,
     Subscription,
     TradesReceived,
@@ -137,7 +137,7 @@ def test_v2_heartbeat_status_and_method_replies() -> None:
     """Heartbeats, the status greeting, subscribe acks/failures and pongs become control events."""
     session = v2()
     (hb,) = payload("ws_v2_heartbeat.json")
-    assert session.parse(hb, RECV) == [Heartbeat()]
+    assert session.parse(hb, RECV) == [HeartbeatReceived()]
     status = '{"channel":"status","type":"update","data":[{"api_version":"v2","system":"online","version":"2.0.0"}]}'
     assert session.parse(status, RECV) == [ControlAck("status online")]
     ack = '{"method":"subscribe","result":{"channel":"trade","snapshot":true,"symbol":"BTC/USD"},"success":true,"req_id":2}'
@@ -194,7 +194,7 @@ def test_v1_trade_session_has_exact_times_and_no_ids() -> None:
     """The recorded v1 trade session: ids are None (v1 has none), decimal-string times exact, sides taker."""
     session = KrakenV1Session()
     events = [e for m in payload("ws_v1_trade.json") for e in session.parse(m, RECV)]
-    assert kinds(events) == Counter({"Heartbeat": 30, "ControlAck": 11, "TradesReceived": 8})
+    assert kinds(events) == Counter({"HeartbeatReceived": 30, "ControlAck": 11, "TradesReceived": 8})
     trades = [e for e in events if isinstance(e, TradesReceived)]
     assert trades[0] == TradesReceived(
         Symbol("XMR", "USD"), [Trade(1618678142557535000, None, 354.11, 0.89594024, "sell", RECV)]
@@ -208,7 +208,7 @@ def test_v1_book_recording_replays_through_a_session() -> None:
     frames = recorded_frames(FIXTURES / "KRAKEN.ws.50.0")
     session = get_adapter("kraken").open_session(WsPlan("wss://ws.kraken.com", ()))
     events = [e for f in frames for e in session.parse(f, RECV)]
-    assert kinds(events) == Counter({"BookReceived": 4279, "Heartbeat": 31, "ControlAck": 11})
+    assert kinds(events) == Counter({"BookReceived": 4279, "HeartbeatReceived": 31, "ControlAck": 11})
     books = [e for e in events if isinstance(e, BookReceived)]
     snapshots = {b.symbol: (len(b.book.bids), len(b.book.asks)) for b in books if b.snapshot}
     assert (

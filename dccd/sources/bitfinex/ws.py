@@ -46,7 +46,7 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     Outgoing,
     ReconnectRequested,
     StreamEvent,
@@ -54,6 +54,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 WS_PATH: Final = "/ws/2"
@@ -150,17 +151,16 @@ class BitfinexSession:
         Raises:
             ProtocolDrift: invalid JSON, or a data array of a subscribed channel with the wrong shape.
         """
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        msg = decode_frame(_decode, frame, NAME)
+        if isinstance(msg, Unrecognised):
+            return [msg]
         if isinstance(msg, dict):
             return self._event(msg)
         if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[0], int):
             return [Unrecognised("<not a channel message>")]
         chan = self._channels.get(msg[0])
         if msg[1] == "hb":
-            return [Heartbeat()]
+            return [HeartbeatReceived()]
         if chan is None:
             return [Unrecognised("<unknown chanId>")]
         try:

@@ -49,6 +49,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 T = TypeVar("T")
@@ -184,12 +185,9 @@ class BitmexSession:
         """
         if frame in ("pong", b"pong"):
             return [ControlAck("pong")]
-        try:
-            env = _decode_env(frame)
-        except msgspec.ValidationError:
-            return [Unrecognised("<not an object>")]
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        env = decode_frame(_decode_env, frame, NAME)
+        if isinstance(env, Unrecognised):
+            return [env]
         if env.table is None:
             return [_control(env)]
         table = env.table

@@ -41,6 +41,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 BOOK_DEPTH: Final = 50
@@ -164,12 +165,9 @@ class BybitSession:
         Raises:
             ProtocolDrift: invalid JSON or a known topic that fails validation.
         """
-        try:
-            env = _decode_env(frame)
-        except msgspec.ValidationError:
-            return [Unrecognised("<not an object>")]
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        env = decode_frame(_decode_env, frame, NAME)
+        if isinstance(env, Unrecognised):
+            return [env]
         if env.topic is None:
             return [_control(env)]
         kind, _, rest = env.topic.partition(".")

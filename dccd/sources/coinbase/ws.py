@@ -37,7 +37,7 @@ from dccd.sources.stream import (
     BookReceived,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     NativeSymbols,
     Outgoing,
     StreamEvent,
@@ -45,6 +45,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 CHANNELS: Final[dict[DataType, str]] = {DataType.TRADES: "matches", DataType.BOOK: "level2_batch"}
@@ -191,18 +192,15 @@ class CoinbaseSession:
             asks = [(float(p), float(q)) for p, q in msg.asks]
             return [BookReceived(self._symbols.get(msg.product_id), BookSnapshot(ts, bids, asks), snapshot=True)]
         if isinstance(msg, _Heartbeat):
-            return [Heartbeat()]
+            return [HeartbeatReceived()]
         if isinstance(msg, _Subscriptions):
             return [ControlAck("subscriptions")]
         return [ControlFailed(msg.message or "error", msg.reason)]
 
     def _other(self, frame: bytes | str) -> list[StreamEvent]:
-        try:
-            probe = _probe(frame)
-        except msgspec.ValidationError:
-            return [Unrecognised("<not an object>")]
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        probe = decode_frame(_probe, frame, NAME)
+        if isinstance(probe, Unrecognised):
+            return [probe]
         if probe.type in _TYPES:
             try:
                 _decode(frame)

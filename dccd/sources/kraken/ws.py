@@ -46,7 +46,7 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     NativeSymbols,
     Outgoing,
     StreamEvent,
@@ -55,6 +55,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 V2_PATH: Final = "/v2"
@@ -234,7 +235,7 @@ class KrakenSession:
         except (ValueError, UnsupportedSymbol) as exc:
             raise ProtocolDrift(NAME, f"ws {type(msg).__name__[1:-3].lower()}", str(exc)) from exc
         if isinstance(msg, _HeartbeatMsg):
-            return [Heartbeat()]
+            return [HeartbeatReceived()]
         system = msg.data[0].get("system") if msg.data else None
         return [ControlAck(f"status {system}")]
 
@@ -272,12 +273,9 @@ class KrakenSession:
         return out
 
     def _other(self, frame: bytes | str) -> list[StreamEvent]:
-        try:
-            probe = _probe(frame)
-        except msgspec.ValidationError:
-            return [Unrecognised("<not an object>")]
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        probe = decode_frame(_probe, frame, NAME)
+        if isinstance(probe, Unrecognised):
+            return [probe]
         if probe.channel in _CHANNELS:
             try:
                 _decode(frame)

@@ -31,12 +31,13 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    Heartbeat,
+    HeartbeatReceived,
     NativeSymbols,
     StreamEvent,
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 _decode = msgspec.json.Decoder().decode
@@ -86,10 +87,9 @@ class KrakenV1Session:
         Raises:
             ProtocolDrift: invalid JSON, or a data array that does not have the v1 shape.
         """
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws v1", f"invalid JSON: {exc}") from exc
+        msg = decode_frame(_decode, frame, NAME, "ws v1")
+        if isinstance(msg, Unrecognised):
+            return [msg]
         if isinstance(msg, dict):
             return self._event(msg)
         if not isinstance(msg, list) or len(msg) < 4 or not isinstance(msg[-2], str) or not isinstance(msg[-1], str):
@@ -109,7 +109,7 @@ class KrakenV1Session:
     def _event(self, msg: dict[str, Any]) -> list[StreamEvent]:
         event = msg.get("event")
         if event == "heartbeat":
-            return [Heartbeat()]
+            return [HeartbeatReceived()]
         if event == "systemStatus":
             return [ControlAck(f"systemStatus {msg.get('status')}")]
         if event == "subscriptionStatus" and msg.get("status") == "error":

@@ -48,6 +48,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
+    decode_frame,
 )
 
 PUBLIC: Final = "/ws/v5/public"
@@ -220,12 +221,9 @@ class OkxSession:
         """
         if frame in ("pong", b"pong"):
             return [ControlAck("pong")]
-        try:
-            env = _decode_env(frame)
-        except msgspec.ValidationError:
-            return [Unrecognised("<not an object>")]
-        except msgspec.DecodeError as exc:
-            raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
+        env = decode_frame(_decode_env, frame, NAME)
+        if isinstance(env, Unrecognised):
+            return [env]
         if env.event is not None:
             return [_event(env)]
         if env.arg is None or not env.data:
