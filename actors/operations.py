@@ -53,7 +53,7 @@ def check_backfill(req: BackfillRequest) -> None:
     """
     adapter = get_adapter(req.exchange)
     for sym in req.symbols:
-        adapter.capabilities.require(req.data_type, Transport.REST, req.span, "perp" if sym.is_perp else "spot")
+        adapter.capabilities.require_symbol(req.data_type, Transport.REST, req.span, sym)
 
 
 class RunHandle:

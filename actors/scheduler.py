@@ -274,7 +274,7 @@ class Scheduler:
         except ConfigError as exc:
             raise ConfigError("exchange", exc.message) from None
         for sym in spec.symbols:
-            adapter.capabilities.require(spec.data_type, transport, spec.span, "perp" if sym.is_perp else "spot")
+            adapter.capabilities.require_symbol(spec.data_type, transport, spec.span, sym)
 
     def _limiter(self, exchange: str) -> trio.CapacityLimiter:
         if exchange not in self._limiters:

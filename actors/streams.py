@@ -147,7 +147,7 @@ def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[Any, li
     if not isinstance(adapter, StreamAdapter):
         raise NoCapability(req.exchange, f"{req.data_type.value} over ws")
     for sym in req.symbols:
-        adapter.capabilities.require(req.data_type, Transport.WS, req.span, "perp" if sym.is_perp else "spot")
+        adapter.capabilities.require_symbol(req.data_type, Transport.WS, req.span, sym)
     subs = [Subscription(sym, req.data_type, req.span) for sym in req.symbols]
     return adapter, adapter.plan_streams(subs, ws_url or adapter.ws_url)
 

@@ -138,6 +138,6 @@ def live_capability(
         NoCapability: not declared (answered as a 400 naming it).
     """
     try:
-        capabilities(name).require(dtype, Transport.WS, span, "perp" if sym.is_perp else "spot")
+        capabilities(name).require_symbol(dtype, Transport.WS, span, sym)
     except ConfigError as exc:
         raise bad("exchange", exc.message) from None

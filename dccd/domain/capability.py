@@ -8,6 +8,7 @@ import msgspec
 
 from dccd.domain.records import DataType
 from dccd.domain.spans import Span
+from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability
 
 
@@ -90,3 +91,13 @@ class Capabilities(msgspec.Struct, frozen=True):
         if market not in cap.markets:
             raise NoCapability(self.exchange, f"{data_type.value} for {market} markets")
         return cap
+
+    def require_symbol(
+        self, data_type: DataType, transport: Transport, span: Span | None, symbol: Symbol
+    ) -> Capability:
+        """:meth:`require` for one symbol: its market (``perp`` for ``:perp`` symbols, else ``spot``) must be offered.
+
+        Raises:
+            NoCapability: type/transport/span not declared, or not for the symbol's market.
+        """
+        return self.require(data_type, transport, span, "perp" if symbol.is_perp else "spot")

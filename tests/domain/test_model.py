@@ -100,6 +100,16 @@ def test_require_raises_no_capability(args: tuple[object, ...], message: str) ->
     assert (info.value.exchange, CAPS.find(DataType.FUNDING, Transport.REST)) == ("kraken", None)
 
 
+def test_require_symbol_checks_the_symbols_market() -> None:
+    """require_symbol asks for the market of the symbol: spot for a pair, perp for a ``:perp`` symbol."""
+    perp = Symbol.parse("BTC/USDT:perp")
+    assert CAPS.require_symbol(DataType.OHLC, Transport.REST, Span.parse("1h"), BTC).recent_rows == 720
+    assert CAPS.require_symbol(DataType.TRADES, Transport.WS, None, perp).transport is Transport.WS
+    with pytest.raises(NoCapability) as info:
+        CAPS.require_symbol(DataType.OHLC, Transport.REST, Span.parse("1h"), perp)
+    assert str(info.value) == "kraken does not offer ohlc for perp markets"
+
+
 def test_dataset_id() -> None:
     """DatasetId prints exchange:symbol:type[:span] and orders deterministically."""
     a = DatasetId("binance", BTC, DataType.OHLC, Span.parse("1m"))
