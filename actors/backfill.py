@@ -268,7 +268,9 @@ class Backfiller:
         self, adapter: Adapter, client: ExchangeClient, span: Span, from_ns: int, end_ns: int
     ) -> int | None:
         """Open time of the exchange's first bar in ``[from_ns, end_ns)``, by one probe (``limit=1``)."""
-        request = adapter.build_ohlc(self.ds.symbol, span, from_ns, span.add(end_ns, -1), limit=1)
+        request = adapter.build_ohlc(
+            self.ds.symbol, span, from_ns, span.add(end_ns, -1), limit=1, now_ns=self.job.now_ns
+        )
         page = await self._probe(client, request, adapter.parse_ohlc)
         first = page.candles[0].ts if page.candles else None
         return first if first is not None and first < end_ns else None
@@ -361,7 +363,7 @@ class Backfiller:
 
         With ``empty_is_hole=False`` a window without any bar records nothing (the caller probes further).
         """
-        walk = ohlc_walk(adapter, self.ds.symbol, span, w.start_ns, w.end_ns, limit=limit)
+        walk = ohlc_walk(adapter, self.ds.symbol, span, w.start_ns, w.end_ns, limit=limit, now_ns=self.job.now_ns)
 
         async def deliver(candles: Sequence[Candle]) -> None:
             self._emit_batch(candles)
@@ -389,7 +391,9 @@ class Backfiller:
             The first bar to plan from.
         """
         now_end = span.align(self.job.now_ns)
-        request = adapter.build_ohlc(self.ds.symbol, span, start, span.add(now_end, -1), limit=limit)
+        request = adapter.build_ohlc(
+            self.ds.symbol, span, start, span.add(now_end, -1), limit=limit, now_ns=self.job.now_ns
+        )
         page = await self._probe(client, request, adapter.parse_ohlc)
         served = [c.ts for c in page.candles if c.ts >= start]
         if served and len(served) < min(recent_rows - 1, limit):

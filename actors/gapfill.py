@@ -10,6 +10,7 @@ hole ends recorded on the run: ``filled`` with the ids/bars refilled, or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -119,7 +120,7 @@ async def fill_bars(
     A cursor that stops advancing ends the walk: the bars it did not reach are a gap saying so.
     """
     adapter = pool.adapter(ds.exchange)
-    walk = ohlc_walk(adapter, ds.symbol, span, lo_ns, hi_ns)
+    walk = ohlc_walk(adapter, ds.symbol, span, lo_ns, hi_ns, now_ns=time.time_ns())
     got = 0
 
     async def deliver(bars: Sequence[Candle]) -> None:

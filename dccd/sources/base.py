@@ -245,9 +245,20 @@ class Adapter(Protocol):
         ...
 
     def build_ohlc(
-        self, symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None
+        self,
+        symbol: Symbol,
+        span: Span,
+        start_ns: int,
+        end_ns: int,
+        *,
+        limit: int | None = None,
+        now_ns: int | None = None,
     ) -> Request:
-        """One page of bars opening in ``[start_ns, end_ns]`` (inclusive), at most ``limit`` bars."""
+        """One page of bars opening in ``[start_ns, end_ns]`` (inclusive), at most ``limit`` bars.
+
+        ``now_ns`` is the caller's wall clock (builders are pure and never read
+        one), for exchanges whose endpoint depends on how recent the window is.
+        """
         ...
 
     def parse_ohlc(self, request: Request, body: bytes) -> OhlcPage:

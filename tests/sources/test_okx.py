@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,16 @@ def test_real_candles_drop_the_open_bar_and_read_contract_volumes() -> None:
         ],
         1678928820000 * MS,
     )
+
+
+def test_build_ohlc_is_pure_without_now() -> None:
+    """Without the caller's now_ns the builder reads no clock: any window, even today's, goes to history-candles."""
+    now_ns = time.time_ns()
+    start = Span("1m").align(now_ns) - 10 * MIN * MS
+    req = okx.build_ohlc(SPOT, Span("1m"), start, start + 5 * MIN * MS)
+    assert (req.path, req.weight) == ("/api/v5/market/history-candles", 2)
+    recent = okx.build_ohlc(SPOT, Span("1m"), start, start + 5 * MIN * MS, now_ns=now_ns)
+    assert (recent.path, recent.weight, recent.params[2:]) == ("/api/v5/market/candles", 1, req.params[2:])
 
 
 def test_old_windows_use_history_candles() -> None:

@@ -260,7 +260,9 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Klines opening in ``[start_ns, end_ns]`` (ms, start rounded up, end down), ascending.
 
     Raises:

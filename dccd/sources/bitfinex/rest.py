@@ -136,7 +136,9 @@ def _limit(limit: int | None) -> int:
     return value
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Candles opening in ``[start_ns, end_ns]``, ascending, at most ``limit`` (10000).
 
     Raises:

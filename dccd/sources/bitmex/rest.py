@@ -191,7 +191,9 @@ parse_perp_symbols = parse_symbols  # one parser reads both tables (the request 
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Buckets of the bars opening in ``[start_ns, end_ns]`` (stamped one span later), oldest first.
 
     Raises:

@@ -223,7 +223,9 @@ parse_perp_symbols = parse_symbols  # one parser reads both tables (the request 
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Klines opening in ``[start_ns, end_ns]``, cut to ``limit`` (<= 1000) bars from the start.
 
     Raises:

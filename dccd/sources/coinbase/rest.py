@@ -157,7 +157,9 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Candles opening in ``[start_ns, end_ns]``, narrowed to a window of at most ``limit`` (300) bars.
 
     Raises:

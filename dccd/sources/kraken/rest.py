@@ -168,7 +168,9 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def build_ohlc(symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None) -> Request:
+def build_ohlc(
+    symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
+) -> Request:
     """Bars from ``start_ns`` on (Kraken returns at most the 720 most recent); ``end_ns`` is kept in ``state``.
 
     Raises:

@@ -7,8 +7,9 @@ answer is ``{"code":"0","msg":"","data":[...]}``; ``code != "0"`` (with HTTP
 
 OHLC: ``/api/v5/market/candles`` keeps only the latest 1440 bars,
 ``/api/v5/market/history-candles`` everything (100 a page); :func:`build_ohlc`
-uses ``candles`` when the whole window lies within the latest 1400 bars (it
-allows twice the request rate) and ``history-candles`` otherwise. Both answer
+uses ``candles`` when the whole window lies within the latest 1400 bars before
+the caller's ``now_ns`` (it allows twice the request rate) and
+``history-candles`` otherwise. Both answer
 newest first with exclusive timestamp cursors: ``before=first-1`` and
 ``after=last+1`` select exactly the bars opening in ``[first, last]`` (and
 would select the same bars were the bounds inclusive: bars, funding prints
@@ -47,7 +48,6 @@ keeps each endpoint within its own limit. ``50011`` is OKX's rate-limit code.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Final
 
 import msgspec
@@ -244,8 +244,9 @@ def build_ohlc(
 ) -> Request:
     """Bars opening in ``[start_ns, end_ns]``, cut to ``limit`` (<= 100) bars from the start.
 
-    ``now_ns`` (default: the wall clock) only chooses between ``candles`` and
-    ``history-candles``; both return the same bars.
+    ``now_ns`` (the caller's wall clock; the builder never reads a clock) only
+    chooses between ``candles`` and ``history-candles``; both return the same
+    bars, so without it the window goes to ``history-candles``.
 
     Raises:
         NoCapability: a span OKX does not offer (1s, 8h, 3d).
@@ -256,8 +257,7 @@ def build_ohlc(
         raise NoCapability(NAME, f"ohlc span {span.label} (spans: {' '.join(BARS)})")
     count = check_limit(limit, PAGE_LIMIT, PAGE_LIMIT)
     first, last = bar_window(span, start_ns, end_ns, count)
-    now = time.time_ns() if now_ns is None else now_ns
-    recent = first >= span.add(span.align(now), -RECENT_BARS)
+    recent = now_ns is not None and first >= span.add(span.align(now_ns), -RECENT_BARS)
     path = CANDLES if recent else HISTORY_CANDLES
     params = (
         ("instId", symbol_to_native(symbol)),
