@@ -8,8 +8,6 @@ imports the other.
 
 from __future__ import annotations
 
-from dccd.domain.capability import Capabilities
-from dccd.sources.base import RateLimits
 from dccd.sources.binance import common, futures, rest, ws
 
 __all__ = ["BinanceAdapter"]
@@ -20,8 +18,8 @@ class BinanceAdapter:
 
     name: str = common.NAME
     rest_url: str = common.REST_URL
-    capabilities: Capabilities = common.CAPABILITIES
-    rate_limits: RateLimits = common.RATE_LIMITS
+    capabilities = common.CAPABILITIES
+    rate_limits = common.RATE_LIMITS
     sequential_trade_ids: bool = True  # historicalTrades / @trade ids are consecutive per symbol
     ws_url: str = common.WS_URL  # StreamAdapter (dccd.sources.stream), sans-IO in .ws
     plan_streams = staticmethod(ws.plan_streams)

@@ -8,8 +8,6 @@ imports the other.
 
 from __future__ import annotations
 
-from dccd.domain.capability import Capabilities
-from dccd.sources.base import RateLimits
 from dccd.sources.bitmex import common, rest, ws
 
 __all__ = ["BitmexAdapter"]
@@ -24,8 +22,8 @@ class BitmexAdapter:
     rest_url: str = common.REST_URL
     ws_url: str = common.WS_URL
     sequential_trade_ids: bool = False  # trdMatchID is a UUID: refill by time (build_trades(start_ns=...))
-    capabilities: Capabilities = common.CAPABILITIES
-    rate_limits: RateLimits = common.RATE_LIMITS
+    capabilities = common.CAPABILITIES
+    rate_limits = common.RATE_LIMITS
 
     symbol_to_native = staticmethod(common.symbol_to_native)
     symbol_from_native = staticmethod(common.symbol_from_native)

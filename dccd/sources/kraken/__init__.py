@@ -8,8 +8,6 @@ imports the other.
 
 from __future__ import annotations
 
-from dccd.domain.capability import Capabilities
-from dccd.sources.base import RateLimits
 from dccd.sources.kraken import common, rest, ws
 
 __all__ = ["KrakenAdapter"]
@@ -21,8 +19,8 @@ class KrakenAdapter:
     name: str = common.NAME
     rest_url: str = common.REST_URL
     ws_url: str = common.WS_URL
-    capabilities: Capabilities = common.CAPABILITIES
-    rate_limits: RateLimits = common.RATE_LIMITS
+    capabilities = common.CAPABILITIES
+    rate_limits = common.RATE_LIMITS
     sequential_trade_ids: bool = True  # WS v2 / REST trade_id: "sequential int" per pair
 
     symbol_to_native = staticmethod(common.symbol_to_native)
