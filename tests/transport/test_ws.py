@@ -13,14 +13,24 @@ import socket
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 
 from dccd.domain.backoff import RestartPolicy, backoff_delay
+from dccd.domain.symbols import Symbol
 from dccd.errors import ConnectFailed, Disconnected, ExchangeRejected
 from dccd.sources.binance import ws as bws
+from dccd.sources.stream import (
+    BookReceived,
+    CandlesClosed,
+    ControlAck,
+    ControlFailed,
+    StreamEvent,
+    TradesReceived,
+    Unrecognised,
+)
 from dccd.transport.ws import RECONNECT_POLICY, Heartbeat, WsConn, WsEvent, WsEventKind, WsHandle, run_ws_connection
 from tests.fake.binance_ws import FakeBinanceWs, open_fake_binance_ws, recorded_frames
 from tests.fake.tape import TAPE_EPOCH_MS, candle_at
@@ -32,23 +42,25 @@ T = partial(pytest.approx, abs=1e-9)  # trio times are sums of floats: equal to 
 
 
 class Feed:
-    """Collects what the runner delivers, parsed by the Binance adapter."""
+    """Collects what the runner delivers, parsed by the Binance adapter (combined and raw frames alike)."""
 
-    def __init__(self, raw: bool = False) -> None:
-        self.parse = bws.parse_raw_frame if raw else bws.parse_frame
+    def __init__(self) -> None:
         self.ids: list[int] = []
-        self.events: list[Any] = []
+        self.per_frame: list[list[StreamEvent]] = []
+        self.events: list[StreamEvent] = []
         self.ws_events: list[WsEvent] = []
         self.recv: list[int] = []
 
     def on_frame(self, frame: str | bytes, recv_ns: int) -> None:
-        ev = self.parse(frame, recv_ns)
-        self.events.append(ev)
+        events = bws.parse_frame(frame, recv_ns)
+        self.per_frame.append(events)
+        self.events.extend(events)
         self.recv.append(recv_ns)
-        if isinstance(ev, bws.TradeEvent | bws.AggTradeEvent):
-            self.ids.append(ev.seq)
-        if isinstance(ev, bws.ControlError):
-            raise ev.to_exception()
+        for ev in events:
+            if isinstance(ev, TradesReceived):
+                self.ids.extend(int(t.id) for t in ev.trades)
+            if isinstance(ev, ControlFailed):
+                raise ExchangeRejected("binance", int(ev.code) if ev.code.isdigit() else None, ev.message)
 
     def on_event(self, ev: WsEvent) -> None:
         self.ws_events.append(ev)
@@ -168,8 +180,8 @@ async def test_application_heartbeat_is_sent_on_schedule(autojump_clock: trio.ab
         handle = await run_for(fake, 16.0, trade_url(fake), feed, heartbeat=hb)
     sent = [(round(at - fake.t0, 9), text) for at, _, text in fake.received]
     assert sent == [(5.0 * n, bws.build_list_subscriptions(100 + n)) for n in (1, 2, 3)]
-    replies = [e for e in feed.events if isinstance(e, bws.ControlReply)]
-    assert replies == [bws.ControlReply(100 + n, ["btcusdt@trade"]) for n in (1, 2, 3)]
+    replies = [e for e in feed.events if isinstance(e, ControlAck)]
+    assert replies == [ControlAck(f'id {100 + n} ["btcusdt@trade"]') for n in (1, 2, 3)]
     assert handle.stats.heartbeats == 3
 
 
@@ -261,7 +273,7 @@ async def test_graceful_going_away_close_reconnects(autojump_clock: trio.abc.Clo
 async def test_subscribe_reply_then_raw_frames(autojump_clock: trio.abc.Clock) -> None:
     """On /ws, on_connect's SUBSCRIBE is answered {"result":null,"id":1} before the first raw trade; send reaches the server."""
     async with open_fake_binance_ws(rate_per_s=10) as fake:
-        feed = Feed(raw=True)
+        feed = Feed()
 
         async def subscribe(ws: WsConn) -> None:
             await ws.send_message(bws.build_subscribe([bws.agg_trade_stream("ETHBTC")], 1))
@@ -280,9 +292,9 @@ async def test_subscribe_reply_then_raw_frames(autojump_clock: trio.abc.Clock) -
             await handle.send(bws.build_list_subscriptions(2))
             await trio.sleep_until(fake.t0 + 0.55)
             nursery.cancel_scope.cancel()
-    assert feed.events[0] == bws.ControlReply(1, None)
-    replies = [e for e in feed.events if isinstance(e, bws.ControlReply)]
-    assert replies == [bws.ControlReply(1, None), bws.ControlReply(2, ["ethbtc@aggTrade"])]
+    assert feed.events[0] == ControlAck("id 1")
+    replies = [e for e in feed.events if isinstance(e, ControlAck)]
+    assert replies == [ControlAck("id 1"), ControlAck('id 2 ["ethbtc@aggTrade"]')]
     assert feed.ids == [1, 2, 3, 4, 5, 6]
     assert len(feed.events) == len(replies) + len(feed.ids)
     assert fake.paths == ["/ws"]
@@ -349,8 +361,10 @@ async def test_receives_frames_over_loopback() -> None:
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert fake.paths == ["/stream?streams=btcusdt@trade/ethusdt@aggTrade"]
-    btc = [e.seq for e in feed.events if isinstance(e, bws.TradeEvent)]
-    eth = [e.seq for e in feed.events if isinstance(e, bws.AggTradeEvent)]
+    trades = [e for e in feed.events if isinstance(e, TradesReceived)]
+    btc = [int(t.id) for e in trades if e.symbol == Symbol.parse("BTC/USDT") for t in e.trades]
+    eth = [int(t.id) for e in trades if e.symbol == Symbol.parse("ETH/USDT") for t in e.trades]
+    assert len(btc) + len(eth) == len(feed.ids)
     assert btc == list(range(1, len(btc) + 1)) and eth == list(range(1, len(eth) + 1))
     assert len(btc) >= 199
     assert feed.recv == sorted(feed.recv)
@@ -465,17 +479,17 @@ async def test_fake_klines_and_depth_parse_into_tape_candles(autojump_clock: tri
         feed = Feed()
         url = bws.build_stream_url([bws.kline_stream("ETHBTC", "1m"), bws.depth_stream("ETHBTC", 100)], "ws://fake")
         await run_for(fake, 130.0, url, feed)
-    closed = [e for e in feed.events if isinstance(e, bws.CandleClosed)]
-    assert [c.candle.ts for c in closed] == [(TAPE_EPOCH_MS + k * 60_000) * 1_000_000 for k in (0, 1)]
+    closed = [c for e in feed.events if isinstance(e, CandlesClosed) for c in e.candles]
+    assert [c.ts for c in closed] == [(TAPE_EPOCH_MS + k * 60_000) * 1_000_000 for k in (0, 1)]
     tape = candle_at("ETHBTC", 60_000, TAPE_EPOCH_MS + 60_000)
     assert tape is not None
-    assert closed[1].candle.open == float(tape.open) and closed[1].candle.close == float(tape.close)
-    assert (closed[1].candle.volume, closed[1].candle.quote_volume) == (float(tape.volume), float(tape.quote_volume))
-    assert closed[1].candle.trades == 600
-    assert sum(isinstance(e, bws.KlineOpen) for e in feed.events) == 130
-    diffs = [e for e in feed.events if isinstance(e, bws.DepthDiff)]
+    assert closed[1].open == float(tape.open) and closed[1].close == float(tape.close)
+    assert (closed[1].volume, closed[1].quote_volume) == (float(tape.volume), float(tape.quote_volume))
+    assert closed[1].trades == 600
+    assert sum(events == [] for events in feed.per_frame) == 130  # klines of bars still open: no event
+    diffs = [e for e in feed.events if isinstance(e, BookReceived)]
     assert len(diffs) == 260
-    assert all(b.first_update_id == a.last_update_id + 1 for a, b in itertools.pairwise(diffs))
+    assert all(b.first_seq == cast(int, a.last_seq) + 1 for a, b in itertools.pairwise(diffs))
 
 
 async def test_replay_mode_sends_the_recording() -> None:
@@ -491,6 +505,6 @@ async def test_replay_mode_sends_the_recording() -> None:
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert frames == recorded_frames(RECORDING)
-    events = [bws.parse_frame(f, 0) for f in frames]
-    assert sum(isinstance(e, bws.AggTradeEvent) for e in events) == 2
-    assert sum(isinstance(e, bws.Unrecognised) for e in events) == 84
+    events = [e for f in frames for e in bws.parse_frame(f, 0)]
+    assert sum(isinstance(e, TradesReceived) for e in events) == 2
+    assert sum(isinstance(e, Unrecognised) for e in events) == 84

@@ -2,23 +2,26 @@
 
 Builds stream names, combined-stream URLs and SUBSCRIBE/UNSUBSCRIBE control
 messages (with a planner that respects Binance's per-connection limits), and
-parses frames straight from their bytes into events carrying domain records.
+parses frames straight from their bytes into the generic events of
+:mod:`dccd.sources.stream` (the only event vocabulary: there is no
+Binance-specific one).
 
 :func:`plan_streams` and :class:`BinanceSession` are the
-:class:`~dccd.sources.stream.StreamAdapter` side (generic events for the
-exchange-agnostic stream actor).
+:class:`~dccd.sources.stream.StreamAdapter` side; :func:`parse_frame` parses
+a frame of any market without a plan.
 
 The parser decodes each frame once with a msgspec tagged union (``e`` is the
 tag), inside the combined wrapper ``{"stream": ..., "data": {...}}`` or bare
 (``/ws`` raw streams). Anything else takes a slow path that sorts it into a
-control reply, an :class:`Unrecognised` frame (counted by the caller) or a
-:class:`~dccd.errors.ProtocolDrift` carrying msgspec's ``$.path``.
+control reply, an :class:`~dccd.sources.stream.Unrecognised` frame (counted by
+the caller) or a :class:`~dccd.errors.ProtocolDrift` carrying msgspec's
+``$.path``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -26,21 +29,23 @@ import msgspec
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
-from dccd.errors import ExchangeRejected, NoCapability, ProtocolDrift, UnsupportedSymbol
-from dccd.sources.binance.common import NAME, WS_URL
+from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.binance.common import NAME, WS_URL, symbol_from_native
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
     ControlAck,
     ControlFailed,
+    NativeSymbols,
     Outgoing,
     ReconnectRequested,
     StreamEvent,
     Subscription,
     TradesReceived,
+    Unrecognised,
     WsPlan,
+    decode_frame,
 )
-from dccd.sources.stream import Unrecognised as StreamUnrecognised
 
 # Limits from web-socket-streams.md (SPEC §1 WebSocket).
 MAX_STREAMS_PER_CONNECTION: Final = 1024
@@ -236,99 +241,6 @@ def plan_connections(
     return plans
 
 
-# --- events returned by the parser -----------------------------------------------------------
-
-
-class TradeEvent(msgspec.Struct, frozen=True, gc=False):
-    """A ``@trade`` event; ``seq`` is the trade id (consecutive per market)."""
-
-    market: str
-    seq: int
-    trade: Trade
-
-
-class AggTradeEvent(msgspec.Struct, frozen=True, gc=False):
-    """An ``@aggTrade`` event; ``seq`` is the aggregate id, trades ``first..last``."""
-
-    market: str
-    seq: int
-    first_trade_id: int
-    last_trade_id: int
-    trade: Trade
-
-
-class CandleClosed(msgspec.Struct, frozen=True, gc=False):
-    """A kline update with ``x: true``: the bar is final."""
-
-    market: str
-    interval: str
-    candle: Candle
-
-
-class KlineOpen(msgspec.Struct, frozen=True, gc=False):
-    """A kline update of a bar still in progress (never stored as a Candle)."""
-
-    market: str
-    interval: str
-    ts: int
-
-
-class DepthDiff(msgspec.Struct, frozen=True, gc=False):
-    """A diff-depth event: update ids ``first_update_id..last_update_id`` (U..u)."""
-
-    market: str
-    first_update_id: int
-    last_update_id: int
-    ts: int
-    recv_ts: int
-    bids: list[tuple[float, float]]
-    asks: list[tuple[float, float]]
-
-
-class ServerShutdown(msgspec.Struct, frozen=True, gc=False):
-    """The server will disconnect soon: open a replacement connection now."""
-
-    ts: int
-
-
-class ControlReply(msgspec.Struct, frozen=True):
-    """Success reply to a control message (``result`` is null for (UN)SUBSCRIBE)."""
-
-    id: int | str | None
-    result: Any
-
-
-class ControlError(msgspec.Struct, frozen=True):
-    """Error reply to a control message."""
-
-    id: int | str | None
-    code: int | None
-    message: str
-
-    def to_exception(self) -> ExchangeRejected:
-        """The error as :class:`ExchangeRejected` (for the caller to raise)."""
-        return ExchangeRejected(NAME, self.code, f"{self.message} (request id {self.id})")
-
-
-class Unrecognised(msgspec.Struct, frozen=True, gc=False):
-    """A frame dccd does not use; ``key`` is its stream name, event type or shape."""
-
-    key: str
-
-
-WsEvent = (
-    TradeEvent
-    | AggTradeEvent
-    | CandleClosed
-    | KlineOpen
-    | DepthDiff
-    | ServerShutdown
-    | ControlReply
-    | ControlError
-    | Unrecognised
-)
-
-
 # --- frame parser ----------------------------------------------------------------------------
 # Private views of the wire schema; field names are Binance's one-letter keys.
 
@@ -411,127 +323,49 @@ _decode_raw = msgspec.json.Decoder(_Data).decode
 _decode_probe = msgspec.json.Decoder(_Probe).decode
 
 
-def _trade(d: _TradeMsg, recv_ns: int) -> TradeEvent:
-    # m = buyer is maker, so the taker sold.
-    trade = Trade(d.T * _MS, str(d.t), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
-    return TradeEvent(d.s, d.t, trade)
+def _events(d: _Data, symbol_of: Callable[[str], Symbol | None], stream: str, recv_ns: int) -> list[StreamEvent]:
+    """Generic events of one decoded Binance event (``stream`` names it in errors; empty for raw frames).
 
-
-def _agg_trade(d: _AggTradeMsg, recv_ns: int) -> AggTradeEvent:
-    trade = Trade(d.T * _MS, str(d.a), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
-    return AggTradeEvent(d.s, d.a, d.f, d.last, trade)
-
-
-def _kline(d: _KlineMsg, recv_ns: int) -> CandleClosed | KlineOpen:
-    k = d.k
-    if not k.x:
-        return KlineOpen(d.s, k.i, k.t * _MS)
-    candle = Candle(k.t * _MS, float(k.o), float(k.h), float(k.low), float(k.c), float(k.v), float(k.q), k.n)
-    return CandleClosed(d.s, k.i, candle)
-
-
-def _depth(d: _DepthMsg, recv_ns: int) -> DepthDiff:
-    bids = [(float(p), float(q)) for p, q in d.b]
-    asks = [(float(p), float(q)) for p, q in d.a]
-    return DepthDiff(d.s, d.U, d.u, d.E * _MS, recv_ns, bids, asks)
-
-
-def _shutdown(d: _ShutdownMsg, recv_ns: int) -> ServerShutdown:
-    return ServerShutdown(d.E * _MS)
-
-
-_CONVERT: Final[dict[type, Any]] = {
-    _TradeMsg: _trade,
-    _AggTradeMsg: _agg_trade,
-    _KlineMsg: _kline,
-    _DepthMsg: _depth,
-    _ShutdownMsg: _shutdown,
-}
-
-
-def parse_frame(frame: bytes | str, recv_ns: int) -> WsEvent:
-    """Parse one frame of a combined-stream connection (``/stream?streams=``).
-
-    Args:
-        frame: the message as received (text or bytes).
-        recv_ns: local receive time, ns UTC; stored as ``recv_ts`` on trades.
-
-    Returns:
-        One event. Raw (unwrapped) frames and control replies are handled too,
-        on a slower path.
-
-    Raises:
-        ProtocolDrift: invalid JSON, or a known event that fails validation
-            (the message names msgspec's ``$.path``).
+    Trades and aggregate trades give :class:`TradesReceived`, a closed kline
+    :class:`CandlesClosed` (a bar still in progress gives nothing: liveness
+    only, never stored), a diff-depth event a :class:`BookReceived` delta
+    with its update ids, ``serverShutdown`` :class:`ReconnectRequested`.
+    A market ``symbol_of`` does not know is :class:`Unrecognised`.
     """
+    if isinstance(d, _ShutdownMsg):
+        return [ReconnectRequested("serverShutdown")]
+    symbol = symbol_of(d.s)
+    if symbol is None:
+        return [Unrecognised(stream or d.s)]
     try:
-        env = _decode_combined(frame)
-    except msgspec.DecodeError:  # ValidationError included: not a data frame we know
-        return _parse_other(frame, recv_ns)
-    data = env.data
-    try:
-        return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
-    except ValueError as exc:  # a price that is not a number
-        raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
+        if isinstance(d, _TradeMsg):  # m = buyer is maker, so the taker sold
+            trade = Trade(d.T * _MS, str(d.t), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
+            return [TradesReceived(symbol, [trade])]
+        if isinstance(d, _AggTradeMsg):
+            trade = Trade(d.T * _MS, str(d.a), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
+            return [TradesReceived(symbol, [trade])]
+        if isinstance(d, _KlineMsg):
+            k = d.k
+            if not k.x:
+                return []
+            candle = Candle(k.t * _MS, float(k.o), float(k.h), float(k.low), float(k.c), float(k.v), float(k.q), k.n)
+            return [CandlesClosed(symbol, Span(k.i), [candle])]
+        bids = [(float(p), float(q)) for p, q in d.b]
+        asks = [(float(p), float(q)) for p, q in d.a]
+        return [BookReceived(symbol, BookSnapshot(d.E * _MS, bids, asks, d.u), False, d.U, d.u)]
+    except ValueError as exc:  # a price that is not a number, an interval that is not a span
+        raise ProtocolDrift(NAME, stream or "ws", f"bad number: {exc}") from exc
 
 
-def parse_raw_frame(frame: bytes | str, recv_ns: int) -> WsEvent:
-    """Parse one frame of a raw-stream connection (``/ws``): events arrive unwrapped.
-
-    Same contract as :func:`parse_frame`.
-    """
-    try:
-        data = _decode_raw(frame)
-    except msgspec.DecodeError:
-        return _parse_other(frame, recv_ns)
-    try:
-        return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
-    except ValueError as exc:
-        raise ProtocolDrift(NAME, "ws", f"bad number: {exc}") from exc
-
-
-def _parse_other(frame: bytes | str, recv_ns: int) -> WsEvent:
-    """Slow path: control replies, unknown frames, drift."""
-    try:
-        probe = _decode_probe(frame)
-    except msgspec.ValidationError:
-        return Unrecognised("<not an object>")
-    except msgspec.DecodeError as exc:
-        raise ProtocolDrift(NAME, "ws", f"invalid JSON: {exc}") from exc
-    if isinstance(probe.stream, str):
-        e = probe.data.get("e") if isinstance(probe.data, dict) else None
-        if e not in _TAGS:
-            return Unrecognised(probe.stream)
-        return _reparse(frame, recv_ns, _decode_combined, probe.stream)
-    if probe.e is not None:
-        if probe.e not in _TAGS:
-            return Unrecognised(str(probe.e))
-        return _reparse(frame, recv_ns, _decode_raw, "ws")
-    if probe.result is not msgspec.UNSET or probe.error is not None or probe.code is not None:
-        return _control_reply(probe)
-    return Unrecognised("<unknown object>")
-
-
-def _reparse(frame: bytes | str, recv_ns: int, decode: Any, endpoint: str) -> WsEvent:
-    try:
-        msg = decode(frame)
-    except msgspec.ValidationError as exc:
-        raise ProtocolDrift(NAME, endpoint, str(exc)) from exc
-    data = msg.data if isinstance(msg, _Combined) else msg
-    try:
-        return _CONVERT[type(data)](data, recv_ns)  # type: ignore[no-any-return]
-    except ValueError as exc:
-        raise ProtocolDrift(NAME, endpoint, f"bad number: {exc}") from exc
-
-
-def _control_reply(probe: _Probe) -> ControlReply | ControlError:
+def _control_reply(probe: _Probe) -> StreamEvent:
     rid = probe.id if isinstance(probe.id, int | str) and not isinstance(probe.id, bool) else None
     if probe.result is not msgspec.UNSET and probe.error is None and probe.code is None:
-        return ControlReply(rid, probe.result)
+        result = "" if probe.result is None else f" {_ENCODER.encode(probe.result).decode()}"
+        return ControlAck(f"id {rid}{result}")
     # Documented as {"code":2,"msg":...}; live servers wrap it: {"error":{"code":2,"msg":...},"id":1}.
     err = probe.error if isinstance(probe.error, dict) else {"code": probe.code, "msg": probe.msg}
     code = err.get("code")
-    return ControlError(rid, code if isinstance(code, int) else None, str(err.get("msg", "")))
+    return ControlFailed(str(code if isinstance(code, int) else None), f"{err.get('msg', '')} (request id {rid})")
 
 
 # --- the StreamAdapter side: plans and sessions emitting generic events ----------------------
@@ -606,19 +440,35 @@ _decode_trade = msgspec.json.Decoder(_TradeEnvelope, strict=False).decode
 
 
 class BinanceSession:
-    """Parser of one combined-stream connection: frames -> generic :mod:`dccd.sources.stream` events.
+    """Parser of one connection: frames -> generic :mod:`dccd.sources.stream` events.
 
-    Trade frames take a direct path (one decode, one :class:`Trade`); every
-    other frame goes through :func:`parse_frame`. Frames of a market this
-    connection did not subscribe are :class:`~dccd.sources.stream.Unrecognised`.
+    Combined-stream frames (``{"stream": ..., "data": {...}}``) take the fast
+    path: one decode with a tagged union; on a trades-only connection trade
+    frames take a narrower one still (one decode, one :class:`Trade`). Raw
+    (``/ws``) frames, control replies, unknown frames and drift take a slow
+    path that sorts them. Frames of a market this connection did not
+    subscribe are :class:`~dccd.sources.stream.Unrecognised`, unless
+    ``any_market`` maps every market name (``BTCUSDT`` -> ``BTC/USDT``).
     """
 
-    def __init__(self, subscriptions: Sequence[Subscription]) -> None:
+    def __init__(self, subscriptions: Sequence[Subscription], *, any_market: bool = False) -> None:
         self._symbols: dict[str, Symbol] = {ws_market(s.symbol): s.symbol for s in subscriptions}
         self._trades_only = bool(subscriptions) and all(s.data_type is DataType.TRADES for s in subscriptions)
+        self._symbol_of: Callable[[str], Symbol | None] = (
+            NativeSymbols(subscriptions, ws_market, symbol_from_native).find if any_market else self._symbols.get
+        )
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
-        """Events in one frame (see :func:`parse_frame` for the errors)."""
+        """Events in one frame.
+
+        Args:
+            frame: the message as received (text or bytes).
+            recv_ns: local receive time, ns UTC; stored as ``recv_ts`` on trades.
+
+        Raises:
+            ProtocolDrift: invalid JSON, or a known event that fails validation
+                (the message names msgspec's ``$.path``).
+        """
         if self._trades_only:
             try:
                 fast = _decode_trade(frame)
@@ -632,48 +482,49 @@ class BinanceSession:
                     return [TradesReceived(symbol, [Trade(t.T * _MS, str(t.t), t.p, t.q, side, recv_ns)])]
         try:
             env = _decode_combined(frame)
-        except msgspec.DecodeError:
-            return self._generic(_parse_other(frame, recv_ns))
-        d = env.data
-        if type(d) is _TradeMsg:
-            symbol = self._symbols.get(d.s)
-            if symbol is None:
-                return [StreamUnrecognised(env.stream)]
-            try:
-                price, qty = float(d.p), float(d.q)
-            except ValueError as exc:
-                raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
-            # m = buyer is maker, so the taker sold.
-            trade = Trade(d.T * _MS, str(d.t), price, qty, "sell" if d.m else "buy", recv_ns)
-            return [TradesReceived(symbol, [trade])]
-        try:
-            event = _CONVERT[type(d)](d, recv_ns)
-        except ValueError as exc:
-            raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
-        return self._generic(event, env.stream)
+        except msgspec.DecodeError:  # ValidationError included: not a data frame we know
+            return self._other(frame, recv_ns)
+        return _events(env.data, self._symbol_of, env.stream, recv_ns)
 
-    def _generic(self, ev: WsEvent, stream: str = "") -> list[StreamEvent]:
-        if isinstance(ev, TradeEvent | AggTradeEvent | CandleClosed | DepthDiff):
-            symbol = self._symbols.get(ev.market)
-            if symbol is None:
-                return [StreamUnrecognised(stream or ev.market)]
-            if isinstance(ev, TradeEvent | AggTradeEvent):
-                return [TradesReceived(symbol, [ev.trade])]
-            if isinstance(ev, CandleClosed):
-                return [CandlesClosed(symbol, Span(ev.interval), [ev.candle])]
-            book = BookSnapshot(ev.ts, ev.bids, ev.asks, ev.last_update_id)
-            return [BookReceived(symbol, book, False, ev.first_update_id, ev.last_update_id)]
-        if isinstance(ev, KlineOpen):
-            return []  # a bar still in progress: liveness only, never stored
-        if isinstance(ev, ServerShutdown):
-            return [ReconnectRequested("serverShutdown")]
-        if isinstance(ev, ControlReply):
-            return [ControlAck(f"id {ev.id}")]
-        if isinstance(ev, ControlError):
-            return [ControlFailed(str(ev.code), f"{ev.message} (request id {ev.id})")]
-        return [StreamUnrecognised(ev.key)]
+    def _other(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
+        """Slow path: raw frames, control replies, unknown frames, drift."""
+        probe = decode_frame(_decode_probe, frame, NAME)
+        if isinstance(probe, Unrecognised):
+            return [probe]
+        if isinstance(probe.stream, str):
+            e = probe.data.get("e") if isinstance(probe.data, dict) else None
+            if e not in _TAGS:
+                return [Unrecognised(probe.stream)]
+            return self._reparse(frame, recv_ns, _decode_combined, probe.stream)
+        if probe.e is not None:
+            if probe.e not in _TAGS:
+                return [Unrecognised(str(probe.e))]
+            return self._reparse(frame, recv_ns, _decode_raw, "")
+        if probe.result is not msgspec.UNSET or probe.error is not None or probe.code is not None:
+            return [_control_reply(probe)]
+        return [Unrecognised("<unknown object>")]
+
+    def _reparse(self, frame: bytes | str, recv_ns: int, decode: Any, stream: str) -> list[StreamEvent]:
+        try:
+            msg = decode(frame)
+        except msgspec.ValidationError as exc:
+            raise ProtocolDrift(NAME, stream or "ws", str(exc)) from exc
+        data = msg.data if isinstance(msg, _Combined) else msg
+        return _events(data, self._symbol_of, stream, recv_ns)
 
 
 def open_session(plan: WsPlan) -> BinanceSession:
     """A fresh parser for one connection of ``plan``."""
     return BinanceSession(plan.subscriptions)
+
+
+_ANY_MARKET: Final = BinanceSession((), any_market=True)
+
+
+def parse_frame(frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
+    """Events in one frame of any market, without a plan (tools, tests, benchmarks).
+
+    Same contract as :meth:`BinanceSession.parse`, with every market name
+    mapped to its symbol (a name that cannot be mapped is :class:`Unrecognised`).
+    """
+    return _ANY_MARKET.parse(frame, recv_ns)
