@@ -354,8 +354,8 @@ def listing_for(
     return adapter.build_symbols(), adapter.parse_symbols
 
 
-def decode(decoder: msgspec.json.Decoder[T], body: bytes, exchange: str, endpoint: str) -> T:
-    """Decode a JSON body with a typed decoder, mapping failures to ProtocolDrift.
+def decode(decoder: msgspec.json.Decoder[T], body: bytes | str, exchange: str, endpoint: str) -> T:
+    """Decode a JSON body (or a WebSocket text frame) with a typed decoder, mapping failures to ProtocolDrift.
 
     Raises:
         ProtocolDrift: empty body, invalid JSON, or a schema mismatch (the

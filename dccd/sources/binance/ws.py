@@ -30,6 +30,7 @@ from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import SPAN_LABELS, Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.base import decode
 from dccd.sources.binance.common import NAME, WS_URL, symbol_from_native
 from dccd.sources.stream import (
     BookReceived,
@@ -318,8 +319,9 @@ class _Probe(msgspec.Struct):
     msg: Any = None
 
 
-_decode_combined = msgspec.json.Decoder(_Combined).decode
-_decode_raw = msgspec.json.Decoder(_Data).decode
+_COMBINED = msgspec.json.Decoder(_Combined)
+_RAW = msgspec.json.Decoder(_Data)
+_decode_combined = _COMBINED.decode
 _decode_probe = msgspec.json.Decoder(_Probe).decode
 
 
@@ -495,20 +497,17 @@ class BinanceSession:
             e = probe.data.get("e") if isinstance(probe.data, dict) else None
             if e not in _TAGS:
                 return [Unrecognised(probe.stream)]
-            return self._reparse(frame, recv_ns, _decode_combined, probe.stream)
+            return self._reparse(frame, recv_ns, _COMBINED, probe.stream)
         if probe.e is not None:
             if probe.e not in _TAGS:
                 return [Unrecognised(str(probe.e))]
-            return self._reparse(frame, recv_ns, _decode_raw, "")
+            return self._reparse(frame, recv_ns, _RAW, "")
         if probe.result is not msgspec.UNSET or probe.error is not None or probe.code is not None:
             return [_control_reply(probe)]
         return [Unrecognised("<unknown object>")]
 
-    def _reparse(self, frame: bytes | str, recv_ns: int, decode: Any, stream: str) -> list[StreamEvent]:
-        try:
-            msg = decode(frame)
-        except msgspec.ValidationError as exc:
-            raise ProtocolDrift(NAME, stream or "ws", str(exc)) from exc
+    def _reparse(self, frame: bytes | str, recv_ns: int, decoder: Any, stream: str) -> list[StreamEvent]:
+        msg = decode(decoder, frame, NAME, stream or "ws")  # a known event the fast path refused: drift
         data = msg.data if isinstance(msg, _Combined) else msg
         return _events(data, self._symbol_of, stream, recv_ns)
 

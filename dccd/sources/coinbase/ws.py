@@ -31,6 +31,7 @@ import msgspec
 
 from dccd.domain.records import BookSnapshot, DataType, Trade
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.base import decode
 from dccd.sources.coinbase.common import NAME, TAKER_SIDE, symbol_from_native, symbol_to_native
 from dccd.sources.isotime import iso_ns
 from dccd.sources.stream import (
@@ -132,7 +133,8 @@ class _Error(msgspec.Struct, tag_field="type", tag="error", frozen=True):
 
 
 _Msg = _Match | _LastMatch | _L2Update | _L2Snapshot | _Heartbeat | _Subscriptions | _Error
-_decode = msgspec.json.Decoder(_Msg).decode
+_DECODER = msgspec.json.Decoder(_Msg)
+_decode = _DECODER.decode
 _TYPES: Final = frozenset(("match", "last_match", "l2update", "snapshot", "heartbeat", "subscriptions", "error"))
 
 
@@ -202,10 +204,7 @@ class CoinbaseSession:
         if isinstance(probe, Unrecognised):
             return [probe]
         if probe.type in _TYPES:
-            try:
-                _decode(frame)
-            except msgspec.ValidationError as exc:
-                raise ProtocolDrift(NAME, f"ws {probe.type}", str(exc)) from exc
+            decode(_DECODER, frame, NAME, f"ws {probe.type}")  # known but refused by the fast path: drift
         return [Unrecognised(str(probe.type) if isinstance(probe.type, str) else "<no type>")]
 
 

@@ -39,6 +39,7 @@ from dccd.domain.capability import Transport
 from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.symbols import Symbol
 from dccd.errors import NoCapability, ProtocolDrift, UnsupportedSymbol
+from dccd.sources.base import decode
 from dccd.sources.isotime import iso_ns
 from dccd.sources.kraken.common import CAPABILITIES, INTERVALS, NAME, SPANS_BY_MINUTES, symbol_from_native
 from dccd.sources.stream import (
@@ -193,7 +194,8 @@ class _StatusMsg(msgspec.Struct, tag_field="channel", tag="status", frozen=True)
 
 
 _Msg = _TradeMsg | _OhlcMsg | _BookMsg | _HeartbeatMsg | _StatusMsg
-_decode = msgspec.json.Decoder(_Msg).decode
+_DECODER = msgspec.json.Decoder(_Msg)
+_decode = _DECODER.decode
 _CHANNELS: Final = frozenset(("trade", "ohlc", "book", "heartbeat", "status"))
 
 
@@ -277,10 +279,7 @@ class KrakenSession:
         if isinstance(probe, Unrecognised):
             return [probe]
         if probe.channel in _CHANNELS:
-            try:
-                _decode(frame)
-            except msgspec.ValidationError as exc:
-                raise ProtocolDrift(NAME, f"ws {probe.channel}", str(exc)) from exc
+            decode(_DECODER, frame, NAME, f"ws {probe.channel}")  # known but refused by the fast path: drift
         if isinstance(probe.method, str):
             if probe.success is False:
                 return [ControlFailed(probe.method, str(probe.error or ""))]
