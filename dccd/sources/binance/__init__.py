@@ -1,9 +1,6 @@
 """Binance: the adapter (spot REST, USD-M futures from ``fapi.binance.com``, and spot WebSocket halves).
 
-Every exchange package has one shape: ``common`` (names, capabilities, symbol
-mapping) is imported by both ``rest`` (request specs and parsers) and ``ws``
-(stream plans and sessions); this module only composes them, so neither half
-imports the other.
+The package shape is described in :mod:`dccd.sources`.
 """
 
 from __future__ import annotations

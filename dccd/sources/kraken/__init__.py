@@ -1,9 +1,6 @@
 """Kraken spot: the adapter (REST and WebSocket v2 halves; ``ws_v1`` parses recorded v1 sessions).
 
-Every exchange package has one shape: ``common`` (names, capabilities, symbol
-mapping) is imported by both ``rest`` (request specs and parsers) and ``ws``
-(stream plans and sessions); this module only composes them, so neither half
-imports the other.
+The package shape is described in :mod:`dccd.sources`.
 """
 
 from __future__ import annotations
