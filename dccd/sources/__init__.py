@@ -12,7 +12,7 @@ Every exchange package has one shape::
 ``rest`` and ``ws`` import ``common`` and never each other, so no exchange has
 an import cycle (``tests/test_architecture.py`` checks it). Shared by all:
 :mod:`~dccd.sources.base` (the protocols, ``decode``), :mod:`~dccd.sources.stream`
-(events, ``decode_frame``), :mod:`~dccd.sources.paging` (window helpers).
+(events, ``undecodable_frame``), :mod:`~dccd.sources.paging` (window helpers).
 """
 
 from dccd.sources.base import (

@@ -19,7 +19,7 @@ decimal string) let the actor detect holes and refill them over REST
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import msgspec
 
@@ -27,8 +27,6 @@ from dccd.domain.records import BookSnapshot, Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 from dccd.errors import ProtocolDrift, UnsupportedSymbol
-
-T = TypeVar("T")
 
 
 class Subscription(msgspec.Struct, frozen=True, order=True):
@@ -132,29 +130,27 @@ StreamEvent = (
 NOT_AN_OBJECT: Final = "<not an object>"
 
 
-def decode_frame(
-    decode: Callable[[bytes | str], T], frame: bytes | str, exchange: str, endpoint: str = "ws"
-) -> T | Unrecognised:
-    """Decode a WebSocket frame with a typed envelope decoder: the twin of :func:`dccd.sources.base.decode`.
+def undecodable_frame(exc: msgspec.DecodeError, exchange: str, endpoint: str = "ws") -> list[StreamEvent]:
+    """What it means that a typed envelope decoder refused a frame: the twin of :func:`dccd.sources.base.decode`.
+
+    Every session decodes a frame with its exchange's envelope view and hands
+    a refusal here, so the hot path pays nothing for it::
+
+        try:
+            env = _decode_env(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
 
     A frame that is JSON but not the envelope's shape (an array, a bare
-    string) is something the exchange may send and we do not use, so it
-    becomes an :class:`Unrecognised` event, not an error.
-
-    Args:
-        decode: a msgspec decoder's ``decode`` (of the exchange's envelope view, or ``Any``).
-        frame: the message as received (text or bytes).
-        exchange, endpoint: named in the error.
+    string) is something the exchange may send and we do not use: an
+    :class:`Unrecognised` event, not an error.
 
     Raises:
         ProtocolDrift: the frame is not JSON.
     """
-    try:
-        return decode(frame)
-    except msgspec.ValidationError:
-        return Unrecognised(NOT_AN_OBJECT)
-    except msgspec.DecodeError as exc:
-        raise ProtocolDrift(exchange, endpoint, f"invalid JSON: {exc}") from exc
+    if isinstance(exc, msgspec.ValidationError):
+        return [Unrecognised(NOT_AN_OBJECT)]
+    raise ProtocolDrift(exchange, endpoint, f"invalid JSON: {exc}") from exc
 
 
 class NativeSymbols:

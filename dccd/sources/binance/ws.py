@@ -45,7 +45,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 # Limits from web-socket-streams.md (SPEC §1 WebSocket).
@@ -490,9 +490,10 @@ class BinanceSession:
 
     def _other(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Slow path: raw frames, control replies, unknown frames, drift."""
-        probe = decode_frame(_decode_probe, frame, NAME)
-        if isinstance(probe, Unrecognised):
-            return [probe]
+        try:
+            probe = _decode_probe(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if isinstance(probe.stream, str):
             e = probe.data.get("e") if isinstance(probe.data, dict) else None
             if e not in _TAGS:

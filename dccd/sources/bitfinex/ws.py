@@ -54,7 +54,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 WS_PATH: Final = "/ws/2"
@@ -151,9 +151,10 @@ class BitfinexSession:
         Raises:
             ProtocolDrift: invalid JSON, or a data array of a subscribed channel with the wrong shape.
         """
-        msg = decode_frame(_decode, frame, NAME)
-        if isinstance(msg, Unrecognised):
-            return [msg]
+        try:
+            msg = _decode(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if isinstance(msg, dict):
             return self._event(msg)
         if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[0], int):

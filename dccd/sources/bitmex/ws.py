@@ -49,7 +49,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 T = TypeVar("T")
@@ -185,9 +185,10 @@ class BitmexSession:
         """
         if frame in ("pong", b"pong"):
             return [ControlAck("pong")]
-        env = decode_frame(_decode_env, frame, NAME)
-        if isinstance(env, Unrecognised):
-            return [env]
+        try:
+            env = _decode_env(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if env.table is None:
             return [_control(env)]
         table = env.table

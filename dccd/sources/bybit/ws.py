@@ -41,7 +41,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 BOOK_DEPTH: Final = 50
@@ -165,9 +165,10 @@ class BybitSession:
         Raises:
             ProtocolDrift: invalid JSON or a known topic that fails validation.
         """
-        env = decode_frame(_decode_env, frame, NAME)
-        if isinstance(env, Unrecognised):
-            return [env]
+        try:
+            env = _decode_env(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if env.topic is None:
             return [_control(env)]
         kind, _, rest = env.topic.partition(".")

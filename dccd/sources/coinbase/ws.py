@@ -46,7 +46,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 CHANNELS: Final[dict[DataType, str]] = {DataType.TRADES: "matches", DataType.BOOK: "level2_batch"}
@@ -200,9 +200,10 @@ class CoinbaseSession:
         return [ControlFailed(msg.message or "error", msg.reason)]
 
     def _other(self, frame: bytes | str) -> list[StreamEvent]:
-        probe = decode_frame(_probe, frame, NAME)
-        if isinstance(probe, Unrecognised):
-            return [probe]
+        try:
+            probe = _probe(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if probe.type in _TYPES:
             decode(_DECODER, frame, NAME, f"ws {probe.type}")  # known but refused by the fast path: drift
         return [Unrecognised(str(probe.type) if isinstance(probe.type, str) else "<no type>")]

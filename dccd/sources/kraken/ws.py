@@ -56,7 +56,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 V2_PATH: Final = "/v2"
@@ -275,9 +275,10 @@ class KrakenSession:
         return out
 
     def _other(self, frame: bytes | str) -> list[StreamEvent]:
-        probe = decode_frame(_probe, frame, NAME)
-        if isinstance(probe, Unrecognised):
-            return [probe]
+        try:
+            probe = _probe(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if probe.channel in _CHANNELS:
             decode(_DECODER, frame, NAME, f"ws {probe.channel}")  # known but refused by the fast path: drift
         if isinstance(probe.method, str):

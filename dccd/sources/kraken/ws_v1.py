@@ -37,7 +37,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 _decode = msgspec.json.Decoder().decode
@@ -87,9 +87,10 @@ class KrakenV1Session:
         Raises:
             ProtocolDrift: invalid JSON, or a data array that does not have the v1 shape.
         """
-        msg = decode_frame(_decode, frame, NAME, "ws v1")
-        if isinstance(msg, Unrecognised):
-            return [msg]
+        try:
+            msg = _decode(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME, "ws v1")
         if isinstance(msg, dict):
             return self._event(msg)
         if not isinstance(msg, list) or len(msg) < 4 or not isinstance(msg[-2], str) or not isinstance(msg[-1], str):

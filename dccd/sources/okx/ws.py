@@ -48,7 +48,7 @@ from dccd.sources.stream import (
     TradesReceived,
     Unrecognised,
     WsPlan,
-    decode_frame,
+    undecodable_frame,
 )
 
 PUBLIC: Final = "/ws/v5/public"
@@ -221,9 +221,10 @@ class OkxSession:
         """
         if frame in ("pong", b"pong"):
             return [ControlAck("pong")]
-        env = decode_frame(_decode_env, frame, NAME)
-        if isinstance(env, Unrecognised):
-            return [env]
+        try:
+            env = _decode_env(frame)
+        except msgspec.DecodeError as exc:
+            return undecodable_frame(exc, NAME)
         if env.event is not None:
             return [_event(env)]
         if env.arg is None or not env.data:
