@@ -62,6 +62,7 @@ from dccd.sources.binance.common import (
     RATE_LIMITS,
     symbol_to_native,
 )
+from dccd.sources.paging import check_limit, check_range, int_param, ms_ceil
 
 KLINES: Final = "/api/v3/klines"
 AGG_TRADES: Final = "/api/v3/aggTrades"
@@ -192,24 +193,6 @@ _ERROR = msgspec.json.Decoder(_Error)
 _INTERVAL_S: Final = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 
-def _ms_ceil(ns: int) -> int:
-    return -(-ns // NS_PER_MS)
-
-
-def _int_param(request: Request, name: str) -> int:
-    value = request.param(name)
-    if value is None:
-        raise ValueError(f"request to {request.endpoint} has no {name!r} parameter")
-    return int(value)
-
-
-def _limit(limit: int | None, default: int, maximum: int) -> int:
-    value = default if limit is None else limit
-    if not 1 <= value <= maximum:
-        raise ValueError(f"limit must be 1..{maximum}, got {value}")
-    return value
-
-
 def depth_weight(depth: int) -> int:
     """Request weight of ``/api/v3/depth`` for ``depth`` levels (Binance's tiers)."""
     if depth <= 100:
@@ -269,14 +252,13 @@ def build_ohlc(
         NoCapability: via the caller's ``capabilities.require`` (every span is offered here).
         ValueError: ``start_ns > end_ns`` or a limit outside 1..1000.
     """
-    if start_ns > end_ns:
-        raise ValueError(f"start {start_ns} is after end {end_ns}")
+    check_range(start_ns, end_ns)
     params = (
         ("symbol", symbol_to_native(symbol)),
         ("interval", INTERVALS[span.label]),
-        ("startTime", str(_ms_ceil(start_ns))),
+        ("startTime", str(ms_ceil(start_ns))),
         ("endTime", str(end_ns // NS_PER_MS)),
-        ("limit", str(_limit(limit, PAGE_LIMIT, PAGE_LIMIT))),
+        ("limit", str(check_limit(limit, PAGE_LIMIT, PAGE_LIMIT))),
     )
     return Request("GET", KLINES, params, WEIGHTS[KLINES], "klines")
 
@@ -324,7 +306,7 @@ def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
             outside the requested range.
     """
     ep = request.endpoint
-    start_ms, end_ms = _int_param(request, "startTime"), _int_param(request, "endTime")
+    start_ms, end_ms = int_param(request, "startTime"), int_param(request, "endTime")
     fast = _fast(_KLINES_F, body)
     candles: list[Candle] = []
     # NaN/inf strings decode on this path; the lake's values_finite gate quarantines such rows.
@@ -336,7 +318,7 @@ def parse_ohlc(request: Request, body: bytes) -> OhlcPage:
     else:
         candles = _parse_ohlc_strict(ep, body, start_ms, end_ms)
     next_start: int | None = None
-    if candles and len(candles) >= _int_param(request, "limit"):
+    if candles and len(candles) >= int_param(request, "limit"):
         span = Span.parse(request.param("interval") or "")
         nxt = span.next(candles[-1].ts)
         next_start = nxt if nxt <= end_ms * NS_PER_MS else None
@@ -357,18 +339,18 @@ def build_trades(
     """
     native = symbol_to_native(symbol)
     if cursor is None and start_ns is not None:
-        params = (("symbol", native), ("startTime", str(_ms_ceil(start_ns))), ("limit", "1"))
+        params = (("symbol", native), ("startTime", str(ms_ceil(start_ns))), ("limit", "1"))
         return Request("GET", AGG_TRADES, params, WEIGHTS[AGG_TRADES], "aggTrades")
     from_id = "0" if cursor is None else cursor
     if not from_id.isdigit():
         raise ValueError(f"binance trade cursor must be a trade id, got {cursor!r}")
-    params = (("symbol", native), ("fromId", from_id), ("limit", str(_limit(limit, PAGE_LIMIT, PAGE_LIMIT))))
+    params = (("symbol", native), ("fromId", from_id), ("limit", str(check_limit(limit, PAGE_LIMIT, PAGE_LIMIT))))
     return Request("GET", HISTORICAL_TRADES, params, WEIGHTS[HISTORICAL_TRADES], "historicalTrades")
 
 
 def build_recent_trades(symbol: Symbol, *, limit: int | None = None) -> Request:
     """The most recent trades (``/api/v3/trades``); not pageable."""
-    params = (("symbol", symbol_to_native(symbol)), ("limit", str(_limit(limit, 500, PAGE_LIMIT))))
+    params = (("symbol", symbol_to_native(symbol)), ("limit", str(check_limit(limit, 500, PAGE_LIMIT))))
     return Request("GET", RECENT_TRADES, params, WEIGHTS[RECENT_TRADES], "trades")
 
 
@@ -407,7 +389,7 @@ def parse_trades(request: Request, body: bytes) -> TradesPage:
                 "sell" if r.isBuyerMaker else "buy",
             )
         )
-    full = from_id is not None and len(rows) >= _int_param(request, "limit")
+    full = from_id is not None and len(rows) >= int_param(request, "limit")
     return TradesPage(records, str(rows[-1].id + 1) if full else None, tuple(gaps))
 
 
@@ -423,7 +405,7 @@ def _trades_page(request: Request, rows: list[_TradeF], from_id: str | None) -> 
                 gaps.append((expect, r.id - 1))
         expect = r.id + 1
     records = [Trade(r.time * NS_PER_MS, str(r.id), r.price, r.qty, "sell" if r.isBuyerMaker else "buy") for r in rows]
-    full = from_id is not None and len(rows) >= _int_param(request, "limit")
+    full = from_id is not None and len(rows) >= int_param(request, "limit")
     return TradesPage(records, str(rows[-1].id + 1) if full else None, tuple(gaps))
 
 

@@ -68,6 +68,7 @@ from dccd.sources.bitfinex.common import (
     symbol_from_native,
     symbol_to_native,
 )
+from dccd.sources.paging import check_limit
 
 if TYPE_CHECKING:
     pass
@@ -129,13 +130,6 @@ def parse_symbols(request: Request, body: bytes) -> Listing:
 # --- OHLC -----------------------------------------------------------------------------------------
 
 
-def _limit(limit: int | None) -> int:
-    value = PAGE_LIMIT if limit is None else limit
-    if not 1 <= value <= PAGE_LIMIT:
-        raise ValueError(f"limit must be 1..{PAGE_LIMIT}, got {value}")
-    return value
-
-
 def build_ohlc(
     symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None, now_ns: int | None = None
 ) -> Request:
@@ -149,7 +143,7 @@ def build_ohlc(
     first, last = span.align_up(start_ns), span.align(end_ns)
     if last < first:
         raise ValueError(f"no {span.label} bar opens in [{start_ns}, {end_ns}]")
-    lim = _limit(limit)
+    lim = check_limit(limit, PAGE_LIMIT, PAGE_LIMIT)
     params = (
         ("start", str(first // NS_PER_MS - 1)),  # 1 ms outside the grid: inclusive or not, the same bars
         ("end", str(last // NS_PER_MS + 1)),
@@ -211,7 +205,7 @@ def build_trades(
     if cursor is None:
         cursor = str(0 if start_ns is None else max(0, -(-start_ns // NS_PER_MS)))
     ms, _ = _split_cursor(cursor)
-    params = (("start", str(max(0, ms - 1))), ("limit", str(_limit(limit))), ("sort", "1"))
+    params = (("start", str(max(0, ms - 1))), ("limit", str(check_limit(limit, PAGE_LIMIT, PAGE_LIMIT))), ("sort", "1"))
     path = f"/v2/trades/{symbol_to_native(symbol)}/hist"
     return Request("GET", path, params, WEIGHTS["trades"], "trades", state=cursor)
 

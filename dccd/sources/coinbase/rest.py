@@ -72,6 +72,7 @@ from dccd.sources.coinbase.common import (
     symbol_to_native,
 )
 from dccd.sources.isotime import iso_ns
+from dccd.sources.paging import bar_window, check_limit
 
 if TYPE_CHECKING:
     pass
@@ -126,13 +127,6 @@ _BOOK = msgspec.json.Decoder(_Book)
 _ERROR = msgspec.json.Decoder(_Error)
 
 
-def _limit(limit: int | None, maximum: int) -> int:
-    value = maximum if limit is None else limit
-    if not 1 <= value <= maximum:
-        raise ValueError(f"limit must be 1..{maximum}, got {value}")
-    return value
-
-
 # --- symbols --------------------------------------------------------------------------------------
 
 
@@ -167,11 +161,7 @@ def build_ohlc(
         ValueError: no bar opens in the range, or a limit outside 1..300.
     """
     CAPABILITIES.require(DataType.OHLC, Transport.REST, span)
-    lim = _limit(limit, OHLC_LIMIT)
-    first = span.align_up(start_ns)
-    last = min(span.align(end_ns), first + (lim - 1) * span.ns)
-    if last < first:
-        raise ValueError(f"no {span.label} bar opens in [{start_ns}, {end_ns}]")
+    first, last = bar_window(span, start_ns, end_ns, check_limit(limit, OHLC_LIMIT, OHLC_LIMIT))
     params = (("granularity", str(GRANULARITIES[span.label])), ("start", ns_to_iso(first)), ("end", ns_to_iso(last)))
     path = f"{PRODUCTS}/{symbol_to_native(symbol)}/candles"
     return Request("GET", path, params, 1, "candles", state=str(end_ns))
@@ -232,7 +222,7 @@ def build_trades(
         ValueError: a malformed cursor or a limit outside 1..1000.
     """
     path = _trades_path(symbol)
-    lim = _limit(limit, TRADES_LIMIT)
+    lim = check_limit(limit, TRADES_LIMIT, TRADES_LIMIT)
     if cursor is None:
         target = 0 if start_ns is None else max(0, start_ns)
         return Request("GET", path, (("limit", "1"),), 1, "trades.seek", state=f"seek:1:0:{target}")

@@ -64,6 +64,7 @@ from dccd.sources.kraken.common import (
     canonical_asset,
     symbol_to_native,
 )
+from dccd.sources.paging import check_limit, check_range
 
 if TYPE_CHECKING:
     pass
@@ -178,10 +179,8 @@ def build_ohlc(
         ValueError: ``start_ns > end_ns`` or a limit outside 1..720.
     """
     CAPABILITIES.require(DataType.OHLC, Transport.REST, span)
-    if start_ns > end_ns:
-        raise ValueError(f"start {start_ns} is after end {end_ns}")
-    if limit is not None and not 1 <= limit <= RECENT_BARS:
-        raise ValueError(f"limit must be 1..{RECENT_BARS}, got {limit}")
+    check_range(start_ns, end_ns)
+    check_limit(limit, RECENT_BARS, RECENT_BARS)
     since = span.align_up(start_ns) // NS_PER_S - 1  # `since` is exclusive
     params = (("pair", symbol_to_native(symbol)), ("interval", str(INTERVALS[span.label])), ("since", str(since)))
     return Request("GET", f"{PUBLIC}/OHLC", params, 1, "OHLC", state=f"{start_ns}:{end_ns}")
@@ -239,9 +238,7 @@ def build_trades(
     Raises:
         ValueError: a malformed cursor or a limit outside 1..1000.
     """
-    lim = TRADES_LIMIT if limit is None else limit
-    if not 1 <= lim <= TRADES_LIMIT:
-        raise ValueError(f"limit must be 1..{TRADES_LIMIT}, got {lim}")
+    lim = check_limit(limit, TRADES_LIMIT, TRADES_LIMIT)
     if cursor is not None:
         since, after = _split_cursor(cursor)
     else:
