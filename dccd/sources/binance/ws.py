@@ -21,7 +21,7 @@ the caller) or a :class:`~dccd.errors.ProtocolDrift` carrying msgspec's
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -37,7 +37,6 @@ from dccd.sources.stream import (
     CandlesClosed,
     ControlAck,
     ControlFailed,
-    NativeSymbols,
     Outgoing,
     ReconnectRequested,
     StreamEvent,
@@ -325,40 +324,6 @@ _decode_combined = _COMBINED.decode
 _decode_probe = msgspec.json.Decoder(_Probe).decode
 
 
-def _events(d: _Data, symbol_of: Callable[[str], Symbol | None], stream: str, recv_ns: int) -> list[StreamEvent]:
-    """Generic events of one decoded Binance event (``stream`` names it in errors; empty for raw frames).
-
-    Trades and aggregate trades give :class:`TradesReceived`, a closed kline
-    :class:`CandlesClosed` (a bar still in progress gives nothing: liveness
-    only, never stored), a diff-depth event a :class:`BookReceived` delta
-    with its update ids, ``serverShutdown`` :class:`ReconnectRequested`.
-    A market ``symbol_of`` does not know is :class:`Unrecognised`.
-    """
-    if isinstance(d, _ShutdownMsg):
-        return [ReconnectRequested("serverShutdown")]
-    symbol = symbol_of(d.s)
-    if symbol is None:
-        return [Unrecognised(stream or d.s)]
-    try:
-        if isinstance(d, _TradeMsg):  # m = buyer is maker, so the taker sold
-            trade = Trade(d.T * _MS, str(d.t), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
-            return [TradesReceived(symbol, [trade])]
-        if isinstance(d, _AggTradeMsg):
-            trade = Trade(d.T * _MS, str(d.a), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
-            return [TradesReceived(symbol, [trade])]
-        if isinstance(d, _KlineMsg):
-            k = d.k
-            if not k.x:
-                return []
-            candle = Candle(k.t * _MS, float(k.o), float(k.h), float(k.low), float(k.c), float(k.v), float(k.q), k.n)
-            return [CandlesClosed(symbol, Span(k.i), [candle])]
-        bids = [(float(p), float(q)) for p, q in d.b]
-        asks = [(float(p), float(q)) for p, q in d.a]
-        return [BookReceived(symbol, BookSnapshot(d.E * _MS, bids, asks, d.u), False, d.U, d.u)]
-    except ValueError as exc:  # a price that is not a number, an interval that is not a span
-        raise ProtocolDrift(NAME, stream or "ws", f"bad number: {exc}") from exc
-
-
 def _control_reply(probe: _Probe) -> StreamEvent:
     rid = probe.id if isinstance(probe.id, int | str) and not isinstance(probe.id, bool) else None
     if probe.result is not msgspec.UNSET and probe.error is None and probe.code is None:
@@ -456,9 +421,7 @@ class BinanceSession:
     def __init__(self, subscriptions: Sequence[Subscription], *, any_market: bool = False) -> None:
         self._symbols: dict[str, Symbol] = {ws_market(s.symbol): s.symbol for s in subscriptions}
         self._trades_only = bool(subscriptions) and all(s.data_type is DataType.TRADES for s in subscriptions)
-        self._symbol_of: Callable[[str], Symbol | None] = (
-            NativeSymbols(subscriptions, ws_market, symbol_from_native).find if any_market else self._symbols.get
-        )
+        self._any_market = any_market
 
     def parse(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Events in one frame.
@@ -486,7 +449,58 @@ class BinanceSession:
             env = _decode_combined(frame)
         except msgspec.DecodeError:  # ValidationError included: not a data frame we know
             return self._other(frame, recv_ns)
-        return _events(env.data, self._symbol_of, env.stream, recv_ns)
+        d = env.data
+        if type(d) is _TradeMsg and (symbol := self._symbols.get(d.s)) is not None:  # the hot path, inline
+            try:
+                price, qty = float(d.p), float(d.q)
+            except ValueError as exc:
+                raise ProtocolDrift(NAME, env.stream, f"bad number: {exc}") from exc
+            # m = buyer is maker, so the taker sold.
+            return [TradesReceived(symbol, [Trade(d.T * _MS, str(d.t), price, qty, "sell" if d.m else "buy", recv_ns)])]
+        return self._events(d, env.stream, recv_ns)
+
+    def _events(self, d: _Data, stream: str, recv_ns: int) -> list[StreamEvent]:
+        """Generic events of one decoded Binance event (``stream`` names it in errors; empty for raw frames).
+
+        Trades and aggregate trades give :class:`TradesReceived`, a closed kline
+        :class:`CandlesClosed` (a bar still in progress gives nothing: liveness
+        only, never stored), a diff-depth event a :class:`BookReceived` delta
+        with its update ids, ``serverShutdown`` :class:`ReconnectRequested`.
+        """
+        if isinstance(d, _ShutdownMsg):
+            return [ReconnectRequested("serverShutdown")]
+        symbol = self._symbols.get(d.s) or self._learn(d.s)
+        if symbol is None:
+            return [Unrecognised(stream or d.s)]
+        try:
+            if type(d) is _TradeMsg or type(d) is _AggTradeMsg:
+                tid = d.t if isinstance(d, _TradeMsg) else d.a
+                trade = Trade(d.T * _MS, str(tid), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
+                return [TradesReceived(symbol, [trade])]
+            if type(d) is _KlineMsg:
+                k = d.k
+                if not k.x:
+                    return []
+                candle = Candle(
+                    k.t * _MS, float(k.o), float(k.h), float(k.low), float(k.c), float(k.v), float(k.q), k.n
+                )
+                return [CandlesClosed(symbol, Span(k.i), [candle])]
+            assert isinstance(d, _DepthMsg)  # the last member of the union
+            bids = [(float(p), float(q)) for p, q in d.b]
+            asks = [(float(p), float(q)) for p, q in d.a]
+            return [BookReceived(symbol, BookSnapshot(d.E * _MS, bids, asks, d.u), False, d.U, d.u)]
+        except ValueError as exc:  # a price that is not a number, an interval that is not a span
+            raise ProtocolDrift(NAME, stream or "ws", f"bad number: {exc}") from exc
+
+    def _learn(self, market: str) -> Symbol | None:
+        """The symbol of a market this connection did not subscribe: mapped and remembered if ``any_market``."""
+        if not self._any_market:
+            return None
+        try:
+            symbol = self._symbols[market] = symbol_from_native(market)
+        except UnsupportedSymbol:
+            return None
+        return symbol
 
     def _other(self, frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
         """Slow path: raw frames, control replies, unknown frames, drift."""
@@ -510,7 +524,7 @@ class BinanceSession:
     def _reparse(self, frame: bytes | str, recv_ns: int, decoder: Any, stream: str) -> list[StreamEvent]:
         msg = decode(decoder, frame, NAME, stream or "ws")  # a known event the fast path refused: drift
         data = msg.data if isinstance(msg, _Combined) else msg
-        return _events(data, self._symbol_of, stream, recv_ns)
+        return self._events(data, stream, recv_ns)
 
 
 def open_session(plan: WsPlan) -> BinanceSession:
@@ -521,10 +535,6 @@ def open_session(plan: WsPlan) -> BinanceSession:
 _ANY_MARKET: Final = BinanceSession((), any_market=True)
 
 
-def parse_frame(frame: bytes | str, recv_ns: int) -> list[StreamEvent]:
-    """Events in one frame of any market, without a plan (tools, tests, benchmarks).
-
-    Same contract as :meth:`BinanceSession.parse`, with every market name
-    mapped to its symbol (a name that cannot be mapped is :class:`Unrecognised`).
-    """
-    return _ANY_MARKET.parse(frame, recv_ns)
+# Events in one frame of any market, without a plan (tools, tests, benchmarks): the contract of
+# BinanceSession.parse, every market name mapped to its symbol (one that cannot be mapped is Unrecognised).
+parse_frame: Final = _ANY_MARKET.parse
