@@ -182,14 +182,16 @@ def _public_names(name: str) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("dccd")):
-            out.update(alias.asname or alias.name for alias in node.names)
+            for alias in node.names:  # a submodule bound by ``from pkg import sub`` is not a public name
+                if f"{node.module}.{alias.name}" not in modules():
+                    out.add(alias.asname or alias.name)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             out.add(node.name)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             out.update(t.id for t in targets if isinstance(t, ast.Name))
-    return {n for n in out if not n.startswith("_") and f"{name}.{n}" not in modules()}
+    return {n for n in out if not n.startswith("_")}
 
 
 @pytest.mark.parametrize("package", sorted(m for m in modules() if _is_package(m)))
