@@ -467,15 +467,19 @@ class BinanceSession:
         only, never stored), a diff-depth event a :class:`BookReceived` delta
         with its update ids, ``serverShutdown`` :class:`ReconnectRequested`.
         """
-        if isinstance(d, _ShutdownMsg):
+        # ``type(d) is`` rather than isinstance: this is the per-frame path, and Struct isinstance costs more.
+        if type(d) is _ShutdownMsg:
             return [ReconnectRequested("serverShutdown")]
-        symbol = self._symbols.get(d.s) or self._learn(d.s)
+        market: str = d.s  # type: ignore[union-attr]  # every other event names its market
+        symbol = self._symbols.get(market) or self._learn(market)
         if symbol is None:
-            return [Unrecognised(stream or d.s)]
+            return [Unrecognised(stream or market)]
         try:
-            if type(d) is _TradeMsg or type(d) is _AggTradeMsg:
-                tid = d.t if isinstance(d, _TradeMsg) else d.a
-                trade = Trade(d.T * _MS, str(tid), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
+            if type(d) is _TradeMsg:  # m = buyer is maker, so the taker sold
+                trade = Trade(d.T * _MS, str(d.t), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
+                return [TradesReceived(symbol, [trade])]
+            if type(d) is _AggTradeMsg:
+                trade = Trade(d.T * _MS, str(d.a), float(d.p), float(d.q), "sell" if d.m else "buy", recv_ns)
                 return [TradesReceived(symbol, [trade])]
             if type(d) is _KlineMsg:
                 k = d.k
@@ -485,12 +489,13 @@ class BinanceSession:
                     k.t * _MS, float(k.o), float(k.h), float(k.low), float(k.c), float(k.v), float(k.q), k.n
                 )
                 return [CandlesClosed(symbol, Span(k.i), [candle])]
-            assert isinstance(d, _DepthMsg)  # the last member of the union
-            bids = [(float(p), float(q)) for p, q in d.b]
-            asks = [(float(p), float(q)) for p, q in d.a]
-            return [BookReceived(symbol, BookSnapshot(d.E * _MS, bids, asks, d.u), False, d.U, d.u)]
+            if type(d) is _DepthMsg:
+                bids = [(float(p), float(q)) for p, q in d.b]
+                asks = [(float(p), float(q)) for p, q in d.a]
+                return [BookReceived(symbol, BookSnapshot(d.E * _MS, bids, asks, d.u), False, d.U, d.u)]
         except ValueError as exc:  # a price that is not a number, an interval that is not a span
             raise ProtocolDrift(NAME, stream or "ws", f"bad number: {exc}") from exc
+        raise AssertionError(f"unhandled Binance event {type(d).__name__}")  # _Data has no other member
 
     def _learn(self, market: str) -> Symbol | None:
         """The symbol of a market this connection did not subscribe: mapped and remembered if ``any_market``."""
