@@ -415,12 +415,12 @@ def ohlc_walk(
     *,
     limit: int | None = None,
     last_ns: int | None = None,
-    **build_kw: object,
+    now_ns: int | None = None,
 ) -> OhlcWalk:
-    """An :class:`OhlcWalk` over the adapter's ``build_ohlc``/``parse_ohlc``."""
+    """An :class:`OhlcWalk` over the adapter's ``build_ohlc``/``parse_ohlc`` (``now_ns``: the caller's wall clock)."""
 
     def build(cursor: int, last: int) -> Request:
-        return adapter.build_ohlc(symbol, span, cursor, last, limit=limit, **build_kw)
+        return adapter.build_ohlc(symbol, span, cursor, last, limit=limit, now_ns=now_ns)
 
     return OhlcWalk(build, adapter.parse_ohlc, span, start_ns, end_ns, last_ns)
 

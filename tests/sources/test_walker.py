@@ -58,7 +58,14 @@ class Scripted:
         return None  # ids do not resume: refills start at ``str(lo)``
 
     def build_ohlc(
-        self, symbol: Symbol, span: Span, start_ns: int, end_ns: int, *, limit: int | None = None
+        self,
+        symbol: Symbol,
+        span: Span,
+        start_ns: int,
+        end_ns: int,
+        *,
+        limit: int | None = None,
+        now_ns: int | None = None,
     ) -> Request:
         return Request("GET", "/ohlc", (("start", str(start_ns)), ("end", str(end_ns))), 1, "ohlc")
 

@@ -31,7 +31,7 @@ async def check_listed(client: ExchangeClient, symbol: Symbol) -> str:
 async def walk_ohlc(client: ExchangeClient, symbol: Symbol, span: Span, start_ns: int, end_ns: int, **kw: Any) -> list[Candle]:  # fmt: skip
     """Every bar of ``[start_ns, end_ns]`` through the OHLC walk."""
     adapter = client.adapter
-    adapter.capabilities.require(DataType.OHLC, Transport.REST, span, "perp" if symbol.is_perp else "spot")
+    adapter.capabilities.require_symbol(DataType.OHLC, Transport.REST, span, symbol)
     return await _collect(ohlc_walk(adapter, symbol, span, start_ns, end_ns + 1, last_ns=end_ns, **kw), client)
 
 
