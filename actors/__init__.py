@@ -7,8 +7,7 @@ Installed as ``dccd.actors``. The pieces:
 - :mod:`~dccd.actors.rx`: :class:`TrioScheduler`, so Rx time operators run on Trio's clock and thread;
 - :mod:`~dccd.actors.sink`: :class:`PressureQueue`, the gated lossless end of the data plane;
 - :mod:`~dccd.actors.ingress`: :class:`BoundedIngress` for un-gatable WebSocket sources, overflow recorded;
-- :mod:`~dccd.actors.hub`: :class:`Hub`, lossy fan-out to SSE/UI with in-band :class:`Lagged` notices;
-- :mod:`~dccd.actors.bridges`: Trio channel <-> Observable;
+- :mod:`~dccd.actors.hub`: :class:`Hub`, lossy fan-out to SSE/UI with in-band :class:`SubscriberLagged` notices;
 - :mod:`~dccd.actors.writer`: :class:`Writer`, the batched writer actor;
 - :mod:`~dccd.actors.service`: :class:`Service`, the handle of the embedding API;
 - :mod:`~dccd.actors.wiring`: :func:`open_service` / :func:`serve`, which build it and compose the actor graph;
@@ -17,7 +16,6 @@ Installed as ``dccd.actors``. The pieces:
 
 from dccd.domain.backoff import RestartPolicy
 
-from .bridges import LossyChannelObserver, from_channel
 from .hub import Hub, HubStats, SubscriberStats, Subscription
 from .ingress import BoundedIngress, IngressStats, OverflowPolicy
 from .messages import (
@@ -29,11 +27,11 @@ from .messages import (
     Batch,
     Flush,
     GapDetected,
-    Lagged,
     Message,
     OverflowRecorded,
     PartWritten,
     Stop,
+    SubscriberLagged,
     decode_event,
 )
 from .metrics import ActorCollector, register_metrics
@@ -65,8 +63,6 @@ __all__ = [
     "HubStats",
     "IngressStats",
     "Instrumented",
-    "Lagged",
-    "LossyChannelObserver",
     "Message",
     "OverflowPolicy",
     "OverflowRecorded",
@@ -79,6 +75,7 @@ __all__ = [
     "ServiceStats",
     "State",
     "Stop",
+    "SubscriberLagged",
     "SubscriberStats",
     "Subscription",
     "Supervisor",
@@ -86,7 +83,6 @@ __all__ = [
     "Writer",
     "WriterStats",
     "decode_event",
-    "from_channel",
     "is_transient",
     "open_service",
     "open_supervisor",

@@ -23,6 +23,9 @@ of trades, Bybit's last 60 spot trades) is a :class:`Shortfall`: its part is
 recorded on the run as ``unavailable`` events and the run ends ``partial``.
 Where the served history begins is read from the exchange's answers (the oldest
 row it returns), the local clock only decides whether to ask.
+
+Over 500 lines for one reason: one actor's plan-and-walk for each data type (OHLC windows, the trades
+head/holes/tail, series, book) with the shortfall check each needs.
 """
 
 from __future__ import annotations
@@ -52,21 +55,21 @@ from dccd.domain.records import Candle, DataType, Trade
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import DccdError, ProtocolDrift, leaves
-from dccd.sources.base import Adapter, Request
+from dccd.sources.base import Adapter, Request, sequential_ids
 from dccd.sources.walker import HoleReason, Probe, SeriesWalk, TradesWalk, Walk, ohlc_walk, series_calls
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
 from dccd.transport.http import ExchangeClient
 
 from .clients import ClientPool
-from .messages import Batch, GapDetected, Message, RunLogged, RunProgressed
+from .messages import Batch, GapDetected, Message, RunLogged
 from .pager import PageFailed, run_walk
+from .progress import Progress
 
 log = structlog.get_logger()
 T = TypeVar("T")
 P = TypeVar("P")
 
-PROGRESS_EVERY_S = 0.5
 HOLE_DETAIL = "exchange returned no bars"  # run-event detail of exchange-confirmed holes, skipped by later runs
 _TRADE_HOLES = {
     HoleReason.SKIPPED: "exchange skipped these trade ids",
@@ -88,47 +91,6 @@ class BackfillJob(msgspec.Struct, frozen=True):
     now_ns: int
     concurrency: int = 4
     book_depth: int = 100
-
-
-class Progress:
-    """Counts a run's pages and rows and reports them at most every ``PROGRESS_EVERY_S``."""
-
-    def __init__(self, run_id: str, unit: str, total: int | None, emit: Callable[[Message], None], runs: RunStore):
-        self.run_id = run_id
-        self.unit = unit
-        self.total = total
-        self.done = 0
-        self.pages = 0
-        self.rows = 0
-        self._emit = emit
-        self._runs = runs
-        self._t0 = trio.current_time()
-        self._last = -1e9
-
-    def add(self, done: int = 0, rows: int = 0, pages: int = 0) -> None:
-        """Count progress; maybe report."""
-        self.done += done
-        self.rows += rows
-        self.pages += pages
-        now = trio.current_time()
-        if now - self._last >= PROGRESS_EVERY_S:
-            self._last = now
-            self.report()
-
-    def report(self) -> None:
-        """Emit a RunProgressed event (the run record is updated by :meth:`save`)."""
-        elapsed = max(trio.current_time() - self._t0, 1e-9)
-        rate = self.rows / elapsed
-        eta = None
-        if self.total and self.done:
-            eta = elapsed * (self.total - self.done) / self.done
-        self._emit(RunProgressed(self.run_id, self.done, self.total, self.unit, self.pages, self.rows, rate, eta))
-
-    async def save(self) -> None:
-        """Persist progress in the run record."""
-        await self._runs.aprogress(
-            self.run_id, done=self.done, total=self.total, unit=self.unit, pages=self.pages, rows=self.rows
-        )
 
 
 class Backfiller:
@@ -243,9 +205,8 @@ class Backfiller:
     async def run(self) -> None:
         """Fetch everything the job asks for (raises on the first failed page)."""
         adapter = self.pool.adapter(self.ds.exchange)
-        market = "perp" if self.ds.symbol.is_perp else "spot"
         caps: Capabilities = adapter.capabilities
-        cap = caps.require(self.ds.data_type, Transport.REST, self.ds.span, market)
+        cap = caps.require_symbol(self.ds.data_type, Transport.REST, self.ds.span, self.ds.symbol)
         listing = await self.pool.listing(self.ds.exchange, perp=self.ds.symbol.is_perp)
         listing.require(self.ds.symbol)
         client = await self.pool.get(self.ds.exchange)
@@ -425,7 +386,7 @@ class Backfiller:
 
     async def _trades(self, adapter: Adapter, client: ExchangeClient, recent: bool = False) -> None:
         end = min(self.job.end_ns, self.job.now_ns)
-        sequential = bool(getattr(adapter, "sequential_trade_ids", False))
+        sequential = sequential_ids(adapter)
         self.search_horizon = recent and sequential  # a start before a recent-only horizon: find its oldest trade
         if self.job.start == "last":
             last = await self.lake.alast_trade(self.ds)

@@ -3,7 +3,7 @@
 The control/UI plane must never slow ingestion, so :meth:`Hub.publish` never
 blocks: each subscriber has a bounded buffer, and when it is full the oldest
 item is evicted and counted. The subscriber is told in-band: its next read
-returns :class:`~dccd.actors.messages.Lagged` ``(n)`` before the oldest item
+returns :class:`~dccd.actors.messages.SubscriberLagged` ``(n)`` before the oldest item
 it still has (all evicted items precede all retained ones, so one counter
 is exact). This is tokio's ``broadcast`` semantics.
 
@@ -14,7 +14,7 @@ key may hold ``None`` as a wildcard in any position.
 
     async with hub.subscribe(("trades", "binance", None), maxlen=64) as sub:
         async for item in sub:          # ends cleanly on hub.close()
-            if isinstance(item, Lagged): ...
+            if isinstance(item, SubscriberLagged): ...
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import msgspec
 import trio
 from reactivex import abc
 
-from .messages import Lagged
+from .messages import SubscriberLagged
 
 T = TypeVar("T")
 Key = tuple[Hashable, ...]
@@ -64,7 +64,7 @@ def _matches(pattern: Key, key: Key) -> bool:
 
 
 class Subscription(Generic[T]):
-    """One subscriber's bounded buffer; async-iterate it for ``T | Lagged``.
+    """One subscriber's bounded buffer; async-iterate it for ``T | SubscriberLagged``.
 
     Use it as ``async with hub.subscribe(...) as sub`` so it is always
     released; iteration ends after :meth:`Hub.close` once the buffer is read.
@@ -98,15 +98,15 @@ class Subscription(Generic[T]):
         self._closed = True
         self._lot.unpark_all()
 
-    def receive_nowait(self) -> T | Lagged:
-        """Next item, or a :class:`Lagged` notice if items were lost before it.
+    def receive_nowait(self) -> T | SubscriberLagged:
+        """Next item, or a :class:`SubscriberLagged` notice if items were lost before it.
 
         Raises:
             trio.WouldBlock: nothing buffered yet.
             trio.EndOfChannel: unsubscribed or hub closed, and the buffer is read.
         """
         if self._lost:
-            lagged = Lagged(self._lost)
+            lagged = SubscriberLagged(self._lost)
             self._lost = 0
             return lagged
         if self._buf:
@@ -116,7 +116,7 @@ class Subscription(Generic[T]):
             raise trio.EndOfChannel
         raise trio.WouldBlock
 
-    async def receive(self) -> T | Lagged:
+    async def receive(self) -> T | SubscriberLagged:
         """Wait for the next item (see :meth:`receive_nowait`)."""
         while True:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -131,7 +131,7 @@ class Subscription(Generic[T]):
     def __aiter__(self) -> Subscription[T]:
         return self
 
-    async def __anext__(self) -> T | Lagged:
+    async def __anext__(self) -> T | SubscriberLagged:
         try:
             return await self.receive()
         except trio.EndOfChannel:

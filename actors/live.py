@@ -48,6 +48,7 @@ from dccd.domain.dataset import DatasetId
 from dccd.domain.records import DataType, Record
 from dccd.errors import DccdError, ExchangeRejected, leaves
 from dccd.ops import StreamRequest
+from dccd.sources.base import sequential_ids
 from dccd.sources.stream import (
     BookReceived,
     CandlesClosed,
@@ -62,8 +63,16 @@ from dccd.sources.stream import (
 )
 from dccd.storage.runs import RunState
 from dccd.storage.writer import Provenance
-from dccd.transport.ws import OPEN_TIMEOUT_S, Connector, WsConn, WsEvent, WsEventKind, WsHandle, run_ws_connection
-from dccd.transport.ws import Heartbeat as Keepalive
+from dccd.transport.ws import (
+    OPEN_TIMEOUT_S,
+    Connector,
+    Heartbeat,
+    WsConn,
+    WsEvent,
+    WsEventKind,
+    WsHandle,
+    run_ws_connection,
+)
 
 from .gapfill import Repairer
 from .ingress import BoundedIngress
@@ -139,7 +148,7 @@ class LiveStream:
         self.recording = Recording(
             datasets,
             source=self.actor,
-            sequential=bool(getattr(adapter, "sequential_trade_ids", False)),
+            sequential=sequential_ids(adapter),
             on_gap=self._gap,
             batch_rows=opt.batch_rows,
             settle_s=opt.settle_s,
@@ -266,7 +275,7 @@ class LiveStream:
         keepalive = None
         if beat_s:
             pong_s = None if plan.heartbeat_message else opt.pong_timeout_s
-            keepalive = Keepalive(beat_s, plan.heartbeat_message, pong_s)
+            keepalive = Heartbeat(beat_s, plan.heartbeat_message, pong_s)
         await run_ws_connection(
             plan.url,
             on_frame=self._frame_handler(feed),

@@ -113,7 +113,7 @@ class OverflowRecorded(Message, frozen=True, gc=False):
     ingress: str = ""
 
 
-class Lagged(Message, frozen=True, gc=False):
+class SubscriberLagged(Message, frozen=True, gc=False):
     """In-band notice to a slow subscriber: ``n`` items were dropped before the next one."""
 
     n: int
@@ -200,7 +200,7 @@ Event = (
     PartWritten
     | GapDetected
     | OverflowRecorded
-    | Lagged
+    | SubscriberLagged
     | ActorStarted
     | ActorRestarted
     | ActorFailed
@@ -214,7 +214,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     PartWritten,
     GapDetected,
     OverflowRecorded,
-    Lagged,
+    SubscriberLagged,
     ActorStarted,
     ActorRestarted,
     ActorFailed,

@@ -207,3 +207,14 @@ def test_all_lists_exactly_the_public_names(package: str) -> None:
     assert set(declared) == public
     missing = [n for n in declared if not hasattr(module, n)]
     assert missing == []
+
+
+def test_every_exchange_declares_whether_its_trade_ids_are_sequential() -> None:
+    """sequential_ids reads the adapter's declaration; every built-in declares it; an undeclared one is not sequential."""
+    from dccd.sources.base import sequential_ids
+    from dccd.sources.registry import get_adapter, list_adapters
+
+    declared = {name: getattr(get_adapter(name), "sequential_trade_ids", None) for name in list_adapters()}
+    assert None not in declared.values(), declared
+    assert {n for n, v in declared.items() if v} == {"binance", "coinbase", "kraken", "okx"}
+    assert sequential_ids(object()) is False

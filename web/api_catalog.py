@@ -15,7 +15,7 @@ from dccd.sources.registry import list_adapters
 
 from . import params
 from .context import WebContext
-from .errors import ApiError
+from .errors import ApiProblem
 
 LISTING_TIMEOUT_S = 30.0
 """Bound on fetching an exchange's listing (retries included) before the route answers 504."""
@@ -59,14 +59,14 @@ class CatalogController(Controller):
         exchange = params.exchange(name, "name")
         want_perp = _flag(perp)
         if want_perp and not ctx.svc.lists_perpetuals(exchange):
-            raise ApiError(400, "perp", str(NoCapability(exchange, "perpetual listings")))
+            raise ApiProblem(400, "perp", str(NoCapability(exchange, "perpetual listings")))
         try:
             with trio.fail_after(LISTING_TIMEOUT_S):
                 listing = await ctx.stored.listing(exchange, perp=want_perp)
         except trio.TooSlowError:
-            raise ApiError(504, "name", f"{exchange} sent no listing within {LISTING_TIMEOUT_S:g}s") from None
+            raise ApiProblem(504, "name", f"{exchange} sent no listing within {LISTING_TIMEOUT_S:g}s") from None
         except (TransportError, SourceError) as exc:
-            raise ApiError(502, "name", f"{exchange}: {exc}") from None
+            raise ApiProblem(502, "name", f"{exchange}: {exc}") from None
         rows = [
             {"symbol": str(m.symbol), "native": m.native, "status": m.status, "active": m.active}
             for m in listing.markets

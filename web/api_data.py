@@ -22,7 +22,7 @@ from dccd.storage.export import Export
 
 from . import params
 from .context import WebContext
-from .errors import ApiError
+from .errors import ApiProblem
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -134,7 +134,7 @@ class DataController(Controller):
         svc = ctx.stored
         missing = await svc.missing_dataset(ds)
         if missing is not None:  # never collected: not an empty success
-            raise ApiError(404, "dataset", missing)
+            raise ApiProblem(404, "dataset", missing)
         export = await svc.export(ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
         nursery = ctx.feeds.nursery
         if nursery is None:

@@ -14,7 +14,7 @@ from dccd.domain import DataType
 from . import params
 from .api_runs import check_run_id
 from .context import WebContext
-from .errors import ApiError
+from .errors import ApiProblem
 from .frames import Encoder, closing_sse, data_encoder, event_encoder
 from .sse import Feed
 
@@ -44,7 +44,7 @@ async def _open(
     ctx: WebContext, key: tuple[str, ...], kind: str, encode: Encoder, *, window_s: float, ring: int, buffer: int
 ) -> Feed:
     if ctx.feeds.closed:
-        raise ApiError(503, "server", "shutting down")
+        raise ApiProblem(503, "server", "shutting down")
     return await ctx.feeds.open(
         key, kind, encode, window_s=window_s, ring_size=ring, client_maxlen=buffer, ring_bytes=ctx.options.ring_bytes
     )

@@ -21,7 +21,7 @@ from dccd.storage.runs import OPERATIONS, STATES, TERMINAL, RunRecord
 
 from . import params
 from .context import WebContext
-from .errors import ApiError
+from .errors import ApiProblem
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CANDIDATES = 5
@@ -56,12 +56,12 @@ async def load_run(ctx: WebContext, run_id: str) -> RunRecord:
     """The stored run named by a full id or a unique prefix (the short ids the UI and CLI show).
 
     Raises:
-        ApiError: 404 when no run starts with ``run_id``, 400 naming the candidates when several do.
+        ApiProblem: 404 when no run starts with ``run_id``, 400 naming the candidates when several do.
     """
     ids: list[str] = await ctx.stored.match_runs(check_run_id(run_id), limit=_CANDIDATES + 1)
     if len(ids) > 1:
         shown = ", ".join(ids[:_CANDIDATES]) + (", ..." if len(ids) > _CANDIDATES else "")
-        raise ApiError(400, "run_id", f"{run_id!r} starts several runs ({shown}): give more characters")
+        raise ApiProblem(400, "run_id", f"{run_id!r} starts several runs ({shown}): give more characters")
     record: RunRecord | None = await ctx.stored.get_run(ids[0]) if ids else None
     if record is None:
         raise ctx.not_found("run_id", f"run {run_id!r}")
@@ -120,11 +120,11 @@ class RunsController(Controller):
         record = await load_run(ctx, run_id)
         run_id = record.run_id
         if record.state in TERMINAL:
-            raise ApiError(409, "run_id", f"run {run_id!r} already ended ({record.state})")
+            raise ApiProblem(409, "run_id", f"run {run_id!r} already ended ({record.state})")
         stopped = await ctx.svc.cancel_run(run_id)
         if not stopped and record.operation == "stream":
             stopped = await ctx.svc.stop_stream(run_id)  # a stream's id is its run id
         if not stopped:
-            raise ApiError(409, "run_id", f"run {run_id!r} is not running in this process ({record.state})")
+            raise ApiProblem(409, "run_id", f"run {run_id!r} is not running in this process ({record.state})")
         final = await load_run(ctx, run_id)
         return Response(run_view(final, False))

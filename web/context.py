@@ -10,7 +10,7 @@ from dccd.actors.scheduler import Scheduler
 
 from dccd.config import Config
 
-from .errors import ApiError, unavailable
+from .errors import ApiProblem, unavailable
 from .metrics import WebMetrics
 from .sse import Feeds
 
@@ -66,7 +66,7 @@ class WebContext:
         """The service handle, for what needs its storage (lake, runs, backfills).
 
         Raises:
-            ApiError: 503 when the service runs without storage.
+            ApiProblem: 503 when the service runs without storage.
         """
         return self.with_storage("storage", "storage (config storage.path)")
 
@@ -89,6 +89,6 @@ class WebContext:
         root: Path | None = self.svc.lake_root
         return root
 
-    def not_found(self, field: str, what: str) -> ApiError:
+    def not_found(self, field: str, what: str) -> ApiProblem:
         """A 404 naming the missing thing."""
-        return ApiError(404, field, f"{what} not found")
+        return ApiProblem(404, field, f"{what} not found")

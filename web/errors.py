@@ -1,6 +1,6 @@
 """Every API error is JSON ``{"error": "field: message"}``: one line naming what was wrong.
 
-Handlers raise :class:`ApiError` (or let dccd's own validation errors
+Handlers raise :class:`ApiProblem` (or let dccd's own validation errors
 through); the exception handlers here turn each kind into its status code.
 Nothing in an error text comes from request headers, so a token can never
 be echoed back.
@@ -22,7 +22,7 @@ from dccd.ops import InvalidRequest
 log = structlog.get_logger("dccd.web")
 
 
-class ApiError(Exception):
+class ApiProblem(Exception):
     """An error answer: ``status`` and the text ``field: message``."""
 
     def __init__(self, status: int, field: str, message: str, headers: dict[str, str] | None = None) -> None:
@@ -49,12 +49,12 @@ def error_response(status: int, text: str, headers: dict[str, str] | None = None
     return Response({"error": one_line(text)}, status_code=status, headers=headers, media_type="application/json")
 
 
-def unavailable(field: str, what: str) -> ApiError:
+def unavailable(field: str, what: str) -> ApiProblem:
     """503 for a part of the service that is not running here (scheduler, streams, storage)."""
-    return ApiError(503, field, f"{what} is not available in this service")
+    return ApiProblem(503, field, f"{what} is not available in this service")
 
 
-def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, str]]:
+def _api_error(_: Request[Any, Any, Any], exc: ApiProblem) -> Response[dict[str, str]]:
     return error_response(exc.status, str(exc), exc.headers)
 
 
@@ -133,7 +133,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ApiError: _api_error,
+    ApiProblem: _api_error,
     InvalidRequest: _invalid,
     ConfigError: _invalid,
     NoCapability: _no_capability,

@@ -64,7 +64,7 @@ def closing_sse(agen: AsyncGenerator[Any, None], **kwargs: Any) -> ServerSentEve
 
 
 Encoder = Callable[[list[Any]], list[tuple[str, bytes, str | None]]]
-"""Turns what one window delivered (hub items, no Lagged) into ``(event, data, tag)`` triples."""
+"""Turns what one window delivered (hub items, no SubscriberLagged) into ``(event, data, tag)`` triples."""
 
 
 def data_encoder(event: str, max_records: int) -> Encoder:

@@ -1,7 +1,7 @@
 """Validation of path and query parameters, before anything touches the lake or the service.
 
 Each function turns raw text into a typed value or raises a 400
-:class:`~dccd.web.errors.ApiError` naming the parameter. Path parameters
+:class:`~dccd.web.errors.ApiProblem` naming the parameter. Path parameters
 that end up in lake paths (type, exchange, symbol, span) are only ever used
 in their parsed form: a known adapter name, a :class:`Symbol` rebuilt from
 its parts, a :class:`DataType`, a :class:`Span`.
@@ -20,16 +20,16 @@ from dccd.domain.timeutil import int64_problem, parse_iso_ns
 from dccd.errors import ConfigError
 from dccd.sources.registry import list_adapters
 
-from .errors import ApiError
+from .errors import ApiProblem
 
 FORMATS: tuple[str, ...] = ("json", "jsonl", "csv", "parquet", "arrow")
 _NS = re.compile(r"[0-9]{1,19}")
 MAX_LIMIT = 1000
 
 
-def bad(field: str, message: str) -> ApiError:
+def bad(field: str, message: str) -> ApiProblem:
     """A 400 error for ``field``."""
-    return ApiError(400, field, message)
+    return ApiProblem(400, field, message)
 
 
 def exchange(name: str | None, field: str = "exchange") -> str:

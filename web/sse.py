@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import reactivex.operators as ops
 import trio
-from dccd.actors import Hub, Lagged, TrioScheduler
+from dccd.actors import Hub, SubscriberLagged, TrioScheduler
+from dccd.actors.hub import Key
 from reactivex import Observable
 from reactivex.subject import Subject
 
 from .frames import HEARTBEAT, Encoder, Frame, frame, lagged
 from .metrics import WebMetrics
 
-Key = tuple[Hashable, ...]
 FEED_KINDS = ("trades", "candles", "events")
 START_GRACE_S = 5.0
 
@@ -158,10 +158,10 @@ class Feed:
                 return False
 
     def _window(self, items: list[Any]) -> None:
-        """One window of hub items as events; a :class:`Lagged` of the tap itself is told in sequence."""
+        """One window of hub items as events; a :class:`SubscriberLagged` of the tap itself is told in sequence."""
         run: list[Any] = []
         for item in items:
-            if isinstance(item, Lagged):  # the tap itself lost hub items: every client is told, in sequence
+            if isinstance(item, SubscriberLagged):  # the tap itself lost hub items: every client is told, in sequence
                 self._flush(run)
                 run = []
                 self._emit("lagged", b'{"n":%d}' % item.n, None)
@@ -318,7 +318,7 @@ class Feeds:
                     return
                 if f is _IDLE:
                     yield HEARTBEAT
-                elif isinstance(f, Lagged):
+                elif isinstance(f, SubscriberLagged):
                     yield lagged(f.n)
                 elif f.seq is None or f.seq > sent:
                     sent = f.seq if f.seq is not None else sent

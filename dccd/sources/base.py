@@ -219,6 +219,15 @@ class Listing(msgspec.Struct, frozen=True):
         return market
 
 
+def sequential_ids(adapter: object) -> bool:
+    """Whether the exchange's trade ids are consecutive per symbol (its ``sequential_trade_ids``).
+
+    Such ids prove a hole by themselves and are refilled by id; an adapter
+    (a plugin, say) that does not declare it is taken as not sequential.
+    """
+    return bool(getattr(adapter, "sequential_trade_ids", False))
+
+
 @runtime_checkable
 class Adapter(Protocol):
     """The sans-IO interface of one exchange (see the module docstring for the paging loop)."""

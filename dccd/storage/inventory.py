@@ -133,10 +133,11 @@ def _cadence_gaps(ts: pa.Array) -> tuple[str | None, list[tuple[int, int]], str]
 def _sequential_ids(exchange: str) -> bool:
     """Whether the exchange's adapter declares per-symbol sequential trade ids (unknown exchange: False)."""
     from dccd.errors import ConfigError
+    from dccd.sources.base import sequential_ids
     from dccd.sources.registry import get_adapter
 
     try:
-        return bool(getattr(get_adapter(exchange), "sequential_trade_ids", False))
+        return sequential_ids(get_adapter(exchange))
     except ConfigError:
         return False
 

@@ -1,4 +1,4 @@
-"""Hub: lossy fan-out that never slows the producer, with in-band Lagged notices and clean closing."""
+"""Hub: lossy fan-out that never slows the producer, with in-band SubscriberLagged notices and clean closing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from dccd.actors import Hub, Lagged
+from dccd.actors import Hub, SubscriberLagged
 from reactivex.subject import Subject
 
 KEY = ("trades", "binance", "BTC/USDT")
@@ -23,7 +23,7 @@ async def publish_every(hub: Hub[int], n: int, period_s: float) -> float:
 
 async def test_stuck_subscriber_never_slows_the_producer(autojump_clock: Any) -> None:
     """With one reader and one subscriber that never reads, the producer keeps its rate, the reader gets
-    everything, and the stuck one is told Lagged(n) for exactly what it lost."""
+    everything, and the stuck one is told SubscriberLagged(n) for exactly what it lost."""
     hub: Hub[int] = Hub()
     got: list[Any] = []
     async with hub.subscribe(KEY, maxlen=8) as stuck, hub.subscribe(KEY, maxlen=4) as reader:
@@ -40,7 +40,7 @@ async def test_stuck_subscriber_never_slows_the_producer(autojump_clock: Any) ->
             hub.close()
         assert got == list(range(100))
         late = [item async for item in stuck]
-    assert late == [Lagged(92), *range(92, 100)]
+    assert late == [SubscriberLagged(92), *range(92, 100)]
     assert stuck.drops == 92 and reader.drops == 0
     assert hub.statistics().drops == 92
     assert hub.subscriber_count == 0
@@ -52,12 +52,12 @@ async def test_lagged_comes_before_the_next_delivered_item() -> None:
     async with hub.subscribe(KEY, maxlen=2) as sub:
         for i in (1, 2, 3):
             hub.publish(KEY, i)
-        assert [await sub.receive() for _ in range(3)] == [Lagged(1), 2, 3]
+        assert [await sub.receive() for _ in range(3)] == [SubscriberLagged(1), 2, 3]
         hub.publish(KEY, 4)
         assert await sub.receive() == 4
         for i in (5, 6, 7, 8):
             hub.publish(KEY, i)
-        assert sub.receive_nowait() == Lagged(2)
+        assert sub.receive_nowait() == SubscriberLagged(2)
         assert sub.receive_nowait() == 7
 
 

@@ -9,9 +9,9 @@ from dccd.actors import (
     ActorRestarted,
     Flush,
     GapDetected,
-    Lagged,
     OverflowRecorded,
     PartWritten,
+    SubscriberLagged,
     decode_event,
 )
 from dccd.actors.messages import RunLogged
@@ -22,13 +22,13 @@ from .conftest import BTC, make_batch
 def test_tag_is_the_snake_case_class_name() -> None:
     """Each message encodes a 'type' field derived from its class name."""
     assert msgspec.json.decode(msgspec.json.encode(Flush())) == {"type": "flush"}
-    assert msgspec.json.decode(msgspec.json.encode(Lagged(3))) == {"type": "lagged", "n": 3}
+    assert msgspec.json.decode(msgspec.json.encode(SubscriberLagged(3))) == {"type": "subscriber_lagged", "n": 3}
     assert msgspec.json.decode(msgspec.json.encode(make_batch(1)))["type"] == "batch"
 
 
 def test_messages_are_frozen() -> None:
     """Messages cannot be mutated after construction (they are shared between actors)."""
-    lagged = Lagged(1)
+    lagged = SubscriberLagged(1)
     with pytest.raises(AttributeError):
         lagged.n = 2
 
@@ -41,7 +41,7 @@ def test_messages_are_frozen() -> None:
         RunLogged("r1", "warning", "gap 10..20: overflow"),
         OverflowRecorded(BTC, 2, 1, 5, 6, "a", "b", "drop_newest", "ws"),
         ActorRestarted(name="x", role="source", attempt=2, delay_s=1.5, error="ConnectFailed()"),
-        Lagged(7),
+        SubscriberLagged(7),
     ],
 )
 def test_events_round_trip_through_json(event: msgspec.Struct) -> None:

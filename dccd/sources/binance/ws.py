@@ -16,6 +16,9 @@ tag), inside the combined wrapper ``{"stream": ..., "data": {...}}`` or bare
 control reply, an :class:`~dccd.sources.stream.Unrecognised` frame (counted by
 the caller) or a :class:`~dccd.errors.ProtocolDrift` carrying msgspec's
 ``$.path``.
+
+Over 500 lines for one reason: the stream planner (URL and per-connection limits) and the session's
+per-frame fast path share the stream-name vocabulary.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ currency (``oiCcy``) with ``oiUsd`` as the value.
 Rate limits are per endpoint (candles 40/2 s, history 20/2 s, funding and
 open interest 10/2 s): one budget of 40 per 2 s with weights 1, 2 and 4
 keeps each endpoint within its own limit. ``50011`` is OKX's rate-limit code.
+
+Over 500 lines for one reason: OKX's REST speaks four paging conventions (trade ids after/before,
+recent vs history candles, funding, open interest), each a builder next to its parser.
 """
 
 from __future__ import annotations
