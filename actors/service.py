@@ -28,6 +28,7 @@ import trio
 from reactivex import abc
 from reactivex.subject import Subject
 
+from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.domain.capability import Capabilities
 from dccd.domain.dataset import DatasetId
@@ -65,7 +66,7 @@ class ServiceStats(msgspec.Struct, frozen=True):
 class Service:
     """Handle on a running actor system (made by :func:`open_service` / :func:`serve`)."""
 
-    def __init__(self, config: Any, supervisor: Supervisor, hub: Hub[Any], events: Subject[Message]) -> None:
+    def __init__(self, config: Config | None, supervisor: Supervisor, hub: Hub[Any], events: Subject[Message]) -> None:
         self.config = config
         self.supervisor = supervisor
         self.hub = hub
@@ -131,9 +132,8 @@ class Service:
 
     @property
     def storage_path(self) -> Path | None:
-        """``config.storage.path`` when the config has one."""
-        path = getattr(getattr(self.config, "storage", None), "path", None)
-        return None if path is None else Path(path)
+        """``config.storage.path`` (None for a service without a config: no storage, no operations)."""
+        return None if self.config is None else Path(self.config.storage.path)
 
     def emit(self, message: Message) -> None:
         """Publish a control event on :attr:`events` (the hub republishes it under :data:`EVENTS_TOPIC`)."""

@@ -32,6 +32,7 @@ import structlog
 import trio
 from reactivex.subject import Subject
 
+from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
@@ -261,12 +262,10 @@ class StreamOps:
             del self.streams[sid]
 
 
-def ws_url_lookup(config: Any) -> Callable[[str], str | None]:
-    """``exchange -> ws_url`` from a config with ``exchange(name).ws_url`` (None when not configured)."""
+def ws_url_lookup(config: Config) -> Callable[[str], str | None]:
+    """``exchange -> ws_url`` of the config (None when not configured: the adapter's real origin)."""
 
     def lookup(exchange: str) -> str | None:
-        settings = config.exchange(exchange) if hasattr(config, "exchange") else None
-        url = getattr(settings, "ws_url", None)
-        return url if isinstance(url, str) else None
+        return config.exchange(exchange).ws_url
 
     return lookup

@@ -62,7 +62,7 @@ async def _run_hub(hub: Hub[Any], *, task_status: trio.TaskStatus[Hub[Any]]) -> 
 
 @asynccontextmanager
 async def open_service(
-    config: Any = None,
+    config: Config | None = None,
     *,
     grace_s: float = 15.0,
     policy: RestartPolicy | None = None,
@@ -121,10 +121,10 @@ async def open_service(
             log.info("service.stopping")
 
 
-def _exchange_settings(config: Any) -> Callable[[str], tuple[str | None, float]]:
+def _exchange_settings(config: Config) -> Callable[[str], tuple[str | None, float]]:
     def settings(name: str) -> tuple[str | None, float]:
-        ex = config.exchange(name) if hasattr(config, "exchange") else None
-        return (getattr(ex, "rest_url", None), float(getattr(ex, "rate_limit", 0.8)))
+        ex = config.exchange(name)
+        return ex.rest_url, ex.rate_limit
 
     return settings
 
@@ -141,8 +141,8 @@ async def _open_operations(
     Takes this process's run lease and starts its heartbeat and the periodic dead-owner check
     (``runs:lease``); the exchange clients record and honour rate-limit deadlines in ``{root}/_dccd``.
     """
-    root = svc.storage_path
-    assert root is not None
+    config, root = svc.config, svc.storage_path
+    assert config is not None and root is not None
     lake = Lake(root.expanduser())
     runs = RunStore(root.expanduser())
     lease = dict(lease_options or {})
@@ -154,17 +154,17 @@ async def _open_operations(
         log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
     await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
     limits = LimitStateFile(root.expanduser())
-    pool = ClientPool(svc.start_actor, _exchange_settings(svc.config), client_options, limit_state=limits)
+    pool = ClientPool(svc.start_actor, _exchange_settings(config), client_options, limit_state=limits)
     svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **(ops_options or {}))
     svc.streams = StreamOps(
         svc.start_actor, svc.stop_actor, svc.bus.on_next, svc.hub, lake, runs, pool,
-        ws_url=ws_url_lookup(svc.config), **(stream_options or {}),
+        ws_url=ws_url_lookup(config), **(stream_options or {}),
     )  # fmt: skip
     svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
 
 
 async def serve(
-    config: Any = None, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED, **options: Any
+    config: Config | None = None, *, task_status: trio.TaskStatus[Service] = trio.TASK_STATUS_IGNORED, **options: Any
 ) -> None:
     """Run the service as a task: ``svc = await nursery.start(serve, config)``; ends on ``svc.cancel()``.
 
