@@ -33,7 +33,7 @@ from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
 from dccd.storage.lake import Lake
 from dccd.storage.limits import LimitStateFile
-from dccd.storage.runs import LEASE_TTL_S, RunStore
+from dccd.storage.runs import LEASE_TTL_S, Offload, RunStore
 
 from .clients import ClientPool
 from .hub import Hub
@@ -74,6 +74,7 @@ async def open_service(
     ops_options: dict[str, Any] | None = None,
     stream_options: dict[str, Any] | None = None,
     lease_options: dict[str, Any] | None = None,
+    storage_offload: Offload | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
 
@@ -88,6 +89,8 @@ async def open_service(
         client_options: extra keyword arguments for the exchange HTTP clients (tests: transports, retry).
         ops_options: keyword arguments for :class:`Operations` (``writer_options``, ``concurrency``, ``now_ns``).
         stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
+        storage_offload: how the lake and the run store run their blocking calls (default: a worker
+            thread each; tests under ``autojump_clock`` run them inline so virtual time cannot race them).
         lease_options: keyword arguments for :func:`~dccd.actors.lease.serve_run_lease`
             (``heartbeat_s``, ``check_s``, ``ttl_s``, ``now_ns``; ``now_ns`` also dates the startup check).
 
@@ -110,7 +113,7 @@ async def open_service(
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
         if isinstance(config, Config):
-            await _open_operations(svc, client_options, ops_options, stream_options, lease_options)
+            await _open_operations(svc, client_options, ops_options, stream_options, lease_options, storage_offload)
         log.info("service.started", storage=str(svc.storage_path))
         try:
             with svc._scope:
@@ -135,6 +138,7 @@ async def _open_operations(
     ops_options: dict[str, Any] | None,
     stream_options: dict[str, Any] | None = None,
     lease_options: dict[str, Any] | None = None,
+    storage_offload: Offload | None = None,
 ) -> None:
     """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
 
@@ -143,8 +147,8 @@ async def _open_operations(
     """
     config, root = svc.config, svc.storage_path
     assert config is not None and root is not None
-    lake = Lake(root.expanduser())
-    runs = RunStore(root.expanduser())
+    lake = Lake(root.expanduser(), offload=storage_offload)
+    runs = RunStore(root.expanduser(), offload=storage_offload)
     lease = dict(lease_options or {})
     now_ns = lease.setdefault("now_ns", time.time_ns)
     await runs.aregister_owner(now_ns=now_ns())

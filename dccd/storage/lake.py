@@ -30,6 +30,7 @@ from dccd.storage import inventory as inv
 from dccd.storage.export import Export
 from dccd.storage.quality import DEFAULT_SKEW_NS
 from dccd.storage.reader import BadFile
+from dccd.storage.runs import Offload
 from dccd.storage.schema import LOOSE_SCHEMAS
 
 T = TypeVar("T")
@@ -59,8 +60,9 @@ class Lake:
         skew_ns: clock skew tolerated by the ``ts_not_future`` gate.
     """
 
-    def __init__(self, root: Path | str, *, skew_ns: int = DEFAULT_SKEW_NS) -> None:
+    def __init__(self, root: Path | str, *, skew_ns: int = DEFAULT_SKEW_NS, offload: Offload | None = None) -> None:
         self.root = Path(root)
+        self._offload: Offload = offload or trio.to_thread.run_sync
         self.skew_ns = skew_ns
 
     # -- writing -------------------------------------------------------------------------
@@ -249,7 +251,8 @@ class Lake:
 
     # -- async twins ---------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        result: T = await self._offload(functools.partial(fn, *args, **kwargs))
+        return result
 
     async def asweep(self) -> list[Path]:
         """Async :meth:`sweep`."""

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -44,6 +44,8 @@ from dccd.domain.gaps import merge_ranges
 from dccd.storage.layout import meta_dir
 
 T = TypeVar("T")
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs a blocking call off the Trio thread (default ``trio.to_thread.run_sync``; tests may run it inline)."""
 
 
 class RunState(StrEnum):
@@ -174,8 +176,9 @@ def _pid_alive(pid: int) -> bool:
 class RunStore:
     """Run history of one lake. Construction does no I/O; the file is created on first use."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, offload: Offload | None = None) -> None:
         self.path = meta_dir(Path(root)) / "runs.db"
+        self._offload: Offload = offload or trio.to_thread.run_sync
         self._ready = False
         self._lock = threading.Lock()
         self.owner_id: str | None = None
@@ -534,7 +537,8 @@ class RunStore:
 
     # Async wrappers: the same calls in a worker thread.
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        result: T = await self._offload(functools.partial(fn, *args, **kwargs))
+        return result
 
     async def acreate(self, *args: Any, **kwargs: Any) -> str:
         """Async :meth:`create`."""

@@ -99,7 +99,7 @@ async def in_memory(
         rest = FakeBinance(markets=markets, source="shared", clock=tape_clock(ws), faults=Faults(**rest_opts))
         async with open_service(
             config(root, "http://rest.invalid", "ws://ws.invalid"),
-            grace_s=1e9,  # worker threads (run history) let autojump_clock race ahead during the shutdown
+            storage_offload=inline,  # the lake and run history on the Trio thread: autojump_clock cannot race them
             on_event=events,
             client_options={"transport": rest.mock_transport()},
             stream_options={
