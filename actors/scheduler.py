@@ -51,6 +51,7 @@ from dccd.errors import ConfigError, DccdError
 from dccd.jobs import (
     JobInfo,
     JobState,
+    JobStatus,
     StoredJob,
     decode_jobs_file,
     parse_job,
@@ -361,7 +362,7 @@ class Scheduler:
         s = job.spec
         job.fires += 1
         job.last_fired_ns = self.now_ns()
-        job.last_state, job.last_error, job.last_run_ids = "queued", None, ()
+        job.last_state, job.last_error, job.last_run_ids = JobStatus.QUEUED, None, ()
         slot: contextlib.AbstractAsyncContextManager[Any] = (
             contextlib.nullcontext() if manual else self._limiter(s.exchange)
         )
@@ -371,12 +372,12 @@ class Scheduler:
                 try:
                     run_ids = list(await self._svc.start_backfill(req))
                 except trio.ClosedResourceError:  # the service is shutting down: no new runs
-                    job.last_state = "cancelled"
+                    job.last_state = JobStatus.CANCELLED
                     if manual:
                         raise
                     return
                 except (DccdError, ValueError) as exc:
-                    job.last_state, job.last_error = "failed", str(exc)
+                    job.last_state, job.last_error = JobStatus.FAILED, str(exc)
                     log.error("job.failed", job_id=s.id, error=str(exc))
                     if manual:
                         raise
@@ -386,7 +387,7 @@ class Scheduler:
                     if manual:  # before started(): raised to run_now's caller, the scheduler's nursery is untouched
                         raise
                     return
-                job.last_run_ids, job.last_state = tuple(run_ids), "running"
+                job.last_run_ids, job.last_state = tuple(run_ids), JobStatus.RUNNING
                 log.info("job.fired", job_id=s.id, run_ids=run_ids, manual=manual)
                 task_status.started(run_ids)
                 try:
@@ -394,7 +395,7 @@ class Scheduler:
                 except Exception as exc:
                     self._crashed(job, exc)
                     return
-                job.last_state = worst_state([r.state for r in records])
+                job.last_state = JobStatus(worst_state([r.state for r in records]))
                 errors = [f"{r.run_id}: {r.error}" for r in records if getattr(r, "error", None)]
                 job.last_error = "; ".join(errors) or None
                 log.info("job.finished", job_id=s.id, state=job.last_state, run_ids=run_ids)
@@ -407,7 +408,10 @@ class Scheduler:
             with scope:
                 start_stream = getattr(self._svc, "start_stream", None)
                 if start_stream is None:
-                    job.last_state, job.last_error = "failed", "this service cannot run streams (no start_stream)"
+                    job.last_state, job.last_error = (
+                        JobStatus.FAILED,
+                        "this service cannot run streams (no start_stream)",
+                    )
                     log.error("job.stream_unavailable", job_id=s.id, error=job.last_error)
                     return
                 job.last_fired_ns, job.fires = self.now_ns(), job.fires + 1
@@ -415,19 +419,19 @@ class Scheduler:
                 try:
                     job.stream_id = str(await start_stream(req))
                 except (DccdError, ValueError) as exc:
-                    job.last_state, job.last_error = "failed", str(exc)
+                    job.last_state, job.last_error = JobStatus.FAILED, str(exc)
                     log.error("job.stream_failed", job_id=s.id, error=str(exc))
                     return
                 except Exception as exc:  # a bug: this job's failure, never the scheduler's
                     self._crashed(job, exc)
                     return
-                job.running, job.last_state = True, "streaming"
+                job.running, job.last_state = True, JobStatus.STREAMING
                 log.info("job.stream_started", job_id=s.id, stream_id=job.stream_id)
         finally:
             self._forget(job, scope)
 
     def _crashed(self, job: JobState, exc: Exception) -> None:
-        job.last_state, job.last_error = "failed", f"{type(exc).__name__}: {exc}"
+        job.last_state, job.last_error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
         log.error("job.crashed", job_id=job.spec.id, error=job.last_error, exc_info=exc)
 
     def _forget(self, job: JobState, scope: trio.CancelScope) -> None:

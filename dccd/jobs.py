@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Collection, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,18 @@ def write_jobs_file(path: Path, jobs: Sequence[StoredJob]) -> None:
     fsync_dir(path.parent)
 
 
+class JobStatus(StrEnum):
+    """What a job shows as ``last_state``: its own status (queued, running, streaming) or its runs' worst."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    STREAMING = "streaming"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
 class JobInfo(msgspec.Struct, frozen=True):
     """What the API shows of one job.
 
@@ -255,7 +268,7 @@ class JobInfo(msgspec.Struct, frozen=True):
     next_fire_ns: int | None
     running: bool
     last_run_ids: tuple[str, ...]
-    last_state: str | None
+    last_state: JobStatus | None
     last_fired_ns: int | None
     last_error: str | None = None
     stream_id: str | None = None
@@ -275,7 +288,7 @@ class JobState:
         self.next_fire_ns: int | None = None
         self.running = False
         self.last_run_ids: tuple[str, ...] = ()
-        self.last_state: str | None = None
+        self.last_state: JobStatus | None = None
         self.last_fired_ns: int | None = None
         self.last_error: str | None = None
         self.stream_id: str | None = None

@@ -153,3 +153,16 @@ def test_worst_state_of_a_fire() -> None:
     assert worst_state(["succeeded"]) == "succeeded"
     assert worst_state(["succeeded", "partial"]) == "partial"  # part of a range not served by the exchange
     assert worst_state(["partial", "cancelled"]) == "cancelled"
+
+
+def test_job_status_is_an_enum_with_the_wire_values() -> None:
+    """A job's last_state is a JobStatus; its JSON is the plain string the API always sent."""
+    import msgspec
+
+    from dccd.jobs import JobStatus
+
+    assert [s.value for s in JobStatus] == [
+        "queued", "running", "streaming", "succeeded", "partial", "cancelled", "failed",
+    ]  # fmt: skip
+    assert msgspec.json.encode(JobStatus.STREAMING) == b'"streaming"'
+    assert JobStatus("partial") is JobStatus.PARTIAL
