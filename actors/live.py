@@ -56,6 +56,7 @@ from dccd.sources.stream import (
     ControlFailed,
     HeartbeatReceived,
     ReconnectRequested,
+    StreamAdapter,
     StreamSession,
     TradesReceived,
     Unrecognised,
@@ -131,7 +132,7 @@ class LiveStream:
     """One stream: its actor body (:meth:`run`), writer, recording and counters. Made by ``StreamOps.start``."""
 
     def __init__(
-        self, ops: StreamOps, stream_id: str, request: StreamRequest, adapter: Any, plans: list[WsPlan]
+        self, ops: StreamOps, stream_id: str, request: StreamRequest, adapter: StreamAdapter, plans: list[WsPlan]
     ) -> None:
         self.id = self.run_id = stream_id
         self.request = request

@@ -132,7 +132,7 @@ class StreamOptions(msgspec.Struct, frozen=True):
     writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
 
 
-def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[Any, list[WsPlan]]:
+def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[StreamAdapter, list[WsPlan]]:
     """The adapter and its connection plans for ``req``; no I/O, so it fails before any run or connection.
 
     Args:
@@ -204,7 +204,7 @@ class StreamOps:
         self.started: Subject[LiveStream] = Subject()
         """Output: every stream, once its graph is composed and before its actors start (probes, taps)."""
 
-    def plan(self, req: StreamRequest) -> tuple[Any, list[WsPlan]]:
+    def plan(self, req: StreamRequest) -> tuple[StreamAdapter, list[WsPlan]]:
         """The adapter and connection plans for ``req`` (see :func:`check_stream`)."""
         return check_stream(req, self._ws_url(req.exchange))
 
