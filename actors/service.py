@@ -78,12 +78,21 @@ class Service:
         self.events_emitted = 0
         self._scope = trio.CancelScope()
         self._t0 = trio.current_time()
-        self.ops: Operations | None = None
+        self._operations: Operations | None = None
         """Backfill/stream operations; set when the config names a storage path."""
         self.streams: StreamOps | None = None
         """Live recordings (:mod:`~dccd.actors.streams`); set with :attr:`ops`."""
         self.scheduler: Scheduler | None = None
         """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
+
+    @property
+    def has_operations(self) -> bool:
+        """Whether the service has storage and operations (a config with ``storage.path``)."""
+        return self._operations is not None
+
+    def attach_operations(self, operations: Operations) -> None:
+        """Give the service its operations (done once by the wiring, before the service is handed out)."""
+        self._operations = operations
 
     @property
     def operations(self) -> Operations:
@@ -92,9 +101,9 @@ class Service:
         Raises:
             RuntimeError: the service was opened without storage.
         """
-        if self.ops is None:
+        if self._operations is None:
             raise RuntimeError("this service has no storage (open it with a config that has storage.path)")
-        return self.ops
+        return self._operations
 
     async def start_backfill(self, request: BackfillRequest) -> list[str]:
         """Start a backfill (one run per symbol) and return the run ids; see :class:`Operations`."""
@@ -192,7 +201,7 @@ class Service:
     @property
     def lake_root(self) -> Path | None:
         """The lake's root directory, when the service has storage."""
-        return self.ops.lake.root if self.ops is not None else None
+        return self._operations.lake.root if self._operations is not None else None
 
     def capabilities(self, exchange: str) -> Capabilities:
         """What ``exchange`` declares (registry metadata, no I/O).
@@ -251,7 +260,7 @@ class Service:
 
     def run_is_active(self, run_id: str) -> bool:
         """Whether the run is running in this service (a backfill, or a stream: a stream's id is its run id)."""
-        if self.ops is not None and run_id in self.ops.active:
+        if self._operations is not None and run_id in self._operations.active:
             return True
         stream = self.streams.get(run_id) if self.streams is not None else None
         return stream is not None and not stream.done.is_set()

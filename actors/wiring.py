@@ -159,7 +159,9 @@ async def _open_operations(
     await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
     limits = LimitStateFile(root.expanduser())
     pool = ClientPool(svc.start_actor, _exchange_settings(config), client_options, limit_state=limits)
-    svc.ops = Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **(ops_options or {}))
+    svc.attach_operations(
+        Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **(ops_options or {}))
+    )
     svc.streams = StreamOps(
         svc.start_actor, svc.stop_actor, svc.bus.on_next, svc.hub, lake, runs, pool,
         ws_url=ws_url_lookup(config), **(stream_options or {}),

@@ -72,7 +72,7 @@ class WebContext:
 
     def with_storage(self, field: str, what: str) -> Service:
         """The service handle when it has storage (streams and jobs live on it), else a 503 naming ``what``."""
-        if self.svc.ops is None:
+        if not self.svc.has_operations:
             raise unavailable(field, what)
         return self.svc
 

@@ -43,7 +43,7 @@ async def serve_main(config: Config, host: str | None, port: int | None, *, read
                 log.info("serve.started", urls=urls, storage=str(svc.storage_path))
                 if svc.scheduler is not None:
                     await svc.scheduler.start(run_config_jobs=True)
-                if svc.ops is not None:  # compaction of the lake, today's partitions included
+                if svc.has_operations:  # compaction of the lake, today's partitions included
                     await svc.operations.start_configured_maintenance(config)
                 if ready is not None:
                     ready(urls)

@@ -403,10 +403,10 @@ async def test_open_service_alone_fires_no_config_job(tmp_path: Path) -> None:
     """A service (e.g. the CLI's backfill) never fires configured jobs unless scheduler.start() is called."""
     once = "  - {name: boot, exchange: binance, symbols: [BTC/USDT], type: trades, once: true}\n"
     async with open_service(config(tmp_path, once)) as svc:
-        assert svc.scheduler is not None and svc.ops is not None
+        assert svc.scheduler is not None and svc.has_operations
         await trio.sleep(0.2)
         assert [(j.id, j.fires, j.next_fire_ns) for j in svc.scheduler.list_jobs()] == [("boot", 0, None)]
-        assert await svc.ops.runs.alist_runs() == []
+        assert await svc.operations.runs.alist_runs() == []
 
 
 async def test_an_every_job_backfills_bars_from_the_fake_binance(tmp_path: Path) -> None:
@@ -415,7 +415,7 @@ async def test_an_every_job_backfills_bars_from_the_fake_binance(tmp_path: Path)
 
     job = "  - {name: bars, exchange: binance, symbols: [BTC/USDT], type: ohlc, span: 1m, start: -1h, every: 1s}\n"
     async with open_fake_binance() as fake, open_service(config(tmp_path, job, fake.url)) as svc:
-        assert svc.scheduler is not None and svc.ops is not None
+        assert svc.scheduler is not None and svc.has_operations
         await svc.scheduler.start()
         with trio.fail_after(15):
             while svc.scheduler.get_job("bars").last_state not in ("succeeded", "failed"):
@@ -423,12 +423,14 @@ async def test_an_every_job_backfills_bars_from_the_fake_binance(tmp_path: Path)
         info = svc.scheduler.get_job("bars")
         assert (info.last_state, info.last_error) == ("succeeded", None)
         (run_id,) = info.last_run_ids
-        record = await svc.ops.runs.aget(run_id)
+        record = await svc.operations.runs.aget(run_id)
         assert record is not None and record.state == "succeeded"
         ds = expand_jobs(svc.config)[0]
         from dccd.domain.dataset import DatasetId
 
-        table = (await svc.ops.lake.aread_table(DatasetId("binance", ds.symbols[0], ds.data_type, ds.span))).table
+        table = (
+            await svc.operations.lake.aread_table(DatasetId("binance", ds.symbols[0], ds.data_type, ds.span))
+        ).table
         assert 59 <= table.num_rows == record.rows_written
         assert fake.count("/api/v3/klines") >= 1
 
