@@ -10,15 +10,18 @@ unknown symbol fails before any paging.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
+import httpx
 import structlog
 import trio
+from prometheus_client import CollectorRegistry
 
+from dccd.domain.ratelimit import RetryPolicy
 from dccd.sources.base import Adapter, Listing, listing_for
 from dccd.sources.registry import get_adapter
 from dccd.transport.http import ExchangeClient, open_exchange_client
-from dccd.transport.ratelimit import LimitStateStore
+from dccd.transport.ratelimit import LimitStateStore, WeightLimiter
 
 from .supervisor import Role
 
@@ -27,11 +30,27 @@ log = structlog.get_logger()
 LISTING_TTL_S = 3600.0
 
 
+class ClientOptions(TypedDict, total=False):
+    """Keyword options of :func:`~dccd.transport.http.open_exchange_client` (tests: transports, retry policy)."""
+
+    limiter: WeightLimiter | None
+    retry: RetryPolicy | None
+    timeout_s: float
+    connect_timeout_s: float
+    max_connections: int
+    http2: bool
+    transport: httpx.AsyncBaseTransport | None
+    registry: CollectorRegistry | None
+    wall_clock_ns: Callable[[], int]
+    rand: Callable[[], float]
+    limit_state: LimitStateStore | None
+
+
 async def run_exchange_client(
     adapter: Adapter,
     rest_url: str | None,
     rate_limit: float,
-    options: dict[str, Any],
+    options: ClientOptions,
     *,
     task_status: trio.TaskStatus[ExchangeClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -59,13 +78,13 @@ class ClientPool:
         self,
         start_actor: Callable[..., Any],
         settings: Callable[[str], tuple[str | None, float]],
-        options: dict[str, Any] | None = None,
+        options: ClientOptions | None = None,
         *,
         limit_state: LimitStateStore | None = None,
     ) -> None:
         self._start_actor = start_actor
         self._settings = settings
-        self._options = dict(options or {})
+        self._options: ClientOptions = {**(options or {})}
         if limit_state is not None:
             self._options.setdefault("limit_state", limit_state)
         self._clients: dict[str, ExchangeClient] = {}
@@ -94,7 +113,7 @@ class ClientPool:
                     adapter,
                     rest_url,
                     rate_limit,
-                    dict(self._options),
+                    ClientOptions(**self._options),
                     role=Role.OTHER,
                 )
                 assert client is not None

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import structlog
 import trio
@@ -29,6 +30,15 @@ import trio
 from dccd.storage.runs import LEASE_HEARTBEAT_S, LEASE_TTL_S, ORPHAN_CHECK_S, RunStore
 
 log = structlog.get_logger()
+
+
+class LeaseOptions(TypedDict, total=False):
+    """Keyword options of :func:`serve_run_lease` (``open_service(lease_options=...)``)."""
+
+    heartbeat_s: float
+    check_s: float
+    ttl_s: float
+    now_ns: Callable[[], int]
 
 
 async def serve_run_lease(

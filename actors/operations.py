@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 import trio
@@ -66,6 +66,14 @@ class RunHandle:
         self.done = trio.Event()
         self.rows_written = 0
         self.rows_quarantined = 0
+
+
+class OperationsOptions(TypedDict, total=False):
+    """Keyword options of :class:`Operations` (``open_service(ops_options=...)``)."""
+
+    writer_options: dict[str, Any] | None
+    concurrency: int
+    now_ns: Callable[[], int]
 
 
 class Operations:

@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import structlog
@@ -151,6 +151,17 @@ def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[StreamA
         adapter.capabilities.require_symbol(req.data_type, Transport.WS, req.span, sym)
     subs = [Subscription(sym, req.data_type, req.span) for sym in req.symbols]
     return adapter, adapter.plan_streams(subs, ws_url or adapter.ws_url)
+
+
+class StreamOpsOptions(TypedDict, total=False):
+    """Keyword options of :class:`StreamOps` (``open_service(stream_options=...)``)."""
+
+    options: StreamOptions | None
+    connect: Connector
+    backoff: RestartPolicy
+    rand: Callable[[], float]
+    now_ns: Callable[[], int]
+    keep_ended: int
 
 
 class StreamOps:

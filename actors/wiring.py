@@ -35,15 +35,15 @@ from dccd.storage.lake import Lake
 from dccd.storage.limits import LimitStateFile
 from dccd.storage.runs import LEASE_TTL_S, Offload, RunStore
 
-from .clients import ClientPool
+from .clients import ClientOptions, ClientPool
 from .hub import Hub
-from .lease import serve_run_lease
+from .lease import LeaseOptions, serve_run_lease
 from .messages import Message
 from .metrics import register_metrics
-from .operations import Operations
+from .operations import Operations, OperationsOptions
 from .scheduler import Scheduler
 from .service import EVENTS_TOPIC, Service
-from .streams import StreamOps, ws_url_lookup
+from .streams import StreamOps, StreamOpsOptions, ws_url_lookup
 from .supervisor import Role, open_supervisor
 
 log = structlog.get_logger()
@@ -70,10 +70,10 @@ async def open_service(
     registry: CollectorRegistry | None = None,
     rng: random.Random | None = None,
     on_event: Callable[[Message], None] | None = None,
-    client_options: dict[str, Any] | None = None,
-    ops_options: dict[str, Any] | None = None,
-    stream_options: dict[str, Any] | None = None,
-    lease_options: dict[str, Any] | None = None,
+    client_options: ClientOptions | None = None,
+    ops_options: OperationsOptions | None = None,
+    stream_options: StreamOpsOptions | None = None,
+    lease_options: LeaseOptions | None = None,
     storage_offload: Offload | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
@@ -134,10 +134,10 @@ def _exchange_settings(config: Config) -> Callable[[str], tuple[str | None, floa
 
 async def _open_operations(
     svc: Service,
-    client_options: dict[str, Any] | None,
-    ops_options: dict[str, Any] | None,
-    stream_options: dict[str, Any] | None = None,
-    lease_options: dict[str, Any] | None = None,
+    client_options: ClientOptions | None,
+    ops_options: OperationsOptions | None,
+    stream_options: StreamOpsOptions | None = None,
+    lease_options: LeaseOptions | None = None,
     storage_offload: Offload | None = None,
 ) -> None:
     """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
@@ -149,7 +149,7 @@ async def _open_operations(
     assert config is not None and root is not None
     lake = Lake(root.expanduser(), offload=storage_offload)
     runs = RunStore(root.expanduser(), offload=storage_offload)
-    lease = dict(lease_options or {})
+    lease: LeaseOptions = {**(lease_options or {})}
     now_ns = lease.setdefault("now_ns", time.time_ns)
     await runs.aregister_owner(now_ns=now_ns())
     swept = await lake.asweep()
