@@ -102,7 +102,10 @@ class BoundedIngress:
             even if larger, so an oversized batch cannot wedge the stream.
         policy: what happens to a batch that does not fit.
         name: for logs, statistics and the events it records.
-        emit: receives every :class:`OverflowRecorded` (e.g. ``Service.emit``).
+        emit: subscribed to :attr:`overflow_events` when given (e.g. ``Service.emit``).
+
+    Outputs (observables): :attr:`rejected` (batches that did not fit) and :attr:`overflow_events`
+    (one :class:`OverflowRecorded` per overflow episode).
     """
 
     def __init__(
@@ -118,7 +121,9 @@ class BoundedIngress:
         self.name = name
         self.max_rows = max_rows
         self.policy = OverflowPolicy(policy)
-        self._emit = emit
+        self.overflow_events: Subject[OverflowRecorded] = Subject()
+        if emit is not None:
+            self.overflow_events.subscribe(on_next=emit)
         self._buf: deque[Batch] = deque()
         self._rows = 0
         self._episodes: dict[DatasetId, _Episode] = {}
@@ -192,8 +197,7 @@ class BoundedIngress:
             first_id=episode.first_id,
             last_id=episode.last_id,
         )
-        if self._emit is not None:
-            self._emit(event)
+        self.overflow_events.on_next(event)
 
     def record_overflows(self) -> None:
         """Record every open overflow episode now (called on shutdown; also usable periodically)."""

@@ -145,7 +145,7 @@ class LiveStream:
         datasets = [DatasetId(self.exchange, s, request.data_type, request.span) for s in request.symbols]
         self._provenance = Provenance(self.exchange, Transport.WS.value, stream_id)
         self.writer = Writer(self._write, name=f"writer:{stream_id}", **opt.writer)
-        self.ingress = BoundedIngress(opt.ingress_rows, name=f"ingress:{stream_id}", emit=ops.emit)
+        self.ingress = BoundedIngress(opt.ingress_rows, name=f"ingress:{stream_id}")
         self.recording = Recording(
             datasets,
             source=self.actor,
@@ -195,6 +195,7 @@ class LiveStream:
         ingress.rejected.subscribe(on_next=rec.on_rejected)  # what did not fit becomes a hole, refilled over REST
         rec.batches.subscribe(self._ops.hub.observer(rec.key_of))  # live taps: lossy, never blocks
         self.writer.events.subscribe(on_next=self._ops.emit)  # PartWritten -> service events
+        ingress.overflow_events.subscribe(on_next=self._ops.emit)  # OverflowRecorded -> service events
 
     # -- introspection ---------------------------------------------------------------------------
 
@@ -379,6 +380,10 @@ class LiveStream:
             await self._ops.runs.aevent(self.run_id, kind, lo, hi, detail)
 
     async def _progress_loop(self) -> None:
+        """Every ``progress_s``: a RunProgressed on the bus, then the counters saved in the run store.
+
+        An awaiting loop, not an Rx interval: saving awaits the run store (an ``on_next`` cannot await).
+        """
         last = 0
         while True:
             await trio.sleep(self._opt.progress_s)

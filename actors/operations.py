@@ -39,7 +39,7 @@ from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
 from .messages import Message, RunStateChanged
 from .supervisor import Role
-from .writer import Writer
+from .writer import Writer, WriterOptions
 
 log = structlog.get_logger()
 
@@ -71,7 +71,7 @@ class RunHandle:
 class OperationsOptions(TypedDict, total=False):
     """Keyword options of :class:`Operations` (``open_service(ops_options=...)``)."""
 
-    writer_options: dict[str, Any] | None
+    writer_options: WriterOptions | None
     concurrency: int
     now_ns: Callable[[], int]
 
@@ -96,7 +96,7 @@ class Operations:
         runs: RunStore,
         pool: ClientPool,
         *,
-        writer_options: dict[str, Any] | None = None,
+        writer_options: WriterOptions | None = None,
         concurrency: int = 4,
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -109,7 +109,12 @@ class Operations:
         # high: pages the writer queues while a part is being written. 32 pages keep the fetchers busy
         # through a 100k-row write (~0.3 s) instead of stalling them after 4; memory stays bounded
         # by max_rows + high pages.
-        self.writer_options = {"max_rows": 100_000, "max_age_s": 2.0, "high": 32, **(writer_options or {})}
+        self.writer_options: WriterOptions = {
+            "max_rows": 100_000,
+            "max_age_s": 2.0,
+            "high": 32,
+            **(writer_options or {}),
+        }
         self.concurrency = concurrency
         self.now_ns = now_ns
         self.active: dict[str, RunHandle] = {}

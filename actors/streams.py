@@ -50,6 +50,7 @@ from .live import LiveStream
 from .messages import Message
 from .stats import StreamState
 from .supervisor import Role
+from .writer import WriterOptions
 
 __all__ = ["LiveStream", "StreamInfo", "StreamOps", "StreamOptions", "check_stream", "ws_url_lookup"]
 
@@ -129,7 +130,9 @@ class StreamOptions(msgspec.Struct, frozen=True):
     snapshot_depth: int = 1000
     progress_s: float = 5.0
     stop_refill_s: float = 10.0
-    writer: dict[str, Any] = msgspec.field(default_factory=lambda: {"max_rows": 100_000, "max_age_s": 2.0, "high": 8})
+    writer: WriterOptions = msgspec.field(
+        default_factory=lambda: WriterOptions(max_rows=100_000, max_age_s=2.0, high=8)
+    )
 
 
 def check_stream(req: StreamRequest, ws_url: str | None = None) -> tuple[StreamAdapter, list[WsPlan]]:

@@ -37,6 +37,7 @@ from typing import Any
 
 import structlog
 import trio
+from reactivex.subject import Subject
 
 from dccd.domain.backoff import RestartPolicy, RestartState, on_failure
 from dccd.errors import TransientError, leaves
@@ -131,7 +132,10 @@ class Supervisor:
     Args:
         nursery: where the actors run (the supervisor's own nursery).
         policy: default restart policy for its actors.
-        emit: receives lifecycle events (:class:`ActorStarted`, ...).
+        emit: subscribed to :attr:`lifecycle` when given.
+
+    Output (observable): :attr:`lifecycle`, the actors' :class:`ActorStarted`, ``ActorRestarted``,
+    ``ActorFailed`` and ``ActorStopped`` events.
         rng: random source for the backoff jitter (seed it in tests).
         name: for logs.
     """
@@ -148,14 +152,15 @@ class Supervisor:
         self.name = name
         self.policy = policy or RestartPolicy()
         self._nursery = nursery
-        self._emit_fn = emit
+        self.lifecycle: Subject[Message] = Subject()
+        if emit is not None:
+            self.lifecycle.subscribe(on_next=emit)
         self._rng = rng or random.Random()
         self._children: dict[str, _Child] = {}
         self._closing = False
 
     def _emit(self, message: Message) -> None:
-        if self._emit_fn is not None:
-            self._emit_fn(message)
+        self.lifecycle.on_next(message)
 
     async def start(
         self,

@@ -102,14 +102,9 @@ async def open_service(
     if on_event is not None:
         events.subscribe(on_next=on_event)
     events.subscribe(hub.observer(EVENTS_TOPIC))  # the hub tap: SSE /events, `dccd backfill` progress
-    svc: Service | None = None
-
-    def emit(message: Message) -> None:
-        if svc is not None:
-            svc.emit(message)
-
-    async with open_supervisor(grace_s=grace_s, policy=policy, emit=emit, rng=rng, name="service") as sup:
+    async with open_supervisor(grace_s=grace_s, policy=policy, rng=rng, name="service") as sup:
         svc = Service(config, sup, hub, events)
+        sup.lifecycle.subscribe(on_next=svc.emit)  # ActorStarted/Restarted/Failed/Stopped -> the event bus
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
         if isinstance(config, Config):

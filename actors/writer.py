@@ -23,7 +23,7 @@ in a shielded scope bounded by ``drain_s``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import reactivex.operators as ops
@@ -89,6 +89,17 @@ class _Input(abc.ObserverBase[Batch]):
 
     def on_completed(self) -> None:
         pass
+
+
+class WriterOptions(TypedDict, total=False):
+    """Keyword options of :class:`Writer` (operations' ``writer_options``, ``StreamOptions.writer``)."""
+
+    max_rows: int
+    max_age_s: float
+    high: int
+    low: int | None
+    drain_s: float
+    offload: Offload
 
 
 class Writer:

@@ -178,3 +178,23 @@ async def test_data_reaches_live_subscribers_and_the_lake(autojump_clock: Any) -
         await trio.sleep(3)
     assert [b.records[0].ts for b in got if isinstance(b, Batch)] == [0, 10, 20, 30, 40, 50]
     assert lake.ts() == list(range(60)) and [len(r) for _, r in lake.calls] == [30, 30]
+
+
+async def test_lifecycle_and_overflow_events_reach_the_bus_as_observables(autojump_clock: Any) -> None:
+    """The supervisor's lifecycle stream is subscribed to the service bus: a probe on svc.events sees a started
+    actor's ActorStarted, and a probe on sup.lifecycle sees the same message object."""
+    from dccd.actors import ActorStarted
+
+    on_bus: list[Any] = []
+    on_lifecycle: list[Any] = []
+    async with open_service() as svc:
+        svc.events.subscribe(on_next=on_bus.append)
+        svc.supervisor.lifecycle.subscribe(on_next=on_lifecycle.append)
+
+        async def idle(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            await trio.sleep_forever()
+
+        await svc.start_actor("probe-target", idle)
+    started = [m for m in on_lifecycle if isinstance(m, ActorStarted) and m.name == "probe-target"]
+    assert len(started) == 1 and started[0] in on_bus
