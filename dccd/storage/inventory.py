@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from dccd.domain import DatasetId, DataType, Span, missing_bars
 from dccd.domain.gaps import merge_ranges
-from dccd.storage.reader import BadFile, PartFile, connect, datasets, footer, needs_dedup, plan
+from dccd.errors import StorageError
+from dccd.storage.reader import BadFile, PartFile, Plan, Vanished, connect, datasets, footer, needs_dedup, plan
 from dccd.storage.runs import RunEvent, RunRecord, RunState, RunStore
 from dccd.storage.schema import key_sql
 
@@ -264,8 +265,21 @@ def _bar_ranges(gaps: list[tuple[int, int]], span: Span, history: History, sourc
 
 
 def dataset_inventory(root: Path, ds: DatasetId, history: History | None = None) -> DatasetInventory:
-    """Inventory of one dataset (see the module docstring for gap rules)."""
-    p = plan(root, ds)
+    """Inventory of one dataset (see the module docstring for gap rules).
+
+    Raises:
+        StorageError: its parts kept vanishing (compactions racing the listing).
+    """
+    for _attempt in range(5):
+        try:
+            p = plan(root, ds)
+        except Vanished:  # a compaction swapped parts between the listing and the footer checks
+            continue
+        return _dataset_inventory(root, ds, p, history)
+    raise StorageError(f"{ds}: parts kept vanishing during the inventory")
+
+
+def _dataset_inventory(root: Path, ds: DatasetId, p: Plan, history: History | None) -> DatasetInventory:
     skipped = list(p.skipped)
     files = p.files
     if history is None:

@@ -431,7 +431,7 @@ def plan(
     pins: Path | None = None
     if pin:
         with listing_lock(root, ds):
-            good, skipped = _usable(ds, *_scan_parts(root, ds, start_ns, end_ns))
+            good, skipped = _usable(ds, *_scan_parts(root, ds, start_ns, end_ns), locked=True)
             pins, good = pin_parts(root, good)
     else:
         good, skipped = _usable(ds, *list_parts(root, ds, start_ns, end_ns))
@@ -443,14 +443,25 @@ def plan(
     return Plan(ds.data_type, good, skipped, sql, pins)
 
 
-def _usable(ds: DatasetId, parts: list[PartFile], skipped: list[BadFile]) -> tuple[list[PartFile], list[BadFile]]:
-    """The parts whose footer checks out; the others join ``skipped`` (vanished ones are dropped)."""
+def _usable(
+    ds: DatasetId, parts: list[PartFile], skipped: list[BadFile], *, locked: bool = False
+) -> tuple[list[PartFile], list[BadFile]]:
+    """The parts whose footer checks out; the others join ``skipped``.
+
+    Raises:
+        Vanished: a listed part is gone although the listing lock was released (``locked=False``): a
+            compaction swapped it for its merged part, which this listing does not hold, so plan again.
+            Under the lock only an outside deletion can remove a part; it is then dropped.
+    """
     good = []
     for p in parts:
         reason = check_footer(ds.data_type, p.path)
         if reason is None:
             good.append(p)
-        elif reason != "vanished":
+        elif reason == "vanished":
+            if not locked:
+                raise Vanished(p.path)
+        else:
             skipped.append(BadFile(p.path, reason))
     return good, skipped
 
