@@ -239,10 +239,14 @@ class Repairer:
             assert ds.span is not None
             log.info("stream.refilling", symbol=str(ds.symbol), first_ts=lo, end_ts=hi)
             res = await fill_bars(self.pool, ds, ds.span, lo, hi, self.put, self.source)
+        self._account(st, res)
+
+    def _account(self, st: SymbolState, res: FillResult, note: str = "") -> None:
+        """Count a refill and record its run events: ``filled`` ranges and the gaps left."""
         self.rows += res.rows
         for a, b, detail in res.filled:
             self.filled += 1
-            self._record("filled", a, b, f"{ds.symbol}: {detail}")
+            self._record("filled", a, b, f"{st.dataset.symbol}: {detail}{note}")
         for a, b, detail in res.gaps:
             self.failed += 1
             self._on_gap(st, a, b, detail)
@@ -289,15 +293,9 @@ class Repairer:
         ds, lo = st.dataset, st.tracker.next
         log.info("stream.refilling_tail", symbol=str(ds.symbol), first_id=lo)
         res = await fill_ids(self.pool, ds, lo, None, self.put, self.source, st.seq_ts)
-        self.rows += res.rows
         if res.filled:
             st.tracker.next = max(st.tracker.next, res.filled[-1][1] + 1)
-        for a, b, detail in res.filled:
-            self.filled += 1
-            self._record("filled", a, b, f"{ds.symbol}: {detail} (after the stream stopped while disconnected)")
-        for a, b, detail in res.gaps:
-            self.failed += 1
-            self._on_gap(st, a, b, detail)
+        self._account(st, res, " (after the stream stopped while disconnected)")
 
     async def run_books(self) -> None:
         """Sync books that need a snapshot; every ``book_interval_s`` emit their top ``book_depth`` levels."""
