@@ -42,6 +42,7 @@ from dccd.domain import DatasetId, DataType
 from dccd.errors import CorruptPart, StorageError
 from dccd.storage import layout
 from dccd.storage.schema import LOOSE_SCHEMAS, SCHEMAS, key_sql, order_sql
+from dccd.storage.writer import pid_alive
 
 _FOOTER_CACHE_MAX = 200_000
 _STRINGS = (pa.string(), pa.large_string(), pa.string_view())
@@ -214,20 +215,10 @@ def sweep_pins(root: Path) -> list[Path]:
         return []
     for entry in entries:
         pid = entry.name.partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _scan_parts(

@@ -42,6 +42,7 @@ import trio
 from dccd.domain import DatasetId
 from dccd.domain.gaps import merge_ranges
 from dccd.storage.layout import meta_dir
+from dccd.storage.writer import pid_alive
 
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -161,16 +162,6 @@ def _migrate(con: sqlite3.Connection) -> None:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunStore:
@@ -488,7 +479,7 @@ class RunStore:
                         verdicts[owner_id] = f"orphaned: owner {owner_id} unknown"
                     elif dead_ns is not None or heartbeat_ns < stale_before:
                         verdicts[owner_id] = f"orphaned: owner {owner_id} stopped heartbeating"
-                    elif ohost == host and pid != me and not _pid_alive(pid):
+                    elif ohost == host and pid != me and not pid_alive(pid):
                         verdicts[owner_id] = f"orphaned: owner {owner_id} exited (pid {pid})"
                 for owner_id, error in verdicts.items():
                     ids = con.execute(f"SELECT run_id FROM runs WHERE owner_id = ? AND {_OPEN}", (owner_id,)).fetchall()
@@ -502,7 +493,7 @@ class RunStore:
                     f"SELECT run_id, pid, host FROM runs WHERE owner_id IS NULL AND {_OPEN}"
                 ).fetchall()
                 for run_id, pid, rhost in legacy:
-                    if rhost == host and pid != me and not _pid_alive(pid):
+                    if rhost == host and pid != me and not pid_alive(pid):
                         con.execute(
                             "UPDATE runs SET state = 'failed', error = ?, ended_ns = ? WHERE run_id = ?",
                             (ORPHAN_ERROR, now, run_id),

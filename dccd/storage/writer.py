@@ -219,7 +219,8 @@ def write_records(
     return write_table(root, ds, records_to_table(ds.data_type, records), provenance, now_ns=now_ns, skew_ns=skew_ns)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (this process counts as alive; a pid we may not signal too)."""
     if pid == os.getpid():
         return True  # another thread of this process may be writing it right now
     try:
@@ -249,7 +250,7 @@ def sweep_temp(root: Path, *, max_age_s: float = 3600.0) -> list[Path]:
                 continue
             path = Path(dirpath) / name
             try:
-                stale = not _pid_alive(pid) or now - path.stat().st_mtime > max_age_s
+                stale = not pid_alive(pid) or now - path.stat().st_mtime > max_age_s
                 if stale:
                     path.unlink()
                     removed.append(path)
