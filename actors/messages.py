@@ -195,6 +195,52 @@ class JobTriggered(Message, frozen=True, gc=False):
     due_ns: int | None = None
 
 
+class ScanCompleted(Message, frozen=True, gc=False):
+    """A scanner run finished: ``hits`` signals over ``symbols`` symbols in ``elapsed_s``; ``error`` set when it failed.
+
+    ``run_id`` is the run that carried it (API/CLI/job/trigger), ``params_hash`` identifies the
+    scanner's validated config, ``snapshot`` the lake snapshot read (empty without a catalog).
+    """
+
+    run_id: str
+    scanner: str
+    version: str
+    params_hash: str
+    symbols: int
+    hits: int
+    elapsed_s: float
+    snapshot: str = ""
+    error: str | None = None
+
+
+class SignalGenerated(Message, frozen=True, gc=False):
+    """One scanner hit: ``symbol`` on ``exchange`` at bar ``ts`` (ns UTC); ``values`` the scanner's figures."""
+
+    run_id: str
+    scanner: str
+    version: str
+    params_hash: str
+    exchange: str
+    symbol: str
+    ts: int
+    values: dict[str, float | int | str | bool | None]
+    snapshot: str = ""
+
+
+class DataValidated(Message, frozen=True, gc=False):
+    """Data contracts ran over ``dataset`` (one written batch or an on-demand check).
+
+    ``checked`` rows were examined, ``failed`` maps contract name to failing row count (only
+    contracts that failed), ``scope`` says what was checked (``batch`` or ``check``).
+    """
+
+    dataset: str
+    scope: str
+    checked: int
+    failed: dict[str, int]
+    snapshot: str = ""
+
+
 Command = Flush | Stop
 Event = (
     PartWritten
@@ -209,6 +255,9 @@ Event = (
     | RunProgressed
     | RunLogged
     | JobTriggered
+    | ScanCompleted
+    | SignalGenerated
+    | DataValidated
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
     PartWritten,
@@ -223,6 +272,9 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     RunProgressed,
     RunLogged,
     JobTriggered,
+    ScanCompleted,
+    SignalGenerated,
+    DataValidated,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)
