@@ -1,0 +1,350 @@
+"""SQL views of the lake: ``trades``, ``ohlc``, ``book``, ``funding``, ``oi`` and ``signals`` on one DuckDB connection.
+
+Each view is every dataset of its type (or the ones a filter keeps), with the partition columns
+(``exchange``, ``symbol`` as its slug ``BTC-USDT``, ``span`` for ohlc, ``date`` as a DATE for trades
+and books, ``month`` as text for the rest) and deduplicated on the natural key within each dataset,
+the newest part winning, exactly as a read does (:mod:`dccd.storage.reader` plans the parts: footers
+checked, foreign parts ranked, corrupt files skipped and reported).
+
+Files are pinned: while the listing lock of each dataset is held, its parts are hard-linked into a
+private, hive-shaped tree under ``{root}/_dccd/pins/PID-RANDOM/`` that lives as long as the views, so a
+compaction that merges parts mid-query changes nothing the query sees (a crashed process's pins
+are swept at the next start, :func:`dccd.storage.reader.sweep_pins`).
+
+``lockdown=True`` (what untrusted SQL gets) opens a database of its own whose engine may open exactly
+the pinned files and nothing else (``allowed_paths``, ``enable_external_access=false``), spills to a
+private directory inside the pins, and locks its configuration.
+
+    with open_views(root, {"ohlc"}) as views:
+        views.con.sql("SELECT symbol, last(close ORDER BY ts) FROM ohlc WHERE span = '1h' GROUP BY symbol")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dccd.domain import DatasetId, DataType
+from dccd.errors import StorageError
+from dccd.storage import layout, reader
+from dccd.storage.reader import BadFile, PartFile
+from dccd.storage.schema import LOOSE_SCHEMAS, key_sql
+
+SIGNALS: Final[str] = "signals"
+"""Directory (under the root) and view of stored scanner signals: ``signals/scanner=NAME/date=YYYY-MM-DD/``."""
+VIEWS: Final[tuple[str, ...]] = (*(dt.value for dt in DataType), SIGNALS)
+
+PARTITION_COLUMNS: Final[dict[DataType, tuple[str, ...]]] = {
+    DataType.TRADES: ("exchange", "symbol", "date"),
+    DataType.BOOK: ("exchange", "symbol", "date"),
+    DataType.OHLC: ("exchange", "symbol", "span", "month"),
+    DataType.FUNDING: ("exchange", "symbol", "month"),
+    DataType.OI: ("exchange", "symbol", "month"),
+}
+_HIVE_TYPES = {"exchange": "VARCHAR", "symbol": "VARCHAR", "span": "VARCHAR", "date": "DATE", "month": "VARCHAR"}
+_SQL_TYPES = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR"}
+
+SIGNAL_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("ts", "BIGINT"),
+    ("exchange", "VARCHAR"),
+    ("symbol", "VARCHAR"),
+    ("scanner", "VARCHAR"),
+    ("version", "VARCHAR"),
+    ("params_hash", "VARCHAR"),
+    ("values", "VARCHAR"),
+    ("snapshot", "VARCHAR"),
+    ("date", "DATE"),
+)
+"""Columns of the ``signals`` view while no signal is stored (the stored parts' own columns otherwise)."""
+SIGNAL_KEY: Final[tuple[str, ...]] = ("scanner", "version", "params_hash", "exchange", "symbol", "ts")
+"""A signal's natural key (the key columns its parts hold): one hit of one scanner config per bar."""
+
+DEFAULT_MEMORY_LIMIT: Final[str] = "1GB"
+_VIEW_WORDS = re.compile(r"\b(" + "|".join(VIEWS) + r")\b", re.IGNORECASE)
+
+
+def views_named(sql: str) -> set[str]:
+    """The lake views ``sql`` may use: every view name appearing in it as a word (a superset is harmless)."""
+    return {m.lower() for m in _VIEW_WORDS.findall(sql)}
+
+
+@dataclass
+class LakeViews:
+    """An open set of views: ``con`` to query, what each view reads, and the files skipped as unreadable."""
+
+    con: duckdb.DuckDBPyConnection
+    parts: dict[str, int] = field(default_factory=dict)
+    skipped: list[BadFile] = field(default_factory=list)
+    pinned: bool = True
+
+
+@dataclass
+class _Group:
+    """The parts of one view that share a dedup need, in stamp order, and the columns some of them lack."""
+
+    parts: list[PartFile] = field(default_factory=list)
+    missing: list[set[str]] = field(default_factory=list)
+
+
+def _link(root: Path, pins: Path, part: PartFile) -> PartFile:
+    """``part`` hard-linked at the same relative path under ``pins`` (hive columns still read from the path)."""
+    rel = Path(part.path).relative_to(root)
+    dest = pins / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.link(part.path, dest)
+    return part._replace(path=str(dest))
+
+
+class _Pinner:
+    """Hard-links parts into one pins tree; falls back to the parts' own paths where links cannot be made."""
+
+    def __init__(self, root: Path, pins: Path) -> None:
+        self.root, self.pins, self.ok = root, pins, True
+
+    def pin(self, parts: list[PartFile]) -> list[PartFile]:
+        if not self.ok:
+            return parts
+        try:
+            return [_link(self.root, self.pins, p) for p in parts]
+        except FileNotFoundError:
+            raise  # the caller plans again
+        except OSError:  # another file system, no permission: read the parts where they are
+            self.ok = False
+            return parts
+
+
+def _plan_dataset(
+    root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None, pinner: _Pinner
+) -> tuple[list[PartFile], list[set[str]], list[BadFile], bool]:
+    """One dataset's usable parts (pinned), the optional columns each lacks, the skipped files, dedup needed."""
+    for _attempt in range(5):
+        with reader.listing_lock(root, ds):  # no compaction swaps parts until they are pinned
+            try:
+                p = reader.plan(root, ds, start_ns, end_ns)
+                missing = [set(reader.footer(ds.data_type, f.path).missing) for f in p.files]
+                return pinner.pin(p.files), missing, p.skipped, reader.needs_dedup(ds.data_type, p.files)
+            except (reader.Vanished, FileNotFoundError):
+                continue  # deleted from outside meanwhile
+    raise StorageError(f"{ds}: parts kept vanishing while the SQL views were planned")
+
+
+def _columns(dt: DataType, missing: list[set[str]]) -> tuple[str, str]:
+    """Select list of the lake columns (absent-everywhere ones as typed NULLs) and the union_by_name option."""
+    everywhere = set.intersection(*missing) if missing else set()
+    union = ", union_by_name=true" if any(m - everywhere for m in missing) else ""
+    cols = ", ".join(
+        f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" if f.name in everywhere else f.name for f in LOOSE_SCHEMAS[dt]
+    )
+    return cols, union
+
+
+def _hive_types(columns: tuple[str, ...]) -> str:
+    return "{" + ", ".join(f"'{c}': {_HIVE_TYPES[c]}" for c in columns) + "}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _file_list(parts: list[PartFile]) -> str:
+    return "[" + ", ".join(_quote(p.path) for p in parts) + "]"
+
+
+def _range_sql(start_ns: int | None, end_ns: int | None) -> str:
+    cond = ([f"ts >= {int(start_ns)}"] if start_ns is not None else []) + (
+        [f"ts < {int(end_ns)}"] if end_ns is not None else []
+    )
+    return " WHERE " + " AND ".join(cond) if cond else ""
+
+
+def _dataset_view_sql(
+    dt: DataType, plain: _Group, dedup: _Group, start_ns: int | None = None, end_ns: int | None = None
+) -> str:
+    """The SQL of one data type's view: the parts needing no dedup as they are, UNION ALL the others deduplicated
+    on the natural key within each dataset (``exchange``, ``symbol``, ``span``), the newest part's row winning."""
+    hive = PARTITION_COLUMNS[dt]
+    selects = []
+    for group, qualify in ((plain, False), (dedup, True)):
+        if not group.parts:
+            continue
+        cols, union = _columns(dt, group.missing)
+        sql = (
+            f"SELECT {cols}, {', '.join(hive)} FROM read_parquet({_file_list(group.parts)}, hive_partitioning=true, "
+            f"hive_types={_hive_types(hive)}{union}){_range_sql(start_ns, end_ns)}"
+        )
+        if qualify:
+            by = ", ".join([c for c in hive if c in ("exchange", "symbol", "span")] + [key_sql(dt)])
+            newest = (
+                "file_index DESC, file_row_number DESC" if any(p.foreign for p in group.parts) else "file_index DESC"
+            )
+            sql += f" QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY {newest}) = 1"
+        selects.append(sql)
+    if selects:
+        return " UNION ALL ".join(f"({s})" for s in selects)
+    nulls = [f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in LOOSE_SCHEMAS[dt]]
+    nulls += [f"CAST(NULL AS {_HIVE_TYPES[c]}) AS {c}" for c in hive]
+    return f"SELECT {', '.join(nulls)} LIMIT 0"
+
+
+def signal_parts(root: Path) -> tuple[list[PartFile], list[BadFile]]:
+    """The readable ``part-*.parquet`` files under ``{root}/signals/scanner=*/date=*/``, oldest stamp first."""
+    parts: list[PartFile] = []
+    bad: list[BadFile] = []
+    base = root / SIGNALS
+    if not base.is_dir():
+        return parts, bad
+    for scanner in sorted(base.iterdir()):
+        if not scanner.name.startswith("scanner=") or not scanner.is_dir():
+            continue
+        for pdir in sorted(scanner.iterdir()):
+            if layout.partition_bounds(pdir.name) is None or not pdir.is_dir():
+                continue
+            for entry in os.scandir(pdir):
+                if layout.is_hidden_name(entry.name) or not layout.is_part_file_name(entry.name):
+                    continue
+                try:
+                    st = entry.stat()
+                    pq.read_metadata(entry.path)
+                except FileNotFoundError:
+                    continue
+                except (OSError, pa.ArrowException) as exc:
+                    bad.append(BadFile(entry.path, f"corrupt: {exc}"))
+                    continue
+                name = layout.parse_part_name(entry.name)
+                stamp = name.stamp if name else layout.foreign_stamp(st.st_mtime_ns, entry.name)
+                parts.append(PartFile(entry.path, 0, 0, stamp, st.st_size, foreign=name is None))
+    parts.sort(key=lambda p: p.stamp)
+    return parts, bad
+
+
+def signals_view_sql(parts: list[PartFile], columns: Collection[str]) -> str:
+    """The ``signals`` view: every stored signal (the parts' columns plus ``scanner`` and ``date`` from the path),
+    deduplicated on :data:`SIGNAL_KEY` (the key columns the parts hold), the newest part winning."""
+    if not parts:
+        return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in SIGNAL_COLUMNS) + " LIMIT 0"
+    sql = (
+        f"SELECT * EXCLUDE (file_index, file_row_number) FROM (SELECT *, file_index, file_row_number FROM "
+        f"read_parquet({_file_list(parts)}, hive_partitioning=true, hive_types={{'scanner': VARCHAR, 'date': DATE}}, "
+        "union_by_name=true))"
+    )
+    key = [c for c in SIGNAL_KEY if c in columns]
+    if key:
+        sql += (
+            f" QUALIFY row_number() OVER (PARTITION BY {', '.join(map(_ident, key))} "
+            "ORDER BY file_index DESC, file_row_number DESC) = 1"
+        )
+    return sql
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _signal_columns(parts: list[PartFile]) -> set[str]:
+    cols = {"scanner", "date"}
+    for p in parts:
+        cols.update(pq.read_schema(p.path).names)
+    return cols
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, files: list[str], spill: Path, memory_limit: str, threads: int) -> None:
+    """Let the engine open ``files`` only (no other file, extension, database or setting change from here on)."""
+    con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET temp_directory = {_quote(str(spill))}")
+    con.execute("SET allowed_directories = []")
+    con.execute(f"SET allowed_paths = [{', '.join(_quote(f) for f in files)}]")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+
+
+@contextlib.contextmanager
+def open_views(
+    root: Path | str,
+    names: Collection[str] = VIEWS,
+    *,
+    keep: Callable[[DatasetId], bool] | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    lockdown: bool = True,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    threads: int | None = None,
+) -> Iterator[LakeViews]:
+    """A DuckDB connection with the lake views ``names`` (see the module docstring); closed and unpinned on exit.
+
+    Args:
+        root: the lake root (need not exist: every view is then empty).
+        names: which of :data:`VIEWS` to create (the others do not exist on the connection).
+        keep: only datasets for which this returns True are read (e.g. one span, some exchanges).
+        start_ns / end_ns: only rows with ``start_ns <= ts < end_ns`` (parts outside are not even opened).
+        lockdown: a database of its own that can open nothing but the pinned parts and whose settings are locked
+            (for SQL from users); False: a cursor of the shared in-memory database (trusted callers).
+        memory_limit / threads: DuckDB limits of a locked-down database.
+
+    Raises:
+        ValueError: an unknown view name.
+        StorageError: parts kept vanishing while planning (compactions racing it).
+    """
+    unknown = set(names) - set(VIEWS)
+    if unknown:
+        raise ValueError(f"unknown lake view(s) {', '.join(sorted(unknown))} (views: {' '.join(VIEWS)})")
+    root = Path(root)
+    pins = layout.meta_dir(root) / reader.PINS_DIR / f"{os.getpid()}-{os.urandom(6).hex()}"
+    pinner = _Pinner(root, pins)
+    con: duckdb.DuckDBPyConnection | None = None
+    try:
+        found = reader.datasets(root) if root.is_dir() else []
+        views: dict[str, str] = {}
+        files: list[str] = []
+        skipped: list[BadFile] = []
+        parts: dict[str, int] = {}
+        for dt in DataType:
+            if dt.value not in names:
+                continue
+            plain, dedup = _Group(), _Group()
+            for ds in found:
+                if ds.data_type is not dt or (keep is not None and not keep(ds)):
+                    continue
+                got, missing, bad, needs = _plan_dataset(root, ds, start_ns, end_ns, pinner)
+                group = dedup if needs else plain
+                group.parts.extend(got)
+                group.missing.extend(missing)
+                skipped.extend(bad)
+            for group in (plain, dedup):  # file_index order = stamp order: the newest part's row wins
+                pairs = sorted(zip(group.parts, group.missing, strict=True), key=lambda pm: pm[0].stamp)
+                group.parts, group.missing = [p for p, _ in pairs], [m for _, m in pairs]
+                files.extend(p.path for p in group.parts)
+            parts[dt.value] = len(plain.parts) + len(dedup.parts)
+            views[dt.value] = _dataset_view_sql(dt, plain, dedup, start_ns, end_ns)
+        if SIGNALS in names:
+            sig, bad = signal_parts(root)
+            sig = pinner.pin(sig)
+            skipped.extend(bad)
+            files.extend(p.path for p in sig)
+            parts[SIGNALS] = len(sig)
+            views[SIGNALS] = signals_view_sql(sig, _signal_columns(sig))
+        if lockdown:
+            con = duckdb.connect(":memory:")
+            _lock_down(con, files, pins / "spill", memory_limit, threads or os.cpu_count() or 1)
+        else:
+            con = reader.connect()
+        for name, sql in views.items():
+            con.execute(f"CREATE {'' if lockdown else 'OR REPLACE TEMP '}VIEW {name} AS {sql}")
+        if lockdown:
+            con.execute("SET lock_configuration = true")
+        yield LakeViews(con, parts, skipped, pinner.ok)
+    finally:
+        if con is not None:
+            con.close()
+        shutil.rmtree(pins, ignore_errors=True)
