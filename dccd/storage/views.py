@@ -257,11 +257,14 @@ def _signal_columns(parts: list[PartFile]) -> set[str]:
     return cols
 
 
-def _lock_down(con: duckdb.DuckDBPyConnection, files: list[str], spill: Path, memory_limit: str, threads: int) -> None:
-    """Let the engine open ``files`` only (no other file, extension, database or setting change from here on)."""
+def _lock_down(
+    con: duckdb.DuckDBPyConnection, files: list[str], spill: Path | None, memory_limit: str, threads: int
+) -> None:
+    """Let the engine open ``files`` only (no other file, extension, database or setting change from here on);
+    it spills to ``spill`` (None: it does not spill)."""
     con.execute(f"SET memory_limit = {_quote(memory_limit)}")
     con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET temp_directory = {_quote(str(spill))}")
+    con.execute(f"SET temp_directory = {_quote(str(spill) if spill else '')}")
     con.execute("SET allowed_directories = []")
     con.execute(f"SET allowed_paths = [{', '.join(_quote(f) for f in files)}]")
     con.execute("SET autoinstall_known_extensions = false")
@@ -335,8 +338,12 @@ def open_views(
             parts[SIGNALS] = len(sig)
             views[SIGNALS] = signals_view_sql(sig, _signal_columns(sig))
         if lockdown:
+            spill = None
+            if root.is_dir():  # DuckDB creates the spill directory itself, but not its parents
+                pins.mkdir(parents=True, exist_ok=True)
+                spill = pins / "spill"
             con = duckdb.connect(":memory:")
-            _lock_down(con, files, pins / "spill", memory_limit, threads or os.cpu_count() or 1)
+            _lock_down(con, files, spill, memory_limit, threads or os.cpu_count() or 1)
         else:
             con = reader.connect()
         for name, sql in views.items():
