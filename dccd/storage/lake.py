@@ -25,7 +25,7 @@ import trio
 from dccd.domain import DatasetId
 from dccd.domain.plan import StoredTrades
 from dccd.domain.records import Trade
-from dccd.storage import compaction, layout, reader, writer
+from dccd.storage import compaction, layout, reader, views, writer
 from dccd.storage import inventory as inv
 from dccd.storage.export import Export
 from dccd.storage.quality import DEFAULT_SKEW_NS
@@ -71,7 +71,8 @@ class Lake:
         had already replaced (:func:`dccd.storage.compaction.recover`); return them."""
         if not self.root.exists():
             return []
-        return writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
+        swept = writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
+        return swept + views.sweep_view_pins(self.root)
 
     def write(
         self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None

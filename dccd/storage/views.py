@@ -7,13 +7,13 @@ the newest part winning, exactly as a read does (:mod:`dccd.storage.reader` plan
 checked, foreign parts ranked, corrupt files skipped and reported).
 
 Files are pinned: while the listing lock of each dataset is held, its parts are hard-linked into a
-private, hive-shaped tree under ``{root}/_dccd/pins/PID-RANDOM/`` that lives as long as the views, so a
-compaction that merges parts mid-query changes nothing the query sees (a crashed process's pins
-are swept at the next start, :func:`dccd.storage.reader.sweep_pins`).
+hive-shaped tree under ``{root}/_dccd/pins/views/`` (links named ``PID-RANDOM-N.parquet``, removed when
+the views close), so a compaction that merges parts mid-query changes nothing the query sees (a crashed
+process's links are swept at the next start, :func:`sweep_view_pins`).
 
-``lockdown=True`` (what untrusted SQL gets) opens a database of its own whose engine may open exactly
-the pinned files and nothing else (``allowed_paths``, ``enable_external_access=false``), spills to a
-private directory inside the pins, and locks its configuration.
+``lockdown=True`` (what untrusted SQL gets) opens a database of its own whose engine may open the pin
+tree (links to lake parts) and nothing else (``allowed_directories``, ``enable_external_access=false``),
+spills to a private directory beside the pins, and locks its configuration.
 
     with open_views(root, {"ohlc"}) as views:
         views.con.sql("SELECT symbol, last(close ORDER BY ts) FROM ohlc WHERE span = '1h' GROUP BY symbol")
@@ -39,6 +39,7 @@ from dccd.errors import StorageError
 from dccd.storage import layout, reader
 from dccd.storage.reader import BadFile, PartFile
 from dccd.storage.schema import LOOSE_SCHEMAS, key_sql
+from dccd.storage.writer import pid_alive
 
 SIGNALS: Final[str] = "signals"
 """Directory (under the root) and view of stored scanner signals: ``signals/scanner=NAME/date=YYYY-MM-DD/``."""
@@ -96,45 +97,101 @@ class _Group:
     missing: list[set[str]] = field(default_factory=list)
 
 
-def _link(root: Path, pins: Path, part: PartFile) -> PartFile:
-    """``part`` hard-linked at the same relative path under ``pins`` (hive columns still read from the path)."""
-    rel = Path(part.path).relative_to(root)
-    dest = pins / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.link(part.path, dest)
-    return part._replace(path=str(dest))
+PIN_TREE: Final[str] = "views"
+"""Under ``{root}/_dccd/pins/``: the hive-shaped tree of the views' pins (directories stay; links come and go)."""
+
+
+def _pid_of(name: str) -> int | None:
+    pid = name.partition("-")[0]
+    return int(pid) if pid.isdigit() else None
 
 
 class _Pinner:
-    """Hard-links parts into one pins tree; falls back to the parts' own paths where links cannot be made."""
+    """Hard-links parts at their own relative path under the pin tree, named ``PID-RANDOM-N.parquet``, so hive
+    columns still read from the path; falls back to the parts' own paths where links cannot be made.
 
-    def __init__(self, root: Path, pins: Path) -> None:
-        self.root, self.pins, self.ok = root, pins, True
+    The tree's directories are kept between queries (creating and removing a directory costs milliseconds
+    on a journaling file system; a link costs tens of microseconds): a view set adds and removes only its links.
+    """
+
+    def __init__(self, root: Path, token: str) -> None:
+        self.root, self.token, self.ok = root, token, True
+        self.tree = layout.meta_dir(root) / reader.PINS_DIR / PIN_TREE
+        self._prefix, self._tree = str(root) + os.sep, str(self.tree) + os.sep
+        self.links: list[str] = []
+
+    def _link(self, part: PartFile) -> PartFile:
+        # String operations: pathlib costs more than the link itself here (thousands of parts per query).
+        if not part.path.startswith(self._prefix):
+            raise OSError(f"{part.path} is not under {self.root}")
+        folder = self._tree + os.path.dirname(part.path[len(self._prefix) :])
+        dest = f"{folder}{os.sep}{self.token}-{len(self.links)}.parquet"
+        try:
+            os.link(part.path, dest)
+        except FileNotFoundError:
+            if not os.path.exists(part.path):
+                raise
+            os.makedirs(folder, exist_ok=True)
+            os.link(part.path, dest)
+        self.links.append(dest)
+        return part._replace(path=dest)
 
     def pin(self, parts: list[PartFile]) -> list[PartFile]:
+        """``parts`` at their pinned paths (their own paths once links have failed).
+
+        Raises:
+            FileNotFoundError: a part is gone (deleted from outside the listing lock): plan again.
+        """
         if not self.ok:
             return parts
+        start = len(self.links)
         try:
-            return [_link(self.root, self.pins, p) for p in parts]
-        except FileNotFoundError:
-            raise  # the caller plans again
-        except OSError:  # another file system, no permission: read the parts where they are
-            self.ok = False
+            return [self._link(p) for p in parts]
+        except OSError as exc:
+            self.unpin(start)  # a plan again must not find these parts twice
+            if isinstance(exc, FileNotFoundError):
+                raise
+            self.ok = False  # another file system, no permission: read the parts where they are
             return parts
+
+    def unpin(self, start: int = 0) -> None:
+        """Remove the links from the ``start``-th on."""
+        for link in self.links[start:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+        del self.links[start:]
+
+
+def sweep_view_pins(root: Path) -> list[Path]:
+    """Startup: remove the views' pins left by processes that are gone; return them."""
+    removed = []
+    for dirpath, _dirs, files in os.walk(layout.meta_dir(root) / reader.PINS_DIR / PIN_TREE):
+        for name in files:
+            pid = _pid_of(name)
+            if pid is not None and not pid_alive(pid):
+                path = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _plan_dataset(
     root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None, pinner: _Pinner
 ) -> tuple[list[PartFile], list[set[str]], list[BadFile], bool]:
-    """One dataset's usable parts (pinned), the optional columns each lacks, the skipped files, dedup needed."""
+    """One dataset's usable parts (pinned), the optional columns each lacks, the skipped files, dedup needed.
+
+    The listing (under the shared listing lock) sees one side of any compaction's swap; a part a
+    compaction removed before its link was made fails the link, and the dataset is planned again, so
+    the pinned parts are always one consistent listing.
+    """
     for _attempt in range(5):
-        with reader.listing_lock(root, ds):  # no compaction swaps parts until they are pinned
-            try:
-                p = reader.plan(root, ds, start_ns, end_ns)
-                missing = [set(reader.footer(ds.data_type, f.path).missing) for f in p.files]
-                return pinner.pin(p.files), missing, p.skipped, reader.needs_dedup(ds.data_type, p.files)
-            except (reader.Vanished, FileNotFoundError):
-                continue  # deleted from outside meanwhile
+        try:
+            p = reader.plan(root, ds, start_ns, end_ns)
+            missing = [set(reader.footer(ds.data_type, f.path).missing) for f in p.files]
+            return pinner.pin(p.files), missing, p.skipped, reader.needs_dedup(ds.data_type, p.files)
+        except (reader.Vanished, FileNotFoundError):
+            continue  # a compaction swapped parts between the listing and the links
     raise StorageError(f"{ds}: parts kept vanishing while the SQL views were planned")
 
 
@@ -258,15 +315,22 @@ def _signal_columns(parts: list[PartFile]) -> set[str]:
 
 
 def _lock_down(
-    con: duckdb.DuckDBPyConnection, files: list[str], spill: Path | None, memory_limit: str, threads: int
+    con: duckdb.DuckDBPyConnection,
+    tree: Path,
+    files: list[str],
+    spill: Path | None,
+    memory_limit: str,
+    threads: int,
 ) -> None:
-    """Let the engine open ``files`` only (no other file, extension, database or setting change from here on);
-    it spills to ``spill`` (None: it does not spill)."""
+    """Let the engine open the pin ``tree`` (links to lake parts only) and those of ``files`` outside it (parts
+    that could not be pinned), nothing else: no other file, extension, database or setting change from here on.
+    It spills to ``spill`` (None: it does not spill)."""
+    inside = str(tree) + os.sep
     con.execute(f"SET memory_limit = {_quote(memory_limit)}")
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET temp_directory = {_quote(str(spill) if spill else '')}")
-    con.execute("SET allowed_directories = []")
-    con.execute(f"SET allowed_paths = [{', '.join(_quote(f) for f in files)}]")
+    con.execute(f"SET allowed_directories = [{_quote(inside)}]")  # one entry: a list of 10,000 paths takes seconds
+    con.execute(f"SET allowed_paths = [{', '.join(_quote(f) for f in files if not f.startswith(inside))}]")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET enable_external_access = false")
@@ -303,9 +367,11 @@ def open_views(
     if unknown:
         raise ValueError(f"unknown lake view(s) {', '.join(sorted(unknown))} (views: {' '.join(VIEWS)})")
     root = Path(root)
-    pins = layout.meta_dir(root) / reader.PINS_DIR / f"{os.getpid()}-{os.urandom(6).hex()}"
-    pinner = _Pinner(root, pins)
+    token = f"{os.getpid()}-{os.urandom(6).hex()}"
+    pinner = _Pinner(root, token)
+    spill_dir = layout.meta_dir(root) / reader.PINS_DIR / f"{token}-spill"  # a dead process's is swept
     con: duckdb.DuckDBPyConnection | None = None
+    spill: Path | None = None
     try:
         found = reader.datasets(root) if root.is_dir() else []
         views: dict[str, str] = {}
@@ -338,12 +404,11 @@ def open_views(
             parts[SIGNALS] = len(sig)
             views[SIGNALS] = signals_view_sql(sig, _signal_columns(sig))
         if lockdown:
-            spill = None
-            if root.is_dir():  # DuckDB creates the spill directory itself, but not its parents
-                pins.mkdir(parents=True, exist_ok=True)
-                spill = pins / "spill"
+            if root.is_dir():  # DuckDB creates the spill directory when it spills, but not its parents
+                spill_dir.parent.mkdir(parents=True, exist_ok=True)
+                spill = spill_dir
             con = duckdb.connect(":memory:")
-            _lock_down(con, files, spill, memory_limit, threads or os.cpu_count() or 1)
+            _lock_down(con, pinner.tree, files, spill, memory_limit, threads or os.cpu_count() or 1)
         else:
             con = reader.connect()
         for name, sql in views.items():
@@ -354,4 +419,6 @@ def open_views(
     finally:
         if con is not None:
             con.close()
-        shutil.rmtree(pins, ignore_errors=True)
+        pinner.unpin()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)

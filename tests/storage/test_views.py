@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import duckdb
@@ -14,7 +15,7 @@ from dccd.domain import DatasetId, DataType, Symbol
 from dccd.domain.timeutil import NS_PER_HOUR, NS_PER_MIN
 from dccd.storage import Lake
 from dccd.storage import reader as rd
-from dccd.storage.views import SIGNAL_COLUMNS, VIEWS, open_views, views_named
+from dccd.storage.views import PIN_TREE, SIGNAL_COLUMNS, VIEWS, open_views, views_named
 
 from .helpers import BTC, FUNDING, NOW, OHLC_1M, PROV, T0, TRADES, bars, corrupt, funding, parts_of, trades
 
@@ -117,7 +118,25 @@ def test_a_compaction_after_planning_changes_nothing_a_query_sees(tmp_path: Path
         got = _rows(v.con, "SELECT (SELECT count(*) FROM ohlc), (SELECT count(DISTINCT id) FROM trades)")
         assert v.pinned
     assert got == [(600, 75)]
-    assert not list((tmp_path / "_dccd" / rd.PINS_DIR).iterdir())  # the pins go with the views
+    pins = tmp_path / "_dccd" / rd.PINS_DIR
+    assert [p for p in pins.rglob("*") if not p.is_dir()] == []  # the links go with the views
+
+
+def test_pins_mirror_the_lake_and_a_dead_process_s_are_swept(tmp_path: Path) -> None:
+    """While open, each part has one link at its own relative path under the pin tree; a dead process's
+    links are swept at start, a live one's are kept."""
+    lake = Lake(tmp_path)
+    lake.write(OHLC_1M, bars(T0, 10), PROV, now_ns=NOW)
+    (part,) = parts_of(tmp_path, OHLC_1M)
+    tree = tmp_path / "_dccd" / rd.PINS_DIR / PIN_TREE
+    with open_views(tmp_path, {"ohlc"}):
+        (link,) = [p for p in tree.rglob("*.parquet")]
+        assert link.parent.relative_to(tree) == part.parent.relative_to(tmp_path)
+        assert link.stat().st_ino == part.stat().st_ino
+        dead = link.parent / "999999999-abc-0.parquet"
+        os.link(part, dead)
+        assert lake.sweep() == [dead]
+        assert link.exists() and not dead.exists()
 
 
 def test_corrupt_parts_are_skipped_and_reported(tmp_path: Path) -> None:
