@@ -4,12 +4,13 @@ Two barriers, so neither alone has to be perfect:
 
 1. Before anything runs, the text must parse (DuckDB's own parser, ``extract_statements``) into exactly one
    statement of type SELECT (which covers ``WITH``, ``FROM``-first, ``VALUES``, ``DESCRIBE``, ``SUMMARIZE``,
-   ``SHOW``, ``PIVOT``) or an ``EXPLAIN [ANALYZE]`` of one. COPY, ATTACH, INSTALL/LOAD, SET/RESET/PRAGMA,
+   ``SHOW``) or an ``EXPLAIN [ANALYZE]`` of one. COPY, ATTACH, INSTALL/LOAD, SET/RESET/PRAGMA,
    CREATE, INSERT/UPDATE/DELETE/MERGE, EXPORT, CALL, transactions and several statements are refused
    with a message naming the statement type.
 2. The statement runs on a database of its own (:func:`dccd.storage.views.open_views` with ``lockdown``)
-   whose engine can open the query's pinned parts and nothing else (``enable_external_access=false``,
-   ``allowed_paths``), loads no extension and refuses any setting change (``lock_configuration``).
+   whose engine can open the pinned parts and nothing else (``enable_external_access=false``,
+   ``allowed_directories`` = the pin tree), loads no extension and refuses any setting change
+   (``lock_configuration``).
 
 The time limit interrupts DuckDB (``interrupt()`` from a timer thread) when it runs past the deadline;
 the row limit stops fetching after ``max_rows`` rows and says the result was truncated. The result is held

@@ -198,3 +198,25 @@ def test_spot_and_perp_of_one_pair_list_together(tmp_path: Path) -> None:
     perp_trades = DatasetId("binance", Symbol.parse("BTC/USDT:perp"), DataType.TRADES)
     lake.write(perp_trades, trades(0, 3), PROV, now_ns=NOW)
     assert lake.datasets() == [TRADES, FUNDING, perp_trades]  # spot first, then the perp's types
+
+
+def test_a_compaction_between_listing_and_pinning_plans_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts merged away after their listing fail their links; the dataset is planned again and every row read once."""
+    lake = Lake(tmp_path)
+    for k in range(4):
+        lake.write(OHLC_1M, bars(T0 + k * 50 * NS_PER_MIN, 60), PROV, now_ns=NOW + k)  # overlapping: dedup
+    real_plan = rd.plan
+    calls: list[int] = []
+
+    def plan_then_compact(*args: object, **kwargs: object) -> rd.Plan:
+        p = real_plan(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(len(p.files))
+        if len(calls) == 1:
+            assert lake.compact(OHLC_1M)
+        return p
+
+    monkeypatch.setattr(rd, "plan", plan_then_compact)
+    with open_views(tmp_path, {"ohlc"}) as v:
+        got = _rows(v.con, "SELECT count(*), count(DISTINCT ts) FROM ohlc")
+        assert v.parts == {"ohlc": 1}
+    assert calls == [4, 1] and got == [(210, 210)]
