@@ -170,7 +170,8 @@ class QueryError(StorageError):
     """SQL over the lake did not give an answer; ``kind`` says why, ``str(err)`` is one line.
 
     Kinds: ``refused`` (not one read-only query), ``denied`` (the engine refused a file or a setting),
-    ``invalid`` (does not parse or bind, or failed while running), ``timeout``, ``memory``.
+    ``invalid`` (does not parse or bind, or failed while running), ``missing`` (``as_of`` names no
+    snapshot), ``timeout``, ``memory``.
     """
 
     def __init__(self, kind: str, message: str) -> None:

@@ -35,7 +35,7 @@ from .errors import ApiProblem, one_line
 
 CONCURRENT_QUERIES = 2
 """Queries running at once per app (each may use every core); more wait, up to their own time limit."""
-STATUS = {"refused": 400, "invalid": 400, "denied": 403, "timeout": 422, "memory": 422}
+STATUS = {"refused": 400, "invalid": 400, "denied": 403, "missing": 404, "timeout": 422, "memory": 422}
 """HTTP status of each :class:`~dccd.errors.QueryError` kind (422: well-formed, but past a limit)."""
 _END: Any = object()
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -49,6 +49,7 @@ class QueryBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     format: str | None = None
     max_rows: int | None = None
     timeout_s: float | None = None
+    as_of: str | int | None = None
 
 
 class QueryMetrics:
@@ -102,6 +103,8 @@ def _limits(data: QueryBody) -> tuple[str, int, float]:
         raise params.bad("timeout_s", f"{timeout_s:g} is not above 0 and at most {q.MAX_TIMEOUT_S:g}")
     if not data.sql.strip():
         raise params.bad("sql", "required: one read-only DuckDB statement over the lake views")
+    if isinstance(data.as_of, str) and not 0 < len(data.as_of) <= 80:
+        raise params.bad("as_of", "a snapshot id, tag or ISO time (at most 80 characters)")
     return fmt, max_rows, timeout_s
 
 
@@ -132,8 +135,9 @@ class QueryController(Controller):
         ``signals`` (deduplicated, with partition columns), answered in ``format`` (json, jsonl, csv, parquet,
         arrow). At most ``max_rows`` rows (``X-Dccd-Truncated: true`` when there were more) within ``timeout_s``.
 
-        Refused statements (not one query) and parse errors answer 400, files or settings the engine refuses
-        403, a query past its time or memory limit 422, too many queries at once 429.
+        ``as_of`` (a snapshot id, tag or ISO time) reads the market data the lake held then (404 when it names
+        no snapshot). Refused statements (not one query) and parse errors answer 400, files or settings the
+        engine refuses 403, a query past its time or memory limit 422, too many queries at once 429.
         """
         t0 = time.monotonic()
         metrics = query_metrics(ctx)
@@ -151,14 +155,17 @@ class QueryController(Controller):
                     429, "sql", f"{CONCURRENT_QUERIES} queries kept running for the whole {timeout_s:g}s time limit"
                 )
             try:  # the thread is not abandoned: the query's own timer ends it by its deadline
-                run = functools.partial(q.run_query, root, data.sql, max_rows=max_rows, timeout_s=timeout_s, started=t0)
+                run = functools.partial(
+                    q.run_query, root, data.sql, max_rows=max_rows, timeout_s=timeout_s, started=t0, as_of=data.as_of
+                )
                 result = await trio.to_thread.run_sync(run, limiter=trio.CapacityLimiter(1))
             finally:
                 metrics.limiter.release()
         except QueryError as exc:
             metrics.observe(exc.kind, t0)
             log.info("query.refused", kind=exc.kind, error=one_line(str(exc)))
-            raise ApiProblem(STATUS.get(exc.kind, 400), "sql", str(exc)) from None
+            field, _, text = str(exc).partition(": ") if str(exc).startswith("as_of: ") else ("sql", "", str(exc))
+            raise ApiProblem(STATUS.get(exc.kind, 400), field, text) from None
         metrics.observe("ok", t0)
         metrics.rows.inc(result.table.num_rows)
         if result.truncated:

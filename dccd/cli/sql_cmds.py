@@ -50,7 +50,10 @@ def _print_table(result: q.QueryResult) -> None:
     help="Seconds before the query is interrupted.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, help="Output file.")
-def sql_cmd(statement: str, fmt: str, max_rows: int, timeout_s: float, out: str | None) -> None:
+@click.option(
+    "--as-of", "as_of", default=None, metavar="SNAPSHOT", help="Query the lake as of a snapshot (id, tag or ISO time)."
+)
+def sql_cmd(statement: str, fmt: str, max_rows: int, timeout_s: float, out: str | None, as_of: str | None) -> None:
     """Run one read-only DuckDB STATEMENT over the lake views.
 
     Views: trades, ohlc, book, funding, oi, signals; deduplicated, with the partition columns
@@ -68,9 +71,9 @@ def sql_cmd(statement: str, fmt: str, max_rows: int, timeout_s: float, out: str 
     if not root.is_dir():
         fail(f"data directory {root} does not exist (set by --data, DCCD_DATA or storage.path)", EXIT_USAGE)
     try:
-        result = q.run_query(root, statement, max_rows=max_rows, timeout_s=timeout_s)
+        result = q.run_query(root, statement, max_rows=max_rows, timeout_s=timeout_s, as_of=as_of)
     except QueryError as exc:
-        fail(f"sql: {exc}", EXIT_USAGE)
+        fail(str(exc) if str(exc).startswith("as_of: ") else f"sql: {exc}", EXIT_USAGE)
     for bad in result.skipped:
         click.echo(f"warning: skipped {bad.path}: {bad.reason}", err=True)
     if fmt == "table":

@@ -37,10 +37,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dccd.errors import QueryError
+from dccd.errors import QueryError, StorageError
 from dccd.storage import reader
 from dccd.storage.reader import BadFile
-from dccd.storage.views import DEFAULT_MEMORY_LIMIT, open_views, views_named
+from dccd.storage.views import DEFAULT_MEMORY_LIMIT, LakeViews, open_views, snapshots_module, views_named
 
 FORMATS: Final[tuple[str, ...]] = ("json", "jsonl", "csv", "parquet", "arrow")
 DEFAULT_MAX_ROWS: Final[int] = 100_000
@@ -125,6 +125,7 @@ def run_query(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
     started: float | None = None,
+    as_of: str | int | None = None,
 ) -> QueryResult:
     """Check and run one read-only statement over the lake views of ``root`` (blocking; call it in a thread).
 
@@ -135,37 +136,53 @@ def run_query(
         timeout_s: wall time from the call (planning included) after which the query is interrupted.
         memory_limit / threads: the query's DuckDB limits.
         started: the ``time.monotonic()`` the time limit counts from (default: now), e.g. a request's arrival.
+        as_of: a snapshot id, tag or ISO time (see :func:`dccd.storage.views.open_views`).
 
     Raises:
-        QueryError: refused before running, denied by the engine, invalid, past the time or memory limit.
+        QueryError: refused before running, denied by the engine, invalid, past the time or memory limit,
+            ``missing`` (``as_of`` names no snapshot).
         StorageError: the lake kept changing under the planning.
     """
     t0 = time.monotonic() if started is None else started
     check_sql(sql)
-    with open_views(root, views_named(sql), memory_limit=memory_limit, threads=threads) as views:
-        con = views.con
-        fired = threading.Event()
+    snapshots = snapshots_module()
+    not_found = snapshots.SnapshotNotFound if snapshots is not None else ()
+    try:
+        with open_views(root, views_named(sql), memory_limit=memory_limit, threads=threads, as_of=as_of) as views:
+            return _run(views, sql, max_rows, timeout_s, t0)
+    except not_found as exc:
+        raise QueryError("missing", f"as_of: {exc}") from None
+    except StorageError as exc:
+        if as_of is not None and str(exc).startswith("as_of:"):
+            raise QueryError("invalid", str(exc)) from None
+        raise
 
-        def _interrupt() -> None:
-            fired.set()
-            con.interrupt()
 
-        timer = threading.Timer(max(0.0, timeout_s - (time.monotonic() - t0)), _interrupt)
-        timer.start()
-        try:
-            table, truncated = _fetch(con, sql, max_rows)
-        except duckdb.Error as exc:
-            error = _classify(exc, fired.is_set())
-            if error.kind == "timeout":
-                raise QueryError("timeout", f"the query ran past its time limit of {timeout_s:g}s") from None
-            raise error from None
-        finally:
-            timer.cancel()
-            timer.join()
-        elapsed = time.monotonic() - t0
-        if fired.is_set():  # finished as the timer fired: the answer is whole, but past the limit
-            raise QueryError("timeout", f"the query ran past its time limit of {timeout_s:g}s")
-        return QueryResult(table, truncated, max_rows, elapsed, views.parts, views.skipped)
+def _run(views: LakeViews, sql: str, max_rows: int, timeout_s: float, t0: float) -> QueryResult:
+    """Run ``sql`` on open views with its limits (see :func:`run_query`)."""
+    con = views.con
+    fired = threading.Event()
+
+    def _interrupt() -> None:
+        fired.set()
+        con.interrupt()
+
+    timer = threading.Timer(max(0.0, timeout_s - (time.monotonic() - t0)), _interrupt)
+    timer.start()
+    try:
+        table, truncated = _fetch(con, sql, max_rows)
+    except duckdb.Error as exc:
+        error = _classify(exc, fired.is_set())
+        if error.kind == "timeout":
+            raise QueryError("timeout", f"the query ran past its time limit of {timeout_s:g}s") from None
+        raise error from None
+    finally:
+        timer.cancel()
+        timer.join()
+    elapsed = time.monotonic() - t0
+    if fired.is_set():  # finished as the timer fired: the answer is whole, but past the limit
+        raise QueryError("timeout", f"the query ran past its time limit of {timeout_s:g}s")
+    return QueryResult(table, truncated, max_rows, elapsed, views.parts, views.skipped)
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, max_rows: int) -> tuple[pa.Table, bool]:

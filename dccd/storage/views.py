@@ -22,13 +22,14 @@ spills to a private directory beside the pins, and locks its configuration.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import shutil
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
@@ -177,7 +178,7 @@ def sweep_view_pins(root: Path) -> list[Path]:
 
 
 def _plan_dataset(
-    root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None, pinner: _Pinner
+    root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None, pinner: _Pinner, as_of: str | int | None
 ) -> tuple[list[PartFile], list[set[str]], list[BadFile], bool]:
     """One dataset's usable parts (pinned), the optional columns each lacks, the skipped files, dedup needed.
 
@@ -187,7 +188,8 @@ def _plan_dataset(
     """
     for _attempt in range(5):
         try:
-            p = reader.plan(root, ds, start_ns, end_ns)
+            snapshot: dict[str, Any] = {} if as_of is None else {"as_of": as_of}
+            p = reader.plan(root, ds, start_ns, end_ns, **snapshot)
             missing = [set(reader.footer(ds.data_type, f.path).missing) for f in p.files]
             return pinner.pin(p.files), missing, p.skipped, reader.needs_dedup(ds.data_type, p.files)
         except (reader.Vanished, FileNotFoundError):
@@ -203,6 +205,25 @@ def _columns(dt: DataType, missing: list[set[str]]) -> tuple[str, str]:
         f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" if f.name in everywhere else f.name for f in LOOSE_SCHEMAS[dt]
     )
     return cols, union
+
+
+def snapshots_module() -> Any:
+    """The lake catalog's snapshot module (``dccd.storage.snapshots``), or None in a build without it."""
+    try:
+        return importlib.import_module("dccd.storage.snapshots")
+    except ModuleNotFoundError:
+        return None
+
+
+def _datasets(root: Path, as_of: str | int | None) -> list[DatasetId]:
+    """The datasets the lake holds now, or held at snapshot ``as_of``."""
+    if as_of is None:
+        return reader.datasets(root) if root.is_dir() else []
+    snapshots = snapshots_module()
+    if snapshots is None:
+        raise StorageError("as_of: this dccd has no lake catalog (snapshots)")
+    found: list[DatasetId] = snapshots.datasets_as_of(root, as_of)
+    return found
 
 
 def _hive_types(columns: tuple[str, ...]) -> str:
@@ -347,6 +368,7 @@ def open_views(
     lockdown: bool = True,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
+    as_of: str | int | None = None,
 ) -> Iterator[LakeViews]:
     """A DuckDB connection with the lake views ``names`` (see the module docstring); closed and unpinned on exit.
 
@@ -358,10 +380,13 @@ def open_views(
         lockdown: a database of its own that can open nothing but the pinned parts and whose settings are locked
             (for SQL from users); False: a cursor of the shared in-memory database (trusted callers).
         memory_limit / threads: DuckDB limits of a locked-down database.
+        as_of: a snapshot id, tag or ISO time: the market-data views read the parts the lake catalog held
+            then (``signals`` are not versioned and read as they are now).
 
     Raises:
         ValueError: an unknown view name.
-        StorageError: parts kept vanishing while planning (compactions racing it).
+        StorageError: parts kept vanishing while planning (compactions racing it); ``as_of`` names no
+            snapshot (``SnapshotNotFound``) or the lake has no catalog.
     """
     unknown = set(names) - set(VIEWS)
     if unknown:
@@ -373,7 +398,7 @@ def open_views(
     con: duckdb.DuckDBPyConnection | None = None
     spill: Path | None = None
     try:
-        found = reader.datasets(root) if root.is_dir() else []
+        found = _datasets(root, as_of)
         views: dict[str, str] = {}
         files: list[str] = []
         skipped: list[BadFile] = []
@@ -385,7 +410,7 @@ def open_views(
             for ds in found:
                 if ds.data_type is not dt or (keep is not None and not keep(ds)):
                     continue
-                got, missing, bad, needs = _plan_dataset(root, ds, start_ns, end_ns, pinner)
+                got, missing, bad, needs = _plan_dataset(root, ds, start_ns, end_ns, pinner, as_of)
                 group = dedup if needs else plain
                 group.parts.extend(got)
                 group.missing.extend(missing)

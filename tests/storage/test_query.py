@@ -100,3 +100,29 @@ def test_an_unknown_format_is_refused() -> None:
     """encode names the formats it knows."""
     with pytest.raises(ValueError, match="not a query format"):
         encode(pa.table({"a": [1]}), "xml")
+
+
+def test_as_of_reads_the_market_data_of_a_snapshot(tmp_path: Path) -> None:
+    """With the lake catalog: as_of queries what a snapshot held, through a compaction since; an unknown
+    snapshot is ``missing``. Without it (a build lacking the catalog), as_of is an invalid one-line error."""
+    from dccd.storage.views import snapshots_module
+
+    from .helpers import OHLC_1M, T0, bars
+
+    lake = Lake(tmp_path)
+    lake.write(OHLC_1M, bars(T0, 30), PROV, now_ns=NOW)
+    sql = "SELECT count(*) AS n, max(close) AS top FROM ohlc"
+    snapshots = snapshots_module()
+    if snapshots is None:
+        with pytest.raises(QueryError) as err:
+            run_query(tmp_path, sql, as_of="t1")
+        assert (err.value.kind, str(err.value)) == ("invalid", "as_of: this dccd has no lake catalog (snapshots)")
+        return
+    snapshots.create(tmp_path, tag="t1")
+    lake.write(OHLC_1M, bars(T0 + 20 * 60 * 10**9, 20, close=1.9), PROV, now_ns=NOW + 1)
+    lake.compact(OHLC_1M)
+    assert run_query(tmp_path, sql).table.to_pylist() == [{"n": 40, "top": 1.9}]
+    assert run_query(tmp_path, sql, as_of="t1").table.to_pylist() == [{"n": 30, "top": 1.5}]
+    with pytest.raises(QueryError) as err:
+        run_query(tmp_path, sql, as_of="nope")
+    assert err.value.kind == "missing" and str(err.value).startswith("as_of: no snapshot 'nope'")
