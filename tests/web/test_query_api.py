@@ -231,3 +231,17 @@ async def test_the_client_runs_sql_and_reports_truncation(qweb: Web) -> None:
         with pytest.raises(ApiError) as err:
             await client.sql("ATTACH 'x.db'")
     assert err.value.status == 400 and "ATTACH statements are not allowed" in str(err.value)
+
+
+async def test_as_of_names_a_snapshot_or_is_refused(qweb: Web) -> None:
+    """An as_of naming no snapshot answers 404 (400 in a build without the lake catalog), one line under as_of."""
+    from dccd.storage.views import snapshots_module
+
+    r = await qweb.client.post("/api/v1/query", json={"sql": "SELECT count(*) FROM ohlc", "as_of": "nope"})
+    error = r.json()["error"]
+    if snapshots_module() is None:
+        assert (r.status_code, error) == (400, "as_of: this dccd has no lake catalog (snapshots)")
+    else:
+        assert r.status_code == 404 and error.startswith("as_of: no snapshot 'nope'"), error
+    r = await qweb.client.post("/api/v1/query", json={"sql": "SELECT 1", "as_of": "x" * 81})
+    assert r.status_code == 400 and r.json()["error"].startswith("as_of: a snapshot id")
