@@ -63,13 +63,18 @@ SIGNAL_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("scanner", "VARCHAR"),
     ("version", "VARCHAR"),
     ("params_hash", "VARCHAR"),
+    ("span", "VARCHAR"),
     ("values", "VARCHAR"),
     ("snapshot", "VARCHAR"),
+    ("run_id", "VARCHAR"),
+    ("scanned_ns", "BIGINT"),
     ("date", "DATE"),
 )
-"""Columns of the ``signals`` view while no signal is stored (the stored parts' own columns otherwise)."""
-SIGNAL_KEY: Final[tuple[str, ...]] = ("scanner", "version", "params_hash", "exchange", "symbol", "ts")
-"""A signal's natural key (the key columns its parts hold): one hit of one scanner config per bar."""
+"""Columns of the ``signals`` view while no signal is stored (the stored parts' own columns otherwise): those
+the scanners write (``dccd.scan.signals``) plus ``date`` from the path."""
+SIGNAL_KEY: Final[tuple[str, ...]] = ("scanner", "version", "params_hash", "span", "exchange", "symbol", "ts")
+"""A signal's natural key (the key columns its parts hold): one hit of one scanner config per bar; a re-run
+that finds it again (another ``run_id``, ``scanned_ns``) counts once, its newest part winning."""
 
 DEFAULT_MEMORY_LIMIT: Final[str] = "1GB"
 _VIEW_WORDS = re.compile(r"\b(" + "|".join(VIEWS) + r")\b", re.IGNORECASE)
