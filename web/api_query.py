@@ -152,7 +152,9 @@ class QueryController(Controller):
             if waiting.cancelled_caught:
                 metrics.observe("busy", t0)
                 raise ApiProblem(
-                    429, "sql", f"{CONCURRENT_QUERIES} queries kept running for the whole {timeout_s:g}s time limit"
+                    429,
+                    "sql",
+                    f"all {metrics.limiter.total_tokens:g} query slots stayed busy for the whole {timeout_s:g}s time limit",
                 )
             try:  # the thread is not abandoned: the query's own timer ends it by its deadline
                 run = functools.partial(

@@ -149,7 +149,7 @@ def run_query(
     not_found = snapshots.SnapshotNotFound if snapshots is not None else ()
     try:
         with open_views(root, views_named(sql), memory_limit=memory_limit, threads=threads, as_of=as_of) as views:
-            return _run(views, sql, max_rows, timeout_s, t0)
+            return _run(views, sql, max_rows, timeout_s, t0, memory_limit)
     except not_found as exc:
         raise QueryError("missing", f"as_of: {exc}") from None
     except StorageError as exc:
@@ -158,7 +158,7 @@ def run_query(
         raise
 
 
-def _run(views: LakeViews, sql: str, max_rows: int, timeout_s: float, t0: float) -> QueryResult:
+def _run(views: LakeViews, sql: str, max_rows: int, timeout_s: float, t0: float, memory_limit: str) -> QueryResult:
     """Run ``sql`` on open views with its limits (see :func:`run_query`)."""
     con = views.con
     fired = threading.Event()
@@ -175,6 +175,10 @@ def _run(views: LakeViews, sql: str, max_rows: int, timeout_s: float, t0: float)
         error = _classify(exc, fired.is_set())
         if error.kind == "timeout":
             raise QueryError("timeout", f"the query ran past its time limit of {timeout_s:g}s") from None
+        if error.kind == "memory":
+            raise QueryError(
+                "memory", f"the query needs more than its memory limit of {memory_limit}: {error}"
+            ) from None
         raise error from None
     finally:
         timer.cancel()

@@ -126,3 +126,11 @@ def test_as_of_reads_the_market_data_of_a_snapshot(tmp_path: Path) -> None:
     with pytest.raises(QueryError) as err:
         run_query(tmp_path, sql, as_of="nope")
     assert err.value.kind == "missing" and str(err.value).startswith("as_of: no snapshot 'nope'")
+
+
+def test_a_query_past_its_memory_limit_is_refused_as_such(tmp_path: Path) -> None:
+    """A query that cannot fit (an unspillable list of 20 M values in 50 MB) is a ``memory`` QueryError naming the limit."""
+    with pytest.raises(QueryError) as err:
+        run_query(tmp_path, "SELECT list(range) AS l FROM range(20000000)", memory_limit="50MB")
+    assert err.value.kind == "memory"
+    assert str(err.value).startswith("the query needs more than its memory limit of 50MB: Out of Memory Error")

@@ -245,3 +245,28 @@ async def test_as_of_names_a_snapshot_or_is_refused(qweb: Web) -> None:
         assert r.status_code == 404 and error.startswith("as_of: no snapshot 'nope'"), error
     r = await qweb.client.post("/api/v1/query", json={"sql": "SELECT 1", "as_of": "x" * 81})
     assert r.status_code == 400 and r.json()["error"].startswith("as_of: a snapshot id")
+
+
+async def test_queries_past_the_concurrency_limit_wait_then_get_429(qweb: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every slot taken for longer than its time limit, a query answers 429; the running one goes on."""
+    from dccd.web import api_query
+
+    monkeypatch.setattr(api_query, "CONCURRENT_QUERIES", 1)
+    results: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    async def long() -> None:
+        results["long"] = await _query(
+            qweb, "SELECT count(*) FROM range(1000000000) a, range(1000000000) b", timeout_s=3
+        )
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(long)
+            await trio.sleep(0.5)
+            status, _, body = await _query(qweb, "SELECT 1", timeout_s=0.5)
+    assert (
+        status == 429
+        and json.loads(body)["error"] == "sql: all 1 query slots stayed busy for the whole 0.5s time limit"
+    )
+    assert results["long"][0] == 422
+    assert 'dccd_query_requests_total{outcome="busy"} 1.0' in (await qweb.client.get("/metrics")).text
