@@ -6,17 +6,18 @@ and books, ``month`` as text for the rest) and deduplicated on the natural key w
 the newest part winning, exactly as a read does (:mod:`dccd.storage.reader` plans the parts: footers
 checked, foreign parts ranked, corrupt files skipped and reported).
 
-Files are pinned: while the listing lock of each dataset is held, its parts are hard-linked into a
-hive-shaped tree under ``{root}/_dccd/pins/views/`` (links named ``PID-RANDOM-N.parquet``, removed when
-the views close), so a compaction that merges parts mid-query changes nothing the query sees (a crashed
-process's links are swept at the next start, :func:`sweep_view_pins`).
+Files are pinned: the parts of one listing of each dataset are hard-linked into a hive-shaped tree under
+``{root}/_dccd/pins/views/`` (links named ``PID-RANDOM-N.parquet``, removed when the views close), so a
+compaction that merges parts mid-query changes nothing the query sees; a part merged away before its
+link was made fails the link and the dataset is listed again (a crashed process's links are swept at
+the next start, :func:`sweep_view_pins`).
 
 ``lockdown=True`` (what untrusted SQL gets) opens a database of its own whose engine may open the pin
 tree (links to lake parts) and nothing else (``allowed_directories``, ``enable_external_access=false``),
 spills to a private directory beside the pins, and locks its configuration.
 
     with open_views(root, {"ohlc"}) as views:
-        views.con.sql("SELECT symbol, last(close ORDER BY ts) FROM ohlc WHERE span = '1h' GROUP BY symbol")
+        views.con.sql("SELECT symbol, arg_max(close, ts) FROM ohlc WHERE span = '1h' GROUP BY symbol")
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ class _Pinner:
         """``parts`` at their pinned paths (their own paths once links have failed).
 
         Raises:
-            FileNotFoundError: a part is gone (deleted from outside the listing lock): plan again.
+            FileNotFoundError: a part is gone (a compaction merged it away after the listing): plan again.
         """
         if not self.ok:
             return parts
