@@ -27,6 +27,7 @@ import importlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +82,39 @@ DEFAULT_MEMORY_LIMIT: Final[str] = "1GB"
 _VIEW_WORDS = re.compile(r"\b(" + "|".join(VIEWS) + r")\b", re.IGNORECASE)
 
 
+_names_lock = threading.Lock()
+_names_db: duckdb.DuckDBPyConnection | None = None
+
+
+def _names_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of a database that can open no file: binding a statement there reads nothing (a
+    ``read_csv`` of a FIFO would otherwise block the binder) and changes nothing."""
+    global _names_db
+    with _names_lock:
+        if _names_db is None:
+            db = duckdb.connect(":memory:", config={"enable_external_access": False})
+            db.execute("SET autoload_known_extensions = false")
+            db.execute("SET lock_configuration = true")
+            _names_db = db
+        return _names_db.cursor()
+
+
 def views_named(sql: str) -> set[str]:
-    """The lake views ``sql`` may use: every view name appearing in it as a word (a superset is harmless)."""
-    return {m.lower() for m in _VIEW_WORDS.findall(sql)}
+    """The lake views ``sql`` uses, so only those are planned and pinned.
+
+    DuckDB names the tables the statement reads (``get_table_names``, bound on a database that can open
+    no file); where it cannot bind it, every view name appearing as a word (a superset is harmless,
+    only slower: ``SELECT sum(trades) FROM ohlc`` would build ``trades`` too).
+    """
+    try:
+        con = _names_cursor()
+        try:
+            found = con.get_table_names(sql)
+        finally:
+            con.close()
+    except duckdb.Error:
+        return {m.lower() for m in _VIEW_WORDS.findall(sql)}
+    return {name.lower() for name in found} & set(VIEWS)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -178,10 +179,27 @@ def test_a_locked_down_view_set_opens_only_its_pinned_parts(tmp_path: Path) -> N
         assert _rows(v.con, f"SELECT count(*) FROM read_parquet('{real}')") == [(10,)]
 
 
-def test_views_named_finds_view_words_only() -> None:
-    """The views a statement may use are the view names appearing in it as words, in any case."""
+def test_views_named_are_the_tables_a_statement_reads() -> None:
+    """DuckDB names the views read (a column called trades is not the trades view); where it cannot bind the
+    statement, every view name appearing as a word, in any case."""
+    assert views_named("SELECT sum(trades) FROM OHLC WHERE 'book' <> ''") == {"ohlc"}
+    assert views_named("WITH x AS (SELECT * FROM main.trades) SELECT * FROM x, query_table('oi')") == {"trades", "oi"}
     assert views_named("SELECT * FROM Trades t JOIN ohlc USING (ts) -- book") == {"trades", "ohlc", "book"}
     assert views_named("SELECT 1 AS trades_count, 'oio'") == set()
+
+
+def test_naming_the_views_opens_no_file(tmp_path: Path) -> None:
+    """Finding the views of a statement that reads a FIFO returns at once (an unrestricted binder would block)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    found: list[set[str]] = []
+    worker = threading.Thread(target=lambda: found.append(views_named(f"SELECT * FROM read_csv('{fifo}'), funding")))
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # unblock the binder so the test process can end
+        with open(fifo, "w"):
+            pass
+    assert found == [{"funding"}]
 
 
 def test_unknown_view_names_are_refused(tmp_path: Path) -> None:
