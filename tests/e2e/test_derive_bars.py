@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-
 from dccd.actors import Service, open_service
+
 from dccd.domain import DatasetId, DataType, Span, Symbol
 from dccd.domain.timeutil import NS_PER_MS, ns_to_iso, parse_iso_ns
 from dccd.ops import parse_backfill
