@@ -218,7 +218,9 @@ class Operations:
         if job.derive_from:
             bf = Deriver(job, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
         else:
-            bf = Backfiller(job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
+            bf = Backfiller(
+                job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit
+            )
         state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()

@@ -49,5 +49,7 @@ async def test_bad_derive_from_is_a_400_naming_the_field(web: Web) -> None:
     base = {"exchange": "binance", "symbols": ["BTC/USDT"], "span": "1m"}
     r = await web.client.post("/api/v1/backfills", json={**base, "type": "ohlc", "derive_from": "book"})
     assert r.status_code == 400 and "derive_from" in r.text and "'book' is not a source" in r.text
-    r = await web.client.post("/api/v1/backfills", json={**base, "span": None, "type": "trades", "derive_from": "trades"})
+    r = await web.client.post(
+        "/api/v1/backfills", json={**base, "span": None, "type": "trades", "derive_from": "trades"}
+    )
     assert r.status_code == 400 and "only ohlc bars are derived, not trades" in r.text
