@@ -18,12 +18,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from dccd.actors import Service, open_service
 
-from dccd.domain import DatasetId, DataType, Span, Symbol
+from dccd.cli.main import cli
+from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
 from dccd.domain.timeutil import NS_PER_MS, ns_to_iso, parse_iso_ns
 from dccd.ops import parse_backfill
-from dccd.storage import Lake, RunStore
+from dccd.storage import Lake, Provenance, RunStore
 from dccd.storage.derive import reconcile
 from dccd.storage.writer import PROVENANCE_KEY
 from tests.e2e.helpers import OHLC_COLUMNS, config, raw_rows
@@ -148,3 +150,36 @@ async def test_kraken_month_of_1m_bars_beyond_720_comes_from_trades(tmp_path: Pa
     assert stored == [case.bar(fake, t) for t in range(JAN1_MS, feb1, MIN_MS)]
     report = reconcile(tmp_path, ds, JAN1_MS * NS_PER_MS, feb1 * NS_PER_MS, runs=RunStore(tmp_path))
     assert (report.compared, report.diffs, report.only_derived, report.only_stored) == (31 * 1440, [], [], [])
+
+
+async def test_reconcile_reports_each_planted_differing_bar_field_with_both_values(tmp_path: Path) -> None:
+    """The fake Binance's own 1m bars (REST) reconcile with the bars of its trades; a bar planted with a
+    different volume and trade count is reported field by field, both values, and `dccd reconcile` exits 1."""
+    case = CASES[0]
+    async with service(case, tmp_path, NOW_MS) as (_, svc):
+        (trades,) = await svc.backfill(req(case, "trades", LO_MS, HI_MS, NOW_MS))
+        (bars,) = await svc.backfill(req(case, "ohlc", LO_MS, HI_MS, NOW_MS))
+    assert (trades.state, bars.state, bars.rows_written) == ("succeeded", "succeeded", 60)
+    ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.OHLC, Span.parse("1m"))
+    lo, hi = LO_MS * NS_PER_MS, HI_MS * NS_PER_MS
+    clean = reconcile(tmp_path, ds, lo, hi, runs=RunStore(tmp_path), now_ns=NOW_MS * NS_PER_MS)
+    assert (clean.compared, clean.diffs, clean.only_derived, clean.only_stored) == (60, [], [], [])
+    t = LO_MS + 7 * MIN_MS
+    good = Lake(tmp_path).read_table(ds, t * NS_PER_MS, (t + MIN_MS) * NS_PER_MS).table.to_pylist()[0]
+    bad = Candle(**{**good, "volume": good["volume"] + 1.5, "trades": good["trades"] + 1})
+    Lake(tmp_path).write(ds, [bad], Provenance("binance", "rest"), now_ns=NOW_MS * NS_PER_MS)  # the newer part wins
+    report = reconcile(tmp_path, ds, lo, hi, runs=RunStore(tmp_path), now_ns=NOW_MS * NS_PER_MS)
+    assert report.compared == 60 and report.differing_bars == 1
+    assert [(d.ts, d.field, d.derived, d.stored) for d in report.diffs] == [
+        (t * NS_PER_MS, "volume", good["volume"], good["volume"] + 1.5),
+        (t * NS_PER_MS, "trades", good["trades"], good["trades"] + 1),
+    ]
+    res = CliRunner().invoke(cli, ["--data", str(tmp_path), "reconcile", "binance", "BTC/USDT", "--span", "1m",
+                                   "--start", ns_to_iso(lo), "--end", ns_to_iso(hi)])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    volume_line, trades_line, summary = res.stdout.splitlines()
+    iso_t = ns_to_iso(t * NS_PER_MS)
+    assert volume_line == f"{iso_t} volume: derived {good['volume']!r}, stored {good['volume'] + 1.5!r}"
+    assert trades_line == f"{iso_t} trades: derived {good['trades']}, stored {good['trades'] + 1}"
+    assert summary.startswith("binance:BTC/USDT:ohlc:1m: 60 bars compared from 2024-01-01T01:00:00Z")
+    assert summary.endswith(": 1 differ, 0 only derived (no stored bar), 0 only stored (no stored trade in the period)")
