@@ -93,7 +93,12 @@ def derive_chunk(root: Path, trades: DatasetId, span: Span, lo: int, hi: int) ->
             p = reader.plan(root, trades, lo, hi)
             if not p.files:
                 return LOOSE_SCHEMAS[DataType.OHLC].empty_table()
-            table, _skipped = reader.run_table(p, bars_sql(span, p.sql))
+            # The read's dedup without its ORDER BY (a sort of every trade by ts and id text): the aggregates order
+            # within each bar themselves.
+            trades_sql = reader.build_sql(
+                DataType.TRADES, reader.needs_dedup(DataType.TRADES, p.files), lo, hi, order=False, files=p.files
+            )
+            table, _skipped = reader.run_table(p, bars_sql(span, trades_sql))
             return table.cast(LOOSE_SCHEMAS[DataType.OHLC])
         except reader.Vanished:
             continue
