@@ -29,16 +29,22 @@ from dccd.storage import Lake, Provenance, RunStore
 from dccd.storage.derive import reconcile
 from dccd.storage.writer import PROVENANCE_KEY
 from tests.e2e.helpers import OHLC_COLUMNS, config, raw_rows
+from tests.fake import bitfinex as fbf
+from tests.fake import bitmex as fbm
+from tests.fake import coinbase as fcb
 from tests.fake import kraken as fkr
+from tests.fake import okx as fok
 from tests.fake import tape
 from tests.fake.binance import FakeBinance
 from tests.fake.exchange import open_rest
 from tests.fake.tape_bars import TapeBar
+from tests.fake.venue import serving
 
 MIN_MS = 60_000
 JAN1_MS = parse_iso_ns("2024-01-01") // NS_PER_MS
-LO_MS, HI_MS = JAN1_MS + 3_600_000, JAN1_MS + 2 * 3_600_000  # 01:00 .. 02:00
+LO_MS, HI_MS = JAN1_MS + 3_600_000, JAN1_MS + 3_600_000 + 20 * 60_000  # 01:00 .. 01:20
 NOW_MS = HI_MS + 30_000
+BARS = (HI_MS - LO_MS) // 60_000
 
 Row = tuple[Any, ...]
 
@@ -58,6 +64,7 @@ class Case:
     symbol: str
     fake: Callable[[Callable[[], float]], Any]
     bar: Callable[[Any, int], Row]
+    serve: Callable[[Any], Any] = open_rest
 
 
 CASES = [
@@ -73,6 +80,32 @@ CASES = [
         lambda clock: fkr.FakeKraken(clock=clock, tape_bars=True),
         lambda fake, t: row(t, fake.tape_bar("XBTUSD", t, MIN_MS)),
     ),
+    Case(
+        "coinbase",
+        "BTC/USD",
+        lambda clock: fcb.FakeCoinbase(clock=clock, tape_bars=True),
+        lambda fake, t: row(t, fake.tape_bar("BTC-USD", t, MIN_MS, NOW_MS)),
+    ),
+    Case(
+        "bitfinex",
+        "BTC/USDT",
+        lambda clock: fbf.FakeBitfinex(clock=clock, tape_bars=True),
+        lambda fake, t: row(t, fake.tape_bar("BTCUST", t, MIN_MS, NOW_MS)),
+    ),
+    Case(
+        "okx",
+        "BTC/USDT",
+        lambda clock: fok.FakeOkx(clock=clock, tape_bars=True),
+        lambda fake, t: row(t, fake.tape_bar("BTC-USDT", t, MIN_MS, NOW_MS)),
+        serving,
+    ),
+    Case(
+        "bitmex",
+        "BTC/USDT",
+        lambda clock: fbm.FakeBitmex(clock=clock, tape_bars=True),
+        lambda fake, t: row(t, fake.tape_bar("XBT_USDT", t, MIN_MS, NOW_MS)),
+        serving,
+    ),
 ]
 
 
@@ -80,7 +113,7 @@ CASES = [
 async def service(case: Case, root: Path, now_ms: int) -> AsyncIterator[tuple[Any, Service]]:
     """The fake (clock fixed at ``now_ms``) on 127.0.0.1 and a service whose ``now`` is the same instant."""
     fake = case.fake(lambda: now_ms / 1000)
-    async with open_rest(fake) as served:
+    async with case.serve(fake) as served:
         ops = {"now_ns": lambda: now_ms * NS_PER_MS}
         async with open_service(config(root, served.url, exchanges=(case.name,)), ops_options=ops) as svc:
             yield fake, svc
@@ -103,7 +136,7 @@ def req(case: Case, data_type: str, lo_ms: int, hi_ms: int, now_ms: int, **kw: A
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 async def test_derived_1m_bars_equal_the_fakes_bars(case: Case, tmp_path: Path) -> None:
-    """An hour of trades over REST, then --derive-from trades: 60 bars equal to the fake's, provenance derived,
+    """20 minutes of trades over REST, then --derive-from trades: 20 bars equal to the fake's, provenance derived,
     a rerun derives nothing, and the fake's own bars (fetched over REST) reconcile with no difference."""
     async with service(case, tmp_path, NOW_MS) as (fake, svc):
         (trades,) = await svc.backfill(req(case, "trades", LO_MS, HI_MS, NOW_MS))
@@ -111,8 +144,18 @@ async def test_derived_1m_bars_equal_the_fakes_bars(case: Case, tmp_path: Path) 
         (rec,) = await svc.backfill(req(case, "ohlc", LO_MS, HI_MS, NOW_MS, derive_from="trades"))
         (again,) = await svc.backfill(req(case, "ohlc", LO_MS, HI_MS, NOW_MS, derive_from="trades"))
         expected = [case.bar(fake, t) for t in range(LO_MS, HI_MS, MIN_MS)]
-    assert (rec.state, rec.error, rec.rows_written) == ("succeeded", None, 60)
+    assert (rec.state, rec.error, rec.rows_written) == ("succeeded", None, BARS)
     assert rec.progress["derived_from"] == "trades" and rec.progress["empty_periods"] == 0
+    rest_root = tmp_path / "rest"  # the fake's bars as it serves them, fetched by a plain OHLC backfill
+    async with service(case, rest_root, NOW_MS) as (_, svc):
+        (fetched,) = await svc.backfill(req(case, "ohlc", LO_MS, HI_MS, NOW_MS))
+    assert (fetched.state, fetched.rows_written) == ("succeeded", BARS), fetched.error
+    served = raw_rows(rest_root, "ohlc", OHLC_COLUMNS)
+    derived = raw_rows(tmp_path, "ohlc", OHLC_COLUMNS)
+    # every field the exchange publishes (the others are null in its bars) equals the derived one, exactly
+    assert len(served) == len(derived) == BARS
+    for got, want in zip(derived, served, strict=True):
+        assert tuple(g if w is not None else None for g, w in zip(got, want, strict=True)) == want
     assert (again.state, again.rows_written) == ("succeeded", 0)
     assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == expected
     (part,) = (tmp_path / "ohlc").rglob("part-*.parquet")
@@ -122,11 +165,11 @@ async def test_derived_1m_bars_equal_the_fakes_bars(case: Case, tmp_path: Path) 
 
 async def test_kraken_month_of_1m_bars_beyond_720_comes_from_trades(tmp_path: Path) -> None:
     """Kraken serves only its last 720 bars: a January of 1m OHLC over REST is partial and says to derive;
-    a January of trades over REST (a sparse tape: 6 trades a minute), then derived, gives all 44,640 bars,
+    a January of trades over REST (a sparse tape: 3 trades a minute), then derived, gives all 44,640 bars,
     each equal to the bar of the fake's trades, with no gap in the inventory."""
     feb1 = parse_iso_ns("2024-02-01") // NS_PER_MS
     now_ms = feb1 + 86_400_000
-    fake = fkr.FakeKraken(clock=lambda: now_ms / 1000, step_us=30_000_000, tape_bars=True)
+    fake = fkr.FakeKraken(clock=lambda: now_ms / 1000, step_us=60_000_000, tape_bars=True)
     case = Case("kraken", "BTC/USD", lambda _clock: fake, lambda f, t: row(t, f.tape_bar("XBTUSD", t, MIN_MS)))
     async with service(case, tmp_path, now_ms) as (_, svc):
         (rest,) = await svc.backfill(req(case, "ohlc", JAN1_MS, feb1, now_ms))
@@ -136,7 +179,7 @@ async def test_kraken_month_of_1m_bars_beyond_720_comes_from_trades(tmp_path: Pa
     assert rest.error is not None and rest.error.endswith(
         "older bars: backfill --type trades, then --type ohlc --derive-from trades"
     )
-    assert (trades.state, trades.rows_written) == ("succeeded", 31 * 1440 * 6)
+    assert (trades.state, trades.rows_written) == ("succeeded", 31 * 1440 * 3)
     assert (rec.state, rec.rows_written) == ("succeeded", 31 * 1440)
     ds = DatasetId("kraken", Symbol.parse("BTC/USD"), DataType.OHLC, Span.parse("1m"))
     (inv,) = Lake(tmp_path).inventory(ds)
@@ -159,17 +202,17 @@ async def test_reconcile_reports_each_planted_differing_bar_field_with_both_valu
     async with service(case, tmp_path, NOW_MS) as (_, svc):
         (trades,) = await svc.backfill(req(case, "trades", LO_MS, HI_MS, NOW_MS))
         (bars,) = await svc.backfill(req(case, "ohlc", LO_MS, HI_MS, NOW_MS))
-    assert (trades.state, bars.state, bars.rows_written) == ("succeeded", "succeeded", 60)
+    assert (trades.state, bars.state, bars.rows_written) == ("succeeded", "succeeded", BARS)
     ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.OHLC, Span.parse("1m"))
     lo, hi = LO_MS * NS_PER_MS, HI_MS * NS_PER_MS
     clean = reconcile(tmp_path, ds, lo, hi, runs=RunStore(tmp_path), now_ns=NOW_MS * NS_PER_MS)
-    assert (clean.compared, clean.diffs, clean.only_derived, clean.only_stored) == (60, [], [], [])
+    assert (clean.compared, clean.diffs, clean.only_derived, clean.only_stored) == (BARS, [], [], [])
     t = LO_MS + 7 * MIN_MS
     good = Lake(tmp_path).read_table(ds, t * NS_PER_MS, (t + MIN_MS) * NS_PER_MS).table.to_pylist()[0]
     bad = Candle(**{**good, "volume": good["volume"] + 1.5, "trades": good["trades"] + 1})
     Lake(tmp_path).write(ds, [bad], Provenance("binance", "rest"), now_ns=NOW_MS * NS_PER_MS)  # the newer part wins
     report = reconcile(tmp_path, ds, lo, hi, runs=RunStore(tmp_path), now_ns=NOW_MS * NS_PER_MS)
-    assert report.compared == 60 and report.differing_bars == 1
+    assert report.compared == BARS and report.differing_bars == 1
     assert [(d.ts, d.field, d.derived, d.stored) for d in report.diffs] == [
         (t * NS_PER_MS, "volume", good["volume"], good["volume"] + 1.5),
         (t * NS_PER_MS, "trades", good["trades"], good["trades"] + 1),
@@ -181,5 +224,5 @@ async def test_reconcile_reports_each_planted_differing_bar_field_with_both_valu
     iso_t = ns_to_iso(t * NS_PER_MS)
     assert volume_line == f"{iso_t} volume: derived {good['volume']!r}, stored {good['volume'] + 1.5!r}"
     assert trades_line == f"{iso_t} trades: derived {good['trades']}, stored {good['trades'] + 1}"
-    assert summary.startswith("binance:BTC/USDT:ohlc:1m: 60 bars compared from 2024-01-01T01:00:00Z")
+    assert summary.startswith(f"binance:BTC/USDT:ohlc:1m: {BARS} bars compared from 2024-01-01T01:00:00Z")
     assert summary.endswith(": 1 differ, 0 only derived (no stored bar), 0 only stored (no stored trade in the period)")
