@@ -18,19 +18,22 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import trio
 from click.testing import CliRunner
 from dccd.actors import Service, open_service
 
 from dccd.cli.main import cli
+from dccd.config import Config, ExchangeSettings, Storage
 from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
 from dccd.domain.timeutil import NS_PER_MS, ns_to_iso, parse_iso_ns
-from dccd.ops import parse_backfill
+from dccd.ops import parse_backfill, parse_stream
 from dccd.storage import Lake, Provenance, RunStore
 from dccd.storage.derive import reconcile
 from dccd.storage.writer import PROVENANCE_KEY
 from tests.e2e.helpers import OHLC_COLUMNS, config, raw_rows
 from tests.fake import bitfinex as fbf
 from tests.fake import bitmex as fbm
+from tests.fake import bybit as fby
 from tests.fake import coinbase as fcb
 from tests.fake import kraken as fkr
 from tests.fake import okx as fok
@@ -38,7 +41,7 @@ from tests.fake import tape
 from tests.fake.binance import FakeBinance
 from tests.fake.exchange import open_rest
 from tests.fake.tape_bars import TapeBar
-from tests.fake.venue import serving
+from tests.fake.venue import running, serving
 
 MIN_MS = 60_000
 JAN1_MS = parse_iso_ns("2024-01-01") // NS_PER_MS
@@ -226,3 +229,39 @@ async def test_reconcile_reports_each_planted_differing_bar_field_with_both_valu
     assert trades_line == f"{iso_t} trades: derived {good['trades']}, stored {good['trades'] + 1}"
     assert summary.startswith(f"binance:BTC/USDT:ohlc:1m: {BARS} bars compared from 2024-01-01T01:00:00Z")
     assert summary.endswith(": 1 differ, 0 only derived (no stored bar), 0 only stored (no stored trade in the period)")
+
+
+async def test_bybit_1m_bars_derived_from_streamed_trades_equal_its_klines(tmp_path: Path) -> None:
+    """Bybit serves only its last 60 spot trades over REST, so its trades come from the WebSocket: 1,300 tape
+    trades streamed (00:00:00 .. 00:02:09.9), then 1m bars derived: the 2 final bars equal the klines the fake
+    serves over REST (the bar of the newest trade, 00:02, is not final and not written)."""
+    now_ms = tape.TAPE_EPOCH_MS + 10 * MIN_MS
+    rest, ws = fby.FakeBybit(clock=lambda: now_ms / 1000, tape_bars=True), fby.FakeBybitWs(steps=1300)
+    async with serving(rest) as r, running(ws) as w:
+        settings = ExchangeSettings(rest_url=r.url, ws_url=w.url, rate_limit=0.0)
+        cfg = Config(storage=Storage(path=str(tmp_path)), exchanges={"bybit": settings})
+        async with open_service(cfg) as svc:
+            sid = await svc.start_stream(parse_stream("bybit", ["BTC/USDT"], "trades", known_exchanges=["bybit"]))
+            with trio.fail_after(30):
+                while svc.streams.get(sid).recording.rows_received < 1300:
+                    await trio.sleep(0.05)
+            assert await svc.stop_stream(sid)
+            case = Case(
+                "bybit", "BTC/USDT", lambda _c: rest, lambda f, t: row(t, f.tape_bar("BTCUSDT", t, MIN_MS, now_ms))
+            )
+            (rec,) = await svc.backfill(req(case, "ohlc", tape.TAPE_EPOCH_MS, now_ms, now_ms, derive_from="trades"))
+    assert (rec.state, rec.rows_written, rec.progress["derived_until"]) == (
+        "succeeded", 2, (tape.TAPE_EPOCH_MS + 2 * MIN_MS) * NS_PER_MS
+    )  # fmt: skip
+    derived = raw_rows(tmp_path, "ohlc", OHLC_COLUMNS)
+    assert derived == [case.bar(rest, t) for t in (tape.TAPE_EPOCH_MS, tape.TAPE_EPOCH_MS + MIN_MS)]
+    rest_root = tmp_path / "rest"  # the same bars as the fake serves them (klines: no trade count)
+    async with serving(fby.FakeBybit(clock=lambda: now_ms / 1000, tape_bars=True)) as r2:
+        cfg = Config(
+            storage=Storage(path=str(rest_root)), exchanges={"bybit": ExchangeSettings(rest_url=r2.url, rate_limit=0.0)}
+        )
+        async with open_service(cfg, ops_options={"now_ns": lambda: now_ms * NS_PER_MS}) as svc:
+            end = tape.TAPE_EPOCH_MS + 2 * MIN_MS
+            (fetched,) = await svc.backfill(req(case, "ohlc", tape.TAPE_EPOCH_MS, end, now_ms))
+    assert fetched.state == "succeeded", fetched.error
+    assert raw_rows(rest_root, "ohlc", OHLC_COLUMNS) == [(*d[:7], None) for d in derived]
