@@ -179,3 +179,15 @@ def test_real_dccd_3_8_1_writes_the_same_files_and_imports_the_same(
     assert res.exit_code == 0, res.output
     _check_report(json.loads(res.stdout), _expected(v3.spec()))
     _check_lake(tmp_path / "lake")
+
+
+def test_an_unreadable_file_is_listed_and_the_others_are_imported(tmp_path: Path) -> None:
+    src = v3.write_v3_dir(tmp_path / "old", [v3.spec()[0]], legacy=False)
+    bad = src / "coinbase" / "trades" / "BTC-USD" / "2024-01-03.parquet"
+    bad.write_bytes(b"PAR1 not parquet")
+    (src / "coinbase" / "trades" / "BTC-USD" / "notes.txt").write_text("not data")
+    res = run(tmp_path / "lake", "import", str(src))
+    assert res.exit_code == 1
+    failed, summary, _timing = res.stdout.splitlines()
+    assert failed.startswith("failed coinbase/trades/BTC-USD/2024-01-03.parquet: ArrowInvalid: ")
+    assert summary.startswith("2 files, 1 datasets: 5,760 rows read, 5,760 imported, ")
