@@ -140,7 +140,7 @@ def parse_backfill(
             raise InvalidRequest("derive_from", f"{shown(derive_from)} is not a source to derive from (trades)")
         if dtype is not DataType.OHLC:
             raise InvalidRequest("derive_from", f"only ohlc bars are derived, not {dtype.value}")
-    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, derive_from)
+    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, derive_from=derive_from)
 
 
 def parse_stream(
