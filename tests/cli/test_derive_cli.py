@@ -58,3 +58,11 @@ def test_derive_from_on_trades_is_a_usage_error(tmp_path: Path) -> None:
                                    "--derive-from", "trades", "--start", "2024-01-01"])  # fmt: skip
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines() == ["error: derive_from: only ohlc bars are derived, not trades"]
+
+
+def test_reconcile_of_a_dataset_never_stored_is_one_line(tmp_path: Path) -> None:
+    _trades(tmp_path, [0, 1])
+    res = CliRunner().invoke(cli, ["--data", str(tmp_path), "reconcile", "binance", "BTC/USDT", "--span", "1m"])
+    assert res.exit_code == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: no binance BTC/USDT ohlc 1m stored in ")
