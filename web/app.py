@@ -33,7 +33,7 @@ from .api_runs import RunsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
-from .ui import ui
+from .ui import schema_plugins, ui, ui_asset, vendor_asset
 
 ROUTE_HANDLERS: list[Any] = [
     OpsController,
@@ -44,6 +44,8 @@ ROUTE_HANDLERS: list[Any] = [
     LiveController,
     QueryController,
     ui,
+    ui_asset,
+    vendor_asset,
 ]
 
 
@@ -89,7 +91,9 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="dccd", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="dccd", version=__version__, path="/schema", render_plugins=schema_plugins()
+        ),
         state=None,
     )
     app.state.ctx = ctx
