@@ -4,7 +4,7 @@ loaded from a CDN.
 
 - ``/ui/vendor/lightweight-charts.js``: TradingView Lightweight Charts (Apache-2.0), the standalone production
   build inside the ``lightweight-charts`` wheel (a canvas candlestick chart, ~160 KB).
-- ``/ui/vendor/swagger-ui-bundle.js`` and friends: Swagger UI from the ``swagger-ui-bundle`` wheel, for ``/schema``.
+- ``/ui/vendor/swagger-ui-bundle.js`` and friends: Swagger UI from the ``swagger-ui-bundle-v2`` wheel (Swagger UI 5, which reads OpenAPI 3.1), for ``/schema``.
 
 The page is a plain client of the API. Its Content-Security-Policy allows scripts and styles of this origin
 only (no inline script), and connections to this origin, so injected markup could not run script.
@@ -29,7 +29,6 @@ CSP = (
 
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _OWN = {"app.js": "text/javascript", "app.css": "text/css"}
-_SWAGGER_DIR = "swagger-ui-4.15.5"
 
 
 def _swagger_dir() -> Traversable | None:
@@ -107,13 +106,13 @@ async def vendor_asset(name: str) -> Response[bytes]:
 
 
 def schema_plugins() -> list[SwaggerRenderPlugin]:
-    """``/schema`` renders Swagger UI from the ``swagger-ui-bundle`` package (no CDN, no favicon fetch)."""
+    """``/schema`` renders Swagger UI from the ``swagger-ui-bundle-v2`` package (no CDN, no favicon fetch)."""
     return [
         SwaggerRenderPlugin(
             path="/",
             js_url="/ui/vendor/swagger-ui-bundle.js",
             css_url="/ui/vendor/swagger-ui.css",
             standalone_preset_js_url="/ui/vendor/swagger-ui-standalone-preset.js",
-            favicon="",
+            favicon='<link rel="icon" href="data:,">',
         )
     ]

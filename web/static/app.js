@@ -206,6 +206,7 @@ async function fetchBars(ds, startS, endS) {
   const r = await fetch(url, { headers: { "Accept": "application/json" } });
   if (!r.ok) { const d = await r.json().catch(() => ({})); throw new ApiError(r.status, d.error || ("HTTP " + r.status)); }
   const blocks = await r.json();
+  probe.chart.parsedAt = performance.now();
   const times = [], bars = [], vols = [];
   for (const b of blocks) {
     const n = b.ts.length;
@@ -243,11 +244,13 @@ async function loadChart(all) {
     const got = await fetchBars(ds, startS, endS);
     const fetched = performance.now();
     Object.assign(chartState, got);
+    chartState.exhausted = startS <= firstS;
     setAll();
+    const set = performance.now();
     if (all) chart.timeScale().fitContent(); else chart.timeScale().scrollToRealTime();
     await new Promise((res) => requestAnimationFrame(() => requestAnimationFrame(res)));
     const done = performance.now();
-    probe.chart.loads.push({ bars: got.bars.length, all: !!all, fetchMs: fetched - t0, totalMs: done - t0 });
+    probe.chart.loads.push({ bars: got.bars.length, all: !!all, fetchMs: fetched - t0, setDataMs: set - fetched, totalMs: done - t0 });
     $("ch-info").textContent = fmtNum(got.bars.length) + " bars loaded in " + fmtNum((done - t0) / 1000, 2) + " s" + (all ? " (all stored)" : " (older bars load as you scroll back)");
     $("ch-state").textContent = "loaded"; $("ch-state").className = "badge ok";
     chartState.exhausted = startS <= firstS;
@@ -263,6 +266,7 @@ async function loadOlder() {
   const span = SPAN_S[ds.span] || 60;
   const endS = chartState.times[0];
   const startS = Math.max(chartState.first, endS - PAGE_BARS * span);
+  if (startS >= endS) { chartState.exhausted = true; chartState.loading = false; return; }
   try {
     const got = await fetchBars(ds, startS, endS);
     if (ds !== chartState.ds) return;
