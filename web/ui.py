@@ -12,9 +12,10 @@ only (no inline script), and connections to this origin, so injected markup coul
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from importlib import resources
-from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from litestar import Response, get
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -31,24 +32,29 @@ _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer
 _OWN = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
-def _swagger_dir() -> Traversable | None:
-    """The Swagger UI folder inside the ``swagger_ui_bundle`` package (None when it is not installed)."""
-    try:
-        vendor = resources.files("swagger_ui_bundle").joinpath("vendor")
-    except ModuleNotFoundError:
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (``lightweight_charts`` would import
+    pandas and pywebview into the server); None when it is not installed."""
+    spec = importlib.util.find_spec(name)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def _swagger_dir() -> Path | None:
+    """The newest Swagger UI folder inside the ``swagger_ui_bundle`` package (None when it is not installed)."""
+    pkg = package_dir("swagger_ui_bundle")
+    if pkg is None or not (pkg / "vendor").is_dir():
         return None
-    dirs = sorted((d for d in vendor.iterdir() if d.name.startswith("swagger-ui-")), key=lambda d: d.name)
+    dirs = sorted((d for d in (pkg / "vendor").iterdir() if d.name.startswith("swagger-ui-")), key=lambda d: d.name)
     return dirs[-1] if dirs else None
 
 
-def _vendor_files() -> dict[str, tuple[Traversable, str]]:
+def _vendor_files() -> dict[str, tuple[Path, str]]:
     """``name -> (file in an installed package, media type)`` of every third-party asset the UI serves."""
-    out: dict[str, tuple[Traversable, str]] = {}
-    try:
-        lwc = resources.files("lightweight_charts").joinpath("js", "lightweight-charts.js")
-        out["lightweight-charts.js"] = (lwc, "text/javascript")
-    except ModuleNotFoundError:
-        pass
+    out: dict[str, tuple[Path, str]] = {}
+    lwc = package_dir("lightweight_charts")
+    if lwc is not None:
+        out["lightweight-charts.js"] = (lwc / "js" / "lightweight-charts.js", "text/javascript")
     swagger = _swagger_dir()
     if swagger is not None:
         for name, media in (

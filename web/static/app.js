@@ -168,7 +168,7 @@ const LWC = window.LightweightCharts;
 const chartState = { chart: null, candles: null, volume: null, times: [], bars: [], vols: [], ds: null, first: null, loading: false, exhausted: false, live: null, tape: null, signals: [], gaps: [] };
 function ensureChart() {
   if (chartState.chart) return chartState.chart;
-  if (!LWC) { say("ch-msg", "the chart library is not installed on the server (/ui/vendor/lightweight-charts.js)", true); return null; }
+  if (!LWC) { say("ch-msg", "the chart library is not installed on the server: pip install 'dccd[ui]' (lightweight-charts)", true); return null; }
   const chart = LWC.createChart($("chart"), {
     autoSize: true,
     layout: { background: { color: "#182029" }, textColor: "#d8e0e8" },
@@ -247,7 +247,7 @@ async function loadChart(all) {
     chartState.exhausted = startS <= firstS;
     setAll();
     const set = performance.now();
-    if (all) chart.timeScale().fitContent(); else chart.timeScale().scrollToRealTime();
+    chart.timeScale().scrollToRealTime(); // the newest bars in view; every loaded bar is a drag away
     await new Promise((res) => requestAnimationFrame(() => requestAnimationFrame(res)));
     const done = performance.now();
     probe.chart.loads.push({ bars: got.bars.length, all: !!all, fetchMs: fetched - t0, setDataMs: set - fetched, totalMs: done - t0 });
@@ -277,6 +277,7 @@ async function loadOlder() {
     setAll();
     if (range) chartState.chart.timeScale().setVisibleLogicalRange({ from: range.from + got.bars.length, to: range.to + got.bars.length });
     chartState.exhausted = startS <= chartState.first;
+    probe.chart.olderPages = (probe.chart.olderPages || 0) + 1;
     $("ch-info").textContent = fmtNum(chartState.bars.length) + " bars loaded" + (chartState.exhausted ? " (all stored)" : "");
   } catch (e) { say("ch-msg", e.message, true); }
   finally { chartState.loading = false; }
