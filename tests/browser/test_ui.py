@@ -62,8 +62,8 @@ def write_year(root: Path) -> None:
     for i in range(YEAR_BARS):
         if GAP[0] <= i < GAP[1]:
             continue
-        step = math.sin(i / 97.0) * 0.4 + math.sin(i / 1301.0) * 0.9
-        open_, close = price, price + step
+        # waves around the tape's price (~390), so the live bars continue the stored ones
+        open_, close = price, 390.0 + 15.0 * math.sin(i / 1301.0) + 3.0 * math.sin(i / 97.0) + 0.5 * math.sin(i * 1.7)
         ts.append((YEAR_START_S + 60 * i) * 1_000_000_000)
         o.append(open_)
         c.append(close)
@@ -334,6 +334,22 @@ def test_a_failed_run_shows_its_error(ui: Ui) -> None:
     assert ui.errors(allow=("status of 400",)) == []
 
 
+def test_a_running_backfill_can_be_cancelled_from_its_detail(ui: Ui) -> None:
+    """A day of trades (864,000 from the fake) is still paging when Cancel is clicked: the run ends cancelled."""
+    ui.goto("#/runs")
+    ui.page.select_option("#bf-exchange", "binance")
+    ui.page.fill("#bf-symbols", "BTC/USDT")
+    ui.page.select_option("#bf-type", "trades")
+    ui.page.fill("#bf-start", "2024-01-01T00:00Z")
+    ui.page.fill("#bf-end", "2024-01-02T00:00Z")
+    ui.page.click("#bf button[type=submit]")
+    ui.page.locator("#run-detail button", has_text="Cancel run").click()
+    ui.page.wait_for_function("() => document.querySelector('#run-detail dd.state-cancelled') !== null", timeout=30_000)
+    assert ui.page.inner_text("#run-action-msg") in ("cancelled", "")
+    ui.page.select_option("#bf-type", "ohlc")
+    assert ui.errors() == []
+
+
 def test_a_bad_symbol_in_live_trades_shows_the_error(ui: Ui) -> None:
     ui.goto("#/streams")
     ui.page.wait_for_function("() => document.querySelectorAll('#streams tr').length >= 2")
@@ -405,7 +421,23 @@ def test_scanners_screen_runs_a_scan_or_says_it_is_unavailable(ui: Ui) -> None:
         assert ui.errors() == []
         return
     ui.page.wait_for_selector("#scan-name option")
+    ui.page.select_option("#scan-name", "relative_volume")
+    ui.page.fill("#scan-span", "1m")
+    ui.page.fill("#scan-exchanges", "binance")
+    ui.page.fill("#scan-symbols", "BTC/USDT")
+    # The year's last stored bar has volume 159 over a mean of 148.5 for the 20 before it: rvol 1.07.
+    ui.page.fill("#scan-p-min_rvol", "1.05")
+    ui.page.click("#scan-form button[type=submit]")
+    ui.page.wait_for_function("() => /succeeded/.test(document.querySelector('#scan-msg').textContent)", timeout=60_000)
+    assert "relative_volume 1m: 1 hits in 1 symbols" in ui.page.inner_text("#scan-msg")
+    hit = ui.page.locator("#signals tr", has_text="relative_volume").filter(has_text="binance").first
+    hit.wait_for()
+    assert "2023-12-31T23:59" in hit.inner_text() and "rvol" in hit.inner_text()
     shoot(ui, "scanners")
+    hit.click()  # to the chart, which marks the hit
+    ui.page.wait_for_function("() => location.hash.startsWith('#/chart')")
+    ui.wait("window.dccd.chart.signalMarkers >= 1")
+    ui.page.screenshot(path=str(ARTIFACTS / "chart-signal-1400.png"))
     assert ui.errors() == []
 
 

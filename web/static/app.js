@@ -345,7 +345,7 @@ async function loadOverlays(ds) {
   if ($("ch-signals").checked && await hasRoute("/api/v1/signals")) {
     try {
       const list = await api("GET", "/api/v1/signals?" + new URLSearchParams({ limit: "1000" }));
-      chartState.signals = list.filter((s) => s.exchange === ds.exchange && s.symbol === ds.symbol).map((s) => ({ time: Math.round(Number(s.ts) / 1e9), text: s.scanner }));
+      chartState.signals = list.filter((s) => s.exchange === ds.exchange && s.symbol === ds.symbol && (!s.span || s.span === ds.span)).map((s) => ({ time: Math.round(Number(s.ts) / 1e9), text: s.scanner }));
     } catch (e) { if (e.status !== 404) say("ch-msg", "signals: " + e.message, true); }
   }
   applyMarkers();
@@ -640,7 +640,7 @@ screens.streams = {
 // ---- scanners (issue 16's API; the screen says so when this server has none) -----------------------------------
 let scanners = [];
 let sigES = null;
-function schemaOf(s) { return s.schema || s.params_schema || s.config_schema || s.parameters || { properties: {} }; }
+function schemaOf(s) { return s.params || s.schema || { properties: {} }; }
 function paramInputs(s) {
   const box = $("scan-params"); box.replaceChildren();
   const schema = schemaOf(s); const defs = schema.$defs || {};
@@ -662,7 +662,7 @@ function paramInputs(s) {
 }
 function signalRow(s) {
   const tr = el("tr", null, "clickable"); tr.tabIndex = 0;
-  const skip = new Set(["ts", "exchange", "symbol", "scanner", "version", "scanner_version", "params_hash", "snapshot", "values"]);
+  const skip = new Set(["ts", "exchange", "symbol", "scanner", "version", "params_hash", "snapshot", "values", "span", "run_id", "scanned_ns"]);
   const values = Object.assign({}, s.values || {}); for (const [k, v] of Object.entries(s)) if (!skip.has(k)) values[k] = v;
   tr.append(td(isoNs(s.ts)), td(s.scanner || ""), td(s.exchange), td(s.symbol), td(Object.entries(values).map(([k, v]) => k + "=" + (typeof v === "number" ? fmtNum(v, 6) : v)).join("  "), "wrap"));
   const go = () => {
@@ -707,7 +707,16 @@ $("scan-form").addEventListener("submit", async (ev) => {
   const exs = $("scan-exchanges").value.split(/[\s,]+/).filter(Boolean); if (exs.length) universe.exchanges = exs;
   const syms = $("scan-symbols").value.split(/[\s,]+/).filter(Boolean); if (syms.length) universe.symbols = syms;
   if (Object.keys(universe).length) body.universe = universe;
-  try { const r = await api("POST", "/api/v1/scans", body); say("scan-msg", "scan started: " + short(r.run_id || (r.run_ids || [])[0])); setTimeout(loadSignals, 1500); setTimeout(loadSignals, 4000); }
+  try {
+    const r = await api("POST", "/api/v1/scans", body);
+    say("scan-msg", "scan " + r.run_id + " running");
+    if (await hasRoute("/api/v1/scans/{run_id}")) {
+      const run = await api("GET", "/api/v1/scans/" + encodeURIComponent(r.run_id) + "?wait=true");
+      if (run.error) say("scan-msg", "scan " + r.run_id + " " + run.state + ": " + run.error, true);
+      else say("scan-msg", "scan " + r.run_id + " " + run.state + ": " + (run.scans || []).map((x) => x.scanner + " " + x.span + ": " + x.hits + " hits in " + x.symbols + " symbols").join("; "));
+    }
+    loadSignals();
+  }
   catch (e) { say("scan-msg", e.message, true); }
 });
 screens.scanners = { enter: enterScanners };
