@@ -420,7 +420,7 @@ def test_scanners_screen_runs_a_scan_or_says_it_is_unavailable(ui: Ui) -> None:
         shoot(ui, "scanners")
         assert ui.errors() == []
         return
-    ui.page.wait_for_selector("#scan-name option")
+    ui.page.wait_for_function("() => document.querySelectorAll('#scan-name option').length > 0")
     ui.page.select_option("#scan-name", "relative_volume")
     ui.page.fill("#scan-span", "1m")
     ui.page.fill("#scan-exchanges", "binance")
@@ -438,6 +438,24 @@ def test_scanners_screen_runs_a_scan_or_says_it_is_unavailable(ui: Ui) -> None:
     ui.page.wait_for_function("() => location.hash.startsWith('#/chart')")
     ui.wait("window.dccd.chart.signalMarkers >= 1")
     ui.page.screenshot(path=str(ARTIFACTS / "chart-signal-1400.png"))
+    assert ui.errors() == []
+
+
+def test_snapshots_screen_lists_them_when_the_server_has_them(ui: Ui) -> None:
+    """With issue 17's API the Snapshots tab lists ``GET /api/v1/snapshots``; without it the tab is hidden."""
+    has = "/api/v1/snapshots" in ui.http.get("/schema/openapi.json").json()["paths"]
+    ui.goto("#/dashboard")
+    ui.page.wait_for_function("() => document.querySelectorAll('#dash-streams tr').length > 0")
+    assert ui.page.is_visible("#nav-snapshots") == has
+    if not has:
+        return
+    ui.page.click("#nav-snapshots")
+    expected = len(ui.http.get("/api/v1/snapshots").json())
+    ui.page.wait_for_function(
+        f"() => document.querySelectorAll('#snapshots tr').length === {expected} && "
+        "(document.querySelector('#snap-msg').textContent !== '' || " + str(expected) + " > 0)"
+    )
+    shoot(ui, "snapshots")
     assert ui.errors() == []
 
 
