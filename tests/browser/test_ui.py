@@ -459,6 +459,24 @@ def test_snapshots_screen_lists_them_when_the_server_has_them(ui: Ui) -> None:
     assert ui.errors() == []
 
 
+def test_screens_and_rows_are_reachable_by_keyboard(ui: Ui) -> None:
+    """Tab reaches the nav links, Enter opens a screen, and Enter on a focused run row opens its detail."""
+    ui.goto("#/dashboard")
+    ui.page.wait_for_function("() => document.querySelectorAll('#dash-streams tr').length > 0")
+    ui.page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    for _ in range(12):
+        ui.page.keyboard.press("Tab")
+        if ui.page.evaluate("() => document.activeElement.dataset.screen") == "runs":
+            break
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_function("() => !document.querySelector('#screen-runs').hidden")
+    ui.page.wait_for_function("() => document.querySelectorAll('#runs tr').length > 0")
+    ui.page.focus("#runs tr")
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_function("() => document.querySelector('#run-detail dl') !== null")
+    assert ui.errors() == []
+
+
 def test_schema_page_renders_offline(ui: Ui) -> None:
     """/schema shows the API (Swagger UI from the installed package) with no request leaving this server."""
     outside: list[str] = []
