@@ -379,7 +379,7 @@ def test_jobs_can_be_created_run_now_and_deleted(ui: Ui) -> None:
     ui.page.click("#job-form button[type=submit]")
     ui.page.wait_for_function("() => document.querySelector('#job-form-msg').textContent.startsWith('created')")
     row = ui.page.locator("#jobs tr", has_text="api")
-    assert "every 86400 s" in row.inner_text() and "never ran" in row.inner_text()
+    assert "every 1d" in row.inner_text() and "never ran" in row.inner_text()
     row.locator("button", has_text="Run now").click()
     ui.page.wait_for_function(
         "() => [...document.querySelectorAll('#jobs .msg')].some(m => m.textContent.startsWith('started'))"

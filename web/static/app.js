@@ -15,6 +15,7 @@ const MAX_TAPE = 80;
 function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined && text !== null) e.textContent = String(text); if (cls) e.className = cls; return e; }
 function td(text, cls) { return el("td", text, cls); }
 function isoNs(ns) { if (ns === null || ns === undefined) return ""; return new Date(Number(ns) / 1e6).toISOString().replace(".000Z", "Z"); }
+function shortNs(ns) { return ns ? isoNs(ns).slice(5, 19).replace("T", " ") : ""; } // MM-DD hh:mm:ss (UTC), for tables
 function isoS(s) { return new Date(s * 1000).toISOString().replace(".000Z", "Z"); }
 function short(id) { return String(id || "").slice(0, 12); }
 function fmtNum(x, digits) { if (x === null || x === undefined || Number.isNaN(x)) return ""; return Number(x).toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 8 : digits }); }
@@ -468,7 +469,7 @@ function runRow(r) {
   const bar = el("div", null, "bar"); const fill = el("div"); bar.append(fill);
   const prog = td(); prog.append(bar);
   const rows = td(fmtNum(r.rows_written), "num");
-  tr.append(td(short(r.run_id)), td(r.operation), td(dataset(r)), td(r.state, "state-" + r.state), prog, rows, td(isoNs(r.started_ns)), td(r.error || "", "wrap err"));
+  tr.append(td(short(r.run_id)), td(r.operation), td(dataset(r)), td(r.state, "state-" + r.state), prog, rows, td(shortNs(r.started_ns)), td(r.error || "", "wrap err"));
   const p = r.progress || {}; setProgress(fill, p.done, p.total);
   runRows.set(r.run_id, { tr, fill, rows });
   const go = () => showRun(r.run_id);
@@ -564,7 +565,8 @@ async function loadJobs() {
     say("jobs-msg", list.length ? "" : "no jobs (create one, or add jobs to the config file)");
     $("jobs").replaceChildren(...list.map((j) => {
       const tr = el("tr"); const act = td(); const msg = el("span", "", "msg"); msg.id = "job-msg-" + j.id;
-      const sched = j.schedule === "every" ? "every " + j.every_s + " s" : j.schedule === "cron" ? "cron " + j.cron : j.schedule;
+      const every = (n) => [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]].map(([k, u]) => (n % k === 0 ? n / k + u : null)).find(Boolean);
+      const sched = j.schedule === "every" ? "every " + every(j.every_s) : j.schedule === "cron" ? "cron " + j.cron : j.schedule;
       if (j.operation !== "stream") {
         const run = el("button", "Run now"); run.type = "button";
         run.addEventListener("click", async () => { try { const r = await api("POST", "/api/v1/jobs/" + encodeURIComponent(j.id) + "/run"); msg.className = "msg"; msg.textContent = "started " + r.run_ids.map(short).join(", "); setTimeout(loadJobs, 1500); } catch (e) { msg.className = "msg err"; msg.textContent = e.message; } });
@@ -576,8 +578,8 @@ async function loadJobs() {
         act.append(del);
       }
       act.append(msg);
-      const last = j.last_state ? j.last_state + (j.last_fired_ns ? " at " + isoNs(j.last_fired_ns) : "") : "never ran";
-      tr.append(td(j.name || j.id), td(j.source), td([j.exchange, (j.symbols || []).join(","), j.type, j.span].filter(Boolean).join(" ")), td(sched), td(j.next_fire_ns ? isoNs(j.next_fire_ns) : "–"), td(last, "state-" + (j.last_state || "")), td(j.last_error || "", "wrap err"), act);
+      const last = j.last_state ? j.last_state + (j.last_fired_ns ? " " + shortNs(j.last_fired_ns) : "") : "never ran";
+      tr.append(td(j.name || j.id), td(j.source), td([j.exchange, (j.symbols || []).join(","), j.type, j.span].filter(Boolean).join(" ")), td(sched), td(j.next_fire_ns ? shortNs(j.next_fire_ns) : "–"), td(last, "state-" + (j.last_state || "")), td(j.last_error || "", "wrap err"), act);
       return tr;
     }));
   } catch (e) { $("jobs").replaceChildren(); say("jobs-msg", e.message, true); }
