@@ -464,10 +464,12 @@ def test_screens_and_rows_are_reachable_by_keyboard(ui: Ui) -> None:
     ui.goto("#/dashboard")
     ui.page.wait_for_function("() => document.querySelectorAll('#dash-streams tr').length > 0")
     ui.page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    for _ in range(12):
+    for _ in range(60):  # from wherever the focus starts, through the page (and around) to the Runs link
         ui.page.keyboard.press("Tab")
         if ui.page.evaluate("() => document.activeElement.dataset.screen") == "runs":
             break
+    else:
+        raise AssertionError("Tab never reached the Runs link")
     ui.page.keyboard.press("Enter")
     ui.page.wait_for_function("() => !document.querySelector('#screen-runs').hidden")
     ui.page.wait_for_function("() => document.querySelectorAll('#runs tr').length > 0")
