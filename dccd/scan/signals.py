@@ -96,9 +96,14 @@ def write_signals(root: Path, signals: Sequence[StoredSignal], now_ns: int) -> l
 
 
 def read_signals(
-    root: Path, *, scanner: str | None = None, since_ns: int | None = None, limit: int = 1000
+    root: Path,
+    *,
+    scanner: str | None = None,
+    since_ns: int | None = None,
+    run_id: str | None = None,
+    limit: int = 1000,
 ) -> list[StoredSignal]:
-    """Stored signals, newest bar first, optionally one scanner's and/or with ``ts >= since_ns`` (blocking)."""
+    """Stored signals, newest bar first, filtered by scanner, ``ts >= since_ns`` and run (blocking)."""
     base = root / SIGNALS_DIR
     files = sorted(
         str(p)
@@ -112,12 +117,18 @@ def read_signals(
         return []
     con = duckdb.connect(":memory:")
     try:
-        where = f"WHERE ts >= {int(since_ns)}" if since_ns is not None else ""
+        conds = ["true"]
+        args: dict[str, Any] = {"files": files}
+        if since_ns is not None:
+            conds.append(f"ts >= {int(since_ns)}")
+        if run_id is not None:
+            conds.append("run_id = $run_id")
+            args["run_id"] = run_id
         sql = (
-            f"SELECT {', '.join(SCHEMA.names)} FROM read_parquet($files, union_by_name=true) {where}"
-            f" ORDER BY ts DESC, exchange, symbol, scanned_ns DESC LIMIT {int(limit)}"
+            f"SELECT {', '.join(SCHEMA.names)} FROM read_parquet($files, union_by_name=true)"
+            f" WHERE {' AND '.join(conds)} ORDER BY ts DESC, exchange, symbol, scanned_ns DESC LIMIT {int(limit)}"
         )
-        rows = con.sql(sql, params={"files": files}).to_arrow_table().to_pylist()
+        rows = con.sql(sql, params=args).to_arrow_table().to_pylist()
     finally:
         con.close()
     return [
