@@ -12,7 +12,13 @@ in a fresh subprocess (so peak RSS is the contender's own):
 Each contender repeats the whole run ``--repeat`` times; the figures are the p50 and min wall time
 of one run (three scanners) and the process's peak RSS. Both sides must find the same hits.
 
-Usage: python tests/bench/scan.py [--symbols 500] [--bars 1000] [--repeat 7]
+With ``--alerts`` it instead measures that webhooks never slow ingestion: a service stores trades
+through its writer as fast as the gate allows for ``--seconds`` while 2,000 signals a second are
+published on its bus, with (a) no webhook, (b) a webhook on a closed port (connection refused),
+(c) a webhook that accepts connections and never answers (every delivery times out); the stored
+rows/s of each run are printed side by side.
+
+Usage: python tests/bench/scan.py [--symbols 500] [--bars 1000] [--repeat 7] | --alerts [--seconds 5]
 Needs the bench extra (pandas, ta-lib, numpy, psutil).
 """
 
@@ -109,6 +115,96 @@ def worker(kind: str, root: Path, repeat: int) -> None:
     print(json.dumps({"walls": walls, "rss_mb": rss_mb, "hits": hits}))
 
 
+async def ingest(root: Path, alert_url: str | None, seconds: float) -> float:
+    """Rows/s stored by a service writer while signals flood the bus (and the webhook, if any)."""
+    import trio
+    from dccd.actors import PartWritten, open_service
+    from dccd.actors.messages import Batch, SignalGenerated
+
+    from dccd.config import parse_config
+    from dccd.domain import DatasetId, DataType, Symbol, Trade
+    from dccd.storage.lake import Lake
+    from dccd.storage.writer import Provenance
+
+    text = f"storage: {{path: '{root}'}}\n"
+    if alert_url:
+        text += f"alerts:\n  - {{url: '{alert_url}', timeout_s: 2, retries: 3}}\n"
+    ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
+    lake = Lake(root)
+    rows = 0
+
+    def count(m: object) -> None:
+        nonlocal rows
+        if isinstance(m, PartWritten):
+            rows += m.rows
+
+    async with open_service(parse_config(text, env={}), on_event=count) as svc:
+        writer = await svc.start_writer(
+            "bench-writer", lambda d, recs: lake.write(d, recs, Provenance("bench", "ws")), max_rows=50_000
+        )
+        sig = SignalGenerated("r", "relative_volume", "1", "h", "binance", "A/USDT", 1, {"rvol": 3.0})
+        t_end = trio.current_time() + seconds
+        base = 1_735_689_600_000_000_000
+
+        async def flood() -> None:
+            while trio.current_time() < t_end:
+                for _ in range(200):
+                    svc.emit(sig)
+                await trio.sleep(0.1)
+
+        async def produce() -> None:
+            i = 0
+            while trio.current_time() < t_end:
+                await writer.wait_writable()
+                recs = [Trade(base + i + k, str(i + k), 100.0, 1.0, "buy") for k in range(5000)]
+                writer.send(Batch(ds, recs, source="bench", transport="ws"))  # type: ignore[arg-type]
+                i += 5000
+                await trio.lowlevel.checkpoint()
+
+        t0 = trio.current_time()
+        async with trio.open_nursery() as n:
+            n.start_soon(flood)
+            n.start_soon(produce)
+        await svc.stop_actor("bench-writer")  # drains
+        elapsed = trio.current_time() - t0
+        svc.cancel()
+    return rows / elapsed
+
+
+def bench_alerts(seconds: float, repeat: int) -> None:
+    import socket
+    import threading
+
+    import trio
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/hook"
+    dead.close()  # connection refused
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(1000)  # accepts (kernel backlog) and never answers
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(hole.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    hole_url = f"http://127.0.0.1:{hole.getsockname()[1]}/hook"
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    runs: dict[str, list[float]] = {"no webhook": [], "webhook refused": [], "webhook never answers": []}
+    urls = {"no webhook": None, "webhook refused": dead_url, "webhook never answers": hole_url}
+    for _ in range(repeat):  # interleaved, so load changes hit every variant alike
+        for label, url in urls.items():
+            with tempfile.TemporaryDirectory(prefix="dccd-bench-alerts-") as tmp:
+                runs[label].append(trio.run(ingest, Path(tmp), url, seconds))
+    base = statistics.median(runs["no webhook"])
+    print(f"{'run (median of ' + str(repeat) + ')':<24} {'stored rows/s':>14} {'vs none':>8}   all runs")
+    for label, r in runs.items():
+        med = statistics.median(r)
+        print(f"{label:<24} {med:>14,.0f} {100 * (med / base - 1):>+7.1f}%   {' '.join(f'{x:,.0f}' for x in r)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--symbols", type=int, default=500)
@@ -116,7 +212,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--worker", choices=("dccd", "peer"))
     ap.add_argument("--root")
+    ap.add_argument("--alerts", action="store_true")
+    ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
+    if args.alerts:
+        bench_alerts(args.seconds, args.repeat)
+        return
     if args.worker:
         worker(args.worker, Path(args.root), args.repeat)
         return
