@@ -32,7 +32,7 @@ from dccd.domain.dataset import DatasetId
 from dccd.domain.records import DataType
 from dccd.errors import DccdError
 from dccd.scan.engine import Prepared, ScanResult, ScanSpec, prepare, run_scans
-from dccd.scan.signals import StoredSignal, signal_values, write_signals
+from dccd.scan.signals import StoredSignal, read_signals, signal_values, write_signals
 from dccd.storage.runs import RunState
 
 from .alerts import AlertSender
@@ -176,6 +176,18 @@ class ScanOps:
         run = self.runs[run_id]
         await run.done.wait()
         return run
+
+    def get_run(self, run_id: str) -> ScanRun | None:
+        """A scan run of this service (the newest 1,000 are kept), or None."""
+        return self.runs.get(run_id)
+
+    async def signals(
+        self, *, scanner: str | None = None, since_ns: int | None = None, run_id: str | None = None, limit: int = 1000
+    ) -> list[StoredSignal]:
+        """Stored signals, newest bar first (read in a worker thread); see :func:`read_signals`."""
+        return await trio.to_thread.run_sync(
+            lambda: read_signals(self.root, scanner=scanner, since_ns=since_ns, run_id=run_id, limit=limit)
+        )
 
     async def _execute(self, run: ScanRun) -> None:
         try:

@@ -22,7 +22,6 @@ from dccd.config import schema_error
 from dccd.errors import ConfigError
 from dccd.scan.contract import describe, get_scanner, list_scanners
 from dccd.scan.engine import ScanSpec
-from dccd.scan.signals import read_signals
 
 from . import params
 from .api_live import _LAST_ID, _last_id, _open, _start
@@ -94,8 +93,7 @@ class ScanController(Controller):
         """State (running/succeeded/failed), error, and per scanner symbols and hits; ``wait=true`` waits."""
         if not _RUN.fullmatch(run_id):
             raise params.bad("run_id", f"{run_id[:80]!r} is not a scan run id")
-        scans = _scans(ctx)
-        run = scans.runs.get(run_id)
+        run = _scans(ctx).get_run(run_id)
         if run is None:
             raise ctx.not_found("run_id", f"scan run {run_id!r}")
         if wait:
@@ -121,11 +119,7 @@ class ScanController(Controller):
         if not 1 <= limit <= 10_000:
             raise params.bad("limit", f"{limit} is not between 1 and 10000")
         since_ns = params.timestamp(since, "since")
-        root = ctx.with_storage("signals", "signals (config storage.path)").lake_root
-        assert root is not None
-        rows = await trio.to_thread.run_sync(
-            lambda: read_signals(root, scanner=scanner, since_ns=since_ns, run_id=run_id, limit=limit)
-        )
+        rows = await _scans(ctx).signals(scanner=scanner, since_ns=since_ns, run_id=run_id, limit=limit)
         return [msgspec.to_builtins(r) for r in rows]
 
     @get("/live/signals", summary="SSE: signals as scans produce them (event 'signal_generated')")
