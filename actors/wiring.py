@@ -5,7 +5,8 @@ The service-level actor graph (every arrow an Rx subscription unless marked ``aw
     supervisor lifecycle (ActorStarted/Restarted/Failed/Stopped) ─┐
     Writer.events (PartWritten) ───────────────────────────────────┤
     streams, backfills, refills (Run*, GapDetected, Overflow…) ───┼─► svc.bus ─► svc.events (Rx Subject)
-    scheduler triggers (job fired) ─► run start                  ─┘                 │
+    scheduler triggers (job fired) ─► run start                  ─┤                 │
+    scans (SignalGenerated, ScanCompleted; actors/scans.py) ──────┘                 │
                                    on_event ◄───────────────────────────────────────┤
                                    Hub.observer(EVENTS_TOPIC) ◄─────────────────────┤ ─► SSE /events feed, CLI
                                    web metrics (create_app) ◄───────────────────────┘

@@ -269,7 +269,7 @@ _l AS (
         list(greatest(-d, 0.0)::DOUBLE ORDER BY ts) FILTER (WHERE d IS NOT NULL) AS ls,
         list(tr ORDER BY ts) FILTER (WHERE d IS NOT NULL) AS tr
     FROM _x GROUP BY exchange, symbol),
-_r AS (
+_r AS MATERIALIZED (
     SELECT exchange, symbol, c[len(c)] AS close,
         list_reduce(list_slice(g, {nr + 1}, len(g)), lambda acc, x: (acc * {nr - 1} + x) / {nr},
             list_avg(list_slice(g, 1, {nr}))) AS avg_gain,
@@ -279,21 +279,20 @@ _r AS (
             list_avg(list_slice(tr, 1, {na}))) AS atr,
         list_reduce(list_slice(c, 2, len(c)),
             lambda acc, x: {{'f': acc.f + {_q(kf)} * (x - acc.f), 's': acc.s + {_q(ks)} * (x - acc.s),
-                            'pf': acc.f, 'ps': acc.s}},
-            {{'f': c[1], 's': c[1], 'pf': c[1], 'ps': c[1]}}) AS ema,
-        list_reduce(list_slice(c, 2, len(c)),
-            lambda acc, x: {{'f': acc.f + {_q(mf)} * (x - acc.f), 's': acc.s + {_q(ms)} * (x - acc.s),
-                            'g': acc.g + {_q(mg)} * ((acc.f + {_q(mf)} * (x - acc.f))
-                                                     - (acc.s + {_q(ms)} * (x - acc.s)) - acc.g),
-                            'ph': (acc.f - acc.s) - acc.g}},
-            {{'f': c[1], 's': c[1], 'g': 0.0::DOUBLE, 'ph': 0.0::DOUBLE}}) AS m,
+                            'mf': acc.mf + {_q(mf)} * (x - acc.mf), 'ms': acc.ms + {_q(ms)} * (x - acc.ms),
+                            'g': acc.g + {_q(mg)} * ((acc.mf + {_q(mf)} * (x - acc.mf))
+                                                     - (acc.ms + {_q(ms)} * (x - acc.ms)) - acc.g)}},
+            {{'f': c[1], 's': c[1], 'mf': c[1], 'ms': c[1], 'g': 0.0::DOUBLE}}) AS e,
         len(c) AS n_bars
     FROM _l),
 _ind AS (
 SELECT b.exchange, b.symbol, b.ts, r.close,
     CASE WHEN r.avg_gain + r.avg_loss = 0 THEN 0.0 ELSE 100 * r.avg_gain / (r.avg_gain + r.avg_loss) END AS rsi,
-    r.ema.f AS ema_fast, r.ema.s AS ema_slow, r.ema.pf - r.ema.ps AS ema_prev_diff,
-    r.m.f - r.m.s AS macd, r.m.g AS macd_signal, r.m.f - r.m.s - r.m.g AS macd_hist, r.m.ph AS macd_prev_hist,
+    r.e.f AS ema_fast, r.e.s AS ema_slow,
+    (r.e.f - {_q(kf)} * r.close) / {_q(1 - kf)} - (r.e.s - {_q(ks)} * r.close) / {_q(1 - ks)} AS ema_prev_diff,
+    r.e.mf - r.e.ms AS macd, r.e.g AS macd_signal, r.e.mf - r.e.ms - r.e.g AS macd_hist,
+    (r.e.mf - {_q(mf)} * r.close) / {_q(1 - mf)} - (r.e.ms - {_q(ms)} * r.close) / {_q(1 - ms)}
+        - (r.e.g - {_q(mg)} * (r.e.mf - r.e.ms)) / {_q(1 - mg)} AS macd_prev_hist,
     b.bb_mid + {_q(c.bb_k)} * b.bb_sd AS bb_upper, b.bb_mid, b.bb_mid - {_q(c.bb_k)} * b.bb_sd AS bb_lower,
     b.bb_width, b.width_low, b.width_n, r.atr, r.n_bars
 FROM _bw b JOIN _r r ON b.exchange = r.exchange AND b.symbol = r.symbol

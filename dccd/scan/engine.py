@@ -189,7 +189,7 @@ class LakeBars:
         union = ", union_by_name=true" if self.union else ""
         sql = (
             "WITH _raw AS (SELECT file_index AS _fi, ts, open, high, low, close, volume, quote_volume"
-            f" FROM read_parquet($files{union})),"
+            f" FROM read_parquet($files, hive_partitioning=false{union})),"
             " _b AS (SELECT f.exchange, f.symbol, r.ts, r.open, r.high, r.low, r.close, r.volume,"
             " coalesce(r.quote_volume, r.close * r.volume) AS quote_volume,"
             f" f.start_ts + {(self.tail - 1) * self.span_ns} AS _last"
