@@ -130,12 +130,20 @@ async def test_plugin_scanner_runs_through_the_api_client_and_live_feed(plugin: 
         async with Client(web.url) as client:
             live: list[object] = []
 
+            progress: list[object] = []
+
             async def follow() -> None:
                 async for item in client.live_signals():
                     live.append(item)
 
+            async def follow_events() -> None:
+                async for item in client.events():
+                    if isinstance(item, dict) and item.get("type") in ("scan_completed", "signal_generated"):
+                        progress.append(item)
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow)
+                nursery.start_soon(follow_events)
                 await trio.sleep(0.3)  # the feed is subscribed before the scan runs
                 resp = await web.client.post("/api/v1/scans", json={"scanner": "gap_up", "params": {"min_gap": 0.03}})
                 assert resp.status_code == 202
@@ -143,7 +151,7 @@ async def test_plugin_scanner_runs_through_the_api_client_and_live_feed(plugin: 
                 run = (await web.client.get(f"/api/v1/scans/{run_id}", params={"wait": "true"})).json()
                 assert run["state"] == "succeeded" and run["scans"][0]["hits"] == 2
                 with trio.fail_after(5):
-                    while len(live) < 2:
+                    while len(live) < 2 or len(progress) < 3:
                         await trio.sleep(0.02)
                 nursery.cancel_scope.cancel()
             stored = await client.signals("gap_up", run_id=run_id)
@@ -156,6 +164,12 @@ async def test_plugin_scanner_runs_through_the_api_client_and_live_feed(plugin: 
         ("signal_generated", "GAP2/USDT", run_id),
     ]
     assert [s["symbol"] for s in again] == ["GAP2/USDT"]
+    assert [(p["type"], p["run_id"]) for p in progress] == [  # type: ignore[index]
+        ("signal_generated", run_id),
+        ("signal_generated", run_id),
+        ("scan_completed", run_id),
+    ]
+    assert progress[-1]["hits"] == 2  # type: ignore[index]
 
 
 async def test_plugin_scanner_runs_as_a_scheduled_job(plugin: Path, tmp_path: Path) -> None:
