@@ -543,16 +543,17 @@ def test_bad_config_via_console_script(tmp_path: Path, text: str, env: dict[str,
 
 
 EXAMPLE_JOBS = [
-    "config ok: 4 job(s), data in ./data",
+    "config ok: 5 job(s), data in ./data",
     "  btc-1m: backfill binance ohlc span=1m [BTC/USDT,ETH/USDT] start=2024-01-01 end=now — every 3600s",
     "  btc-trades-nightly: backfill binance trades [BTC/USDT] start=last end=now — cron '5 0 * * *' UTC",
     "  eth-daily-history: backfill binance ohlc span=1d [ETH/USDT] start=origin end=2025-01-01 — once at start",
     "  live-trades: stream binance trades [BTC/USDT,ETH/USDT] — supervised stream",
+    "  breakouts: scan binance ohlc span=1h [] scanner=breakout — every 3600s",
 ]
 
 
 def test_example_config_validates() -> None:
-    """config/example.yaml validates and prints its four jobs expanded."""
+    """config/example.yaml validates and prints its five jobs expanded."""
     result = make_runner().invoke(cli, ["validate", "--config", str(EXAMPLE)])
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout.splitlines() == EXAMPLE_JOBS

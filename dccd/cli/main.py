@@ -43,6 +43,8 @@ def validate() -> None:
         window = ""
         if j.operation == "backfill":
             window = f" start={j.start or 'last'} end={j.end or 'now'}"
+        elif j.operation == "scan":
+            window = f" scanner={j.scanner}" + (" on new bars" if j.on_new_bars else "")
         syms = ",".join(str(s) for s in j.symbols)
         click.echo(f"  {j.id}: {j.operation} {j.exchange} {j.data_type.value}{span} [{syms}]{window} — {sched}")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
 import numpy as np
-import pandas as pd
 import pytest
 import talib
 
@@ -57,10 +57,15 @@ def test_rvol_at_time_is_cumulative_volume_against_the_same_offset_on_previous_d
     assert res.hits[0]["rvol_at_time"] is None  # fewer days stored than asked
 
 
+def _previous(x: np.ndarray, n: int, fn: Any) -> np.ndarray:
+    """``fn`` over the ``n`` values before each position (nan until there are ``n``)."""
+    out = np.full(len(x), np.nan)
+    out[n:] = fn(np.lib.stride_tricks.sliding_window_view(x, n)[:-1], axis=1)
+    return out
+
+
 def _donchian(b: dict[str, np.ndarray], n: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    hi = pd.Series(b["high"]).shift(1).rolling(n).max().to_numpy()
-    lo = pd.Series(b["low"]).shift(1).rolling(n).min().to_numpy()
-    return hi, lo
+    return _previous(b["high"], n, np.max), _previous(b["low"], n, np.min)
 
 
 def _cut_where(mask: np.ndarray, seed: int, lo: int = 1200) -> int:
@@ -112,7 +117,7 @@ def _reference(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     macd, sig, hist = talib.MACD(c, 12, 26, 9)
     up, mid, dn = talib.BBANDS(c, 20, 2, 2, 0)
     width = (up - dn) / mid
-    low = pd.Series(width).shift(1).rolling(120).min().to_numpy()
+    low = _previous(width, 120, np.min)  # nan while a window holds a nan width: never a squeeze
     rsi = talib.RSI(c, 14)
     diff = ef - es
     prev_diff, prev_hist = np.roll(diff, 1), np.roll(hist, 1)
