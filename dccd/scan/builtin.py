@@ -11,7 +11,7 @@ would catch the bug. Per-symbol tails that need no window (RVOL, Donchian) are `
 
 Recursive indicators (EMA, MACD, Wilder RSI/ATR) are folded with ``list_reduce`` over the tail of
 bars each symbol has in ``bars``; a tail of K bars leaves a seeding error of about (1 − α)^K, so the
-tail is sized for (1 − α)^K < 1e-12 (:func:`settle_bars`), TA-Lib's "unstable period".
+tail is sized for (1 − α)^K < 1e-10 (1e-12 for MACD) (:func:`settle_bars`), TA-Lib's "unstable period".
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from dccd.domain.timeutil import NS_PER_S
 from .contract import ScanContext, ScannerBase
 
 DAY_S = 86_400
-EPS = 1e-12
+EPS = 1e-10
+"""Seed weight left in a recursive average: its relative error is about this × (seed − value)/value."""
+MACD_EPS = 1e-12
+"""MACD is a small difference of two averages of the price: its seed error is ~20× larger relative to it."""
 TECHNICAL_CONDITIONS = (
     "rsi_oversold",
     "rsi_overbought",
@@ -40,9 +43,9 @@ TECHNICAL_CONDITIONS = (
 _W = "WINDOW w AS (PARTITION BY exchange, symbol ORDER BY ts)"
 
 
-def settle_bars(alpha: float) -> int:
-    """Bars after which a seed's weight in a recursive average of factor ``alpha`` is below 1e-12."""
-    return math.ceil(math.log(EPS) / math.log(1.0 - alpha))
+def settle_bars(alpha: float, eps: float = EPS) -> int:
+    """Bars after which a seed's weight in a recursive average of factor ``alpha`` is below ``eps``."""
+    return math.ceil(math.log(eps) / math.log(1.0 - alpha))
 
 
 def _q(x: float) -> str:
@@ -219,7 +222,7 @@ class Technical(ScannerBase):
 
     Values: ``signal`` (the condition), ``close``, ``rsi``, ``ema_fast``, ``ema_slow``, ``macd``,
     ``macd_signal``, ``macd_hist``, ``bb_upper``, ``bb_mid``, ``bb_lower``, ``bb_width``, ``atr``.
-    Recursive values equal TA-Lib's (to ~1e-12 relative) once a symbol holds :meth:`tail_bars` bars.
+    Recursive values equal TA-Lib's (to ~1e-11 relative) once a symbol holds :meth:`tail_bars` bars.
     """
 
     name = "technical"
@@ -233,7 +236,8 @@ class Technical(ScannerBase):
             c.rsi_period + settle_bars(1 / c.rsi_period),
             c.atr_period + settle_bars(1 / c.atr_period),
             settle_bars(2 / (c.ema_slow + 1)),
-            settle_bars(2 / (max(c.macd_slow, c.macd_fast) + 1)) + settle_bars(2 / (c.macd_signal + 1)),
+            settle_bars(2 / (max(c.macd_slow, c.macd_fast) + 1), MACD_EPS)
+            + settle_bars(2 / (c.macd_signal + 1), MACD_EPS),
             c.bb_period + c.squeeze_lookback,
         )
 
