@@ -10,7 +10,8 @@ in a fresh subprocess (so peak RSS is the contender's own):
   same conditions.
 
 Each contender repeats the whole run ``--repeat`` times; the figures are the p50 and min wall time
-of one run (three scanners) and the process's peak RSS. Both sides must find the same hits.
+of one run (three scanners), its p50 CPU time (all threads) and the process's peak RSS. Both sides
+must find the same hits.
 
 With ``--alerts`` it instead measures that webhooks never slow ingestion: a service stores trades
 through its writer as fast as the gate allows for ``--seconds`` while 2,000 signals a second are
@@ -106,13 +107,14 @@ def run_peer(root: Path) -> list[tuple[str, str, str]]:
 
 def worker(kind: str, root: Path, repeat: int) -> None:
     fn = run_dccd if kind == "dccd" else run_peer
-    walls, hits = [], []
+    walls, cpus, hits = [], [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         hits = fn(root)
         walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)  # all threads: steadier than wall time on a loaded machine
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"walls": walls, "rss_mb": rss_mb, "hits": hits}))
+    print(json.dumps({"walls": walls, "cpus": cpus, "rss_mb": rss_mb, "hits": hits}))
 
 
 async def ingest(root: Path, alert_url: str | None, seconds: float) -> float:
@@ -235,12 +237,13 @@ def main() -> None:
                 text=True,
             ).stdout
             results[kind] = json.loads(out.strip().splitlines()[-1])
-    print(f"{'contender':<34} {'p50 s':>7} {'min s':>7} {'peak RSS MB':>12} {'hits':>5}")
+    print(f"{'contender':<34} {'p50 s':>7} {'min s':>7} {'CPU p50 s':>10} {'peak RSS MB':>12} {'hits':>5}")
     labels = {"dccd": "dccd (3 scanners, DuckDB)", "peer": "pandas + TA-Lib loop per symbol"}
     for kind, r in results.items():
         walls = r["walls"]
         print(
-            f"{labels[kind]:<34} {statistics.median(walls):>7.3f} {min(walls):>7.3f} {r['rss_mb']:>12.0f}"
+            f"{labels[kind]:<34} {statistics.median(walls):>7.3f} {min(walls):>7.3f}"
+            f" {statistics.median(r['cpus']):>10.3f} {r['rss_mb']:>12.0f}"
             f" {len(r['hits']):>5}"
         )
     a, b = ({tuple(h) for h in results[k]["hits"]} for k in ("dccd", "peer"))
