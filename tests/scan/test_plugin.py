@@ -223,3 +223,23 @@ def test_a_bad_scan_job_or_alert_is_one_line(plugin: Path, tmp_path: Path) -> No
             parse_config(text, env={})
         assert str(info.value) == message
         assert len(str(info.value).splitlines()) == 1
+
+
+def test_dccd_jobs_run_fires_a_scan_job_in_this_process(plugin: Path, tmp_path: Path) -> None:
+    """With no serve answering, `dccd jobs run` runs the scan job here and prints its signals count and state."""
+    from click.testing import CliRunner
+
+    from dccd.cli.main import cli
+
+    plant_gaps(tmp_path / "lake")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"storage: {{path: '{tmp_path / 'lake'}'}}\n"
+        "server: {port: 9}\n"
+        "jobs:\n  - {name: gaps, exchange: binance, symbols: [], type: ohlc, span: 1h, operation: scan,"
+        " scanner: gap_up}\n"
+    )
+    res = CliRunner().invoke(cli, ["--config", str(cfg), "jobs", "run", "gaps", "--server", "http://127.0.0.1:9"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].endswith("gap_up: 2 signal(s) over 3 1h series") and lines[1].endswith(": succeeded")
