@@ -48,6 +48,7 @@ from .writer import WriteFn, Writer
 
 if TYPE_CHECKING:
     from .operations import Operations
+    from .scans import ScanOps
     from .scheduler import Scheduler
 
 EVENTS_TOPIC: Key = ("events",)
@@ -84,6 +85,8 @@ class Service:
         """Live recordings (:mod:`~dccd.actors.streams`); set with :attr:`ops`."""
         self.scheduler: Scheduler | None = None
         """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
+        self.scans: ScanOps | None = None
+        """Scanner runs, signals and alerts (:mod:`~dccd.actors.scans`); set with :attr:`ops`."""
 
     @property
     def has_operations(self) -> bool:

@@ -26,6 +26,8 @@ ROUTES = {
     "/api/v1/config": {"get"}, "/api/v1/live/trades": {"get"}, "/api/v1/live/candles": {"get"},
     "/api/v1/events": {"get"},
     "/api/v1/query": {"post"},
+    "/api/v1/scanners": {"get"}, "/api/v1/scans": {"post"}, "/api/v1/scans/{run_id}": {"get"},
+    "/api/v1/signals": {"get"}, "/api/v1/live/signals": {"get"},
 }  # fmt: skip
 
 
