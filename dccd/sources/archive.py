@@ -1,0 +1,381 @@
+"""The archive adapter contract (sans-IO): exchanges' bulk history files as one more source.
+
+Exchanges publish their history as daily/monthly files (Binance's
+``data.binance.vision``, Bybit's ``public.bybit.com``, BitMEX's and OKX's
+file trees). An :class:`ArchiveAdapter` says *which* files exist for a
+dataset and *how* to read one; it never does I/O. The actor side
+(``actors/archive.py``) downloads, verifies, parses and writes::
+
+    cap = adapter.archive_capability(DataType.OHLC, market, span, Granularity.MONTHLY)   # None: not published
+    lo, hi = adapter.archive_period(Granularity.MONTHLY, ts_ns)                        # the period holding ts
+    file = adapter.archive_file(symbol, DataType.OHLC, span, Granularity.MONTHLY, lo)  # ArchiveFile
+    # GET archive_url + file.path -> bytes (streamed to a temp file); GET archive_url + file.checksum_path
+    digest = adapter.parse_checksum(file, checksum_body)                             # hex SHA-256 or ProtocolDrift
+    table = adapter.parse_archive(file, data)                                         # pyarrow Table, lake columns
+    rows outside [file.start_ns, file.end_ns) are trimmed by the caller
+
+Rules every adapter keeps:
+
+- **Capabilities are declared**, one :class:`ArchiveCapability` per (data
+  type, venue dataset ``kind``, market, granularity): the spans it holds
+  (OHLC), the first day it holds (``first_ns``: files for periods before it
+  are never asked for), and ``delay_s``, how long after a period ends its file
+  is expected to exist (a daily file appears the next day, a monthly one in
+  the first week). ``planned=False`` marks a file kind the adapter can read
+  but the planner does not use for the lake dataset (Binance ``aggTrades``
+  aggregate fills, so its ids are not the trade ids REST and WebSocket use).
+- **Coverage is a ns interval**, ``[start_ns, end_ns)``, not a date: a file
+  covers exactly the rows whose ``ts`` falls in it. A venue whose days
+  follow another time zone (OKX's UTC+8 days begin at 16:00 UTC) returns
+  shifted periods from :meth:`ArchiveAdapter.archive_period` and files whose
+  coverage spans two UTC days; the planner, the dedup and the writer work on
+  intervals and never assume UTC days. :func:`utc_period` is the usual UTC
+  calendar period.
+- **Parsing is column-wise**: ``pyarrow.csv`` reads the file (no per-row
+  Python), the result is a table in the lake's *loose* schema for the data
+  type (``dccd.storage.schema.LOOSE_SCHEMAS``), so the writer's quality gates
+  see the same columns as from REST. Timestamps are exact int64 ns: a file's
+  unit (ms or µs, Binance spot switched on 2025-01-01) is sniffed per file
+  from its values (:func:`ns_from_epoch`), never from its date; decimal
+  seconds are parsed as text, never through a float. Whether the first line
+  is a header is sniffed per file too (:func:`read_csv`). A file that does
+  not parse raises :class:`~dccd.errors.ProtocolDrift` naming the file.
+- **Checksums**: ``checksum_path`` is set where the venue publishes one next
+  to the file (Binance ``.CHECKSUM``, ``sha256sum`` format); None elsewhere,
+  where size and ETag are recorded instead.
+- URLs are ``archive_url`` (the adapter's default or the configured
+  override: ``exchanges.<name>.archive_url``, ``DCCD_<EXCHANGE>_ARCHIVE_URL``)
+  + ``file.path``; paths are the venue's real ones, so an override is one
+  origin serving the same tree (a fake, a mirror).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import importlib
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from typing import Final, Protocol, runtime_checkable
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from dccd.domain.records import DataType
+from dccd.domain.spans import Span
+from dccd.domain.symbols import Symbol
+from dccd.domain.timeutil import NS_PER_DAY
+from dccd.errors import ProtocolDrift
+
+NS_PER_MS: Final = 1_000_000
+NS_PER_US: Final = 1_000
+# Epoch values at or above this are microseconds (1e15 µs = 2001-09-09; 1e15 ms is year 33658).
+US_THRESHOLD: Final = 10**15
+# ... and at or above this, nanoseconds.
+NS_THRESHOLD: Final = 10**18
+
+
+class Granularity(enum.StrEnum):
+    """How much time one archive file holds."""
+
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+
+class ArchiveCapability(msgspec.Struct, frozen=True):
+    """One kind of file an archive publishes.
+
+    Attributes:
+        data_type: the lake dataset type its rows become.
+        kind: the venue's name for the file kind (``klines``, ``trades``, ``aggTrades``, ``fundingRate``, ...).
+        market: ``"spot"`` or ``"perp"`` (``Symbol.market`` or ``"spot"`` when None).
+        granularity: daily or monthly files.
+        first_ns: start (ns UTC) of the first period the archive holds (for its oldest symbol).
+        spans: OHLC spans published (dccd labels: ``1M`` for Binance's ``1mo``); empty otherwise.
+        delay_s: how long after a period's end its file is expected to exist.
+        planned: False when the planner must not use this kind for ``data_type`` (read-only support).
+    """
+
+    data_type: DataType
+    kind: str
+    market: str
+    granularity: Granularity
+    first_ns: int
+    spans: tuple[str, ...] = ()
+    delay_s: int = 86_400
+    planned: bool = True
+
+
+class ArchiveFile(msgspec.Struct, frozen=True):
+    """One archive file: where it is and which rows it holds.
+
+    Attributes:
+        path: the venue's path, appended to the archive origin (``/data/spot/daily/...zip``).
+        checksum_path: path of the published checksum file, or None when the venue publishes none.
+        start_ns, end_ns: coverage: the file holds exactly the rows with ``start_ns <= ts < end_ns``.
+        granularity: daily or monthly.
+        data_type: the lake dataset type.
+        kind: the venue's file kind (see :class:`ArchiveCapability`).
+        native: the venue's symbol (``BTCUSDT``), or ``""`` for an all-symbols file (BitMEX).
+        span: OHLC span label, else None.
+        market: ``"spot"``/``"perp"``.
+        exchange: the adapter's name (errors name it).
+    """
+
+    path: str
+    checksum_path: str | None
+    start_ns: int
+    end_ns: int
+    granularity: Granularity
+    data_type: DataType
+    kind: str
+    native: str
+    span: str | None = None
+    market: str = "spot"
+    exchange: str = ""
+
+    @property
+    def name(self) -> str:
+        """The file's base name (``BTCUSDT-1m-2024-03-01.zip``)."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+@runtime_checkable
+class ArchiveAdapter(Protocol):
+    """What the archive actor and the planner need of an exchange's archive (stateless, sans-IO)."""
+
+    name: str
+    archive_url: str
+    archive_capabilities: tuple[ArchiveCapability, ...]
+
+    def archive_period(self, granularity: Granularity, ts_ns: int) -> tuple[int, int]:
+        """The period ``[lo, hi)`` (ns) of the file of ``granularity`` holding ``ts_ns``."""
+        ...
+
+    def archive_file(
+        self, symbol: Symbol, data_type: DataType, span: Span | None, granularity: Granularity, period_ns: int
+    ) -> ArchiveFile:
+        """The file holding the period that starts at ``period_ns`` (a start from :meth:`archive_period`).
+
+        Raises:
+            NoCapability: the archive publishes no such file.
+            UnsupportedSymbol: the symbol has no archive name.
+        """
+        ...
+
+    def parse_checksum(self, file: ArchiveFile, body: bytes) -> str:
+        """The lowercase hex SHA-256 a checksum file states for ``file``.
+
+        Raises:
+            ProtocolDrift: not a checksum of this file.
+        """
+        ...
+
+    def parse_archive(self, file: ArchiveFile, data: bytes) -> pa.Table:
+        """The rows of a downloaded file, in the lake's loose schema of ``file.data_type``, ts ascending.
+
+        Raises:
+            ProtocolDrift: the file does not parse (names the file and what was wrong).
+        """
+        ...
+
+
+def archive_capability(
+    capabilities: Sequence[ArchiveCapability],
+    data_type: DataType,
+    market: str,
+    span: Span | None,
+    granularity: Granularity,
+    *,
+    planned_only: bool = True,
+) -> ArchiveCapability | None:
+    """The capability (of ``adapter.archive_capabilities``) for this dataset and granularity, or None."""
+    label = span.label if span is not None else None
+    for cap in capabilities:
+        if cap.data_type is not data_type or cap.market != market or cap.granularity is not granularity:
+            continue
+        if planned_only and not cap.planned:
+            continue
+        if label is not None and label not in cap.spans:
+            continue
+        return cap
+    return None
+
+
+def market_of(symbol: Symbol) -> str:
+    """``"perp"`` for perpetuals, else ``"spot"``."""
+    return symbol.market or "spot"
+
+
+# Built-in archive adapters, imported on first use: exchange name -> "module:attribute".
+ARCHIVES: Final[dict[str, str]] = {
+    "binance": "dccd.sources.binance.archive:BinanceArchive",
+}
+
+
+def get_archive(exchange: str) -> ArchiveAdapter | None:
+    """The archive adapter of ``exchange`` (an instance), or None when it publishes no archive dccd reads."""
+    target = ARCHIVES.get(exchange)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    adapter: ArchiveAdapter = getattr(importlib.import_module(module), attr)()
+    return adapter
+
+
+def has_archive(exchange: str, data_type: DataType, market: str, span: Span | None) -> bool:
+    """True when ``exchange``'s archive publishes planned files (daily or monthly) for this dataset."""
+    adapter = get_archive(exchange)
+    if adapter is None:
+        return False
+    caps = adapter.archive_capabilities
+    return any(archive_capability(caps, data_type, market, span, g) is not None for g in Granularity)
+
+
+# -- periods ------------------------------------------------------------------------------------
+
+
+def _month_start_ns(year: int, month: int) -> int:
+    year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+    return int(dt.datetime(year, month, 1, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+
+
+def utc_period(granularity: Granularity, ts_ns: int, offset_ns: int = 0) -> tuple[int, int]:
+    """The day or calendar month holding ``ts_ns``; periods start at a UTC midnight (month start) + ``offset_ns``.
+
+    ``offset_ns=0`` gives UTC days/months. OKX's Beijing (UTC+8) days are ``offset_ns = -8 h``:
+    the day labelled 2024-03-02 is ``[2024-03-01T16:00Z, 2024-03-02T16:00Z)``.
+    """
+    t = ts_ns - offset_ns
+    if granularity is Granularity.DAILY:
+        lo = t - t % NS_PER_DAY
+        return lo + offset_ns, lo + NS_PER_DAY + offset_ns
+    day = dt.datetime.fromtimestamp(t // 1_000_000_000, tz=dt.UTC)
+    lo = _month_start_ns(day.year, day.month)
+    return lo + offset_ns, _month_start_ns(day.year, day.month + 1) + offset_ns
+
+
+def period_label(granularity: Granularity, period_ns: int, offset_ns: int = 0, sep: str = "-") -> str:
+    """``YYYY-MM-DD`` (daily) or ``YYYY-MM`` (monthly) of a period start in its own clock."""
+    d = dt.datetime.fromtimestamp((period_ns - offset_ns) // 1_000_000_000, tz=dt.UTC)
+    if granularity is Granularity.DAILY:
+        return f"{d.year:04d}{sep}{d.month:02d}{sep}{d.day:02d}"
+    return f"{d.year:04d}{sep}{d.month:02d}"
+
+
+# -- column-wise parsing helpers ----------------------------------------------------------------------
+
+
+def _venue(file: ArchiveFile) -> str:
+    return f"{file.exchange or 'archive'} archive"
+
+
+def unzip_single(file: ArchiveFile, data: bytes) -> bytes:
+    """The one member of a ZIP archive.
+
+    Raises:
+        ProtocolDrift: not a ZIP, or not exactly one member.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise ProtocolDrift(_venue(file), file.name, f"expected one CSV in the zip, found {len(names)}")
+            return zf.read(names[0])
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ProtocolDrift(_venue(file), file.name, f"not a readable zip: {exc}") from exc
+
+
+_NUMERIC_START: Final = re.compile(rb"^\s*-?[0-9]")
+
+
+def has_header(text: bytes) -> bool:
+    """True when the first line's first field is not a number (a header row)."""
+    return not _NUMERIC_START.match(text[:64])
+
+
+def read_csv(file: ArchiveFile, text: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> pa.Table:
+    """Read a CSV (header row sniffed) into columns ``names`` typed by ``types`` (others: pyarrow's inference).
+
+    The header, when present, is skipped, never trusted for names: venues renamed columns over time
+    (``open_time`` vs ``Open time``), the column order did not change.
+
+    Raises:
+        ProtocolDrift: the CSV does not parse into these columns.
+    """
+    skip = 1 if has_header(text) else 0
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(text),
+            read_options=pacsv.ReadOptions(column_names=list(names), skip_rows=skip, block_size=1 << 24),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, include_columns=list(types), strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ProtocolDrift(_venue(file), file.name, f"CSV does not parse: {exc}") from exc
+
+
+def ns_from_epoch(file: ArchiveFile, values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Integer epoch times (ms, µs or ns; the unit sniffed once per file from its values) as int64 ns.
+
+    Raises:
+        ProtocolDrift: the file mixes units (a file is written in one unit) or holds negative times.
+    """
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    arr = arr.cast(pa.int64())
+    if len(arr) == 0:
+        return arr
+    lo, hi = pc.min_max(arr).values()
+    lo_v, hi_v = lo.as_py(), hi.as_py()
+    if lo_v is None or hi_v is None or lo_v < 0:
+        raise ProtocolDrift(_venue(file), file.name, "time column has empty or negative values")
+    factor = _unit_factor(lo_v)
+    if factor != _unit_factor(hi_v):
+        raise ProtocolDrift(_venue(file), file.name, f"time column mixes units ({lo_v} .. {hi_v})")
+    return pc.multiply(arr, pa.scalar(factor, pa.int64())) if factor != 1 else arr
+
+
+def _unit_factor(value: int) -> int:
+    if value >= NS_THRESHOLD:
+        return 1
+    if value >= US_THRESHOLD:
+        return NS_PER_US
+    return NS_PER_MS
+
+
+def side_from_buyer_maker(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Taker side from ``is_buyer_maker`` (buyer is maker => the taker sold)."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return pc.if_else(arr, pa.scalar("sell"), pa.scalar("buy"))
+
+
+def trim(table: pa.Table, start_ns: int, end_ns: int) -> pa.Table:
+    """Rows with ``start_ns <= ts < end_ns`` (a file's coverage)."""
+    ts = table["ts"]
+    mask = pc.and_(pc.greater_equal(ts, start_ns), pc.less(ts, end_ns))
+    return table.filter(mask)
+
+
+__all__ = [
+    "ArchiveAdapter",
+    "ArchiveCapability",
+    "ArchiveFile",
+    "Granularity",
+    "archive_capability",
+    "get_archive",
+    "has_archive",
+    "has_header",
+    "market_of",
+    "ns_from_epoch",
+    "period_label",
+    "read_csv",
+    "side_from_buyer_maker",
+    "trim",
+    "unzip_single",
+    "utc_period",
+]
