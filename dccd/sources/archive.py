@@ -51,14 +51,18 @@ Rules every adapter keeps:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+import gzip
 import importlib
 import io
+import os
 import re
 import zipfile
-from collections.abc import Sequence
-from typing import Final, Protocol, runtime_checkable
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 import pyarrow as pa
@@ -77,6 +81,10 @@ NS_PER_US: Final = 1_000
 US_THRESHOLD: Final = 10**15
 # ... and at or above this, nanoseconds.
 NS_THRESHOLD: Final = 10**18
+
+
+Source = bytes | str | os.PathLike[str]
+"""A downloaded file: its bytes, or the path of the file on disk (read as a stream, never whole)."""
 
 
 class Granularity(enum.StrEnum):
@@ -175,8 +183,9 @@ class ArchiveAdapter(Protocol):
         """
         ...
 
-    def parse_archive(self, file: ArchiveFile, data: bytes) -> pa.Table:
-        """The rows of a downloaded file, in the lake's loose schema of ``file.data_type``, ts ascending.
+    def parse_archive(self, file: ArchiveFile, data: Source) -> pa.Table:
+        """The rows of a downloaded file (bytes, or its path), in the lake's loose schema of ``file.data_type``,
+        ts ascending, trimmed to the file's coverage.
 
         Raises:
             ProtocolDrift: the file does not parse (names the file and what was wrong).
@@ -274,43 +283,75 @@ def _venue(file: ArchiveFile) -> str:
     return f"{file.exchange or 'archive'} archive"
 
 
-def unzip_single(file: ArchiveFile, data: bytes) -> bytes:
-    """The one member of a ZIP archive.
+@contextlib.contextmanager
+def open_member(file: ArchiveFile, data: Source) -> Iterator[io.BufferedReader]:
+    """The one member of a ZIP archive as a buffered stream (``peek`` shows its first bytes).
 
     Raises:
         ProtocolDrift: not a ZIP, or not exactly one member.
     """
+    source: Any = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        with zipfile.ZipFile(source) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if len(names) != 1:
                 raise ProtocolDrift(_venue(file), file.name, f"expected one CSV in the zip, found {len(names)}")
-            return zf.read(names[0])
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            with zf.open(names[0]) as member:
+                yield io.BufferedReader(member, buffer_size=1 << 16)  # type: ignore[arg-type]
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ProtocolDrift(_venue(file), file.name, f"not a readable zip: {exc}") from exc
+
+
+@contextlib.contextmanager
+def open_gzip(file: ArchiveFile, data: Source) -> Iterator[io.BufferedReader]:
+    """A gzip-compressed CSV (Bybit, BitMEX) as a buffered stream.
+
+    Raises:
+        ProtocolDrift: not gzip data.
+    """
+    source: Any = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with gzip.open(source, "rb") as raw:
+            yield io.BufferedReader(raw, buffer_size=1 << 16)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ProtocolDrift(_venue(file), file.name, f"not readable gzip data: {exc}") from exc
 
 
 _NUMERIC_START: Final = re.compile(rb"^\s*-?[0-9]")
 
 
-def has_header(text: bytes) -> bool:
+def has_header(head: bytes) -> bool:
     """True when the first line's first field is not a number (a header row)."""
-    return not _NUMERIC_START.match(text[:64])
+    return not _NUMERIC_START.match(head[:64])
 
 
-def read_csv(file: ArchiveFile, text: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> pa.Table:
-    """Read a CSV (header row sniffed) into columns ``names`` typed by ``types`` (others: pyarrow's inference).
+def first_line(stream: io.BufferedReader) -> bytes:
+    """The first line of a stream without consuming it (up to 64 KiB)."""
+    head = stream.peek(1 << 16)
+    return head.split(b"\n", 1)[0]
 
-    The header, when present, is skipped, never trusted for names: venues renamed columns over time
-    (``open_time`` vs ``Open time``), the column order did not change.
+
+def read_csv(
+    file: ArchiveFile,
+    stream: io.BufferedReader,
+    names: Sequence[str],
+    types: dict[str, pa.DataType],
+    *,
+    header: bool | None = None,
+) -> pa.Table:
+    """Read a CSV stream into columns ``names`` typed by ``types`` (only those columns are kept).
+
+    A header row (sniffed from the first line when ``header`` is None) is skipped, never trusted
+    for names: venues renamed columns over time (``open_time`` vs ``Open time``), the column order
+    did not change. ``pyarrow.csv`` parses in blocks on its own threads: no per-row Python.
 
     Raises:
         ProtocolDrift: the CSV does not parse into these columns.
     """
-    skip = 1 if has_header(text) else 0
+    skip = 1 if (has_header(first_line(stream)) if header is None else header) else 0
     try:
         return pacsv.read_csv(
-            io.BytesIO(text),
+            stream,
             read_options=pacsv.ReadOptions(column_names=list(names), skip_rows=skip, block_size=1 << 24),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, include_columns=list(types), strings_can_be_null=False
@@ -354,6 +395,13 @@ def side_from_buyer_maker(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.if_else(arr, pa.scalar("sell"), pa.scalar("buy"))
 
 
+def empty_table(data_type: DataType) -> pa.Table:
+    """No rows, in the lake's loose schema of ``data_type``."""
+    from dccd.storage.schema import LOOSE_SCHEMAS
+
+    return LOOSE_SCHEMAS[data_type].empty_table()
+
+
 def trim(table: pa.Table, start_ns: int, end_ns: int) -> pa.Table:
     """Rows with ``start_ns <= ts < end_ns`` (a file's coverage)."""
     ts = table["ts"]
@@ -366,16 +414,20 @@ __all__ = [
     "ArchiveCapability",
     "ArchiveFile",
     "Granularity",
+    "Source",
     "archive_capability",
+    "empty_table",
+    "first_line",
     "get_archive",
     "has_archive",
     "has_header",
     "market_of",
     "ns_from_epoch",
+    "open_gzip",
+    "open_member",
     "period_label",
     "read_csv",
     "side_from_buyer_maker",
     "trim",
-    "unzip_single",
     "utc_period",
 ]

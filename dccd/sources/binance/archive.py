@@ -22,6 +22,7 @@ Spot times are microseconds from 2025-01-01 (milliseconds before); the unit is s
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Final
 
 import pyarrow as pa
@@ -35,14 +36,17 @@ from dccd.sources.archive import (
     ArchiveCapability,
     ArchiveFile,
     Granularity,
+    Source,
     archive_capability,
+    empty_table,
+    first_line,
     market_of,
     ns_from_epoch,
+    open_member,
     period_label,
     read_csv,
     side_from_buyer_maker,
     trim,
-    unzip_single,
     utc_period,
 )
 from dccd.sources.binance.common import NAME
@@ -193,24 +197,28 @@ _FUNDING_COLS: Final = ("calc_time", "interval_hours", "rate")
 _METRICS_COLS: Final = ("create_time", "symbol", "oi", "oi_value", "r1", "r2", "r3", "r4")
 
 
-def _columns_in(text: bytes, cols: tuple[str, ...]) -> tuple[str, ...]:
-    """The first ``n`` names of ``cols`` where ``n`` is the number of fields on the first line (6 or 7 for trades)."""
-    line = text[: text.find(b"\n")] if b"\n" in text else text
-    return cols[: min(len(cols), line.count(b",") + 1)]
-
-
-def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
-    """A downloaded Binance zip as lake rows (loose schema), ts ascending, trimmed to the file's coverage.
+def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
+    """A downloaded Binance zip (bytes or path) as lake rows (loose schema), ts ascending, trimmed to its coverage.
 
     Raises:
         ProtocolDrift: not a zip of one CSV, or a CSV that does not parse as ``file.kind``.
     """
-    text = unzip_single(file, data)
-    if not text.strip():
-        return _empty(file.data_type)
+    with open_member(file, data) as stream:
+        line = first_line(stream)
+        if not line.strip():
+            return empty_table(file.data_type)
+        table = _parse(file, stream, line)
+    table = trim(table, file.start_ns, file.end_ns)
+    ts = table["ts"].combine_chunks()
+    if table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
+        table = table.sort_by("ts")
+    return table
+
+
+def _parse(file: ArchiveFile, stream: io.BufferedReader, line: bytes) -> pa.Table:
     if file.kind == "klines":
-        t = read_csv(file, text, _KLINE_COLS, _KLINE_TYPES)
-        table = pa.table(
+        t = read_csv(file, stream, _KLINE_COLS, _KLINE_TYPES)
+        return pa.table(
             {
                 "ts": ns_from_epoch(file, t["open_time"]),
                 "open": t["open"],
@@ -222,10 +230,11 @@ def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
                 "trades": t["count"],
             }
         )
-    elif file.kind in ("trades", "aggTrades"):
+    if file.kind in ("trades", "aggTrades"):
         cols = _TRADE_COLS if file.kind == "trades" else _AGG_COLS
-        t = read_csv(file, text, _columns_in(text, cols), _TRADE_TYPES)
-        table = pa.table(
+        names = cols[: min(len(cols), line.count(b",") + 1)]  # USD-M trades lack ``is_best_match``
+        t = read_csv(file, stream, names, _TRADE_TYPES)
+        return pa.table(
             {
                 "ts": ns_from_epoch(file, t["time"]),
                 "id": t["id"],
@@ -235,28 +244,16 @@ def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
                 "recv_ts": pa.nulls(t.num_rows, _I64),
             }
         )
-    elif file.kind == "fundingRate":
-        t = read_csv(file, text, _FUNDING_COLS, {"calc_time": _I64, "rate": _F64})
-        table = pa.table(
+    if file.kind == "fundingRate":
+        t = read_csv(file, stream, _FUNDING_COLS, {"calc_time": _I64, "rate": _F64})
+        return pa.table(
             {"ts": ns_from_epoch(file, t["calc_time"]), "rate": t["rate"], "mark_price": pa.nulls(t.num_rows, _F64)}
         )
-    elif file.kind == "metrics":
-        t = read_csv(file, text, _METRICS_COLS, {"create_time": pa.timestamp("s"), "oi": _F64, "oi_value": _F64})
+    if file.kind == "metrics":
+        t = read_csv(file, stream, _METRICS_COLS, {"create_time": pa.timestamp("s"), "oi": _F64, "oi_value": _F64})
         ts = pc.multiply(t["create_time"].combine_chunks().cast(_I64), pa.scalar(1_000_000_000, _I64))
-        table = pa.table({"ts": ts, "open_interest": t["oi"], "open_interest_value": t["oi_value"]})
-    else:
-        raise ProtocolDrift(NAME, file.name, f"unknown archive kind {file.kind!r}")
-    table = trim(table, file.start_ns, file.end_ns)
-    ts = table["ts"].combine_chunks()
-    if table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
-        table = table.sort_by("ts")
-    return table
-
-
-def _empty(data_type: DataType) -> pa.Table:
-    from dccd.storage.schema import LOOSE_SCHEMAS  # storage depends on domain only; import here to keep layers
-
-    return LOOSE_SCHEMAS[data_type].empty_table()
+        return pa.table({"ts": ts, "open_interest": t["oi"], "open_interest_value": t["oi_value"]})
+    raise ProtocolDrift(NAME, file.name, f"unknown archive kind {file.kind!r}")
 
 
 class BinanceArchive:
