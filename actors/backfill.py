@@ -91,6 +91,7 @@ class BackfillJob(msgspec.Struct, frozen=True):
     now_ns: int
     concurrency: int = 4
     book_depth: int = 100
+    source: str = "rest"  # auto | archive | rest (see actors/archive.py)
 
 
 class Backfiller:

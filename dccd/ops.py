@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import msgspec
 
 from dccd.config import resolve_end, resolve_start, shown
+from dccd.config.schema import SOURCES
 from dccd.domain.records import DataType
 from dccd.domain.spans import SPAN_CHOICES, Span
 from dccd.domain.symbols import Symbol
@@ -34,7 +35,7 @@ class BackfillRequest(msgspec.Struct, frozen=True):
 
     ``start``: ISO date/datetime, ``-30d``, ``last`` (resume after what is
     stored) or ``origin`` (first data the exchange has); None = ``last``.
-    ``end``: ISO, ``-1h`` or ``now`` (None).
+    ``end``: ISO, ``-1h`` or ``now`` (None). ``source``: one of :data:`SOURCES`.
     """
 
     exchange: str
@@ -44,6 +45,7 @@ class BackfillRequest(msgspec.Struct, frozen=True):
     start: str | None = None
     end: str | None = None
     job_id: str | None = None
+    source: str = "auto"
 
 
 class StreamRequest(msgspec.Struct, frozen=True):
@@ -107,6 +109,7 @@ def parse_backfill(
     end: str | None = None,
     now_ns: int | None = None,
     job_id: str | None = None,
+    source: str | None = None,
 ) -> BackfillRequest:
     """Validate raw backfill input.
 
@@ -130,7 +133,10 @@ def parse_backfill(
         raise InvalidRequest("end", str(exc)) from None
     if isinstance(start_v, int) and end_v <= start_v:
         raise InvalidRequest("end", f"{end or 'now'!r} is not after start {start!r}")
-    return BackfillRequest(name, syms, dtype, sp, start, end, job_id)
+    src = "auto" if source is None else source
+    if src not in SOURCES:
+        raise InvalidRequest("source", f"{shown(src)} is not a history source ({' '.join(SOURCES)})")
+    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, src)
 
 
 def parse_stream(

@@ -15,6 +15,8 @@ from dccd.domain.symbols import Symbol
 OPERATIONS = ("backfill", "stream")
 STREAM_TYPES = ("trades", "ohlc", "book")
 SECTIONS = ("storage", "server", "exchanges", "jobs")
+SOURCES = ("auto", "archive", "rest")
+"""Backfill history sources: exchange archives then REST (``auto``), archives only, REST only."""
 
 
 def key_text(key: str) -> str:
@@ -51,6 +53,9 @@ class ExchangeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rest_url: str | None = None
     ws_url: str | None = None
     rate_limit: float = 0.8
+    archive_url: str | None = None
+    """Origin of the exchange's bulk archive files (paths appended); None: the real one, unless
+    ``rest_url`` is overridden (then archives are off unless this is set too)."""
 
 
 class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -67,6 +72,8 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     every: str | None = None
     cron: str | None = None
     once: bool = False
+    source: str = "auto"
+    """Backfill history source: ``auto`` (archives, then REST), ``archive`` or ``rest``."""
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -101,3 +108,4 @@ class JobSpec(msgspec.Struct, frozen=True):
     schedule: str  # 'every' | 'cron' | 'once' | 'stream' | 'manual'
     every_s: int | None = None
     cron: str | None = None
+    source: str = "auto"

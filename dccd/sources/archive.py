@@ -61,7 +61,7 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -245,6 +245,25 @@ def has_archive(exchange: str, data_type: DataType, market: str, span: Span | No
     return any(archive_capability(caps, data_type, market, span, g) is not None for g in Granularity)
 
 
+def archive_origin(config: Any, *, defaults: bool = True) -> Callable[[str], str | None]:
+    """``exchange -> archive origin`` for a config (anything with ``.exchange(name)`` giving
+    ``rest_url``/``archive_url``): the configured ``archive_url``; else the adapter's real origin,
+    unless ``rest_url`` is overridden (a fake or a proxy stands in for the exchange: the real
+    archive host is not asked behind its back) or ``defaults`` is False; else None (no archive).
+    """
+
+    def origin(exchange: str) -> str | None:
+        settings = config.exchange(exchange)
+        if getattr(settings, "archive_url", None):
+            return str(settings.archive_url)
+        adapter = get_archive(exchange)
+        if adapter is None or not defaults or getattr(settings, "rest_url", None):
+            return None
+        return adapter.archive_url
+
+    return origin
+
+
 # -- periods ------------------------------------------------------------------------------------
 
 
@@ -416,6 +435,7 @@ __all__ = [
     "Granularity",
     "Source",
     "archive_capability",
+    "archive_origin",
     "empty_table",
     "first_line",
     "get_archive",
