@@ -39,7 +39,7 @@ import trio
 from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError
+from dccd.errors import DccdError, leaves
 from dccd.sources.archive import ArchiveAdapter, ArchiveFile
 from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
 from dccd.storage import reader
@@ -215,16 +215,28 @@ class ArchiveBackfiller:
     async def _fetch_all(self, plan: ArchivePlan) -> None:
         self.progress = Progress(self.job.run_id, "files", len(plan.files), self._emit, self.runs)
         await trio.to_thread.run_sync(self.store.sweep_temp)
-        limiter = trio.CapacityLimiter(max(1, self.job.concurrency))
+        slots = trio.Semaphore(max(1, self.job.concurrency))
         written: list[tuple[_Outcome, Path]] = []
         n = max(1, self.job.concurrency)
-        async with (
-            open_archive_client(self.origin, max_connections=n, transport=self._transport) as client,
-            trio.open_nursery() as nursery,
-        ):
-            for file in plan.files:
-                await limiter.acquire()  # bounded in flight: no more tasks than slots
-                nursery.start_soon(self._one, client, file, limiter, written)
+        failed: DccdError | None = None
+        try:
+            async with (
+                open_archive_client(self.origin, max_connections=n, transport=self._transport) as client,
+                trio.open_nursery() as nursery,
+            ):
+                for file in plan.files:
+                    await slots.acquire()  # bounded in flight: no more tasks than slots
+                    nursery.start_soon(self._one, client, file, slots, written)
+        except BaseExceptionGroup as group:
+            # A failed file ends the run with its own error (the operation records DccdErrors as a failed
+            # run; a group would read as a bug).
+            found = leaves(group, skip=(trio.Cancelled,))
+            errors = [e for e in found if isinstance(e, DccdError)]
+            if not errors or len(errors) != len(found):
+                raise
+            failed = errors[0]
+        if failed is not None:
+            raise failed
         if written and self._wait_idle is not None:
             await self._wait_idle()  # the rows are durable: the cache copies can go
         for outcome, path in written:
@@ -242,7 +254,7 @@ class ArchiveBackfiller:
         self,
         client: httpx.AsyncClient,
         file: ArchiveFile,
-        limiter: trio.CapacityLimiter,
+        slots: trio.Semaphore,
         written: list[tuple[_Outcome, Path]],
     ) -> None:
         try:
@@ -252,7 +264,7 @@ class ArchiveBackfiller:
                     outcome.rows = await self._load(file, path)
                 written.append((outcome, path))
         finally:
-            limiter.release()
+            slots.release()
         self.outcomes.append(outcome)
         self.bytes_done += outcome.bytes
         self.progress.add(done=1, rows=outcome.rows, pages=1 if outcome.bytes else 0)

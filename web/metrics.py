@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
+from dccd.actors.messages import ArchiveFetched
 from dccd.actors.messages import Message as ActorMessage
 from dccd.actors.metrics import StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send

@@ -98,6 +98,7 @@ class FakeBinanceArchive:
     reuploaded: set[str] = field(default_factory=set)
     header: set[str] = field(default_factory=set)
     us_from_ms: int = US_FROM_MS
+    stall_after: int | None = None  # zip downloads answered before every further one hangs (a killed run)
     url: str = ""
     requests: list[tuple[str, int]] = field(default_factory=list)
     _cache: dict[str, bytes] = field(default_factory=dict)
@@ -207,7 +208,7 @@ class FakeBinanceArchive:
                     text = zipfile.ZipFile(io.BytesIO(data)).read(m["name"] + ".csv").decode()
                     data = zipped(m["name"] + ".csv", text.replace(",", ",9", 1))
                 status, body = 200, data
-                headers = {"ETag": f'"{hashlib.md5(data).hexdigest()}"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"}  # noqa: S324  # fmt: skip
+                headers = {"ETag": f'"{hashlib.md5(data).hexdigest()}"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"}  # fmt: skip
         self.requests.append((path, status))
         return status, body, headers
 
@@ -225,6 +226,9 @@ class FakeBinanceArchive:
 
         @get(path="/data/{rest:path}")
         async def serve_file(request: LitestarRequest[Any, Any, Any]) -> Response[bytes]:
+            path = request.url.path
+            if self.stall_after is not None and path.endswith(".zip") and self.count(".zip") >= self.stall_after:
+                await trio.sleep_forever()
             status, body, headers = await trio.to_thread.run_sync(self.handle, request.url.path)
             return Response(body, status_code=status, headers=headers, media_type="application/zip")
 
