@@ -257,8 +257,14 @@ def archive_origin(config: Any, *, defaults: bool = True) -> Callable[[str], str
         if getattr(settings, "archive_url", None):
             return str(settings.archive_url)
         adapter = get_archive(exchange)
-        if adapter is None or not defaults or getattr(settings, "rest_url", None):
+        if adapter is None or not defaults:
             return None
+        rest_url = getattr(settings, "rest_url", None)
+        if rest_url:
+            from dccd.sources.registry import get_adapter
+
+            if rest_url.rstrip("/") != get_adapter(exchange).rest_url.rstrip("/"):
+                return None
         return adapter.archive_url
 
     return origin
