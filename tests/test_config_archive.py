@@ -36,7 +36,7 @@ def test_request_source() -> None:
     """The CLI/API field ``source`` defaults to auto and rejects other words with a one-line error."""
     req = parse_backfill("binance", ["BTC/USDT"], "trades", known_exchanges=["binance"], start="2024-01-01")
     assert req.source == "auto"
-    with pytest.raises(InvalidRequest, match="^source: 'x' is not a history source"):
+    with pytest.raises(InvalidRequest, match=r"^source: 'x' is not a history source"):
         parse_backfill("binance", ["BTC/USDT"], "trades", known_exchanges=["binance"], start="2024-01-01", source="x")
 
 
