@@ -25,7 +25,7 @@ run re-uses them without a request.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import DccdError, leaves
-from dccd.sources.archive import ArchiveAdapter, ArchiveFile
+from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
 from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
 from dccd.storage import reader
 from dccd.storage.archives import ArchiveStore, ManifestEntry
@@ -54,6 +54,9 @@ from .messages import ArchiveFetched, Batch, Message, RunLogged
 from .progress import Progress
 
 log = structlog.get_logger()
+
+
+TABLE_ROWS = 1_000_000  # rows per table batch of a streamed file (~50 MB of trades): one lake part each
 
 
 class ArchiveFailed(DccdError):
@@ -329,18 +332,39 @@ class ArchiveBackfiller:
         return _Outcome(file, "missing", detail=why)
 
     async def _load(self, file: ArchiveFile, path: Path) -> int:
-        """Parse the file, drop what is already stored, hand the rest to the writer; returns rows sent."""
-        table = await trio.to_thread.run_sync(self._parse_new, file, path)
-        if table.num_rows:
-            await self._wait_writable()
-            self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
-        return int(table.num_rows)
+        """Parse the file (streamed in tables of ~:data:`TABLE_ROWS` when the adapter can), drop what is
+        already stored, hand each table to the writer as it comes; returns rows sent.
 
-    def _parse_new(self, file: ArchiveFile, path: Path) -> pa.Table:
-        table = self.archive.parse_archive(file, path)
-        if not table.num_rows or not self._stored_intervals(file.start_ns, file.end_ns):
-            return table
-        return _dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
+        Parsing the next table (a worker thread) overlaps writing the previous one (the writer's thread).
+        """
+        t0 = trio.current_time()
+        stored = bool(await trio.to_thread.run_sync(self._stored_intervals, file.start_ns, file.end_ns))
+        if isinstance(self.archive, StreamingArchiveAdapter):
+            tables: Iterator[pa.Table] = self.archive.iter_archive(file, path, TABLE_ROWS)
+        else:
+            tables = iter([await trio.to_thread.run_sync(self.archive.parse_archive, file, path)])
+        rows = 0
+        try:
+            while True:
+                got: pa.Table | None = await trio.to_thread.run_sync(next, tables, None)
+                if got is None:
+                    break
+                table: pa.Table = got
+                if stored:
+                    table = await trio.to_thread.run_sync(
+                        _dedup, self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns
+                    )
+                if table.num_rows:
+                    await self._wait_writable()
+                    self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
+                    rows += table.num_rows
+        finally:
+            close = getattr(tables, "close", None)
+            if close is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(close)
+        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
+        return rows
 
 
 def _replace(src: Path, dest: Path) -> None:

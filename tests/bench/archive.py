@@ -243,4 +243,5 @@ def r_files(r: dict[str, float]) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # the fakes live in tests/
     main()
