@@ -77,7 +77,7 @@ from dccd.domain.timeutil import NS_PER_DAY
 from dccd.errors import ProtocolDrift
 
 _fast_zlib: ModuleType | None
-try:  # ISA-L inflates 2-3x faster than zlib; optional (the ``fast`` extra), zlib otherwise
+try:  # ISA-L inflates 2-3x faster than zlib (a dependency; zlib when it is missing)
     from isal import isal_zlib as _fast_zlib
 except ImportError:  # pragma: no cover - exercised where isal is not installed
     _fast_zlib = None

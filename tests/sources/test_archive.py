@@ -148,3 +148,43 @@ def test_uncovered() -> None:
     assert uncovered(0, 10, [(2, 4), (4, 6), (8, 12)]) == ((0, 2), (6, 8))
     assert uncovered(0, 10, []) == ((0, 10),)
     assert uncovered(0, 10, [(0, 10)]) == ()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["isal", "zlib"])
+def test_inflate_paths_agree_and_check_crc(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISA-L and zlib inflate the same rows; a member whose bytes were altered fails its CRC-32 as ProtocolDrift."""
+    import dccd.sources.archive as archive_mod
+
+    if not fast:
+        monkeypatch.setattr(archive_mod, "_fast_zlib", None)
+    f = ARCHIVE.archive_file(BTC, DataType.OHLC, Span("1m"), D, MAR1)
+    lo = MAR1 // NS_PER_MS
+    csv = "".join(f"{lo + i * 60_000},1,2,0.5,1.5,10,{lo + i * 60_000 + 59_999},15,{i},1,1,0\n" for i in range(1440))
+    data = zipped("k.csv", csv)
+    table = ARCHIVE.parse_archive(f, data)
+    assert table["trades"].to_pylist() == list(range(1440))
+    assert [t.num_rows for t in ARCHIVE.iter_archive(f, data, rows=500)] == [1440]  # one 16 MiB block
+    stored = zipped("k.csv", "x" * 10_000)  # compresses well: flip a byte inside the deflate stream
+    bad = bytearray(stored)
+    bad[len(bad) // 4] ^= 0xFF
+    with pytest.raises(ProtocolDrift, match=f.name):
+        ARCHIVE.parse_archive(f, bytes(bad))
+
+
+def test_coalesce_and_stream_blocks() -> None:
+    """Blocks of a streamed CSV are merged into tables of at least ``rows`` rows, each sorted by ts."""
+    import io
+
+    import pyarrow as pa
+
+    from dccd.sources.archive import coalesce, iter_csv
+
+    f = ARCHIVE.archive_file(BTC, DataType.TRADES, None, D, MAR1)
+    text = "".join(f"{i},1.5\n" for i in range(3000)).encode()
+    blocks = list(iter_csv(f, io.BufferedReader(io.BytesIO(text)), ("ts", "price"), {"ts": pa.int64()}, block_size=4096))  # type: ignore[arg-type]  # fmt: skip
+    assert len(blocks) > 3 and sum(b.num_rows for b in blocks) == 3000
+    merged = list(coalesce(iter(blocks), 1000))
+    assert all(t.num_rows >= 1000 for t in merged[:-1]) and sum(t.num_rows for t in merged) == 3000
+    assert [v for t in merged for v in t["ts"].to_pylist()] == list(range(3000))
+    shuffled = pa.table({"ts": [3, 1, 2]})
+    assert list(coalesce(iter([shuffled]), 10))[0]["ts"].to_pylist() == [1, 2, 3]
