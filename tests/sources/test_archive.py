@@ -187,4 +187,5 @@ def test_coalesce_and_stream_blocks() -> None:
     assert all(t.num_rows >= 1000 for t in merged[:-1]) and sum(t.num_rows for t in merged) == 3000
     assert [v for t in merged for v in t["ts"].to_pylist()] == list(range(3000))
     shuffled = pa.table({"ts": [3, 1, 2]})
-    assert list(coalesce(iter([shuffled]), 10))[0]["ts"].to_pylist() == [1, 2, 3]
+    (only,) = coalesce(iter([shuffled]), 10)
+    assert only["ts"].to_pylist() == [1, 2, 3]
