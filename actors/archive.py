@@ -39,7 +39,7 @@ import trio
 from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, leaves
+from dccd.errors import DccdError, TransportError, leaves
 from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
 from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
 from dccd.storage import reader
@@ -261,7 +261,14 @@ class ArchiveBackfiller:
         written: list[tuple[_Outcome, Path]],
     ) -> None:
         try:
-            outcome, path = await self._download(client, file)
+            try:
+                outcome, path = await self._download(client, file)
+            except TransportError as exc:
+                if self.source != "auto":
+                    raise
+                # The archive host failed after retries: REST serves this period (auto), like a 404.
+                key = self.store.key(self.ds.exchange, file.path)
+                outcome, path = await self._missing(key, file, f"unreachable: {exc}"), None
             if path is not None:
                 async with self._parse_limiter:
                     outcome.rows = await self._load(file, path)

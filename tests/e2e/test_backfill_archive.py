@@ -188,3 +188,19 @@ async def test_source_rest_and_archive_only(tmp_path: Path) -> None:
         assert rest.count("/api/v3/klines") == pages
         assert "archive has no files" in (rec.error or "")
     assert len(raw_rows(tmp_path / "a", "ohlc", "ts")) == 4 * 1440  # March 1-4 published by the 6th
+
+
+async def test_unreachable_archive_falls_back_to_rest(tmp_path: Path) -> None:
+    """An archive origin that refuses connections costs retries, then REST fills every period (auto)."""
+    now = parse_iso_ns("2024-03-06T12:00:00Z")
+    async with open_fake_binance(weight_limit=10**9, clock=lambda: now / NS_PER_S) as rest:
+        with trio.socket.socket() as sock:  # a port nobody listens on: bound, never accepting
+            await sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            cfg = archive_config(tmp_path, rest.url, f"http://127.0.0.1:{port}")
+            async with open_service(cfg, ops_options={"now_ns": lambda: now}) as svc:
+                req = request(["BTC/USDT"], start="2024-03-04", end="2024-03-06", now_ns=now)
+                (rec,) = await svc.backfill(req)
+    assert rec.state is RunState.SUCCEEDED, rec.error
+    assert rec.progress["archive_results"] == {"missing": 1}  # March 5 is not published before the 7th
+    assert len(raw_rows(tmp_path, "ohlc", "ts")) == 2 * 1440
