@@ -56,7 +56,7 @@ from .progress import Progress
 log = structlog.get_logger()
 
 
-TABLE_ROWS = 1_000_000  # rows per table batch of a streamed file (~50 MB of trades): one lake part each
+TABLE_ROWS = 500_000  # rows per table batch of a streamed file (~25 MB of trades): one lake part each
 
 
 class ArchiveFailed(DccdError):
@@ -362,6 +362,10 @@ class ArchiveBackfiller:
                         _dedup, self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns
                     )
                 if table.num_rows:
+                    # One table ahead at most: the writer's gate counts batches, and a table batch is
+                    # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
+                    if self._wait_idle is not None:
+                        await self._wait_idle()
                     await self._wait_writable()
                     self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
                     rows += table.num_rows
