@@ -10,14 +10,16 @@ publishes archives (``dccd.sources.archive``) go through :class:`ArchiveBackfill
                                                  │   mismatch ─► fetched once more (a re-upload in flight),
                                                  │             then quarantined: its period FAILS, nothing lands
                                                  │   verified ─► manifest, cache
-                                                 │   parse (pyarrow.csv, one file at a time, worker thread)
-                                                 │   minus rows already stored ─► await writer.wait_writable()
-                                                 │                                ─► Batch(table) ─► Writer
+                                                 │   parse (pyarrow.csv, one file at a time, worker thread,
+                                                 │   streamed in tables of 500k rows), minus rows already stored
+                                                 │   ─► previous table written? ─► Batch(table) ─► Writer
                                                  └─ ArchiveFetched events (CLI bar, SSE, metrics)
     then (auto) REST Backfiller for each uncovered range [lo, hi) (newest days, partial days, 404s)
 
 A file's rows reach the lake only through the run's writer and its quality
-gates, as one table batch. After the archive phase the writer is drained and
+gates, as table batches (one lake part each); parsing the next table overlaps
+writing the previous one, and no more than one table waits for the writer, so
+a month of trades needs no more memory than a day. After the archive phase the writer is drained and
 the written files' cache copies are dropped (their manifest state becomes
 ``written``). A killed run leaves verified downloads in the cache: the next
 run re-uses them without a request.
