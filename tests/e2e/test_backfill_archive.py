@@ -71,16 +71,19 @@ async def test_klines_archive_plus_rest_equal_rest_only(tmp_path: Path) -> None:
     """Monthly + daily archive files (ms and µs, header and header-less, a missing day) plus the REST
     tail store exactly what a REST-only backfill stores, and far fewer REST pages are asked."""
     now = parse_iso_ns("2025-02-12T10:30:00Z")
-    start = "2024-12-20" if not SOAK else "2024-01-01"
+    # the long form: a whole year, a missing monthly file (REST fills the month), a monthly file with a header
+    start, missing, header = (
+        ("2024-01-01", "2024-03", "2024-05") if SOAK else ("2024-12-20", "2024-12-24", "2024-12-21")
+    )
     async with (
         open_fake_binance(weight_limit=10**9, clock=lambda: now / NS_PER_S) as rest,
-        open_fake_archive(rest, missing={"2024-12-24"}, header={"2024-12-21"}) as arch,
+        open_fake_archive(rest, missing={missing}, header={header}) as arch,
     ):
         rec = await backfill(tmp_path / "a", rest, arch, now, ["BTC/USDT"], start=start, source="auto")
         assert rec.state is RunState.SUCCEEDED, rec.error
         rest_pages = rest.count("/api/v3/klines")
         names = {p.rsplit("/", 1)[-1] for p, s in arch.requests if p.endswith(".zip") and s == 200}
-        assert {"BTCUSDT-1m-2025-01.zip", "BTCUSDT-1m-2024-12-21.zip", "BTCUSDT-1m-2025-02-10.zip"} <= names
+        assert {"BTCUSDT-1m-2025-01.zip", f"BTCUSDT-1m-{header}.zip", "BTCUSDT-1m-2025-02-10.zip"} <= names
         assert "BTCUSDT-1m-2025-02-11.zip" not in names  # not published yet: REST
         assert arch.count(".CHECKSUM", status=404) == 1  # the maintenance day: REST filled it
         rec2 = await backfill(tmp_path / "r", rest, None, now, ["BTC/USDT"], start=start, source="auto")
