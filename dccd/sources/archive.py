@@ -551,8 +551,13 @@ def side_from_buyer_maker(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def trim(table: pa.Table, start_ns: int, end_ns: int) -> pa.Table:
-    """Rows with ``start_ns <= ts < end_ns`` (a file's coverage)."""
+    """Rows with ``start_ns <= ts < end_ns`` (a file's coverage); the table itself (no copy) when all are."""
     ts = table["ts"]
+    if not table.num_rows:
+        return table
+    lo, hi = (v.as_py() for v in pc.min_max(ts).values())
+    if lo is not None and hi is not None and start_ns <= lo and hi < end_ns:
+        return table
     mask = pc.and_(pc.greater_equal(ts, start_ns), pc.less(ts, end_ns))
     return table.filter(mask)
 
