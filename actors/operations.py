@@ -40,6 +40,8 @@ from dccd.storage.writer import Provenance
 from .archive import ArchiveBackfiller
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
+from .derive import TRANSPORT as DERIVED
+from .derive import Deriver
 from .messages import Message, RunStateChanged
 from .supervisor import Role
 from .writer import Writer, WriterOptions
@@ -60,6 +62,8 @@ def check_backfill(req: BackfillRequest, archive_origin: Callable[[str], str | N
         ConfigError: unknown exchange; an archive-only request without an archive origin.
     """
     adapter = get_adapter(req.exchange)
+    if req.derive_from is not None:
+        return  # bars from the stored trades: any span, no request to the exchange
     for sym in req.symbols:
         in_archive = req.source != "rest" and has_archive(req.exchange, req.data_type, market_of(sym), req.span)
         if in_archive and archive_origin is not None and archive_origin(req.exchange) is None:
@@ -184,6 +188,7 @@ class Operations:
                 end,
                 now,
                 concurrency=self.concurrency,
+                derive_from=req.derive_from,
                 source=req.source,
             )
             await self._launch(job)
@@ -192,7 +197,8 @@ class Operations:
 
     async def _launch(self, job: BackfillJob) -> None:
         handle = RunHandle(job.run_id, f"backfill:{job.run_id}", f"writer:{job.run_id}")
-        provenance = Provenance(job.dataset.exchange, Transport.REST.value, job.run_id)
+        transport = DERIVED if job.derive_from else Transport.REST.value
+        provenance = Provenance(job.dataset.exchange, transport, job.run_id)
         lake, runs = self.lake, self.runs
 
         archived = Provenance(job.dataset.exchange, "archive", job.run_id)
@@ -200,6 +206,8 @@ class Operations:
         def write(dataset: DatasetId, records: Any) -> Any:
             if isinstance(records, pa.Table):  # an archive file's rows, already in columns
                 result = lake.write_table(dataset, records, archived)
+            elif records and isinstance(records[0], pa.Table):  # derived bars travel as Arrow tables
+                result = lake.write_table(dataset, pa.concat_tables(records), provenance)
             else:
                 result = lake.write(dataset, records, provenance)
             handle.rows_written += result.rows_written
@@ -207,7 +215,10 @@ class Operations:
             runs.add_rows(job.run_id, result.rows_written, result.rows_quarantined)
             return result
 
-        writer = Writer(write, name=handle.writer, **self.writer_options)
+        options = self.writer_options
+        if job.derive_from:  # a derived Batch holds one table (a day of bars): flush every few of them
+            options = {**options, "max_rows": 8}
+        writer = Writer(write, name=handle.writer, **options)
         writer.events.subscribe(on_next=self._emit)  # PartWritten -> service events
         await self._start_actor(handle.writer, writer.run, role=Role.WRITER, escalate=False)
         self.active[job.run_id] = handle
@@ -242,7 +253,11 @@ class Operations:
         await self.runs.astart(job.run_id)
         self._state(job, RunState.RUNNING)
         task_status.started()
-        bf = self._backfiller(job, writer)
+        bf: Backfiller | Deriver | ArchiveBackfiller
+        if job.derive_from:
+            bf = Deriver(job, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
+        else:
+            bf = self._backfiller(job, writer)
         state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()
