@@ -92,6 +92,7 @@ class BackfillJob(msgspec.Struct, frozen=True):
     concurrency: int = 4
     book_depth: int = 100
     derive_from: str | None = None  # "trades": bars built from the stored trades (actors.derive)
+    source: str = "rest"  # auto | archive | rest (see actors/archive.py)
 
 
 class Backfiller:

@@ -51,8 +51,11 @@ class Batch(Message, frozen=True, gc=False):
     """Records of one dataset travelling together between actors.
 
     ``source`` names the producer (actor name or exchange endpoint) and
-    ``transport`` how the records arrived (``rest`` or ``ws``); the writer
+    ``transport`` how the records arrived (``rest``, ``ws`` or ``archive``); the writer
     stores both as provenance. ``recv_ts`` is when the batch arrived (ns UTC).
+    ``table`` carries rows already in columns (a ``pyarrow.Table`` in the lake's
+    columns, an archive file's rows) instead of ``records``: it is written as it
+    is, never converted to Structs.
     """
 
     dataset: DatasetId
@@ -60,11 +63,12 @@ class Batch(Message, frozen=True, gc=False):
     source: str
     transport: str
     recv_ts: int | None = None
+    table: Any = None
 
     @property
     def rows(self) -> int:
-        """Number of records."""
-        return len(self.records)
+        """Number of records (or table rows)."""
+        return len(self.records) if self.table is None else int(self.table.num_rows)
 
 
 # -- data-plane events ----------------------------------------------------------------------------
@@ -241,6 +245,24 @@ class DataValidated(Message, frozen=True, gc=False):
     snapshot: str = ""
 
 
+class ArchiveFetched(Message, frozen=True, gc=False):
+    """One archive file of a backfill run is done: ``result`` is ``verified`` (downloaded, checksum matched),
+    ``cached`` (verified earlier, re-used without a request), ``missing`` (404: REST fills its period)
+    or ``quarantined`` (checksum mismatch: its period failed). ``bytes`` were downloaded for it;
+    ``files_done``/``files_total`` and ``bytes_done`` count the run's archive phase so far.
+    """
+
+    run_id: str
+    exchange: str
+    path: str
+    result: str
+    bytes: int
+    rows: int
+    files_done: int
+    files_total: int
+    bytes_done: int
+
+
 Command = Flush | Stop
 Event = (
     PartWritten
@@ -258,6 +280,7 @@ Event = (
     | ScanCompleted
     | SignalGenerated
     | DataValidated
+    | ArchiveFetched
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
     PartWritten,
@@ -275,6 +298,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     ScanCompleted,
     SignalGenerated,
     DataValidated,
+    ArchiveFetched,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)

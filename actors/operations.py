@@ -28,14 +28,16 @@ import trio
 from dccd.config import parse_duration_s, resolve_end, resolve_start
 from dccd.domain.capability import Transport
 from dccd.domain.dataset import DatasetId
-from dccd.errors import DccdError
+from dccd.errors import ConfigError, DccdError, NoCapability
 from dccd.ops import BackfillRequest
+from dccd.sources.archive import get_archive, has_archive, market_of
 from dccd.sources.registry import get_adapter
 from dccd.storage.compaction import CompactPolicy, CompactResult
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunRecord, RunState, RunStore
 from dccd.storage.writer import Provenance
 
+from .archive import ArchiveBackfiller
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
 from .derive import TRANSPORT as DERIVED
@@ -47,18 +49,41 @@ from .writer import Writer, WriterOptions
 log = structlog.get_logger()
 
 
-def check_backfill(req: BackfillRequest) -> None:
-    """Fail early (before any run or request) on what the adapter does not declare.
+def check_backfill(req: BackfillRequest, archive_origin: Callable[[str], str | None] | None = None) -> None:
+    """Fail early (before any run or request) on what the adapter (and, unless ``--source rest``,
+    the exchange's archive) does not declare.
+
+    Args:
+        archive_origin: ``exchange -> archive origin or None`` (:func:`dccd.sources.archive.archive_origin`);
+            None skips the origin check.
 
     Raises:
-        NoCapability: type/span/market not offered over REST.
-        ConfigError: unknown exchange.
+        NoCapability: type/span/market offered neither over REST nor (``auto``/``archive``) in archives.
+        ConfigError: unknown exchange; an archive-only request without an archive origin.
     """
     adapter = get_adapter(req.exchange)
     if req.derive_from is not None:
         return  # bars from the stored trades: any span, no request to the exchange
     for sym in req.symbols:
-        adapter.capabilities.require_symbol(req.data_type, Transport.REST, req.span, sym)
+        in_archive = req.source != "rest" and has_archive(req.exchange, req.data_type, market_of(sym), req.span)
+        if in_archive and archive_origin is not None and archive_origin(req.exchange) is None:
+            in_archive = False
+            if req.source == "archive":
+                raise ConfigError(
+                    f"exchanges.{req.exchange}.archive_url",
+                    "rest_url is overridden, so --source archive needs the archive origin too "
+                    f"(archive_url, or DCCD_{req.exchange.upper()}_ARCHIVE_URL)",
+                )
+        if req.source == "archive":
+            if not in_archive:
+                span = f":{req.span.label}" if req.span else ""
+                raise NoCapability(req.exchange, f"{req.data_type.value}{span} archive files for {sym}")
+            continue
+        try:
+            adapter.capabilities.require_symbol(req.data_type, Transport.REST, req.span, sym)
+        except NoCapability:
+            if not in_archive:
+                raise
 
 
 class RunHandle:
@@ -79,6 +104,8 @@ class OperationsOptions(TypedDict, total=False):
     writer_options: WriterOptions | None
     concurrency: int
     now_ns: Callable[[], int]
+    archive_origin: Callable[[str], str | None] | None
+    archive_transport: Any
 
 
 class Operations:
@@ -88,8 +115,11 @@ class Operations:
         start_actor / stop_actor / emit: the service's.
         lake, runs, pool: storage, run history and exchange clients.
         writer_options: :class:`Writer` options (``max_rows``, ``max_age_s``, ``high``).
-        concurrency: OHLC windows in flight per backfill.
+        concurrency: OHLC windows (and archive downloads) in flight per backfill.
         now_ns: wall clock (ns); tests may pin it.
+        archive_origin: ``exchange -> archive origin or None`` (None: no archives; see
+            :func:`dccd.sources.archive.archive_origin`).
+        archive_transport: an httpx transport for archive downloads (tests).
     """
 
     def __init__(
@@ -104,6 +134,8 @@ class Operations:
         writer_options: WriterOptions | None = None,
         concurrency: int = 4,
         now_ns: Callable[[], int] = time.time_ns,
+        archive_origin: Callable[[str], str | None] | None = None,
+        archive_transport: Any = None,
     ) -> None:
         self._start_actor = start_actor
         self._stop_actor = stop_actor
@@ -122,13 +154,15 @@ class Operations:
         }
         self.concurrency = concurrency
         self.now_ns = now_ns
+        self.archive_origin: Callable[[str], str | None] = archive_origin or (lambda _name: None)
+        self.archive_transport = archive_transport
         self.active: dict[str, RunHandle] = {}
 
     # -- backfills -----------------------------------------------------------------------------
 
     def check_backfill(self, req: BackfillRequest) -> None:
         """Fail early (before any run or request); see :func:`check_backfill`."""
-        check_backfill(req)
+        check_backfill(req, self.archive_origin)
 
     async def start_backfill(self, req: BackfillRequest) -> list[str]:
         """Create one run per symbol and start them; returns the run ids at once.
@@ -155,6 +189,7 @@ class Operations:
                 now,
                 concurrency=self.concurrency,
                 derive_from=req.derive_from,
+                source=req.source,
             )
             await self._launch(job)
             run_ids.append(run_id)
@@ -166,8 +201,12 @@ class Operations:
         provenance = Provenance(job.dataset.exchange, transport, job.run_id)
         lake, runs = self.lake, self.runs
 
-        def write(dataset: DatasetId, records: list[Any]) -> Any:
-            if records and isinstance(records[0], pa.Table):  # derived bars travel as Arrow tables
+        archived = Provenance(job.dataset.exchange, "archive", job.run_id)
+
+        def write(dataset: DatasetId, records: Any) -> Any:
+            if isinstance(records, pa.Table):  # an archive file's rows, already in columns
+                result = lake.write_table(dataset, records, archived)
+            elif records and isinstance(records[0], pa.Table):  # derived bars travel as Arrow tables
                 result = lake.write_table(dataset, pa.concat_tables(records), provenance)
             else:
                 result = lake.write(dataset, records, provenance)
@@ -214,13 +253,11 @@ class Operations:
         await self.runs.astart(job.run_id)
         self._state(job, RunState.RUNNING)
         task_status.started()
-        bf: Backfiller | Deriver
+        bf: Backfiller | Deriver | ArchiveBackfiller
         if job.derive_from:
             bf = Deriver(job, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
         else:
-            bf = Backfiller(
-                job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit
-            )
+            bf = self._backfiller(job, writer)
         state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()
@@ -260,6 +297,28 @@ class Operations:
                     )
                     self.active.pop(job.run_id, None)
                     handle.done.set()
+
+    def _backfiller(self, job: BackfillJob, writer: Writer) -> Backfiller | ArchiveBackfiller:
+        """The archive backfiller when the run may use the exchange's archive, else the REST one."""
+        args = (job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
+        ds = job.dataset
+        origin = self.archive_origin(ds.exchange) if job.source != "rest" else None
+        archive = get_archive(ds.exchange) if origin is not None else None
+        if (
+            archive is None
+            or origin is None
+            or not has_archive(ds.exchange, ds.data_type, market_of(ds.symbol), ds.span)
+        ):
+            return Backfiller(*args)
+        source = job.source
+        try:
+            self.pool.adapter(ds.exchange).capabilities.require_symbol(ds.data_type, Transport.REST, ds.span, ds.symbol)
+        except NoCapability:
+            source = "archive"  # nothing to fill the rest with: archive-only, the rest is reported unavailable
+        return ArchiveBackfiller(
+            *args, archive=archive, origin=origin, source=source, wait_idle=writer.wait_idle,
+            transport=self.archive_transport,
+        )  # fmt: skip
 
     def _state(self, job: BackfillJob, state: RunState, error: str | None = None, rows: int = 0) -> None:
         self._emit(RunStateChanged(job.run_id, "backfill", state, str(job.dataset), error, rows))

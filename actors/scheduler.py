@@ -417,8 +417,9 @@ class Scheduler:
                 raise ConfigError("operation", "this service cannot run scans (no storage)")
             return [await scans.start([job_scan_spec(s)], trigger="job", job_id=s.id)]
         req = BackfillRequest(
-            s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id, derive_from=s.derive_from
-        )
+            s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id,
+            derive_from=s.derive_from, source=s.source,
+        )  # fmt: skip
         return list(await self._svc.start_backfill(req))
 
     def _watch_bars(self, job: JobState) -> None:

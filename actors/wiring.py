@@ -32,6 +32,7 @@ from reactivex.subject import Subject
 
 from dccd.config import Config
 from dccd.domain.backoff import RestartPolicy
+from dccd.sources.archive import archive_origin
 from dccd.storage.lake import Lake
 from dccd.storage.limits import LimitStateFile
 from dccd.storage.runs import LEASE_TTL_S, Offload, RunStore
@@ -161,9 +162,11 @@ async def _open_operations(
     await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
     limits = LimitStateFile(root.expanduser())
     pool = ClientPool(svc.start_actor, _exchange_settings(config), client_options, limit_state=limits)
-    svc.attach_operations(
-        Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **(ops_options or {}))
-    )
+    ops: OperationsOptions = {**(ops_options or {})}
+    # A test transport stands in for every exchange host: the real archive hosts are never asked then.
+    defaults = not (client_options or {}).get("transport")
+    ops.setdefault("archive_origin", archive_origin(config, defaults=defaults))
+    svc.attach_operations(Operations(svc.start_actor, svc.stop_actor, svc.bus.on_next, lake, runs, pool, **ops))
     svc.streams = StreamOps(
         svc.start_actor, svc.stop_actor, svc.bus.on_next, svc.hub, lake, runs, pool,
         ws_url=ws_url_lookup(config), **(stream_options or {}),

@@ -43,7 +43,7 @@ from .stats import ActorMetrics
 log = structlog.get_logger()
 
 WriteFn = Callable[[DatasetId, list[Record]], Any]
-"""Stores records durably; returns the lake's :class:`dccd.storage.WriteResult` (or any result with ``.parts``
+"""Stores records (a list of Structs, or a ``pyarrow.Table`` from a table :class:`Batch`) durably; returns the lake's :class:`dccd.storage.WriteResult` (or any result with ``.parts``
 whose items have ``path, rows, bytes, first_ts, last_ts``)."""
 Offload = Callable[..., Awaitable[Any]]
 
@@ -64,7 +64,7 @@ class WriterStats(msgspec.Struct, frozen=True):
 
 
 def _has_records(batch: Batch) -> bool:
-    return bool(batch.records)
+    return bool(batch.records) or (batch.table is not None and batch.table.num_rows > 0)
 
 
 def _part_events(result: Any, dataset: DatasetId, elapsed: float, writer: str) -> list[PartWritten]:
@@ -154,6 +154,7 @@ class Writer:
         if emit is not None:
             self.events.subscribe(on_next=emit)
         self._parked: list[tuple[DatasetId, list[Record]]] = []
+        self._settled = trio.Event()  # set (and replaced) after each write and whenever the consumer goes idle
         self._flush_all = False
         self.accepted_batches = 0
         self.accepted_rows = 0
@@ -182,6 +183,16 @@ class Writer:
         """:meth:`wait_writable`, then :meth:`send`."""
         await self._queue.wait_writable()
         self.send(batch)
+
+    async def wait_idle(self) -> None:
+        """Flush, then wait until everything accepted so far is durable (queue, buffer and parked parts empty)."""
+        self.command(Flush())
+        while len(self._queue) or self._buffer.rows() or self._parked:
+            await self._settled.wait()
+
+    def _notify(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
 
     def command(self, cmd: Flush | Stop) -> None:
         """``Flush``: write everything buffered now. ``Stop``: close the input, drain, and end."""
@@ -216,6 +227,7 @@ class Writer:
             try:
                 batch = queue.receive_nowait()
             except trio.WouldBlock:
+                self._notify()
                 with trio.move_on_at(self._buffer.next_due()):
                     await queue.wait_readable()
                 await self._flush(trio.current_time())
@@ -226,6 +238,12 @@ class Writer:
             self.accepted_batches += 1
             self.accepted_rows += batch.rows
             now = trio.current_time()
+            if batch.table is not None:  # columns already: one part as it is, after what is buffered before it
+                if self._buffer.rows(batch.dataset):
+                    await self._write_buffered(batch.dataset)
+                self._parked.append((batch.dataset, batch.table))
+                await self._write_parked()
+                continue
             if self._buffer.add(batch.dataset, batch.records, now):
                 await self._write_buffered(batch.dataset)
             if self._buffer.next_due() <= now:
@@ -251,6 +269,7 @@ class Writer:
         t0 = trio.current_time()
         result = await self._offload(self._write, dataset, records)
         elapsed = trio.current_time() - t0
+        self._notify()
         self.written_rows += len(records)
         self.write_seconds += elapsed
         for event in _part_events(result, dataset, elapsed, self.name):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import msgspec
 
 from dccd.config import resolve_end, resolve_start, shown
+from dccd.config.schema import SOURCES
 from dccd.domain.records import DataType
 from dccd.domain.spans import SPAN_CHOICES, Span
 from dccd.domain.symbols import Symbol
@@ -34,7 +35,7 @@ class BackfillRequest(msgspec.Struct, frozen=True):
 
     ``start``: ISO date/datetime, ``-30d``, ``last`` (resume after what is
     stored) or ``origin`` (first data the exchange has); None = ``last``.
-    ``end``: ISO, ``-1h`` or ``now`` (None).
+    ``end``: ISO, ``-1h`` or ``now`` (None). ``source``: one of :data:`SOURCES`.
     """
 
     exchange: str
@@ -45,6 +46,7 @@ class BackfillRequest(msgspec.Struct, frozen=True):
     end: str | None = None
     job_id: str | None = None
     derive_from: str | None = None  # "trades": OHLC bars built from the stored trades, not fetched
+    source: str = "auto"
 
 
 DERIVE_SOURCES = ("trades",)
@@ -112,6 +114,7 @@ def parse_backfill(
     now_ns: int | None = None,
     job_id: str | None = None,
     derive_from: str | None = None,
+    source: str | None = None,
 ) -> BackfillRequest:
     """Validate raw backfill input.
 
@@ -140,7 +143,10 @@ def parse_backfill(
             raise InvalidRequest("derive_from", f"{shown(derive_from)} is not a source to derive from (trades)")
         if dtype is not DataType.OHLC:
             raise InvalidRequest("derive_from", f"only ohlc bars are derived, not {dtype.value}")
-    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, derive_from=derive_from)
+    src = "auto" if source is None else source
+    if src not in SOURCES:
+        raise InvalidRequest("source", f"{shown(src)} is not a history source ({' '.join(SOURCES)})")
+    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, derive_from=derive_from, source=src)
 
 
 def parse_stream(

@@ -37,6 +37,7 @@ class BackfillBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     start: str | None = None
     end: str | None = None
     derive_from: str | None = None  # "trades": ohlc bars built from the stored trades
+    source: str | None = None
 
 
 def run_view(record: RunRecord, active: bool) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class RunsController(Controller):
             end=data.end,
             now_ns=time.time_ns(),
             derive_from=data.derive_from,
+            source=data.source,
         )
         ctx.stored.check_backfill(req)
         run_ids = await ctx.svc.start_backfill(req)

@@ -17,6 +17,7 @@ from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
 from dccd.actors.alerts import AlertCollector
+from dccd.actors.messages import ArchiveFetched
 from dccd.actors.messages import Message as ActorMessage
 from dccd.actors.metrics import StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
@@ -92,6 +93,18 @@ class WebMetrics:
         self.bytes_written = Counter(
             "dccd_bytes_written", "Bytes of Parquet parts stored.", ["exchange", "type"], registry=r
         )
+        self.archive_files = Counter(
+            "dccd_archive_files",
+            "Archive files done by backfills, by result (verified, cached, missing, quarantined).",
+            ["exchange", "result"],
+            registry=r,
+        )
+        self.archive_bytes = Counter(
+            "dccd_archive_bytes", "Bytes of archive files downloaded.", ["exchange"], registry=r
+        )
+        self.archive_rows = Counter(
+            "dccd_archive_rows", "Rows read from archive files and sent to the writers.", ["exchange"], registry=r
+        )
 
     def watch_sse(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         """Export SSE clients and drops from ``stats()`` = {feed kind: (clients, dropped events)} at scrape time."""
@@ -104,6 +117,10 @@ class WebMetrics:
             self.rows_written.labels(*labels).inc(message.rows)
             self.parts_written.labels(*labels).inc()
             self.bytes_written.labels(*labels).inc(message.bytes)
+        elif isinstance(message, ArchiveFetched):
+            self.archive_files.labels(message.exchange, message.result).inc()
+            self.archive_bytes.labels(message.exchange).inc(message.bytes)
+            self.archive_rows.labels(message.exchange).inc(message.rows)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app and of the HTTP transports.

@@ -27,6 +27,7 @@ from dccd.config import Config
 from dccd.domain import DatasetId, DataType
 from dccd.domain.timeutil import ns_to_iso
 from dccd.ops import BackfillRequest, parse_backfill
+from dccd.sources.archive import archive_origin
 from dccd.sources.registry import list_adapters
 from dccd.storage.runs import RunRecord, RunState
 
@@ -73,7 +74,7 @@ async def _run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from dccd.actors import EVENTS_TOPIC, open_service
-    from dccd.actors.messages import RunProgressed, RunStateChanged
+    from dccd.actors.messages import ArchiveFetched, RunProgressed, RunStateChanged
 
     interrupted = False
     records: list[RunRecord] = []
@@ -98,7 +99,12 @@ async def _run(
             async with svc.hub.subscribe(EVENTS_TOPIC, maxlen=4096) as sub:
                 task_status.started()
                 async for ev in sub:
-                    if isinstance(ev, RunProgressed) and ev.run_id in tasks:
+                    if isinstance(ev, ArchiveFetched) and ev.run_id in tasks:
+                        info = f"{ev.files_done}/{ev.files_total} files · {ev.bytes_done / 1e6:,.1f} MB"
+                        progress.update(tasks[ev.run_id], total=ev.files_total, completed=ev.files_done, info=info)
+                    elif isinstance(ev, RunProgressed) and ev.run_id in tasks and ev.unit == "files":
+                        pass  # the archive phase: ArchiveFetched carries files and bytes
+                    elif isinstance(ev, RunProgressed) and ev.run_id in tasks:
                         info = f"{ev.pages} pages · {ev.rows:,} rows · {_fmt_rate(ev.rate_rows_s)}"
                         progress.update(tasks[ev.run_id], total=ev.total, completed=ev.done, info=info)
                     elif isinstance(ev, RunStateChanged) and ev.run_id in tasks and ev.state != RunState.RUNNING:
@@ -135,6 +141,13 @@ async def _run(
 @click.option(
     "--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="OHLC pages in flight per symbol."
 )
+@click.option(
+    "--source",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "archive", "rest"]),
+    help="History source: the exchange's bulk archives for whole days/months, then REST (auto), or only one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON (for scripts).")
 @click.option("--progress/--no-progress", "show", default=None, help="Progress bars (default: on a terminal).")
 @click.option(
@@ -152,6 +165,7 @@ def backfill(
     start: str | None,
     end: str | None,
     concurrency: int,
+    source: str,
     as_json: bool,
     show: bool | None,
     derive_from: str | None = None,
@@ -176,10 +190,11 @@ def backfill(
         end=end,
         now_ns=time.time_ns(),
         derive_from=derive_from,
+        source=source,
     )
     from dccd.actors.operations import check_backfill
 
-    check_backfill(req)  # before any service, run or request
+    check_backfill(req, archive_origin(cfg))  # before any service, run or request
     _check_resume(cfg.data_root, req)
     prepare_data_dir(cfg.data_root)
     show_progress = (sys.stderr.isatty() if show is None else show) and not st.quiet
@@ -199,6 +214,8 @@ def backfill(
             )
             if p.get("page_retries"):
                 line += f", {p['page_retries']} page retries"
+            if p.get("archive_files"):
+                line += f", {p['archive_files']} archive files ({p.get('archive_bytes', 0) / 1e6:,.1f} MB)"
             if r.started_ns and r.ended_ns:
                 line += f", {(r.ended_ns - r.started_ns) / 1e9:.1f}s"
             if r.error and r.state is not RunState.PARTIAL:

@@ -1,5 +1,5 @@
 """Environment overrides: ``DCCD_DATA`` (storage.path), ``DCCD_TOKEN`` (server.token),
-``DCCD_<EXCHANGE>_REST_URL`` and ``DCCD_<EXCHANGE>_WS_URL``, overlaid on the raw YAML mapping before the schema
+``DCCD_<EXCHANGE>_REST_URL``, ``DCCD_<EXCHANGE>_WS_URL`` and ``DCCD_<EXCHANGE>_ARCHIVE_URL``, overlaid on the raw YAML mapping before the schema
 check (so a bad value is reported like one from the file, naming the variable)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from dccd.config.schema import key_text
 
-_ENV_URL = re.compile(r"DCCD_([A-Z0-9_]+)_(REST|WS)_URL")
+_ENV_URL = re.compile(r"DCCD_([A-Z0-9_]+)_(REST|WS|ARCHIVE)_URL")
 
 
 def env_sources(env: Mapping[str, str]) -> dict[str, str]:

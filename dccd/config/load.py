@@ -166,6 +166,7 @@ def expand_jobs(cfg: Config) -> list[JobSpec]:
                 scanner=job.scanner,
                 params=job.params,
                 on_new_bars=job.on_new_bars,
+                source=job.source,
             )
         )
     return out

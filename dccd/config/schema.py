@@ -15,6 +15,8 @@ from dccd.domain.symbols import Symbol
 OPERATIONS = ("backfill", "stream", "scan")
 STREAM_TYPES = ("trades", "ohlc", "book")
 SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts")
+SOURCES = ("auto", "archive", "rest")
+"""Backfill history sources: exchange archives then REST (``auto``), archives only, REST only."""
 
 
 def key_text(key: str) -> str:
@@ -51,6 +53,9 @@ class ExchangeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rest_url: str | None = None
     ws_url: str | None = None
     rate_limit: float = 0.8
+    archive_url: str | None = None
+    """Origin of the exchange's bulk archive files (paths appended); None: the real one, unless
+    ``rest_url`` is overridden (then archives are off unless this is set too)."""
 
 
 class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -74,6 +79,8 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Scan jobs: the scanner's parameters."""
     on_new_bars: bool = False
     """Scan jobs: also run (debounced) when new bars of the datasets it reads are written."""
+    source: str = "auto"
+    """Backfill history source: ``auto`` (archives, then REST), ``archive`` or ``rest``."""
 
 
 class Alert(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -122,3 +129,4 @@ class JobSpec(msgspec.Struct, frozen=True):
     scanner: str | None = None
     params: dict[str, Any] | None = None
     on_new_bars: bool = False
+    source: str = "auto"

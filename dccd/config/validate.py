@@ -9,7 +9,18 @@ from collections.abc import Sequence
 
 import msgspec
 
-from dccd.config.schema import OPERATIONS, STREAM_TYPES, Alert, Config, ExchangeSettings, Job, Server, Storage, key_text
+from dccd.config.schema import (
+    OPERATIONS,
+    SOURCES,
+    STREAM_TYPES,
+    Alert,
+    Config,
+    ExchangeSettings,
+    Job,
+    Server,
+    Storage,
+    key_text,
+)
 from dccd.config.timeexpr import is_relative, parse_duration_s, resolve_end, resolve_start, shown
 from dccd.cron import cron_trigger
 from dccd.domain.records import DataType
@@ -274,6 +285,8 @@ def check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = Non
             raise ConfigError(f"{p}.cron", str(exc)) from None
     _check_scan(p, job, dtype)
     _check_window(p, job, time.time_ns() if now_ns is None else now_ns)
+    if job.source not in SOURCES:
+        raise ConfigError(f"{p}.source", f"{job.source!r} is not a history source ({' '.join(SOURCES)})")
     if job.name is not None and not _JOB_NAME.fullmatch(job.name):
         raise ConfigError(f"{p}.name", f"{job.name!r} is not a job name (1-64 letters, digits, _ . -)")
 
@@ -282,7 +295,11 @@ def _check_exchange(name: str, ex: ExchangeSettings, known: tuple[str, ...]) -> 
     p = f"exchanges.{key_text(name)}"
     if name not in known:
         raise ConfigError(p, f"{name!r} is not a known exchange ({' '.join(known)})")
-    for field, schemes in (("rest_url", ("http", "https")), ("ws_url", ("ws", "wss"))):
+    for field, schemes in (
+        ("rest_url", ("http", "https")),
+        ("ws_url", ("ws", "wss")),
+        ("archive_url", ("http", "https")),
+    ):
         url = getattr(ex, field)
         if url is not None:
             try:

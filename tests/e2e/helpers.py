@@ -49,6 +49,7 @@ def request(
     end: str | None = None,
     now_ns: int | None = None,
     exchange: str = "binance",
+    source: str | None = None,
 ) -> BackfillRequest:
     """A validated backfill request, of Binance unless told (span only for ohlc)."""
     return parse_backfill(
@@ -60,6 +61,7 @@ def request(
         start=start,
         end=end,
         now_ns=time.time_ns() if now_ns is None else now_ns,
+        source=source,
     )
 
 

@@ -13,8 +13,10 @@ stops answering while its sockets stay open, and resume it with
 The WebSocket fakes push the shared deterministic tape
 (:mod:`tests.fake.tape`) live; the REST fakes answer from the same tape with
 their clock fixed a day into it (``--rest-day``), so every trade id a stream
-misses can be refilled over REST, id for id. Binance's WS ids are time
-based (``rate_per_s``): a frozen or disconnected client misses exactly the
+misses can be refilled over REST, id for id. Binance also gets its fake
+archive (``archive_url``: daily/monthly zips + ``.CHECKSUM`` of the same
+tape, :mod:`tests.fake.binance_archive`), so ``dccd backfill --source
+archive`` works offline. Binance's WS ids are time based (``rate_per_s``): a frozen or disconnected client misses exactly the
 trades in between, like on the real exchange.
 """
 
@@ -38,6 +40,7 @@ from tests.fake import kraken as fkr
 from tests.fake import okx as fok
 from tests.fake import tape
 from tests.fake.binance import FakeBinance, Faults
+from tests.fake.binance_archive import FakeBinanceArchive
 from tests.fake.binance_ws import FakeBinanceWs
 from tests.fake.exchange import FakeRest as ExchangeRest
 from tests.fake.exchange import FakeWs as ExchangeWs
@@ -97,6 +100,10 @@ async def open_all(stack: AsyncExitStack, exchanges: tuple[str, ...], rate: floa
             nursery = await stack.enter_async_context(trio.open_nursery())
             await nursery.start(rest.serve)
             stack.callback(nursery.cancel_scope.cancel)
+            archive = FakeBinanceArchive(rest)  # data.binance.vision of the same tape: archive_url
+            archive_nursery = await stack.enter_async_context(trio.open_nursery())
+            await archive_nursery.start(archive.serve)
+            stack.callback(archive_nursery.cancel_scope.cancel)
             ws: Any = FakeBinanceWs(rate_per_s=rate)
             ws_nursery = await stack.enter_async_context(trio.open_nursery())
             await ws._start(ws_nursery)
@@ -108,6 +115,8 @@ async def open_all(stack: AsyncExitStack, exchanges: tuple[str, ...], rate: floa
             assert isinstance(ws, ExchangeWs | VenueWs) and isinstance(rest, ExchangeRest | VenueRest)
             await stack.enter_async_context(open_ws(ws) if isinstance(ws, ExchangeWs) else running(ws))
         urls[name] = {"rest_url": rest.url, "ws_url": ws.url, "symbol": SYMBOLS[name]}
+        if name == "binance":
+            urls[name]["archive_url"] = archive.url
     return urls
 
 
@@ -115,8 +124,9 @@ def config_yaml(urls: dict[str, Any], data: str, port: int) -> str:
     """A ``dccd serve`` config: the fakes as exchanges (unthrottled) and one trade stream per exchange."""
     lines = ["storage: {path: " + json.dumps(data) + "}", f"server: {{host: 127.0.0.1, port: {port}}}", "exchanges:"]
     for name, u in urls.items():
+        archive = f", archive_url: {json.dumps(u['archive_url'])}" if u.get("archive_url") else ""
         lines.append(
-            f"  {name}: {{rest_url: {json.dumps(u['rest_url'])}, ws_url: {json.dumps(u['ws_url'])}, rate_limit: 0}}"
+            f"  {name}: {{rest_url: {json.dumps(u['rest_url'])}, ws_url: {json.dumps(u['ws_url'])}, rate_limit: 0{archive}}}"
         )
     lines.append("jobs:")
     for name, u in urls.items():

@@ -1,0 +1,395 @@
+"""The archive backfill actor: bulk history files first, REST for the rest, one run.
+
+``--source auto`` (default) and ``archive`` runs of a dataset whose exchange
+publishes archives (``dccd.sources.archive``) go through :class:`ArchiveBackfiller`::
+
+    plan_archive(range, stored parts) ─► files ─┬─ per file (≤ concurrency downloads at once):
+                                                 │   manifest says verified + cached?  ─► reuse, no request
+                                                 │   GET .CHECKSUM, GET file ══stream══► temp file + SHA-256
+                                                 │   404 ─► recorded "missing": its period goes to REST
+                                                 │   mismatch ─► fetched once more (a re-upload in flight),
+                                                 │             then quarantined: its period FAILS, nothing lands
+                                                 │   verified ─► manifest, cache
+                                                 │   parse (pyarrow.csv, one file at a time, worker thread,
+                                                 │   streamed in tables of 500k rows), minus rows already stored
+                                                 │   ─► previous table written? ─► Batch(table) ─► Writer
+                                                 └─ ArchiveFetched events (CLI bar, SSE, metrics)
+    then (auto) REST Backfiller for each uncovered range [lo, hi) (newest days, partial days, 404s)
+
+A file's rows reach the lake only through the run's writer and its quality
+gates, as table batches (one lake part each); parsing the next table overlaps
+writing the previous one, and no more than one table waits for the writer, so
+a month of trades needs no more memory than a day. After the archive phase the writer is drained and
+the written files' cache copies are dropped (their manifest state becomes
+``written``). A killed run leaves verified downloads in the cache: the next
+run re-uses them without a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+import trio
+
+from dccd.domain.plan import Shortfall
+from dccd.domain.records import DataType
+from dccd.domain.timeutil import ns_to_iso
+from dccd.errors import DccdError, TransportError, leaves
+from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
+from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
+from dccd.storage import reader
+from dccd.storage.archives import ArchiveStore, ManifestEntry
+from dccd.storage.lake import Lake
+from dccd.storage.runs import RunStore
+from dccd.transport.archive import Fetched, fetch, open_archive_client
+
+from .backfill import Backfiller, BackfillJob
+from .clients import ClientPool
+from .messages import ArchiveFetched, Batch, Message, RunLogged
+from .progress import Progress
+
+log = structlog.get_logger()
+
+
+TABLE_ROWS = 500_000  # rows per table batch of a streamed file (~25 MB of trades): one lake part each
+
+
+class ArchiveFailed(DccdError):
+    """Archive files of a run failed verification (quarantined); their periods are not in the lake."""
+
+
+class _Outcome(msgspec.Struct):
+    file: ArchiveFile
+    result: str  # verified | cached | missing | quarantined
+    rows: int = 0
+    bytes: int = 0
+    detail: str = ""
+
+
+class ArchiveBackfiller:
+    """Runs one :class:`BackfillJob` from an exchange's archive, then REST for what it does not cover.
+
+    Args:
+        job, pool, lake, runs, send, wait_writable, emit: as :class:`~dccd.actors.backfill.Backfiller`.
+        archive: the exchange's archive adapter.
+        origin: the archive origin (``archive_url`` or the adapter's default).
+        source: ``auto`` (REST fills the rest) or ``archive`` (the rest stays unfetched: partial).
+        wait_idle: waits until the run's writer has written everything sent so far.
+        transport: an httpx transport (tests).
+    """
+
+    def __init__(
+        self,
+        job: BackfillJob,
+        pool: ClientPool,
+        lake: Lake,
+        runs: RunStore,
+        send: Callable[[Batch], None],
+        wait_writable: Callable[[], Any],
+        emit: Callable[[Message], None],
+        *,
+        archive: ArchiveAdapter,
+        origin: str,
+        source: str = "auto",
+        wait_idle: Callable[[], Awaitable[None]] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.job = job
+        self.ds = job.dataset
+        self.pool, self.lake, self.runs = pool, lake, runs
+        self._send, self._wait_writable, self._emit = send, wait_writable, emit
+        self.archive = archive
+        self.origin = origin
+        self.source = source
+        self._wait_idle = wait_idle
+        self._transport = transport
+        self.store = ArchiveStore(lake.root)
+        self.progress = Progress(job.run_id, "files", None, emit, runs)
+        self.rest: list[Backfiller] = []
+        self.shortfalls: list[Shortfall] = []
+        self.outcomes: list[_Outcome] = []
+        self.bytes_done = 0
+        self._parse_limiter = trio.CapacityLimiter(1)  # one file's columns in memory at a time
+
+    # -- what Operations reads ---------------------------------------------------------------------
+
+    @property
+    def partial(self) -> str | None:
+        """Why the run is partial (archive-only gaps, REST shortfalls), or None."""
+        parts = [s.summary() for s in self.shortfalls] + [p for bf in self.rest if (p := bf.partial)]
+        return "; ".join(parts) or None
+
+    async def save(self) -> None:
+        """Persist progress and the archive counters in the run record."""
+        await self.progress.save()
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.result] = counts.get(o.result, 0) + 1
+        extra: dict[str, Any] = {
+            "archive_files": len(self.outcomes),
+            "archive_bytes": self.bytes_done,
+            "archive_results": counts,
+            "page_retries": sum(bf.page_retries for bf in self.rest),
+            "pages": self.progress.pages + sum(bf.progress.pages for bf in self.rest),
+        }
+        if self.partial:
+            extra["unavailable"] = self.partial
+        await self.runs.aprogress(self.job.run_id, **extra)
+
+    def _log(self, level: str, message: str, **fields: Any) -> None:
+        getattr(log, level)(message, run_id=self.job.run_id, dataset=str(self.ds), **fields)
+        self._emit(RunLogged(self.job.run_id, level, message + "".join(f" {k}={v}" for k, v in fields.items())))
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Archive files for every whole missing period, then REST (``auto``) for the rest.
+
+        Raises:
+            ArchiveFailed: a file failed verification (after the rest of the run was done).
+            DccdError: as :meth:`Backfiller.run`.
+        """
+        span = await self._range()
+        if span is None:  # nothing to plan from (``origin``, ``last`` with nothing stored): REST decides
+            await self._rest_range(None, None)
+            return
+        start, end = span
+        stored = await trio.to_thread.run_sync(self._stored_intervals, start, end)
+        plan = plan_archive(self.archive, self.ds.symbol, self.ds.data_type, self.ds.span, start, end, self.job.now_ns, stored)  # fmt: skip
+        self._log("info", "archive.planned", files=len(plan.files), rest_ranges=len(plan.rest), origin=self.origin)
+        if not plan.files:  # nothing whole to take from the archive: the plain REST run, unchanged
+            if self.source == "auto":
+                await self._rest_range(None, None)
+                return
+        else:
+            await self._fetch_all(plan)
+        failed = [o for o in self.outcomes if o.result == "quarantined"]
+        covered = [(o.file.start_ns, o.file.end_ns) for o in self.outcomes if o.result != "missing"]
+        rest = uncovered(start, end, covered)
+        if self.source == "archive":
+            for lo, hi in rest:
+                reason = f"{self.ds.exchange}'s archive has no files for this range (--source archive)"
+                short = Shortfall(lo, hi, start, end, reason, None, unit="ns")
+                self.shortfalls.append(short)
+                await self.runs.aevent(self.job.run_id, "unavailable", lo, hi, reason)
+        else:
+            for lo, hi in rest:
+                await self._rest_range(lo, hi)
+        if failed:
+            names = ", ".join(f"{o.file.name} ({o.detail})" for o in failed)
+            raise ArchiveFailed(f"{len(failed)} archive file(s) failed verification and were quarantined: {names}")
+
+    async def _range(self) -> tuple[int, int] | None:
+        """The requested ``[start, end)`` in ns; None when the start is not a time yet."""
+        end = min(self.job.end_ns, self.job.now_ns)
+        span = self.ds.span
+        if span is not None:
+            end = span.align(end)  # the bar holding the end is not closed
+        if isinstance(self.job.start, int):
+            start = span.align_up(self.job.start) if span is not None else self.job.start
+        elif self.job.start == "last":
+            last = await self.lake.alast_ts(self.ds)
+            if last is None:
+                return None
+            start = span.next(span.align(last)) if span is not None else last + 1
+        else:
+            return None
+        return (start, end) if start < end else None
+
+    def _stored_intervals(self, start: int, end: int) -> list[tuple[int, int]]:
+        parts, _bad = reader.list_parts(self.lake.root, self.ds, start, end)
+        return [(p.first_ts, p.last_ts) for p in parts]
+
+    async def _rest_range(self, lo: int | None, hi: int | None) -> None:
+        job = self.job if lo is None or hi is None else msgspec.structs.replace(self.job, start=lo, end_ns=hi)
+        bf = Backfiller(job, self.pool, self.lake, self.runs, self._send, self._wait_writable, self._emit)
+        self.rest.append(bf)
+        if lo is not None and hi is not None:
+            self._log("info", "archive.rest_range", start=ns_to_iso(lo), end=ns_to_iso(hi))
+        await bf.run()
+
+    # -- files -------------------------------------------------------------------------------------
+
+    async def _fetch_all(self, plan: ArchivePlan) -> None:
+        self.progress = Progress(self.job.run_id, "files", len(plan.files), self._emit, self.runs)
+        await trio.to_thread.run_sync(self.store.sweep_temp)
+        slots = trio.Semaphore(max(1, self.job.concurrency))
+        written: list[tuple[_Outcome, Path]] = []
+        n = max(1, self.job.concurrency)
+        failed: DccdError | None = None
+        try:
+            async with (
+                open_archive_client(self.origin, max_connections=n, transport=self._transport) as client,
+                trio.open_nursery() as nursery,
+            ):
+                for file in plan.files:
+                    await slots.acquire()  # bounded in flight: no more tasks than slots
+                    nursery.start_soon(self._one, client, file, slots, written)
+        except BaseExceptionGroup as group:
+            # A failed file ends the run with its own error (the operation records DccdErrors as a failed
+            # run; a group would read as a bug).
+            found = leaves(group, skip=(trio.Cancelled,))
+            errors = [e for e in found if isinstance(e, DccdError)]
+            if not errors or len(errors) != len(found):
+                raise
+            failed = errors[0]
+        if failed is not None:
+            raise failed
+        if written and self._wait_idle is not None:
+            await self._wait_idle()  # the rows are durable: the cache copies can go
+        for outcome, path in written:
+            key = self.store.key(self.ds.exchange, outcome.file.path)
+            entry = self.store.get(key)
+            await trio.to_thread.run_sync(
+                self.store.record,
+                ManifestEntry(key, "written", entry.sha256 if entry else None, entry.size if entry else None,
+                              entry.etag if entry else None, entry.last_modified if entry else None, outcome.rows),
+            )  # fmt: skip
+            path.unlink(missing_ok=True)
+        self.progress.report()
+
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        file: ArchiveFile,
+        slots: trio.Semaphore,
+        written: list[tuple[_Outcome, Path]],
+    ) -> None:
+        try:
+            try:
+                outcome, path = await self._download(client, file)
+            except TransportError as exc:
+                if self.source != "auto":
+                    raise
+                # The archive host failed after retries: REST serves this period (auto), like a 404.
+                key = self.store.key(self.ds.exchange, file.path)
+                outcome, path = await self._missing(key, file, f"unreachable: {exc}"), None
+            if path is not None:
+                async with self._parse_limiter:
+                    outcome.rows = await self._load(file, path)
+                written.append((outcome, path))
+        finally:
+            slots.release()
+        self.outcomes.append(outcome)
+        self.bytes_done += outcome.bytes
+        self.progress.add(done=1, rows=outcome.rows, pages=1 if outcome.bytes else 0)
+        self._emit(
+            ArchiveFetched(
+                self.job.run_id,
+                self.ds.exchange,
+                file.path,
+                outcome.result,
+                outcome.bytes,
+                outcome.rows,
+                len(self.outcomes),
+                self.progress.total or 0,
+                self.bytes_done,
+            )
+        )
+        level = "warning" if outcome.result in ("missing", "quarantined") else "info"
+        self._log(level, "archive.file_" + outcome.result, file=file.name, bytes=outcome.bytes, rows=outcome.rows)
+
+    async def _download(self, client: httpx.AsyncClient, file: ArchiveFile) -> tuple[_Outcome, Path | None]:
+        """Verified file on disk (re-used from the cache when the manifest has it), or why not."""
+        key = self.store.key(self.ds.exchange, file.path)
+        cached = await trio.to_thread.run_sync(self.store.cached, key)
+        if cached is not None:
+            return _Outcome(file, "cached"), cached
+        temp = self.store.temp_path(key)
+        got: Fetched | None = None
+        expected: str | None = None
+        for _attempt in range(2):  # a mismatch is asked once more: a re-upload may have been in flight
+            if file.checksum_path is not None:
+                check = await fetch(client, file.checksum_path)
+                if check.status == 404 or check.body is None:
+                    return await self._missing(key, file, "no checksum file"), None
+                expected = self.archive.parse_checksum(file, check.body)
+            got = await fetch(client, file.path, temp)
+            if got.status == 404:
+                return await self._missing(key, file, "404"), None
+            if expected is None or got.sha256 == expected:
+                break
+            self._log("warning", "archive.checksum_mismatch", file=file.name, expected=expected, got=got.sha256)
+        assert got is not None
+        if expected is not None and got.sha256 != expected:
+            where = await trio.to_thread.run_sync(self.store.quarantine, key, temp)
+            detail = f"sha256 {got.sha256} != published {expected}; quarantined at {where}"
+            await trio.to_thread.run_sync(
+                self.store.record,
+                ManifestEntry(key, "quarantined", got.sha256, got.size, got.etag, got.last_modified, detail=detail),
+            )
+            await self.runs.aevent(self.job.run_id, "archive_failed", file.start_ns, file.end_ns, f"{file.name}: {detail}")  # fmt: skip
+            return _Outcome(file, "quarantined", bytes=got.size, detail=detail), None
+        path = self.store.cache_path(key)
+        await trio.to_thread.run_sync(_replace, temp, path)
+        await trio.to_thread.run_sync(
+            self.store.record, ManifestEntry(key, "verified", got.sha256, got.size, got.etag, got.last_modified)
+        )
+        return _Outcome(file, "verified", bytes=got.size), path
+
+    async def _missing(self, key: str, file: ArchiveFile, why: str) -> _Outcome:
+        await trio.to_thread.run_sync(self.store.record, ManifestEntry(key, "missing", detail=why))
+        detail = f"{file.name} is not in the archive ({why}); REST fills it" if self.source == "auto" else why
+        await self.runs.aevent(self.job.run_id, "archive_missing", file.start_ns, file.end_ns, detail)
+        return _Outcome(file, "missing", detail=why)
+
+    async def _load(self, file: ArchiveFile, path: Path) -> int:
+        """Parse the file (streamed in tables of ~:data:`TABLE_ROWS` when the adapter can), drop what is
+        already stored, hand each table to the writer as it comes; returns rows sent.
+
+        Parsing the next table (a worker thread) overlaps writing the previous one (the writer's thread).
+        """
+        t0 = trio.current_time()
+        stored = bool(await trio.to_thread.run_sync(self._stored_intervals, file.start_ns, file.end_ns))
+        if isinstance(self.archive, StreamingArchiveAdapter):
+            tables: Iterator[pa.Table] = self.archive.iter_archive(file, path, TABLE_ROWS)
+        else:
+            tables = iter([await trio.to_thread.run_sync(self.archive.parse_archive, file, path)])
+        rows = 0
+        try:
+            while True:
+                got: pa.Table | None = await trio.to_thread.run_sync(next, tables, None)
+                if got is None:
+                    break
+                table: pa.Table = got
+                if stored:
+                    table = await trio.to_thread.run_sync(
+                        _dedup, self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns
+                    )
+                if table.num_rows:
+                    # One table ahead at most: the writer's gate counts batches, and a table batch is
+                    # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
+                    if self._wait_idle is not None:
+                        await self._wait_idle()
+                    await self._wait_writable()
+                    self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
+                    rows += table.num_rows
+        finally:
+            close = getattr(tables, "close", None)
+            if close is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(close)
+        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
+        return rows
+
+
+def _replace(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src.replace(dest)
+
+
+def _dedup(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, hi: int) -> pa.Table:
+    """``table`` minus the rows whose natural key is stored in ``[lo, hi)`` (trades: id; others: ts)."""
+    stored = lake.read_table(ds, lo, hi).table
+    if not stored.num_rows:
+        return table
+    column = "id" if data_type is DataType.TRADES else "ts"
+    keep = pc.invert(pc.is_in(table[column], value_set=stored[column].combine_chunks()))
+    return table.filter(keep)

@@ -1,0 +1,145 @@
+"""The archive planner (pure): which archive files to fetch for a backfill range, and what is left to REST.
+
+``--source auto`` (the default) takes every *whole* period (UTC day or month, or
+whatever periods the adapter declares: OKX's begin at 16:00 UTC) that lies
+inside the requested range, holds nothing stored yet, is at or after the
+archive's first day and old enough to be published (its end + the
+capability's ``delay_s`` is before now) from the archive; a whole calendar
+month that qualifies is one monthly file, other days are daily files. Every
+other part of the range (the newest days, partial days at the edges, periods
+already partly stored, periods the archive turned out not to have) is left to
+REST, which plans only what is missing there. ``--source archive`` uses the
+same files and leaves the rest unfetched (a ``partial`` run).
+
+Stored data is described by intervals ``[first_ts, last_ts]`` (one per lake
+part, read from part names: no data is read to plan); a period touching any of
+them is "partly stored" and left to REST, whose planning is exact.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import msgspec
+
+from dccd.domain.records import DataType
+from dccd.domain.spans import Span
+from dccd.domain.symbols import Symbol
+from dccd.sources.archive import (
+    ArchiveAdapter,
+    ArchiveCapability,
+    ArchiveFile,
+    Granularity,
+    archive_capability,
+    market_of,
+)
+
+NS_PER_S = 1_000_000_000
+
+
+class ArchivePlan(msgspec.Struct, frozen=True):
+    """Files to fetch (ascending coverage) and the ranges ``[lo, hi)`` of the request they do not cover."""
+
+    files: tuple[ArchiveFile, ...]
+    rest: tuple[tuple[int, int], ...]
+
+    @property
+    def covered_ns(self) -> int:
+        """Nanoseconds of the request the files cover."""
+        return sum(f.end_ns - f.start_ns for f in self.files)
+
+
+class _Stored:
+    """Stored intervals (inclusive ends), sorted, for "does ``[lo, hi)`` touch any" queries."""
+
+    def __init__(self, intervals: Sequence[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(intervals):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self._los = [m[0] for m in merged]
+        self._his = [m[1] for m in merged]
+
+    def touches(self, lo: int, hi: int) -> bool:
+        k = bisect.bisect_left(self._his, lo)  # first interval ending at or after lo
+        return k < len(self._los) and self._los[k] < hi
+
+
+def _usable(
+    cap: ArchiveCapability | None, lo: int, hi: int, start: int, end: int, now_ns: int, stored: _Stored
+) -> bool:
+    return (
+        cap is not None
+        and start <= lo
+        and hi <= end
+        and lo >= cap.first_ns
+        and hi + cap.delay_s * NS_PER_S <= now_ns
+        and not stored.touches(lo, hi)
+    )
+
+
+def plan_archive(
+    adapter: ArchiveAdapter,
+    symbol: Symbol,
+    data_type: DataType,
+    span: Span | None,
+    start_ns: int,
+    end_ns: int,
+    now_ns: int,
+    stored: Sequence[tuple[int, int]] = (),
+) -> ArchivePlan:
+    """Archive files for ``[start_ns, end_ns)`` and the ranges left to REST (see the module docstring).
+
+    Args:
+        stored: intervals ``[first_ts, last_ts]`` (inclusive) already in the lake.
+    """
+    caps = adapter.archive_capabilities
+    market = market_of(symbol)
+    monthly = archive_capability(caps, data_type, market, span, Granularity.MONTHLY)
+    daily = archive_capability(caps, data_type, market, span, Granularity.DAILY)
+    have = _Stored(stored)
+    periods: list[tuple[Granularity, int, int]] = []
+    cursor = start_ns
+    while cursor < end_ns and (monthly is not None or daily is not None):
+        if monthly is not None:
+            mlo, mhi = adapter.archive_period(Granularity.MONTHLY, cursor)
+            if _usable(monthly, mlo, mhi, start_ns, end_ns, now_ns, have):
+                periods.append((Granularity.MONTHLY, mlo, mhi))
+                cursor = mhi
+                continue
+            block_end = min(mhi, end_ns)
+        else:
+            block_end = end_ns
+        if daily is None:
+            cursor = block_end
+            continue
+        day = cursor
+        while day < block_end:
+            dlo, dhi = adapter.archive_period(Granularity.DAILY, day)
+            if _usable(daily, dlo, dhi, start_ns, end_ns, now_ns, have):
+                periods.append((Granularity.DAILY, dlo, dhi))
+            day = dhi
+        cursor = max(block_end, day)
+    files = tuple(adapter.archive_file(symbol, data_type, span, g, lo) for g, lo, _ in periods)
+    return ArchivePlan(files, uncovered(start_ns, end_ns, [(f.start_ns, f.end_ns) for f in files]))
+
+
+def uncovered(start_ns: int, end_ns: int, covered: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The parts of ``[start_ns, end_ns)`` outside the (half-open) ``covered`` intervals, ascending."""
+    out: list[tuple[int, int]] = []
+    cursor = start_ns
+    for lo, hi in sorted(covered):
+        if lo > cursor:
+            out.append((cursor, min(lo, end_ns)))
+        cursor = max(cursor, hi)
+        if cursor >= end_ns:
+            break
+    if cursor < end_ns:
+        out.append((cursor, end_ns))
+    return tuple((lo, hi) for lo, hi in out if lo < hi)
+
+
+__all__ = ["ArchivePlan", "plan_archive", "uncovered"]

@@ -1,0 +1,116 @@
+"""Archive file transfers over httpx: small files (checksums) and streamed downloads, under deadlines.
+
+Every await on the network runs under a deadline: httpx's connect/read/write
+timeouts bound each step, and a whole transfer is bounded by ``deadline_s``
+(a file that trickles forever is a failed attempt, never a hang). A download
+is streamed to a temp file in 1 MiB chunks while its SHA-256 is computed, so
+memory stays flat whatever the file's size. Transient failures (connect,
+timeout, 5xx) are retried with backoff up to ``attempts`` times; a 404 is an
+answer (the archive does not have the file), not an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Final
+
+import httpx
+import msgspec
+import trio
+
+from dccd.errors import ConnectFailed, DccdError, RequestTimeout, ServerError, TransientError
+
+CHUNK: Final = 1 << 20
+ATTEMPTS: Final = 4
+
+
+class Fetched(msgspec.Struct, frozen=True):
+    """The outcome of one transfer: ``status`` 200 with the body's size and SHA-256, or 404."""
+
+    status: int
+    size: int = 0
+    sha256: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body: bytes | None = None  # small files only
+
+
+def open_archive_client(
+    origin: str,
+    *,
+    max_connections: int = 8,
+    timeout_s: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client for one archive origin (connect 10 s, each read/write ``timeout_s``)."""
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url=origin.rstrip("/"),
+        timeout=httpx.Timeout(timeout_s, connect=10.0),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        follow_redirects=True,
+    )
+
+
+def _map(url: str, exc: Exception) -> DccdError:
+    if isinstance(exc, httpx.TimeoutException | trio.TooSlowError):
+        return RequestTimeout(f"{url}: no complete answer in time ({type(exc).__name__})")
+    return ConnectFailed(f"{url}: {type(exc).__name__}: {exc}")
+
+
+async def _once(client: httpx.AsyncClient, path: str, dest: Path | None, deadline_s: float) -> Fetched:
+    try:
+        with trio.fail_after(deadline_s):
+            async with client.stream("GET", path) as resp:
+                if resp.status_code == 404:
+                    return Fetched(404)
+                if resp.status_code >= 500 or resp.status_code == 429:
+                    raise ServerError(resp.status_code, f"{path}")
+                if resp.status_code != 200:
+                    raise DccdError(f"archive {path}: HTTP {resp.status_code}")
+                digest, size = hashlib.sha256(), 0
+                etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+                if dest is None:
+                    body = await resp.aread()
+                    digest.update(body)
+                    return Fetched(200, len(body), digest.hexdigest(), etag, modified, body)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                async with await trio.open_file(dest, "wb") as fh:
+                    async for chunk in resp.aiter_bytes(CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        await fh.write(chunk)
+                return Fetched(200, size, digest.hexdigest(), etag, modified)
+    except (httpx.TransportError, trio.TooSlowError) as exc:
+        raise _map(path, exc) from exc
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    path: str,
+    dest: Path | None = None,
+    *,
+    deadline_s: float = 900.0,
+    attempts: int = ATTEMPTS,
+    base_delay_s: float = 0.5,
+) -> Fetched:
+    """GET ``path``: into memory (``dest`` None: a checksum file) or streamed to ``dest``.
+
+    Raises:
+        TransientError: the last attempt failed to connect, timed out or got a 5xx.
+        DccdError: another unexpected status.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _once(client, path, dest, deadline_s)
+        except TransientError:
+            if dest is not None:
+                await trio.Path(dest).unlink(missing_ok=True)
+            if attempt == attempts:
+                raise
+            await trio.sleep(base_delay_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+__all__ = ["Fetched", "fetch", "open_archive_client"]
