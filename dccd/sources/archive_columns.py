@@ -19,9 +19,10 @@ the adapters turn it into :class:`~dccd.errors.ProtocolDrift` naming the file.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Final
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, Final, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,10 +35,10 @@ _KDB: Final = r"^(?P<d>\d{4}-\d{2}-\d{2}D\d{2}:\d{2}:\d{2})(?:\.(?P<f>\d{0,9}))?
 _MS_MAX: Final = 9_223_372_036_853  # ms whose ns (any sub-ms part too) fits in int64
 _S_MAX: Final = 9_223_372_035  # seconds whose ns (any fraction too) fits in int64
 
-Column = pa.Array  # one record batch's column
+Column: TypeAlias = pa.Array  # one record batch's column
 
 
-def _first_bad(values: Column, ok: Column) -> str:
+def first_bad(values: Column, ok: Column) -> str:
     """The first value where ``ok`` is false or null, quoted (for an error message)."""
     bad = pc.filter(values, pc.invert(pc.fill_null(ok, False)))
     return repr(bad[0].as_py()) if len(bad) else "?"
@@ -60,11 +61,11 @@ def decimal_seconds_ns(values: Column, what: str = "timestamp") -> pa.Array:
     parts = pc.extract_regex(values, _DEC_SECONDS)
     ok = parts.is_valid()
     if not pc.all(ok).as_py():
-        raise ValueError(f"{what} {_first_bad(values, ok)} is not decimal seconds")
+        raise ValueError(f"{what} {first_bad(values, ok)} is not decimal seconds")
     seconds = pc.cast(pc.struct_field(parts, "s"), pa.int64())
     fits = pc.less_equal(seconds, _S_MAX)
     if not pc.all(fits).as_py():
-        raise ValueError(f"{what} {_first_bad(values, fits)} is past the int64 nanosecond range")
+        raise ValueError(f"{what} {first_bad(values, fits)} is past the int64 nanosecond range")
     return pc.add(pc.multiply(seconds, NS_PER_S), _fraction_ns(pc.struct_field(parts, "f")))
 
 
@@ -77,7 +78,7 @@ def kdb_timestamp_ns(values: Column, what: str = "timestamp") -> pa.Array:
     parts = pc.extract_regex(values, _KDB)
     ok = parts.is_valid()
     if not pc.all(ok).as_py():
-        raise ValueError(f"{what} {_first_bad(values, ok)} is not a kdb+ timestamp")
+        raise ValueError(f"{what} {first_bad(values, ok)} is not a kdb+ timestamp")
     text = pc.struct_field(parts, "d")
     whole = pc.strptime(text, format="%Y-%m-%dD%H:%M:%S", unit="s", error_is_null=True)
     # strptime rolls 02-30 over to 03-02 and :60 to the next minute: the day and second must read back.
@@ -85,7 +86,7 @@ def kdb_timestamp_ns(values: Column, what: str = "timestamp") -> pa.Array:
     second = pc.cast(pc.utf8_slice_codeunits(text, 17, 19), pa.int64())
     valid = pc.fill_null(pc.and_(pc.equal(pc.day(whole), day), pc.equal(pc.second(whole), second)), False)
     if not pc.all(valid).as_py():
-        raise ValueError(f"{what} {_first_bad(values, valid)} is not a real date and time")
+        raise ValueError(f"{what} {first_bad(values, valid)} is not a real date and time")
     seconds = pc.cast(whole, pa.int64())
     return pc.add(pc.multiply(seconds, NS_PER_S), _fraction_ns(pc.struct_field(parts, "f")))
 
@@ -102,11 +103,11 @@ def ms_ns(values: Column, what: str = "timestamp") -> pa.Array:
     else:
         ok = pc.match_substring_regex(values, r"^\d{1,16}$")
         if not pc.all(pc.fill_null(ok, False)).as_py():
-            raise ValueError(f"{what} {_first_bad(values, ok)} is not integer milliseconds")
+            raise ValueError(f"{what} {first_bad(values, ok)} is not integer milliseconds")
         ms = pc.cast(values, pa.int64())
         ok = pc.less_equal(ms, _MS_MAX)
     if not pc.all(pc.fill_null(ok, False)).as_py():
-        raise ValueError(f"{what} {_first_bad(values, ok)} is not integer milliseconds")
+        raise ValueError(f"{what} {first_bad(values, ok)} is not integer milliseconds")
     return pc.multiply(ms, NS_PER_MS)
 
 
@@ -119,7 +120,7 @@ def taker_side(values: Column, what: str = "side") -> pa.Array:
     lower = pc.utf8_lower(values)
     ok = pc.is_in(lower, value_set=pa.array(["buy", "sell"]))
     if not pc.all(pc.fill_null(ok, False)).as_py():
-        raise ValueError(f"{what} {_first_bad(values, ok)} is not buy/sell")
+        raise ValueError(f"{what} {first_bad(values, ok)} is not buy/sell")
     return lower
 
 
@@ -131,7 +132,7 @@ def numbers(values: Column, what: str) -> pa.Array:
     """
     ok = pc.match_substring_regex(values, r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
     if not pc.all(pc.fill_null(ok, False)).as_py():
-        raise ValueError(f"{what} {_first_bad(values, ok)} is not a number")
+        raise ValueError(f"{what} {first_bad(values, ok)} is not a number")
     return pc.cast(values, pa.float64())
 
 
@@ -146,7 +147,8 @@ def open_text(data: bytes | IO[bytes], compression: str) -> IO[bytes]:
     """
     raw: IO[bytes] = io.BytesIO(data) if isinstance(data, bytes) else data
     if compression == "gzip":
-        return pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")  # type: ignore[return-value]
+        stream: IO[bytes] = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
+        return stream
     if compression == "zip":
         try:
             archive = zipfile.ZipFile(raw)
@@ -212,7 +214,9 @@ def read_batches(
     col_types = {n: pa.string() for n in names} | dict(types or {})
     reader = pacsv.open_csv(
         io.BufferedReader(_Prefixed(prefix, stream), buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(column_names=list(names), skip_rows=1 if skip_header else 0, block_size=block_size),
+        read_options=pacsv.ReadOptions(
+            column_names=list(names), skip_rows=1 if skip_header else 0, block_size=block_size
+        ),
         parse_options=pacsv.ParseOptions(newlines_in_values=False),
         convert_options=pacsv.ConvertOptions(
             column_types=col_types, include_columns=list(include) if include else None, strings_can_be_null=False
@@ -222,3 +226,91 @@ def read_batches(
         yield from reader
     except pa.ArrowInvalid as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
+
+
+_TOKEN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def header_names(header: str, known: Sequence[str]) -> list[str]:
+    """Column names of a header line, each cell mapped to the ``known`` name it contains.
+
+    Matching is case-insensitive and finds the name inside a bilingual cell
+    (old OKX files: ``trade_id/成交ID`` or ``成交ID(trade_id)``); a cell naming
+    nothing known keeps its own text (``col<i>`` when it has none).
+    """
+    lookup = {k.lower(): k for k in known}
+    names = []
+    for i, cell in enumerate(header.split(",")):
+        tokens = [t.lower() for t in _TOKEN.findall(cell)]
+        hit = next((lookup[t] for t in tokens if t in lookup), None)
+        names.append(hit or (cell.strip().lower() or f"col{i}"))
+    return names
+
+
+def _is_header(line: str) -> bool:
+    first = line.split(",", 1)[0].strip().strip('"')
+    return not (first[:1].isdigit() or first[:1] == "-")
+
+
+def read_table(
+    data: bytes,
+    compression: str,
+    *,
+    positional: Sequence[str],
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    keep: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+) -> pa.Table:
+    """Read an archive CSV into a table of text columns named by ``required`` (+ the ``optional`` present).
+
+    The header row, when the first line is one, names the columns (so column
+    order and extra columns such as Bybit's ``RPI`` do not matter); a file
+    without one is read by ``positional`` names. ``keep`` filters each block
+    as it is read (BitMEX's all-symbol files), so memory follows the rows kept.
+
+    Raises:
+        ValueError: a required column is missing, or a row does not parse.
+    """
+    stream = open_text(data, compression)
+    line, prefix = header_line(stream)
+    if not line:
+        return pa.table({n: pa.array([], pa.string()) for n in required})
+    skip = _is_header(line)
+    names = header_names(line, [*positional, *required, *optional]) if skip else list(positional)
+    if not skip and line.count(",") + 1 > len(names):  # extra trailing columns in a header-less file
+        names += [f"col{i}" for i in range(len(names), line.count(",") + 1)]
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise ValueError(f"column {missing[0]!r} missing (header: {line[:200]!r})")
+    include = [*required, *(n for n in optional if n in names)]
+    unique = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]  # pyarrow needs distinct names
+    batches = []
+    for batch in read_batches(stream, unique, skip_header=skip, prefix=prefix, include=include):
+        batches.append(keep(batch) if keep is not None else batch)
+    schema = pa.schema([(n, pa.string()) for n in include])
+    return pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
+
+
+def column(values: pa.ChunkedArray) -> pa.Array:
+    """A table column as one array."""
+    return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+
+
+def integers(values: Column, what: str) -> pa.Array:
+    """Non-negative integer text (epoch times of any unit) to int64.
+
+    Raises:
+        ValueError: a value that is not 1..18 digits (naming it and ``what``).
+    """
+    ok = pc.match_substring_regex(values, r"^\d{1,18}$")
+    if not pc.all(pc.fill_null(ok, False)).as_py():
+        raise ValueError(f"{what} {first_bad(values, ok)} is not an integer epoch time")
+    return pc.cast(values, pa.int64())
+
+
+def ascending(table: pa.Table) -> pa.Table:
+    """``table`` by ``ts`` (stable; a no-op for files already in order, the usual case)."""
+    ts = column(table["ts"]) if table.num_rows else None
+    if ts is not None and table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
+        return table.sort_by("ts")
+    return table

@@ -101,7 +101,7 @@ def test_ms_side_and_numbers() -> None:
     assert ac.taker_side(pa.array(["Buy", "sell", "SELL"])).to_pylist() == ["buy", "sell", "sell"]
     texts = ["106453.8", "0.003718", "1e-8", "30000.12345678"]
     assert ac.numbers(pa.array(texts), "price").to_pylist() == [float(t) for t in texts]
-    with pytest.raises(ValueError, match="timestamp '17.5' is not integer milliseconds"):
+    with pytest.raises(ValueError, match=r"timestamp '17\.5' is not integer milliseconds"):
         ac.ms_ns(pa.array(["1", "17.5"]))
     with pytest.raises(ValueError, match="side 'Hold' is not buy/sell"):
         ac.taker_side(pa.array(["Buy", "Hold"]))

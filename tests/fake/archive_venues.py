@@ -1,0 +1,187 @@
+"""Archive files of the fake Bybit, BitMEX and OKX, built from the shared tape (:mod:`tests.fake.tape`).
+
+Each builder returns the bytes the venue would publish for one day, with the
+same trades (ids, prices, amounts, sides, times) the REST and WebSocket fakes
+serve, so archive, REST and WebSocket agree id for id:
+
+- Bybit derivatives: ``trdMatchID`` is the fake WebSocket's linear trade id
+  (``00000000-0000-4000-8000-<tape id>``), the time decimal seconds with the
+  trailing zeros dropped (``1704067200.1``, ``1704067200``), as Bybit writes them.
+- Bybit spot: ``id`` numbers the file's trades from 1, as Bybit's spot files do.
+- BitMEX: the REST fake's trades (``trade_row``: three per tape millisecond),
+  all symbols in one file, kdb+ text timestamps.
+- OKX: ``trade_id`` is the REST fake's ``tradeId``; a file holds the Beijing
+  (UTC+8) day, ``[D-1 16:00Z, D 16:00Z)``.
+
+``every`` thins the tape (only ids that are multiples of it traded, as if the
+market were quieter) so a week stays a fast test; the expected trades are the
+same functions with the same ``every``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import zipfile
+from collections.abc import Iterator, Sequence
+
+from tests.fake import bitmex as fake_bitmex
+from tests.fake import okx as fake_okx
+from tests.fake import tape
+from tests.fake.venue import bar
+
+DAY_MS = 86_400_000
+BEIJING_MS = 8 * 3_600_000
+BYBIT_LINEAR_HEADER = (
+    "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional"
+)
+OKX_TRADES_HEADER = "instrument_name,trade_id,side,price,size,created_time"
+# An older file's header (both languages in each cell).
+OKX_TRADES_HEADER_BILINGUAL = (
+    "instrument_name/币对名称,trade_id/成交ID,side/成交方向,price/成交价格,size/成交数量,created_time/成交时间"
+)
+OKX_CANDLES_HEADER = "open_time,open,high,low,close,vol_ccy,vol_quote,confirm"
+
+
+def day_ms(date: str) -> int:
+    """``2024-01-02`` -> its UTC midnight in ms."""
+    return int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()) * 1000
+
+
+def tape_ids(lo_ms: int, hi_ms: int, every: int = 1) -> range:
+    """Tape ids (multiples of ``every``) whose time is in ``[lo_ms, hi_ms)``."""
+    first = tape.first_id_at(lo_ms)
+    first += -first % every
+    return range(first, tape.first_id_at(hi_ms), every)
+
+
+def decimal_seconds(ms: int) -> str:
+    """``1704067200100`` -> ``1704067200.1``; whole seconds have no point (``1704067200``)."""
+    s, frac = divmod(ms, 1000)
+    return f"{s}.{frac:03d}".rstrip("0").rstrip(".")
+
+
+def _gzip(lines: Iterator[str]) -> bytes:
+    return gzip.compress("".join(line + "\n" for line in lines).encode(), compresslevel=1, mtime=0)
+
+
+def _zip(name: str, lines: Iterator[str], encoding: str = "utf-8") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), "".join(line + "\n" for line in lines).encode(encoding)
+        )
+    return buf.getvalue()
+
+
+# --- Bybit ---------------------------------------------------------------------------------------
+
+
+def bybit_linear_id(tid: int) -> str:
+    """The fake's linear execution id of tape trade ``tid`` (also the WebSocket fake's ``i``)."""
+    return f"00000000-0000-4000-8000-{tid:012d}"
+
+
+def bybit_linear_file(
+    native: str, date: str, *, every: int = 1, rpi: bool = False, newest_first: bool = False
+) -> bytes:
+    """``/trading/<SYM>/<SYM><date>.csv.gz`` of the tape (``rpi`` adds the later ``RPI`` column)."""
+    lo = day_ms(date)
+    ids = list(tape_ids(lo, lo + DAY_MS, every))
+    if newest_first:
+        ids.reverse()
+
+    def lines() -> Iterator[str]:
+        yield BYBIT_LINEAR_HEADER + (",RPI" if rpi else "")
+        for tid in ids:
+            t = tape.trade_at(native, tid)
+            side = "Sell" if t.is_buyer_maker else "Buy"
+            row = (f"{decimal_seconds(t.time_ms)},{native},{side},{t.qty},{t.price},PlusTick,{bybit_linear_id(tid)},"
+                   f"{round(float(t.quote_qty) * 1e8)},{t.qty},{t.quote_qty}")  # fmt: skip
+            yield row + (f",{tid % 7 == 0:d}" if rpi else "")
+
+    return _gzip(lines())
+
+
+def bybit_spot_file(native: str, date: str, *, every: int = 1, rpi: bool = True) -> bytes:
+    """``/spot/<SYM>/<SYM>_<date>.csv.gz`` of the tape: ids 1.. within the file, ms times, lowercase sides."""
+    lo = day_ms(date)
+
+    def lines() -> Iterator[str]:
+        yield "id,timestamp,price,volume,side" + (",rpi" if rpi else "")
+        for n, tid in enumerate(tape_ids(lo, lo + DAY_MS, every), start=1):
+            t = tape.trade_at(native, tid)
+            yield f"{n},{t.time_ms},{t.price},{t.qty},{'sell' if t.is_buyer_maker else 'buy'}" + (",0" if rpi else "")
+
+    return _gzip(lines())
+
+
+# --- BitMEX --------------------------------------------------------------------------------------
+
+
+def kdb(ms: int) -> str:
+    """``1543968025948`` -> ``2018-12-05D00:00:25.948000000``."""
+    t = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
+    return f"{t:%Y-%m-%dD%H:%M:%S}.{ms % 1000:03d}000000"
+
+
+def bitmex_keys(lo_ms: int, hi_ms: int, every: int = 1) -> range:
+    """The REST fake's trade indices ``k`` (multiples of ``every``) whose time is in ``[lo_ms, hi_ms)``."""
+    per = fake_bitmex.PER_MS
+    first = tape.first_id_at(lo_ms) * per
+    first += -first % every
+    return range(first, tape.first_id_at(hi_ms) * per, every)
+
+
+def bitmex_trade_file(date: str, symbols: Sequence[str], *, every: int = 1, trd_type: bool = True) -> bytes:
+    """``/data/trade/<YYYYMMDD>.csv.gz``: every symbol's trades of the day, interleaved by time."""
+    lo = day_ms(date)
+
+    def lines() -> Iterator[str]:
+        yield "timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional" + (
+            ",trdType" if trd_type else ""
+        )
+        for k in bitmex_keys(lo, lo + DAY_MS, every):
+            for sym in symbols:
+                t = tape.trade_at(sym, k)
+                r = fake_bitmex.trade_row(sym, k)
+                yield (f"{kdb(fake_bitmex.trade_ms(k))},{sym},{r['side']},{r['size']},{t.price},{r['tickDirection']},"
+                       f"{r['trdMatchID']},{r['size'] * 1000},{t.qty},{t.quote_qty}") + (",Regular" if trd_type else "")  # fmt: skip
+
+    return _gzip(lines())
+
+
+# --- OKX -----------------------------------------------------------------------------------------
+
+
+def beijing_day(date: str) -> tuple[int, int]:
+    """``[lo, hi)`` ms of OKX's day ``date`` (UTC+8): from 16:00 UTC the day before."""
+    lo = day_ms(date) - BEIJING_MS
+    return lo, lo + DAY_MS
+
+
+def okx_trades_file(inst: str, date: str, *, every: int = 1, bilingual: bool = False) -> bytes:
+    """``<INST>-trades-<date>.zip`` of the Beijing day (old files: a bilingual header, GB18030 text)."""
+    lo, hi = beijing_day(date)
+
+    def lines() -> Iterator[str]:
+        yield OKX_TRADES_HEADER_BILINGUAL if bilingual else OKX_TRADES_HEADER
+        for tid in tape_ids(lo, hi, every):
+            r = fake_okx.trade_row(inst, tid)
+            yield f"{inst},{r['tradeId']},{r['side']},{r['px']},{r['sz']},{r['ts']}"
+
+    return _zip(f"{inst}-trades-{date}.csv", lines(), "gb18030" if bilingual else "utf-8")
+
+
+def okx_candles_file(inst: str, date: str) -> bytes:
+    """``<INST>-candlesticks-<date>.zip``: the REST fake's 1m bars of the Beijing day."""
+    lo, hi = beijing_day(date)
+
+    def lines() -> Iterator[str]:
+        yield OKX_CANDLES_HEADER
+        for t in range(lo, hi, 60_000):
+            b = bar(f"{inst}:1m", t)
+            yield f"{t},{b.open},{b.high},{b.low},{b.close},{b.volume},{b.quote},1"
+
+    return _zip(f"{inst}-candlesticks-{date}.csv", lines())
