@@ -18,11 +18,13 @@ the adapters turn it into :class:`~dccd.errors.ProtocolDrift` naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, Final, TypeAlias
+from typing import IO, Any, Final, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,26 +141,33 @@ def numbers(values: Column, what: str) -> pa.Array:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def open_text(data: bytes | IO[bytes], compression: str) -> IO[bytes]:
-    """The CSV bytes inside an archive file: ``gzip`` (streamed) or ``zip`` (its one CSV member).
+@contextlib.contextmanager
+def open_text(data: bytes | str | os.PathLike[str], compression: str) -> Iterator[IO[bytes]]:
+    """The CSV bytes inside an archive file (its bytes or its path), as a stream.
+
+    ``gzip`` is decompressed by pyarrow as it is read; ``zip`` must hold one CSV member.
 
     Raises:
-        ValueError: a zip without exactly one member, or an unknown compression.
+        ValueError: a zip without exactly one member, not a zip, or an unknown compression.
     """
-    raw: IO[bytes] = io.BytesIO(data) if isinstance(data, bytes) else data
     if compression == "gzip":
-        stream: IO[bytes] = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
-        return stream
-    if compression == "zip":
-        try:
-            archive = zipfile.ZipFile(raw)
-        except zipfile.BadZipFile as exc:
-            raise ValueError(f"not a zip file: {exc}") from None
+        source = pa.py_buffer(data) if isinstance(data, bytes) else os.fspath(data)
+        with pa.input_stream(source, compression="gzip") as stream:
+            yield stream
+        return
+    if compression != "zip":
+        raise ValueError(f"unknown compression {compression!r}")
+    raw: Any = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        archive = zipfile.ZipFile(raw)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"not a zip file: {exc}") from None
+    with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         if len(members) != 1:
             raise ValueError(f"zip holds {len(members)} files, expected one CSV")
-        return archive.open(members[0])
-    raise ValueError(f"unknown compression {compression!r}")
+        with archive.open(members[0]) as member:
+            yield member
 
 
 def header_line(stream: IO[bytes], limit: int = 4096) -> tuple[str, bytes]:
@@ -253,7 +262,7 @@ def _is_header(line: str) -> bool:
 
 
 def read_table(
-    data: bytes,
+    data: bytes | str | os.PathLike[str],
     compression: str,
     *,
     positional: Sequence[str],
@@ -271,22 +280,22 @@ def read_table(
     Raises:
         ValueError: a required column is missing, or a row does not parse.
     """
-    stream = open_text(data, compression)
-    line, prefix = header_line(stream)
-    if not line:
-        return pa.table({n: pa.array([], pa.string()) for n in required})
-    skip = _is_header(line)
-    names = header_names(line, [*positional, *required, *optional]) if skip else list(positional)
-    if not skip and line.count(",") + 1 > len(names):  # extra trailing columns in a header-less file
-        names += [f"col{i}" for i in range(len(names), line.count(",") + 1)]
-    missing = [n for n in required if n not in names]
-    if missing:
-        raise ValueError(f"column {missing[0]!r} missing (header: {line[:200]!r})")
-    include = [*required, *(n for n in optional if n in names)]
-    unique = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]  # pyarrow needs distinct names
-    batches = []
-    for batch in read_batches(stream, unique, skip_header=skip, prefix=prefix, include=include):
-        batches.append(keep(batch) if keep is not None else batch)
+    with open_text(data, compression) as stream:
+        line, prefix = header_line(stream)
+        if not line:
+            return pa.table({n: pa.array([], pa.string()) for n in required})
+        skip = _is_header(line)
+        names = header_names(line, [*positional, *required, *optional]) if skip else list(positional)
+        if not skip and line.count(",") + 1 > len(names):  # extra trailing columns in a header-less file
+            names += [f"col{i}" for i in range(len(names), line.count(",") + 1)]
+        missing = [n for n in required if n not in names]
+        if missing:
+            raise ValueError(f"column {missing[0]!r} missing (header: {line[:200]!r})")
+        include = [*required, *(n for n in optional if n in names)]
+        unique = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]  # pyarrow wants distinct names
+        batches = []
+        for batch in read_batches(stream, unique, skip_header=skip, prefix=prefix, include=include):
+            batches.append(keep(batch) if keep is not None else batch)
     schema = pa.schema([(n, pa.string()) for n in include])
     return pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
 

@@ -228,3 +228,20 @@ def test_okx_candles_keep_unconfirmed_bars_of_old_files() -> None:
         (1_709_222_400_000_000_000, 61180.1, 61200.0, 61170.0, 61199.9, 12.5, 764998.75, None),
         (1_709_222_460_000_000_000, 61199.9, 61210.2, 61190.0, 61205.0, 3.25, 198914.0625, None),
     ]
+
+
+def test_parses_from_a_downloaded_path_like_from_bytes(tmp_path: Path) -> None:
+    """The downloader hands over a file path: each venue parses it as it parses the bytes."""
+    cases = [
+        (BitmexArchive(), Symbol("BTC", "USD", "perp"), "2024-03-01", gz("bitmex_trade.csv")),
+        (BybitArchive(), Symbol("BTC", "USDT"), "2025-05-19", gz("bybit_spot_rpi.csv")),
+    ]
+    for a, sym, date, data in cases:
+        f = a.archive_file(sym, T, None, D, day_ns(date))
+        path = tmp_path / f.name
+        path.write_bytes(data)
+        assert a.parse_archive(f, path).equals(a.parse_archive(f, data))
+    okx = OkxArchive()
+    f = okx.archive_file(Symbol("BTC", "USDT"), T, None, D, day_ns("2024-03-01") - 8 * H)
+    (tmp_path / f.name).write_bytes(zipped("okx_trades.csv"))
+    assert okx.parse_archive(f, str(tmp_path / f.name)).num_rows == 3

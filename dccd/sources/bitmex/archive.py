@@ -31,6 +31,7 @@ from dccd.sources.archive import (
     ArchiveCapability,
     ArchiveFile,
     Granularity,
+    Source,
     archive_capability,
     market_of,
     period_label,
@@ -86,7 +87,7 @@ def parse_checksum(file: ArchiveFile, body: bytes) -> str:
     raise ProtocolDrift(NAME, file.name, "bitmex publishes no checksum files")
 
 
-def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
+def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     """``file.native``'s trades of a downloaded day file (loose lake schema), ts ascending.
 
     Raises:
@@ -95,7 +96,7 @@ def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
     return parse_archive_symbols(file, data, [file.native])[file.native]
 
 
-def parse_archive_symbols(file: ArchiveFile, data: bytes, natives: Sequence[str]) -> dict[str, pa.Table]:
+def parse_archive_symbols(file: ArchiveFile, data: Source, natives: Sequence[str]) -> dict[str, pa.Table]:
     """One pass over a day file: the trades of each of ``natives`` (BitMEX names), as for :func:`parse_archive`.
 
     Raises:

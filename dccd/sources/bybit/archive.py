@@ -34,6 +34,7 @@ from dccd.sources.archive import (
     ArchiveCapability,
     ArchiveFile,
     Granularity,
+    Source,
     archive_capability,
     market_of,
     ns_from_epoch,
@@ -99,7 +100,7 @@ def parse_checksum(file: ArchiveFile, body: bytes) -> str:
     raise ProtocolDrift(NAME, file.name, "bybit publishes no checksum files")
 
 
-def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
+def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     """A downloaded Bybit trade file as lake trades (loose schema), ts ascending, trimmed to its day.
 
     Raises:

@@ -35,6 +35,7 @@ from dccd.sources.archive import (
     ArchiveCapability,
     ArchiveFile,
     Granularity,
+    Source,
     archive_capability,
     market_of,
     ns_from_epoch,
@@ -104,7 +105,7 @@ def parse_checksum(file: ArchiveFile, body: bytes) -> str:
     raise ProtocolDrift(NAME, file.name, "okx publishes no checksum files")
 
 
-def parse_archive(file: ArchiveFile, data: bytes) -> pa.Table:
+def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     """A downloaded OKX zip as lake rows (loose schema), ts ascending, trimmed to its Beijing day.
 
     Raises:
