@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 
 from tests.fake import bitmex as fake_bitmex
+from tests.fake import bybit as fake_bybit
 from tests.fake import okx as fake_okx
 from tests.fake import tape
 from tests.fake.venue import bar
@@ -79,8 +80,8 @@ def _zip(name: str, lines: Iterator[str], encoding: str = "utf-8") -> bytes:
 
 
 def bybit_linear_id(tid: int) -> str:
-    """The fake's linear execution id of tape trade ``tid`` (also the WebSocket fake's ``i``)."""
-    return f"00000000-0000-4000-8000-{tid:012d}"
+    """The fake's linear execution id of tape trade ``tid`` (REST ``execId`` and WebSocket ``i`` too)."""
+    return fake_bybit.linear_exec_id(tid)
 
 
 def bybit_linear_file(
