@@ -221,8 +221,9 @@ def read_batches(
         ValueError: a row with another column count (pyarrow's message, with the row).
     """
     col_types = {n: pa.string() for n in names} | dict(types or {})
+    source: Any = io.BufferedReader(_Prefixed(prefix, stream), buffer_size=1 << 20) if prefix else stream
     reader = pacsv.open_csv(
-        io.BufferedReader(_Prefixed(prefix, stream), buffer_size=1 << 20),
+        source,
         read_options=pacsv.ReadOptions(
             column_names=list(names), skip_rows=1 if skip_header else 0, block_size=block_size
         ),
@@ -281,20 +282,21 @@ def read_table(
         ValueError: a required column is missing, or a row does not parse.
     """
     with open_text(data, compression) as stream:
-        line, prefix = header_line(stream)
-        if not line:
-            return pa.table({n: pa.array([], pa.string()) for n in required})
-        skip = _is_header(line)
-        names = header_names(line, [*positional, *required, *optional]) if skip else list(positional)
-        if not skip and line.count(",") + 1 > len(names):  # extra trailing columns in a header-less file
-            names += [f"col{i}" for i in range(len(names), line.count(",") + 1)]
-        missing = [n for n in required if n not in names]
-        if missing:
-            raise ValueError(f"column {missing[0]!r} missing (header: {line[:200]!r})")
-        include = [*required, *(n for n in optional if n in names)]
-        unique = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]  # pyarrow wants distinct names
-        batches = []
-        for batch in read_batches(stream, unique, skip_header=skip, prefix=prefix, include=include):
+        line, _ = header_line(stream)
+    if not line:
+        return pa.table({n: pa.array([], pa.string()) for n in required})
+    skip = _is_header(line)
+    names = header_names(line, [*positional, *required, *optional]) if skip else list(positional)
+    if not skip and line.count(",") + 1 > len(names):  # extra trailing columns in a header-less file
+        names += [f"col{i}" for i in range(len(names), line.count(",") + 1)]
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise ValueError(f"column {missing[0]!r} missing (header: {line[:200]!r})")
+    include = [*required, *(n for n in optional if n in names)]
+    unique = [n if names.index(n) == i else f"{n}#{i}" for i, n in enumerate(names)]  # pyarrow wants distinct names
+    batches = []
+    with open_text(data, compression) as stream:  # again from the start: pyarrow reads the native stream itself
+        for batch in read_batches(stream, unique, skip_header=skip, include=include):
             batches.append(keep(batch) if keep is not None else batch)
     schema = pa.schema([(n, pa.string()) for n in include])
     return pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
