@@ -22,9 +22,22 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import io
+import logging
+import re
+import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from litestar import Litestar, Response, get
+from litestar import Request as LitestarRequest
 
 from tests.fake import bitmex as fake_bitmex
 from tests.fake import bybit as fake_bybit
@@ -186,3 +199,124 @@ def okx_candles_file(inst: str, date: str) -> bytes:
             yield f"{t},{b.open},{b.high},{b.low},{b.close},{b.volume},{b.quote},1"
 
     return _zip(f"{inst}-candlesticks-{date}.csv", lines())
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+_BYBIT_LINEAR = re.compile(r"^/trading/(?P<sym>[A-Z0-9]+)/(?P=sym)(?P<date>\d{4}-\d{2}-\d{2})\.csv\.gz$")
+_BYBIT_SPOT = re.compile(r"^/spot/(?P<sym>[A-Z0-9]+)/(?P=sym)_(?P<date>\d{4}-\d{2}-\d{2})\.csv\.gz$")
+_BITMEX = re.compile(r"^/data/trade/(?P<d>\d{8})\.csv\.gz$")
+_OKX = re.compile(
+    r"^/cdn/okex/traderecords/(?P<kind>trades|candlesticks)/daily/(?P<d>\d{8})/"
+    r"(?P<inst>[A-Z0-9]+-[A-Z0-9]+(?:-SWAP)?)-(?P=kind)-(?P<date>\d{4}-\d{2}-\d{2})\.zip$"
+)
+BITMEX_SYMBOLS = ("XBTUSD", "ETHUSDT", "XBT_USDT")
+
+
+@dataclass
+class FakeVenueArchive:
+    """The archive trees of the fake Bybit (``/trading``, ``/spot``), BitMEX (``/data/trade``) and OKX (``/cdn/okex``).
+
+    ``missing`` dates (``YYYY-MM-DD``) answer 404; ``bilingual`` OKX dates have the old header; days
+    not over yet by ``clock`` answer 404 (not published). ``requests`` logs ``(path, status)``.
+    """
+
+    every: int = 1
+    missing: set[str] = field(default_factory=set)
+    bilingual: set[str] = field(default_factory=set)
+    rpi_from: str = "2025-01-01"
+    bitmex_symbols: tuple[str, ...] = BITMEX_SYMBOLS
+    clock: Callable[[], float] = time.time
+    url: str = ""
+    requests: list[tuple[str, int]] = field(default_factory=list)
+    _cache: dict[str, bytes] = field(default_factory=dict)
+
+    def count(self, prefix: str = "/", *, status: int | None = 200) -> int:
+        """Requests whose path starts with ``prefix`` (answered ``status``; None: any)."""
+        return sum(1 for p, s in self.requests if p.startswith(prefix) and (status is None or s == status))
+
+    def body(self, path: str) -> tuple[str, bytes] | None:
+        """``(date, file bytes)`` at ``path``, or None when it is no file of these archives."""
+        if path in self._cache:
+            return path, self._cache[path]
+        if m := _BYBIT_LINEAR.match(path):
+            date = m["date"]
+            data = bybit_linear_file(m["sym"], date, every=self.every, rpi=date >= self.rpi_from)
+        elif m := _BYBIT_SPOT.match(path):
+            date = m["date"]
+            data = bybit_spot_file(m["sym"], date, every=self.every, rpi=date >= self.rpi_from)
+        elif m := _BITMEX.match(path):
+            date = f"{m['d'][:4]}-{m['d'][4:6]}-{m['d'][6:]}"
+            data = bitmex_trade_file(date, self.bitmex_symbols, every=self.every)
+        elif m := _OKX.match(path):
+            date = m["date"]
+            if m["kind"] == "trades":
+                data = okx_trades_file(m["inst"], date, every=self.every, bilingual=date in self.bilingual)
+            else:
+                data = okx_candles_file(m["inst"], date)
+        else:
+            return None
+        self._cache[path] = data
+        return date, data
+
+    def handle(self, path: str) -> tuple[int, bytes, dict[str, str]]:
+        """``(status, body, headers)`` of a GET."""
+        date = _date_in(path)
+        over = date is not None and _day_end_ms(path, date) <= self.clock() * 1000
+        found = self.body(path) if date is not None and date not in self.missing and over else None
+        if found is None:
+            status, body, headers = 404, b"<Error><Code>NoSuchKey</Code></Error>", {}
+        else:
+            status, body = 200, found[1]
+            headers = {"ETag": f'"{hashlib.md5(body).hexdigest()}"'}
+        self.requests.append((path, status))
+        return status, body, headers
+
+    def app(self) -> Litestar:
+        """The Litestar app of this fake."""
+
+        @get(path="/{rest:path}")
+        async def serve_file(request: LitestarRequest[Any, Any, Any]) -> Response[bytes]:
+            status, body, headers = await trio.to_thread.run_sync(self.handle, request.url.path)
+            return Response(body, status_code=status, headers=headers, media_type="application/octet-stream")
+
+        return Litestar([serve_file], logging_config=None, openapi_config=None)
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on an ephemeral 127.0.0.1 port until cancelled; ``started(url)``."""
+        cfg = HypercornConfig()
+        cfg.bind = ["127.0.0.1:0"]
+        cfg.errorlog = logging.getLogger("tests.fake.archive_venues")
+        cfg.accesslog = None
+        cfg.graceful_timeout = 0.1
+        async with trio.open_nursery() as nursery:
+            app: Any = self.app()
+            binds = await nursery.start(lambda task_status: hypercorn_serve(app, cfg, task_status=task_status))
+            self.url = binds[0]
+            task_status.started(self.url)
+
+
+def _date_in(path: str) -> str | None:
+    for pattern in (_BYBIT_LINEAR, _BYBIT_SPOT, _OKX):
+        if m := pattern.match(path):
+            return m["date"]
+    if m := _BITMEX.match(path):
+        return f"{m['d'][:4]}-{m['d'][4:6]}-{m['d'][6:]}"
+    return None
+
+
+def _day_end_ms(path: str, date: str) -> int:
+    """When the day of a file is over (OKX's Beijing day ends at 16:00 UTC)."""
+    return beijing_day(date)[1] if path.startswith("/cdn/okex/") else day_ms(date) + DAY_MS
+
+
+@asynccontextmanager
+async def open_fake_venue_archive(**kwargs: Any) -> AsyncIterator[FakeVenueArchive]:
+    """Run the fake Bybit/BitMEX/OKX archives on 127.0.0.1 for the block; ``fake.url`` is the origin."""
+    fake = FakeVenueArchive(**kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        try:
+            yield fake
+        finally:
+            nursery.cancel_scope.cancel()
