@@ -217,12 +217,14 @@ BITMEX_SYMBOLS = ("XBTUSD", "ETHUSDT", "XBT_USDT")
 class FakeVenueArchive:
     """The archive trees of the fake Bybit (``/trading``, ``/spot``), BitMEX (``/data/trade``) and OKX (``/cdn/okex``).
 
-    ``missing`` dates (``YYYY-MM-DD``) answer 404; ``bilingual`` OKX dates have the old header; days
+    ``missing`` dates (``YYYY-MM-DD``) answer 404; ``garbled`` ones serve a file whose second data row has
+    a time in another format (``1.7e9``, as a float printer would write it); ``bilingual`` OKX dates have the old header; days
     not over yet by ``clock`` answer 404 (not published). ``requests`` logs ``(path, status)``.
     """
 
     every: int = 1
     missing: set[str] = field(default_factory=set)
+    garbled: set[str] = field(default_factory=set)
     bilingual: set[str] = field(default_factory=set)
     rpi_from: str = "2025-01-01"
     bitmex_symbols: tuple[str, ...] = BITMEX_SYMBOLS
@@ -256,6 +258,12 @@ class FakeVenueArchive:
                 data = okx_candles_file(m["inst"], date)
         else:
             return None
+        if date in self.garbled:
+            text = gzip.decompress(data) if path.endswith(".gz") else b""
+            lines = text.split(b"\n")
+            first = lines[2].split(b",", 1)
+            lines[2] = b"1.7e9," + first[1]
+            data = gzip.compress(b"\n".join(lines), mtime=0)
         self._cache[path] = data
         return date, data
 
