@@ -37,7 +37,7 @@ _KDB: Final = r"^(?P<d>\d{4}-\d{2}-\d{2}D\d{2}:\d{2}:\d{2})(?:\.(?P<f>\d{0,9}))?
 _MS_MAX: Final = 9_223_372_036_853  # ms whose ns (any sub-ms part too) fits in int64
 _S_MAX: Final = 9_223_372_035  # seconds whose ns (any fraction too) fits in int64
 
-Column: TypeAlias = pa.Array  # one record batch's column
+Column: TypeAlias = pa.Array | pa.ChunkedArray  # a column, whole or in chunks
 
 
 def first_bad(values: Column, ok: Column) -> str:
@@ -302,9 +302,9 @@ def read_table(
     return pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
 
 
-def column(values: pa.ChunkedArray) -> pa.Array:
-    """A table column as one array."""
-    return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+def column(values: pa.ChunkedArray) -> Column:
+    """A table column for the parsers here: left in its chunks (the kernels run per chunk, no copy)."""
+    return values
 
 
 def integers(values: Column, what: str) -> pa.Array:
@@ -319,9 +319,18 @@ def integers(values: Column, what: str) -> pa.Array:
     return pc.cast(values, pa.int64())
 
 
-def ascending(table: pa.Table) -> pa.Table:
-    """``table`` by ``ts`` (stable; a no-op for files already in order, the usual case)."""
-    ts = column(table["ts"]) if table.num_rows else None
-    if ts is not None and table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
+def finish(table: pa.Table, start_ns: int, end_ns: int) -> pa.Table:
+    """``table``'s rows with ``start_ns <= ts < end_ns`` (a file's coverage), by ``ts``.
+
+    Both steps cost nothing for the usual file (all inside, already in order): the
+    bounds are checked on the min/max first, the order on one comparison pass.
+    """
+    if not table.num_rows:
+        return table
+    lo, hi = (v.as_py() for v in pc.min_max(table["ts"]).values())
+    if lo < start_ns or hi >= end_ns:
+        table = table.filter(pc.and_(pc.greater_equal(table["ts"], start_ns), pc.less(table["ts"], end_ns)))
+    ts = table["ts"].combine_chunks()
+    if table.num_rows > 1 and not pc.all(pc.greater_equal(ts[1:], ts[:-1])).as_py():
         return table.sort_by("ts")
     return table

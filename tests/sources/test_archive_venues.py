@@ -245,3 +245,13 @@ def test_parses_from_a_downloaded_path_like_from_bytes(tmp_path: Path) -> None:
     f = okx.archive_file(Symbol("BTC", "USDT"), T, None, D, day_ns("2024-03-01") - 8 * H)
     (tmp_path / f.name).write_bytes(zipped("okx_trades.csv"))
     assert okx.parse_archive(f, str(tmp_path / f.name)).num_rows == 3
+
+
+def test_rows_outside_the_files_day_are_dropped() -> None:
+    """A row stamped outside the file's coverage (the next day, or before its start) is not the file's to store."""
+    a = BybitArchive()
+    f = a.archive_file(Symbol("BTC", "USDT", "perp"), T, None, D, day_ns("2026-01-01"))
+    text = (FIX / "bybit_trading_rpi.csv").read_text()
+    text += "1767312000,BTCUSDT,Buy,1,2,PlusTick,next-day,1,1,2,0\n1767225599.9999,BTCUSDT,Buy,1,2,PlusTick,day-before,1,1,2,0\n"
+    got = a.parse_archive(f, gzip.compress(text.encode()))
+    assert got["id"].to_pylist()[-1] == "a1b2c3d4-e5f6-5a7b-8c9d-0e1f2a3b4c5d" and got.num_rows == 3

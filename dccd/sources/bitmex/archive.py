@@ -35,7 +35,6 @@ from dccd.sources.archive import (
     archive_capability,
     market_of,
     period_label,
-    trim,
     utc_period,
 )
 from dccd.sources.bitmex.common import NAME, symbol_to_native
@@ -130,7 +129,7 @@ def parse_archive_symbols(file: ArchiveFile, data: Source, natives: Sequence[str
         raise ProtocolDrift(NAME, file.name, str(exc)) from exc
     out = {}
     for native in natives:
-        out[native] = cols.ascending(trim(table.filter(pc.equal(symbols, native)), file.start_ns, file.end_ns))
+        out[native] = cols.finish(table.filter(pc.equal(symbols, native)), file.start_ns, file.end_ns)
     return out
 
 

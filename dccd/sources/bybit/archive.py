@@ -39,7 +39,6 @@ from dccd.sources.archive import (
     market_of,
     ns_from_epoch,
     period_label,
-    trim,
     utc_period,
 )
 from dccd.sources.bybit.common import NAME, symbol_to_native
@@ -134,7 +133,7 @@ def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
         )
     except (ValueError, OSError, EOFError) as exc:
         raise ProtocolDrift(NAME, file.name, str(exc)) from exc
-    return cols.ascending(trim(table, file.start_ns, file.end_ns))
+    return cols.finish(table, file.start_ns, file.end_ns)
 
 
 class BybitArchive:

@@ -40,7 +40,6 @@ from dccd.sources.archive import (
     market_of,
     ns_from_epoch,
     period_label,
-    trim,
     utc_period,
 )
 from dccd.sources.okx.common import NAME, symbol_to_native
@@ -142,7 +141,7 @@ def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
             raise ProtocolDrift(NAME, file.name, f"unknown archive kind {file.kind!r}")
     except (ValueError, OSError, EOFError) as exc:
         raise ProtocolDrift(NAME, file.name, str(exc)) from exc
-    return cols.ascending(trim(table, file.start_ns, file.end_ns))
+    return cols.finish(table, file.start_ns, file.end_ns)
 
 
 class OkxArchive:
