@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dccd.domain.records import DataType, Trade
@@ -20,6 +25,7 @@ from tests.fake import tape
 from tests.fake.bitmex import FakeBitmex
 from tests.fake.bybit import FakeBybit
 from tests.fake.okx import FakeOkx
+from tests.fake.serve import config_yaml, open_all
 
 MS = 1_000_000
 DAY = "2024-01-03"
@@ -96,3 +102,34 @@ def test_bybit_archive_rows_equal_recent_rest_trades(market: str) -> None:
         for t in common:
             n = (tape.first_id_at(t.ts // MS) - first) // 10 + 1
             assert by_value[(t.ts, t.price, t.amount, t.side)] == f"{DAY}:{n}"
+
+
+def test_fake_archive_faults_and_publication() -> None:
+    """Missing days 404, a day not over yet 404s (OKX's ends 16:00 UTC), a garbled day has a float-printed time."""
+    now_ms = av.day_ms("2024-01-05") + 15 * 3_600_000
+    fake = av.FakeVenueArchive(every=1000, missing={"2024-01-02"}, garbled={"2024-01-03"}, clock=lambda: now_ms / 1000)
+    linear = "/trading/BTCUSDT/BTCUSDT{}.csv.gz"
+    assert fake.handle(linear.format("2024-01-02"))[0] == 404
+    status, body, headers = fake.handle(linear.format("2024-01-03"))
+    assert status == 200 and headers["ETag"] and gzip.decompress(body).split(b"\n")[2].startswith(b"1.7e9,BTCUSDT,")
+    assert fake.handle(linear.format("2024-01-04"))[0] == 200 and fake.handle(linear.format("2024-01-05"))[0] == 404
+    okx = "/cdn/okex/traderecords/trades/daily/{0}/BTC-USDT-trades-{1}.zip"
+    assert fake.handle(okx.format("20240104", "2024-01-04"))[0] == 200  # Beijing 01-04 ended 2024-01-04T16:00Z
+    assert fake.handle(okx.format("20240105", "2024-01-05"))[0] == 404  # ends 2024-01-05T16:00Z, after now
+    assert fake.handle("/trading/BTCUSDT/other.csv")[0] == 404
+    assert fake.count("/trading/", status=200) == 2 and fake.count("/", status=None) == 7
+
+
+async def test_serve_offers_the_venue_archives(tmp_path: Path) -> None:
+    """``python -m tests.fake.serve`` serves the Bybit/BitMEX/OKX trade files and puts their archive_url in the config."""
+    async with AsyncExitStack() as stack:
+        urls = await open_all(stack, ("bybit", "okx"), rate=1.0, rest_day=3.0)
+        assert urls["bybit"]["archive_url"] == urls["okx"]["archive_url"]
+        async with httpx.AsyncClient(base_url=urls["okx"]["archive_url"], timeout=30) as client:
+            r = await client.get(
+                "/cdn/okex/traderecords/candlesticks/daily/20240102/BTC-USDT-candlesticks-2024-01-02.zip"
+            )
+            assert r.status_code == 200 and len(r.content) > 1000
+            assert (await client.get("/data/trade/20240110.csv.gz")).status_code == 404  # after the fakes' day 3
+        text = config_yaml(urls, str(tmp_path), 8080)
+        assert f"archive_url: {json.dumps(urls['okx']['archive_url'])}" in text
