@@ -32,6 +32,7 @@ import pyarrow.csv as pacsv
 
 NS_PER_S: Final = 1_000_000_000
 NS_PER_MS: Final = 1_000_000
+_DEC_SECONDS_PLAIN: Final = r"^\d{1,10}(\.\d{0,9})?$"  # at most 19 digits: fits int64 before scaling
 _DEC_SECONDS: Final = r"^(?P<s>\d{1,11})(?:\.(?P<f>\d{0,9})\d*)?$"
 _KDB: Final = r"^(?P<d>\d{4}-\d{2}-\d{2}D\d{2}:\d{2}:\d{2})(?:\.(?P<f>\d{0,9}))?$"
 _MS_MAX: Final = 9_223_372_036_853  # ms whose ns (any sub-ms part too) fits in int64
@@ -60,6 +61,15 @@ def decimal_seconds_ns(values: Column, what: str = "timestamp") -> pa.Array:
     Raises:
         ValueError: a value that is not ``digits[.digits]`` (naming it and ``what``).
     """
+    if pc.all(pc.match_substring_regex(values, _DEC_SECONDS_PLAIN)).as_py():
+        # The usual file: drop the point and scale by 10**(9 - decimals); no struct, no padding.
+        dot = pc.find_substring(values, ".")
+        decimals = pc.if_else(pc.less(dot, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(values), dot), 1))
+        scale = pc.power(pa.scalar(10, pa.int64()), pc.cast(pc.subtract(9, decimals), pa.int64()))
+        try:
+            return pc.multiply_checked(pc.cast(pc.replace_substring(values, ".", ""), pa.int64()), scale)
+        except pa.ArrowInvalid:
+            pass  # an overflow: the general path below names the value
     parts = pc.extract_regex(values, _DEC_SECONDS)
     ok = parts.is_valid()
     if not pc.all(ok).as_py():
