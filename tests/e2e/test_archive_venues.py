@@ -86,6 +86,23 @@ async def test_bybit_spot_week_lands_exactly_from_the_archive(tmp_path: Path) ->
     assert files.count("/spot/BTCUSDT/") == 7 and files.count("/trading/", status=None) == 0
 
 
+async def test_bybit_spot_day_missing_from_the_archive_is_recorded_and_left_to_rest(tmp_path: Path) -> None:
+    """A 404 day is recorded (archive_missing) and handed to REST, which keeps only 60 spot trades: partial; the
+    other day lands whole."""
+    lo, now = JAN3_MS, JAN3_MS + 4 * DAY_MS
+    archive = {"every": EVERY, "missing": {"2024-01-04"}}
+    async with archive_service(tmp_path, "bybit", fby.FakeBybit(), now, **archive) as (files, svc):
+        (rec,) = await svc.backfill(request("bybit", ["BTC/USDT"], "trades", lo, lo + 2 * DAY_MS, now))
+    assert rec.state == "partial" and "bybit serves only its last 60 trades" in (rec.error or "")
+    events = [(e.kind, e.lo, e.hi) for e in RunStore(tmp_path).events(rec.run_id)]
+    assert ("archive_missing", (lo + DAY_MS) * NS_PER_MS, (lo + 2 * DAY_MS) * NS_PER_MS) in events
+    day = [r[1] for r in raw_rows(tmp_path, "trades", TRADE_COLUMNS, "ts, id")]
+    assert day == [f"2024-01-03:{n}" for n in range(1, 86_400 * 10 // EVERY + 1)]
+    assert sorted(files.requests) == [
+        (f"/spot/BTCUSDT/BTCUSDT_2024-01-0{d}.csv.gz", s) for d, s in ((3, 200), (4, 404))
+    ]
+
+
 async def test_bybit_linear_day_ids_are_the_execution_ids(tmp_path: Path) -> None:
     """A derivatives day lands with decimal-second times exact and trdMatchID (the REST/WS execId) as id."""
     lo, now = JAN3_MS, JAN3_MS + 3 * DAY_MS
