@@ -1,7 +1,7 @@
 """Column-wise parsing of exchange archive files (Bybit, BitMEX, OKX), no per-row Python.
 
-Archive files are CSV (gzip or zip). :func:`read_csv` reads one with pyarrow's
-CSV reader, every column as text unless told otherwise, so each value is
+Archive files are CSV (gzip or zip). :func:`read_table` reads one with pyarrow's
+CSV reader (streamed, columns found by the header's names), every column as text, so each value is
 parsed once by a vectorised kernel here instead of by pyarrow's type
 inference (which would turn ``1767225600.6864`` into a float and lose the
 last digits). The timestamp parsers are exact: text to int64 nanoseconds with
@@ -10,7 +10,9 @@ integer arithmetic only.
 - :func:`decimal_seconds_ns`: Bybit derivatives' ``1767225600.6864`` (seconds
   with 0..9 decimals; digits past the nanosecond are dropped, i.e. floored).
 - :func:`kdb_timestamp_ns`: BitMEX's kdb+ text ``2018-12-05D00:00:25.948313000``.
-- :func:`ms_ns`: integer milliseconds (Bybit spot, OKX).
+- :func:`integers`: integer epoch text (Bybit spot, OKX ms; the unit is then sniffed by
+  :func:`dccd.sources.archive.ns_from_epoch`); :func:`ms_ns` when the unit is known.
+- :func:`numbers`, :func:`taker_side`: prices/amounts (as ``float(text)``), ``buy``/``sell``.
 
 Each raises :class:`ValueError` naming the first value that does not parse;
 the adapters turn it into :class:`~dccd.errors.ProtocolDrift` naming the file.
