@@ -52,15 +52,22 @@ def build(out: Path, rows_per_day: int) -> dict[str, str]:
 
 def child(case: str, how: str, path: str) -> None:
     """Child mode: parse ``path`` once (``how`` = dccd | per-row); print rows, seconds, peak RSS."""
-    import resource
     import time
 
     run = prepare_dccd(case) if how == "dccd" else parse_rows  # imports and set-up are not timed
     t0 = time.perf_counter()
     rows = run(case, path)
     dt = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     print(json.dumps({"rows": rows, "s": dt, "rss_mb": rss}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (``VmHWM``: unlike ``ru_maxrss`` it does not inherit the parent's at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def prepare_dccd(case: str) -> Callable[[str, str], int]:
