@@ -43,6 +43,11 @@ _S_MAX: Final = 9_223_372_035  # seconds whose ns (any fraction too) fits in int
 Column: TypeAlias = pa.Array | pa.ChunkedArray  # a column, whole or in chunks
 
 
+def _all(mask: Column) -> bool:
+    """Every value true (a null counts as false); true for no values, whatever the chunking."""
+    return len(mask) == 0 or bool(pc.all(pc.fill_null(mask, False)).as_py())
+
+
 def first_bad(values: Column, ok: Column) -> str:
     """The first value where ``ok`` is false or null, quoted (for an error message)."""
     bad = pc.filter(values, pc.invert(pc.fill_null(ok, False)))
@@ -63,7 +68,7 @@ def decimal_seconds_ns(values: Column, what: str = "timestamp") -> pa.Array:
     Raises:
         ValueError: a value that is not ``digits[.digits]`` (naming it and ``what``).
     """
-    if pc.all(pc.match_substring_regex(values, _DEC_SECONDS_PLAIN)).as_py():
+    if _all(pc.match_substring_regex(values, _DEC_SECONDS_PLAIN)):
         # The usual file: drop the point and scale by 10**(9 - decimals); no struct, no padding.
         dot = pc.find_substring(values, ".")
         decimals = pc.if_else(pc.less(dot, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(values), dot), 1))
@@ -74,11 +79,11 @@ def decimal_seconds_ns(values: Column, what: str = "timestamp") -> pa.Array:
             pass  # an overflow: the general path below names the value
     parts = pc.extract_regex(values, _DEC_SECONDS)
     ok = parts.is_valid()
-    if not pc.all(ok).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not decimal seconds")
     seconds = pc.cast(pc.struct_field(parts, "s"), pa.int64())
     fits = pc.less_equal(seconds, _S_MAX)
-    if not pc.all(fits).as_py():
+    if not _all(fits):
         raise ValueError(f"{what} {first_bad(values, fits)} is past the int64 nanosecond range")
     return pc.add(pc.multiply(seconds, NS_PER_S), _fraction_ns(pc.struct_field(parts, "f")))
 
@@ -91,7 +96,7 @@ def kdb_timestamp_ns(values: Column, what: str = "timestamp") -> pa.Array:
     """
     parts = pc.extract_regex(values, _KDB)
     ok = parts.is_valid()
-    if not pc.all(ok).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not a kdb+ timestamp")
     text = pc.struct_field(parts, "d")
     whole = pc.strptime(text, format="%Y-%m-%dD%H:%M:%S", unit="s", error_is_null=True)
@@ -99,7 +104,7 @@ def kdb_timestamp_ns(values: Column, what: str = "timestamp") -> pa.Array:
     day = pc.cast(pc.utf8_slice_codeunits(text, 8, 10), pa.int64())
     second = pc.cast(pc.utf8_slice_codeunits(text, 17, 19), pa.int64())
     valid = pc.fill_null(pc.and_(pc.equal(pc.day(whole), day), pc.equal(pc.second(whole), second)), False)
-    if not pc.all(valid).as_py():
+    if not _all(valid):
         raise ValueError(f"{what} {first_bad(values, valid)} is not a real date and time")
     seconds = pc.cast(whole, pa.int64())
     return pc.add(pc.multiply(seconds, NS_PER_S), _fraction_ns(pc.struct_field(parts, "f")))
@@ -116,11 +121,11 @@ def ms_ns(values: Column, what: str = "timestamp") -> pa.Array:
         ok = pc.and_(pc.greater_equal(ms, 0), pc.less_equal(ms, _MS_MAX))
     else:
         ok = pc.match_substring_regex(values, r"^\d{1,16}$")
-        if not pc.all(pc.fill_null(ok, False)).as_py():
+        if not _all(ok):
             raise ValueError(f"{what} {first_bad(values, ok)} is not integer milliseconds")
         ms = pc.cast(values, pa.int64())
         ok = pc.less_equal(ms, _MS_MAX)
-    if not pc.all(pc.fill_null(ok, False)).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not integer milliseconds")
     return pc.multiply(ms, NS_PER_MS)
 
@@ -133,7 +138,7 @@ def taker_side(values: Column, what: str = "side") -> pa.Array:
     """
     lower = pc.utf8_lower(values)
     ok = pc.is_in(lower, value_set=pa.array(["buy", "sell"]))
-    if not pc.all(pc.fill_null(ok, False)).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not buy/sell")
     return lower
 
@@ -145,7 +150,7 @@ def numbers(values: Column, what: str) -> pa.Array:
         ValueError: a value that is not a finite number.
     """
     ok = pc.match_substring_regex(values, r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-    if not pc.all(pc.fill_null(ok, False)).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not a number")
     return pc.cast(values, pa.float64())
 
@@ -326,7 +331,7 @@ def integers(values: Column, what: str) -> pa.Array:
         ValueError: a value that is not 1..18 digits (naming it and ``what``).
     """
     ok = pc.match_substring_regex(values, r"^\d{1,18}$")
-    if not pc.all(pc.fill_null(ok, False)).as_py():
+    if not _all(ok):
         raise ValueError(f"{what} {first_bad(values, ok)} is not an integer epoch time")
     return pc.cast(values, pa.int64())
 

@@ -255,3 +255,24 @@ def test_rows_outside_the_files_day_are_dropped() -> None:
     text += "1767312000,BTCUSDT,Buy,1,2,PlusTick,next-day,1,1,2,0\n1767225599.9999,BTCUSDT,Buy,1,2,PlusTick,day-before,1,1,2,0\n"
     got = a.parse_archive(f, gzip.compress(text.encode()))
     assert got["id"].to_pylist()[-1] == "a1b2c3d4-e5f6-5a7b-8c9d-0e1f2a3b4c5d" and got.num_rows == 3
+
+
+def test_files_with_a_header_only_hold_no_rows() -> None:
+    """A day without trades (header only, or an empty member) parses to an empty lake table, not an error."""
+    lo = day_ns("2024-03-01")
+    cases = [
+        (BybitArchive(), Symbol("BTC", "USDT", "perp"), lo, gzip.compress(b"timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,homeNotional,foreignNotional\n")),
+        (BybitArchive(), Symbol("BTC", "USDT"), lo, gzip.compress(b"")),
+        (BitmexArchive(), Symbol("BTC", "USD", "perp"), lo, gz("bitmex_trade_2014.csv")),  # no XBTUSD rows
+        (OkxArchive(), Symbol("BTC", "USDT"), lo - 8 * H, _okx_header_only()),
+    ]  # fmt: skip
+    for a, sym, start, data in cases:
+        got = a.parse_archive(a.archive_file(sym, T, None, D, start), data)
+        assert got.num_rows == 0 and got.schema == LOOSE_SCHEMAS[DataType.TRADES]
+
+
+def _okx_header_only() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x.csv", "instrument_name,trade_id,side,price,size,created_time\n")
+    return buf.getvalue()
