@@ -244,6 +244,9 @@ def market_of(symbol: Symbol) -> str:
 # Built-in archive adapters, imported on first use: exchange name -> "module:attribute".
 ARCHIVES: Final[dict[str, str]] = {
     "binance": "dccd.sources.binance.archive:BinanceArchive",
+    "bitmex": "dccd.sources.bitmex.archive:BitmexArchive",
+    "bybit": "dccd.sources.bybit.archive:BybitArchive",
+    "okx": "dccd.sources.okx.archive:OkxArchive",
 }
 
 

@@ -54,6 +54,11 @@ INSTRUMENTS = (
 )
 
 
+def linear_exec_id(tid: int) -> str:
+    """The execution id of tape trade ``tid`` on linear contracts (a UUID, as Bybit's; REST, WS and archive agree)."""
+    return f"00000000-0000-4000-8000-{tid:012d}"
+
+
 def envelope(result: Any, now_ms: int) -> bytes:
     return json.dumps({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}).encode()
 
@@ -163,7 +168,8 @@ class FakeBybit(FakeRest):
         for tid in range(head, max(-1, head - limit), -1):
             t = tape.trade_at(inst.symbol, tid)
             side = "Sell" if t.is_buyer_maker else "Buy"
-            rows.append({"execId": str(2_100_000_000_000_000_000 + tid), "symbol": inst.symbol, "price": t.price,
+            exec_id = linear_exec_id(tid) if inst.category == "linear" else str(2_100_000_000_000_000_000 + tid)
+            rows.append({"execId": exec_id, "symbol": inst.symbol, "price": t.price,
                          "size": t.qty, "side": side, "time": str(t.time_ms), "isBlockTrade": False, "isRPITrade": False, "seq": str(tid)})  # fmt: skip
         return envelope({"category": inst.category, "list": rows}, now_ms)
 
@@ -235,7 +241,7 @@ class FakeBybitWs(FakeWs):
         if kind == "publicTrade":
             t = tape.trade_at(rest, step)
             linear = conn.path.endswith("/linear")
-            tid = f"00000000-0000-4000-8000-{step:012d}" if linear else str(2_100_000_000_000_000_000 + step)
+            tid = linear_exec_id(step) if linear else str(2_100_000_000_000_000_000 + step)
             data = [{"T": t.time_ms, "s": rest, "S": "Sell" if t.is_buyer_maker else "Buy", "v": t.qty, "p": t.price,
                      "L": "PlusTick", "i": tid, "BT": False, "seq": 1000 + step}]  # fmt: skip
             return [json.dumps({"topic": topic, "type": "snapshot", "ts": t.time_ms, "data": data})]

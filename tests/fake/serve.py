@@ -16,7 +16,8 @@ their clock fixed a day into it (``--rest-day``), so every trade id a stream
 misses can be refilled over REST, id for id. Binance also gets its fake
 archive (``archive_url``: daily/monthly zips + ``.CHECKSUM`` of the same
 tape, :mod:`tests.fake.binance_archive`), so ``dccd backfill --source
-archive`` works offline. Binance's WS ids are time based (``rate_per_s``): a frozen or disconnected client misses exactly the
+archive`` works offline; Bybit, BitMEX and OKX get their trade files
+(:mod:`tests.fake.archive_venues`, a day file is built on first request: seconds). Binance's WS ids are time based (``rate_per_s``): a frozen or disconnected client misses exactly the
 trades in between, like on the real exchange.
 """
 
@@ -39,6 +40,7 @@ from tests.fake import coinbase as fcb
 from tests.fake import kraken as fkr
 from tests.fake import okx as fok
 from tests.fake import tape
+from tests.fake.archive_venues import FakeVenueArchive
 from tests.fake.binance import FakeBinance, Faults
 from tests.fake.binance_archive import FakeBinanceArchive
 from tests.fake.binance_ws import FakeBinanceWs
@@ -94,6 +96,11 @@ async def open_all(stack: AsyncExitStack, exchanges: tuple[str, ...], rate: floa
         return now_s
 
     urls: dict[str, Any] = {}
+    venue_archive = FakeVenueArchive(clock=clock)  # Bybit/BitMEX/OKX trade files of the same tape: archive_url
+    if {"bybit", "bitmex", "okx"} & set(exchanges):
+        venue_nursery = await stack.enter_async_context(trio.open_nursery())
+        await venue_nursery.start(venue_archive.serve)
+        stack.callback(venue_nursery.cancel_scope.cancel)
     for name in exchanges:
         if name == "binance":
             rest: Any = FakeBinance(source="shared", clock=clock, faults=Faults())
@@ -117,6 +124,8 @@ async def open_all(stack: AsyncExitStack, exchanges: tuple[str, ...], rate: floa
         urls[name] = {"rest_url": rest.url, "ws_url": ws.url, "symbol": SYMBOLS[name]}
         if name == "binance":
             urls[name]["archive_url"] = archive.url
+        elif name in ("bybit", "bitmex", "okx"):
+            urls[name]["archive_url"] = venue_archive.url
     return urls
 
 
