@@ -82,6 +82,7 @@ from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 from dccd.cli.runs_cmds import COMMANDS as RUNS_COMMANDS  # noqa: E402
 from dccd.cli.scan_cmds import COMMANDS as SCAN_COMMANDS  # noqa: E402
+from dccd.cli.snapshot_cmds import COMMANDS as SNAPSHOT_COMMANDS  # noqa: E402
 from dccd.cli.sql_cmds import COMMANDS as SQL_COMMANDS  # noqa: E402
 from dccd.cli.symbols_cmds import COMMANDS as SYMBOLS_COMMANDS  # noqa: E402
 
@@ -93,6 +94,7 @@ _CMDS = (
     *SQL_COMMANDS,
     *DERIVE_COMMANDS,
     *SCAN_COMMANDS,
+    *SNAPSHOT_COMMANDS,
 )
 for _cmd in _CMDS:
     cli.add_command(_cmd)
