@@ -31,6 +31,7 @@ from .api_ops import OpsController
 from .api_query import QueryController
 from .api_runs import RunsController
 from .api_scan import ScanController
+from .api_snapshots import SnapshotsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
@@ -45,6 +46,7 @@ ROUTE_HANDLERS: list[Any] = [
     LiveController,
     QueryController,
     ScanController,
+    SnapshotsController,
     ui,
     ui_asset,
     vendor_asset,
