@@ -28,6 +28,8 @@ ROUTES = {
     "/api/v1/query": {"post"},
     "/api/v1/scanners": {"get"}, "/api/v1/scans": {"post"}, "/api/v1/scans/{run_id}": {"get"},
     "/api/v1/signals": {"get"}, "/api/v1/live/signals": {"get"},
+    "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
+    "/api/v1/snapshots/{ref}": {"get", "delete"},
 }  # fmt: skip
 
 
