@@ -143,6 +143,26 @@ def _describe_unknown(root: Path, ds: DatasetId, key: str) -> dict[str, NewFile]
     return out
 
 
+def register_existing(root: Path, ds: DatasetId, paths: list[Path | str], origin: str) -> int:
+    """Register parts a caller placed in the data tree itself (an import or archive restore that renames
+    whole files in rather than going through the writer); returns how many were new to the catalog.
+
+    Raises:
+        StorageError: a path is not a good part of ``ds`` under ``root``.
+    """
+    key = dataset_key(root, ds)
+    wanted = {str(Path(p).resolve()) for p in paths}
+    with reader.listing_lock(root, ds):
+        parts, _bad = reader._scan_parts(root, ds, None, None)
+    found = [p for p in parts if str(Path(p.path).resolve()) in wanted]
+    files = [nf for p in found if reader.check_footer(ds.data_type, p.path) is None and (nf := describe(root, p))]
+    if len(files) != len(wanted):
+        bad = sorted(wanted - {str((root / f.path).resolve()) for f in files})
+        raise StorageError(f"{ds}: not a readable part of the dataset: {bad[0]}")
+    with catalog.transaction(root) as con:
+        return catalog.insert_files(con, key, files, origin)
+
+
 def retained_orphans(root: Path) -> list[Path]:
     """Files in the retained area the catalog has no row for (left by a lost catalog)."""
     base = layout.meta_dir(root) / catalog.RETAINED_DIR

@@ -374,3 +374,31 @@ def test_collection_never_deletes_from_the_data_tree(tmp_path: Path) -> None:
     assert victim.exists()
     assert lake.repair_catalog() == snapshots.Reconciled(1, 0)
     assert set(_live(tmp_path)) == _data_tree(tmp_path)
+
+
+def test_files_as_of_gives_the_snapshot_parts_in_range_oldest_write_first(tmp_path: Path) -> None:
+    """The function other readers (SQL, scans) call: only parts overlapping the range, in stamp order, at
+    their current location (retained after a compaction)."""
+    lake = Lake(tmp_path)
+    _stream(lake, 0, 3)  # parts with ids 0-9, 10-19, 20-29 at 1 ms apart
+    lake.create_snapshot(tag="s")
+    files = snapshots.files_as_of(tmp_path, TRADES, "s")
+    assert [f.first_ts for f in files] == [DAY, DAY + 10_000_000, DAY + 20_000_000]
+    assert [f.stamp for f in files] == sorted(f.stamp for f in files)
+    lake.compact(TRADES)
+    inside = lake.files_as_of(TRADES, "s", DAY + 12_000_000, DAY + 15_000_000)
+    assert len(inside) == 1 and "/_dccd/retained/" in inside[0].path and inside[0].first_ts == DAY + 10_000_000
+
+
+def test_register_existing_takes_parts_placed_by_hand_and_refuses_others(tmp_path: Path) -> None:
+    """A part renamed into the tree by an importer is registered with its origin; a path that is no part fails."""
+    lake = Lake(tmp_path)
+    _stream(lake, 0, 1)
+    (part,) = parts_of(tmp_path, TRADES)
+    copy = part.parent / "part-imported.parquet"
+    copy.write_bytes(part.read_bytes())
+    assert snapshots.register_existing(tmp_path, TRADES, [copy], "import") == 1
+    (row,) = [f for f in catalog.files_at(tmp_path, None) if f.path.endswith("part-imported.parquet")]
+    assert row.origin == "import" and row.foreign and row.rows == 10
+    with pytest.raises(StorageError, match="not a readable part"):
+        snapshots.register_existing(tmp_path, TRADES, [tmp_path / "nope.parquet"], "import")
