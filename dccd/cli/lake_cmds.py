@@ -65,8 +65,19 @@ def _lake() -> Lake:
     return Lake(root)
 
 
-def _note_empty(lake: Lake, ds: DatasetId) -> None:
-    """After a read of zero rows: say what the dataset holds, on stderr."""
+def _note_empty(lake: Lake, ds: DatasetId, as_of: str | None = None) -> None:
+    """After a read of zero rows: say what the dataset holds (or held at snapshot ``as_of``), on stderr."""
+    if as_of is not None:
+        files = lake.files_as_of(ds, as_of)
+        if not files:
+            click.echo(f"note: snapshot {as_of} holds no {ds} parts", err=True)
+        else:
+            lo, hi = min(f.first_ts for f in files), max(f.last_ts for f in files)
+            click.echo(
+                f"note: no rows in the range; at snapshot {as_of} {ds} held {ns_to_iso(lo)} .. {ns_to_iso(hi)}",
+                err=True,
+            )
+        return
     rng = lake.stored_range(ds)
     if rng is None:
         click.echo(f"note: {ds} holds no readable rows", err=True)
@@ -164,8 +175,8 @@ def read_cmd(
     elif not lake.has_dataset(ds):
         fail(lake.missing_message(ds), EXIT_FAILED)
     if export_fmt is None:
-        if _print_table(lake, ds, start_ns, end_ns, as_of) == 0 and as_of is None:
-            _note_empty(lake, ds)
+        if _print_table(lake, ds, start_ns, end_ns, as_of) == 0:
+            _note_empty(lake, ds, as_of)
         return
     if out is not None:
         rows, skipped = lake.export_to(ds, export_fmt, out, start_ns, end_ns, as_of=as_of)
@@ -176,8 +187,8 @@ def read_cmd(
     _warn_skipped(skipped)
     if out is not None:
         click.echo(f"{rows} rows written to {out}", err=True)
-    if rows == 0 and as_of is None:
-        _note_empty(lake, ds)
+    if rows == 0:
+        _note_empty(lake, ds, as_of)
 
 
 @click.command("inventory")

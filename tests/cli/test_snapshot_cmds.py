@@ -46,6 +46,10 @@ def test_read_as_of_is_bit_identical_to_the_read_at_snapshot_time(tmp_path: Path
     run(tmp_path, *READ, "--format", "parquet", "--as-of", "v1", "--out", str(tmp_path / "now.parquet"))
     assert (tmp_path / "now.parquet").read_bytes() == (tmp_path / "then.parquet").read_bytes()
     assert "30 rows" in run(tmp_path, *READ, "--as-of", "v1").stdout
+    res = run(tmp_path, *READ, "--as-of", "v1", "--start", "2030-01-01", "--format", "csv")
+    assert res.exit_code == 0 and "at snapshot 1 " in res.stderr and res.stdout.count("\n") == 1  # header only
+    res = run(tmp_path, "read", "binance", "ETH/USDT", "--type", "trades", "--as-of", "v1")
+    assert res.exit_code == 0 and "snapshot 1 holds no" in res.stderr
     res = run(tmp_path, *READ, "--as-of", "nope")
     assert res.exit_code == 2 and "--as-of: no snapshot 'nope'" in res.stderr
 
