@@ -10,8 +10,8 @@ small parts a second); a compaction ends its inputs and begins its output in one
 
 The lake stays plain Hive Parquet: readers list the data tree and never need the catalog. A part a
 compaction ends while a snapshot still needs it moves to ``{root}/_dccd/retained/<its path>`` (out of
-the data tree, so raw readers never see it twice) and is deleted once no snapshot references it
-(:func:`collect`). Where a part lives is derived, not stored: its data-tree path, else its retained path.
+the data tree, so raw readers never see it twice; its row's ``path`` follows it, so ``path`` always names
+the file, relative to the root) and is deleted once no snapshot references it (:func:`collect`).
 
 Registration follows the file (rename, then register): a crash in between leaves a part the catalog
 does not know, which the startup repair (:func:`dccd.storage.snapshots.reconcile`) registers. SQLite
@@ -120,22 +120,26 @@ def catalog_path(root: Path) -> Path:
     return layout.meta_dir(root) / CATALOG_FILE
 
 
+def retained_rel(rel: str) -> str:
+    """Catalog path of data-tree part ``rel`` once retained: ``_dccd/retained/<rel>``."""
+    return f"{layout.META_DIR}/{RETAINED_DIR}/{rel}"
+
+
 def retained_path(root: Path, rel: str) -> Path:
     """Where a part ended by a compaction but still in a snapshot is kept."""
-    return layout.meta_dir(root) / RETAINED_DIR / rel
+    return root / retained_rel(rel)
+
+
+def is_retained(rel: str) -> bool:
+    """Whether catalog path ``rel`` is in the retained area."""
+    return rel.startswith(retained_rel(""))
 
 
 def locate(root: Path, rel: str) -> Path | None:
-    """The file of catalog path ``rel``: in the data tree, else among the retained parts, else None."""
-    for path in (root / rel, retained_path(root, rel)):
-        if path.exists():
-            return path
-    return None
-
-
-def dataset_rel(root: Path, part: Path | str) -> str:
-    """Catalog dataset key of a part path: its dataset directory relative to the root (e.g. ``trades/exchange=x/symbol=A-B``)."""
-    return str(Path(part).parent.parent.relative_to(root))
+    """The file of catalog path ``rel``, or None. A part a crash left moved to the retained area with its
+    row still naming the data tree is found there too."""
+    candidates = [root / rel] if is_retained(rel) else [root / rel, retained_path(root, rel)]
+    return next((p for p in candidates if p.exists()), None)
 
 
 def checksum_file(path: Path | str) -> str:
@@ -292,8 +296,8 @@ _REFERENCED = (
 def retire(root: Path, paths: Sequence[str]) -> list[Path]:
     """Take ended parts out of the data tree (a compaction's inputs, after :func:`commit_merge`).
 
-    A part some snapshot still needs moves to the retained area; any other is deleted with its row.
-    Call under the dataset's exclusive listing lock. Returns the data-tree paths removed.
+    A part some snapshot still needs moves to the retained area (its row's path with it); any other is
+    deleted with its row. Call under the dataset's exclusive listing lock. Returns the data-tree paths removed.
     """
     if not paths:
         return []
@@ -318,10 +322,12 @@ def retire(root: Path, paths: Sequence[str]) -> list[Path]:
         except FileNotFoundError:
             continue
         removed.append(src)
-    gone = [p for p in paths if p not in keep]
-    if gone:
+    gone = [(p,) for p in paths if p not in keep]
+    moved = [(retained_rel(p), p) for p in paths if p in keep]
+    if gone or moved:
         with transaction(root) as con:
-            con.executemany("DELETE FROM data_file WHERE path = ? AND end_snapshot IS NOT NULL", [(p,) for p in gone])
+            con.executemany("DELETE FROM data_file WHERE path = ? AND end_snapshot IS NOT NULL", gone)
+            con.executemany("UPDATE data_file SET path = ? WHERE path = ? AND end_snapshot IS NOT NULL", moved)
     return removed
 
 
@@ -338,7 +344,7 @@ def collect(root: Path) -> list[str]:
         ).fetchall()
     for _id, rel in rows:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(retained_path(root, rel))
+            os.unlink(root / rel if is_retained(rel) else retained_path(root, rel))
     if rows:
         with transaction(root) as con:
             con.executemany(

@@ -172,7 +172,7 @@ def retained_orphans(root: Path) -> list[Path]:
     if not files:
         return []
     known = {f.path for key in catalog.datasets(root) for f in catalog.rows_by_path(root, key).values()}
-    return [f for f in files if str(f.relative_to(base)) not in known]
+    return [f for f in files if str(f.relative_to(root)) not in known and str(f.relative_to(base)) not in known]
 
 
 def rebuild(root: Path) -> Reconciled:

@@ -155,7 +155,7 @@ def test_retention_collects_exactly_the_parts_no_kept_snapshot_references(tmp_pa
 
     dropped, deleted = lake.prune_snapshots(keep=1)
     assert [d.snapshot_id for d in dropped] == [s1.snapshot_id]
-    assert set(deleted) == set1 - set2 - set3
+    assert set(deleted) == {catalog.retained_rel(p) for p in set1 - set2 - set3}
     assert _retained(tmp_path) == (set2 | set3) - _data_tree(tmp_path)
     for sid, table in reads.items():
         assert lake.read_table(TRADES, as_of=sid).table.equals(table)
@@ -454,3 +454,21 @@ def test_as_of_reads_stay_fixed_while_writers_and_compactions_run(tmp_path: Path
     for sid, table in seen.items():
         assert lake.read_table(TRADES, as_of=sid).table.equals(table)
     assert set(_live(tmp_path)) == _data_tree(tmp_path)
+
+
+def test_a_retained_rows_path_names_its_file_even_after_a_crash_between_move_and_update(tmp_path: Path) -> None:
+    """Every row's path is where its file is (DuckLake-style); a row a crash left naming the data tree while
+    its file was already moved is still read, and collected once unreferenced."""
+    lake = Lake(tmp_path)
+    _stream(lake, 0, 3)
+    s = lake.create_snapshot(tag="s")
+    want = lake.read_table(TRADES, as_of="s").table
+    lake.compact(TRADES)
+    rows = catalog.files_at(tmp_path, s.snapshot_id)
+    assert all(catalog.is_retained(f.path) and (tmp_path / f.path).is_file() for f in rows)
+    stale = rows[0].path
+    with catalog.transaction(tmp_path) as con:  # as if the process died between the rename and the UPDATE
+        con.execute("UPDATE data_file SET path = ? WHERE path = ?", (stale.removeprefix("_dccd/retained/"), stale))
+    assert lake.read_table(TRADES, as_of="s").table.equals(want)
+    lake.drop_snapshot("s")
+    assert _retained(tmp_path) == set()
