@@ -8,13 +8,14 @@ from typing import Literal
 
 import msgspec
 
+from dccd.config.contracts import Contracts
 from dccd.domain.records import DataType
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 
 OPERATIONS = ("backfill", "stream")
 STREAM_TYPES = ("trades", "ohlc", "book")
-SECTIONS = ("storage", "server", "exchanges", "jobs")
+SECTIONS = ("storage", "server", "exchanges", "jobs", "contracts")
 
 
 def key_text(key: str) -> str:
@@ -76,6 +77,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server: Server = msgspec.field(default_factory=Server)
     exchanges: dict[str, ExchangeSettings] = msgspec.field(default_factory=dict)
     jobs: list[Job] = msgspec.field(default_factory=list)
+    contracts: Contracts = msgspec.field(default_factory=Contracts)
 
     def exchange(self, name: str) -> ExchangeSettings:
         """Settings for one exchange (defaults when not configured)."""
