@@ -28,6 +28,7 @@ from .api_control import ControlController
 from .api_data import DataController
 from .api_live import LiveController
 from .api_ops import OpsController
+from .api_quality import QualityController
 from .api_runs import RunsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
@@ -41,6 +42,7 @@ ROUTE_HANDLERS: list[Any] = [
     ControlController,
     DataController,
     LiveController,
+    QualityController,
     ui,
 ]
 

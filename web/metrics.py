@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
+from dccd.actors.messages import DataValidated
 from dccd.actors.messages import Message as ActorMessage
 from dccd.actors.metrics import StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
@@ -23,6 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dccd.transport.http import TRANSPORT_REGISTRY
+
+from .contract_metrics import ContractMetrics
 
 
 class DuplicateMetric(RuntimeError):
@@ -89,6 +92,7 @@ class WebMetrics:
         self.bytes_written = Counter(
             "dccd_bytes_written", "Bytes of Parquet parts stored.", ["exchange", "type"], registry=r
         )
+        self.contracts = ContractMetrics(r)
 
     def watch_sse(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         """Export SSE clients and drops from ``stats()`` = {feed kind: (clients, dropped events)} at scrape time."""
@@ -101,6 +105,8 @@ class WebMetrics:
             self.rows_written.labels(*labels).inc(message.rows)
             self.parts_written.labels(*labels).inc()
             self.bytes_written.labels(*labels).inc(message.bytes)
+        elif isinstance(message, DataValidated):
+            self.contracts.on_validated(message)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app and of the HTTP transports.

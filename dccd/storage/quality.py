@@ -13,8 +13,8 @@ Rules: ``required_present`` (non-nullable columns are set), ``ts_positive``,
 has the same natural key: the last one wins, earlier ones are quarantined).
 
 With :class:`~dccd.contracts.rules.BatchRules` (the writer passes them unless ``contracts.batch`` is
-off) the batch contracts run too: ``ts_units`` (a ts in s, ms or µs, or ns scaled twice, that lands
-in the exchange's life once rescaled), ``ts_in_life`` (before the exchange existed) and, for bars,
+off) the batch contracts run too: ``ts_units`` (a ts in s, ms or µs that lands in the exchange's life
+once rescaled), ``ts_in_life`` (before the exchange existed) and, for bars,
 ``bar_grid`` (the open time is not on the span's grid) quarantine their rows; ``monotonic_ids``
 (a trade id lower than the one before it in time, on an exchange whose ids are sequential) is only
 counted (:attr:`GateResult.flags`): which of the two rows is wrong is not known. Each rule belongs to
@@ -149,17 +149,14 @@ _SCALES: Final[tuple[tuple[str, int], ...]] = (("s", 1_000_000_000), ("ms", 1_00
 
 
 def unit_mask(ts: pa.ChunkedArray | pa.Array, lo_ns: int, hi_ns: int) -> pa.ChunkedArray:
-    """True where ``ts`` is not in ``[lo_ns, hi_ns]`` but would be once read as s, ms or µs, or as ns
-    multiplied by 1000 once too often (the windows are disjoint: ``hi_ns / lo_ns`` < 1000)."""
+    """True where ``ts`` lands in ``[lo_ns, hi_ns]`` once read as s, ms or µs instead of ns (the windows are
+    disjoint as ``hi_ns / lo_ns`` < 1000; ns multiplied by 1000 once too often overflows int64 before it
+    reaches 2009, so the writer's conversion raises on it instead)."""
     i64 = pa.int64()
     hits = [
         pc.and_(pc.greater_equal(ts, pa.scalar(-(-lo_ns // k), i64)), pc.less_equal(ts, pa.scalar(hi_ns // k, i64)))
         for _, k in _SCALES
     ]
-    thousand = pc.divide(ts, pa.scalar(1000, i64))
-    hits.append(pc.and_(pc.greater(ts, pa.scalar(hi_ns, i64)), pc.and_(
-        pc.greater_equal(thousand, pa.scalar(lo_ns, i64)), pc.less_equal(thousand, pa.scalar(hi_ns, i64))
-    )))  # fmt: skip
     return _must(reduce(pc.or_, hits))
 
 
