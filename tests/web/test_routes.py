@@ -28,6 +28,7 @@ ROUTES = {
     "/api/v1/inventory": {"get"}, "/api/v1/data/{data_type}/{exchange}/{symbol}": {"get"},
     "/api/v1/config": {"get"}, "/api/v1/live/trades": {"get"}, "/api/v1/live/candles": {"get"},
     "/api/v1/events": {"get"},
+    "/api/v1/quality": {"get"},
 }  # fmt: skip
 
 
