@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import dccd
 from dccd.domain import DatasetId
 from dccd.domain.timeutil import NS_PER_DAY
-from dccd.storage import layout
+from dccd.storage import catalog, layout
 from dccd.storage.quality import DEFAULT_SKEW_NS, gate
 from dccd.storage.schema import conform, records_to_table
 
@@ -182,13 +182,23 @@ def write_table(
     if result.good.num_rows:
         stamp_ns = time.time_ns()
         ds_dir = layout.dataset_dir(root, ds)
+        ds_key = str(ds_dir.relative_to(root))
+        entries = []
         for partition, chunk in split_partitions(ds, result.good):
             ts = chunk["ts"]
             first, last = ts[0].as_py(), ts[-1].as_py()
-            name = layout.part_name(first, last, layout.new_stamp(stamp_ns))
+            stamp = layout.new_stamp(stamp_ns)
+            name = layout.part_name(first, last, stamp)
             directory = ds_dir / partition
             size = write_part_atomic(chunk.replace_schema_metadata(meta), directory, name)
             parts.append(PartInfo(str(directory / name), chunk.num_rows, first, last, size))
+            digest = catalog.checksum_file(directory / name)
+            entries.append(
+                catalog.NewFile(f"{ds_key}/{partition}/{name}", chunk.num_rows, first, last, size, digest, stamp)
+            )
+        # The commit point: the parts join the catalog at one snapshot id (a crash before this line
+        # leaves them unregistered; the startup repair registers them).
+        catalog.register(root, ds_key, entries, provenance.transport)
     qparts: tuple[str, ...] = ()
     if result.bad is not None:
         qdir = layout.quarantine_dir(root, ds)
