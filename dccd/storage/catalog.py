@@ -1,10 +1,12 @@
 """The lake's catalog: every committed part, as of a snapshot id (SQLite in WAL mode, ``{root}/_dccd/catalog.db``).
 
 Shaped like DuckLake's ``ducklake_data_file`` table: a part is live from ``begin_snapshot`` until
-``end_snapshot`` (NULL while live). Every commit takes the next snapshot id from one counter:
-a writer's batch registers its parts at one id, a compaction ends its inputs and begins its output
-at one id. A user snapshot (``dccd snapshot create``) is a row of ``snapshot`` holding such an id;
-the parts visible at snapshot ``S`` are those with ``begin_snapshot <= S < end_snapshot`` (or live).
+``end_snapshot`` (NULL while live), the ids being those of the first snapshot that holds it and the
+first that does not. A commit records the *next* snapshot id (``last_snapshot + 1``, read in the same
+statement or transaction) and never bumps the counter; only ``dccd snapshot create`` does, so the
+parts visible at snapshot ``S`` are those with ``begin_snapshot <= S < end_snapshot`` (or live). A
+writer's batch is one ``INSERT`` (atomic, no explicit transaction: the streaming writer commits many
+small parts a second); a compaction ends its inputs and begins its output in one transaction.
 
 The lake stays plain Hive Parquet: readers list the data tree and never need the catalog. A part a
 compaction ends while a snapshot still needs it moves to ``{root}/_dccd/retained/<its path>`` (out of
@@ -58,7 +60,6 @@ CREATE TABLE IF NOT EXISTS data_file (
     begin_ns INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS data_file_live_path ON data_file(path) WHERE end_snapshot IS NULL;
-CREATE INDEX IF NOT EXISTS data_file_path ON data_file(path);
 CREATE INDEX IF NOT EXISTS data_file_ended ON data_file(end_snapshot) WHERE end_snapshot IS NOT NULL;
 CREATE INDEX IF NOT EXISTS data_file_dataset ON data_file(dataset, begin_snapshot);
 CREATE TABLE IF NOT EXISTS snapshot (
@@ -144,8 +145,22 @@ def checksum_file(path: Path | str) -> str:
         return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def checksum_fd(fd: int, size: int) -> str:
+    """:func:`checksum_file` of an open file of ``size`` bytes (read from the page cache right after a write)."""
+    h, pos = hashlib.sha256(), 0
+    while pos < size:
+        chunk = os.pread(fd, min(1 << 22, size - pos), pos)
+        if not chunk:
+            break
+        h.update(chunk)
+        pos += len(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 class _Db:
     """One connection per process and lake, shared by threads under a lock (SQLite serialises writers anyway)."""
+
+    __slots__ = ("con", "lock", "pid")
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,20 +178,20 @@ _dbs_lock = threading.Lock()
 
 
 def _db(root: Path) -> _Db:
-    path = catalog_path(root)
-    key = str(path.absolute())
+    key = os.path.abspath(root)
+    db = _dbs.get(key)
+    if db is not None and db.pid == os.getpid():
+        return db
     with _dbs_lock:
         db = _dbs.get(key)
-        if db is not None and db.pid == os.getpid() and path.exists():
-            return db
-        db = _Db(path)  # first use, a forked child, or the file was deleted (a rebuild starts afresh)
-        _dbs[key] = db
+        if db is None or db.pid != os.getpid():  # first use, or a forked child
+            db = _dbs[key] = _Db(catalog_path(root))
         return db
 
 
 def forget(root: Path) -> None:
     """Close this process's connection to the catalog of ``root`` (before deleting or replacing the file)."""
-    key = str(catalog_path(root).absolute())
+    key = os.path.abspath(root)
     with _dbs_lock:
         db = _dbs.pop(key, None)
     if db is not None:
@@ -205,67 +220,69 @@ def transaction(root: Path, *, write: bool = True) -> Iterator[sqlite3.Connectio
         raise StorageError(f"catalog {catalog_path(root)}: {exc}") from exc
 
 
-def next_snapshot(con: sqlite3.Connection) -> int:
-    """Take the next commit id (inside a write transaction)."""
-    row = con.execute(
-        "UPDATE catalog_meta SET value = value + 1 WHERE key = 'last_snapshot' RETURNING value"
-    ).fetchone()
-    return int(row[0])
+_PENDING = "(SELECT value + 1 FROM catalog_meta WHERE key = 'last_snapshot')"
+_INSERT = (
+    "INSERT OR IGNORE INTO data_file (dataset, begin_snapshot, path, record_count, file_size_bytes, min_ts,"
+    " max_ts, checksum, stamp, is_foreign, origin, begin_ns) "
+)
+_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
 
 
-def insert_files(con: sqlite3.Connection, dataset: str, files: Iterable[NewFile], snap: int, origin: str) -> int:
-    """Register ``files`` as live from ``snap``; a path already live is left as it is. Returns rows inserted."""
+def pending_snapshot(con: sqlite3.Connection) -> int:
+    """The id the next snapshot will take: what a commit records as its parts' begin or end."""
+    return int(con.execute(_PENDING[1:-1]).fetchone()[0])
+
+
+def _values(dataset: str, files: Sequence[NewFile], origin: str) -> list[object]:
     now = time.time_ns()
-    cur = con.executemany(
-        "INSERT OR IGNORE INTO data_file (dataset, begin_snapshot, path, record_count, file_size_bytes, min_ts,"
-        " max_ts, checksum, stamp, is_foreign, origin, begin_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            (
-                dataset,
-                snap,
-                f.path,
-                f.rows,
-                f.size,
-                f.min_ts,
-                f.max_ts,
-                f.checksum,
-                f.stamp,
-                int(f.foreign),
-                origin,
-                now,
-            )
-            for f in files
-        ],
-    )
-    return cur.rowcount
+    out: list[object] = []
+    for f in files:
+        out += [dataset, f.path, f.rows, f.size, f.min_ts, f.max_ts, f.checksum, f.stamp, int(f.foreign), origin, now]
+    return out
 
 
-def end_files(con: sqlite3.Connection, paths: Iterable[str], snap: int) -> int:
-    """End the live rows of ``paths`` at ``snap``. Returns rows ended."""
-    cur = con.executemany(
-        "UPDATE data_file SET end_snapshot = ? WHERE path = ? AND end_snapshot IS NULL", [(snap, p) for p in paths]
-    )
-    return cur.rowcount
+def insert_files(con: sqlite3.Connection, dataset: str, files: Sequence[NewFile], origin: str) -> int:
+    """Register ``files`` as live from the pending snapshot, in one statement; a path already live is left
+    as it is. Returns rows inserted."""
+    inserted = 0
+    for i in range(0, len(files), 500):  # bound the statement's parameters
+        chunk = files[i : i + 500]
+        sql = (
+            _INSERT + f"SELECT column1, {_PENDING}, column2, column3, column4, column5, column6, column7, column8,"
+            f" column9, column10, column11 FROM (VALUES {','.join([_ROW] * len(chunk))})"
+        )
+        inserted += con.execute(sql, _values(dataset, chunk, origin)).rowcount
+    return inserted
 
 
-def register(root: Path, dataset: str, files: Sequence[NewFile], origin: str) -> int:
-    """Register freshly committed parts at one new snapshot id (the writer's commit); return the id."""
-    with transaction(root) as con:
-        snap = next_snapshot(con)
-        insert_files(con, dataset, files, snap, origin)
-    return snap
+def end_files(con: sqlite3.Connection, paths: Iterable[str]) -> int:
+    """End the live rows of ``paths`` at the pending snapshot. Returns rows ended."""
+    sql = f"UPDATE data_file SET end_snapshot = {_PENDING} WHERE path = ? AND end_snapshot IS NULL"
+    return con.executemany(sql, [(p,) for p in paths]).rowcount
 
 
-def commit_merge(root: Path, dataset: str, output: NewFile, inputs: Sequence[str]) -> int:
-    """A compaction's commit: ``output`` begins and ``inputs`` (catalog paths) end at one new snapshot id.
+def register(root: Path, dataset: str, files: Sequence[NewFile], origin: str) -> None:
+    """Register freshly committed parts (the writer's commit): one atomic statement, no explicit transaction.
+
+    Raises:
+        StorageError: SQLite failed.
+    """
+    try:
+        db = _db(root)
+        with db.lock:
+            insert_files(db.con, dataset, files, origin)
+    except sqlite3.Error as exc:
+        raise StorageError(f"catalog {catalog_path(root)}: {exc}") from exc
+
+
+def commit_merge(root: Path, dataset: str, output: NewFile, inputs: Sequence[str]) -> None:
+    """A compaction's commit: ``output`` begins and ``inputs`` (catalog paths) end at the pending snapshot.
 
     Idempotent (a journal replay runs it again): a live output stays, ended inputs stay ended.
     """
     with transaction(root) as con:
-        snap = next_snapshot(con)
-        insert_files(con, dataset, [output], snap, "compaction")
-        end_files(con, inputs, snap)
-    return snap
+        insert_files(con, dataset, [output], "compaction")
+        end_files(con, inputs)
 
 
 _REFERENCED = (
@@ -376,7 +393,7 @@ def datasets(root: Path) -> list[str]:
 
 
 def last_snapshot(root: Path) -> int:
-    """The newest commit id."""
+    """The newest snapshot id taken (0 before the first)."""
     with transaction(root, write=False) as con:
         return int(con.execute("SELECT value FROM catalog_meta WHERE key = 'last_snapshot'").fetchone()[0])
 

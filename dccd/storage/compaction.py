@@ -261,7 +261,7 @@ def _commit(root: Path, ds: DatasetId, output: Path, inputs: Sequence[str], entr
     rel_inputs = [_rel(root, p) for p in inputs]
     if entry is None:  # unreadable output (should not happen): end the inputs; the repair registers what is there
         with catalog.transaction(root) as con:
-            catalog.end_files(con, rel_inputs, catalog.next_snapshot(con))
+            catalog.end_files(con, rel_inputs)
         return
     catalog.commit_merge(root, key, entry, rel_inputs)
 

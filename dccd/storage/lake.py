@@ -258,7 +258,7 @@ class Lake:
         writer.fsync_dir(dest.parent)
         writer.fsync_dir(src.parent)
         with catalog.transaction(root) as con:  # it leaves the current view (snapshots lose it too)
-            catalog.end_files(con, [str(rel)], catalog.next_snapshot(con))
+            catalog.end_files(con, [str(rel)])
         return dest
 
     def inventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:

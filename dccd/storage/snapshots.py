@@ -128,9 +128,8 @@ def reconcile(root: Path) -> Reconciled:
             gone = [f.path for f in known.values() if f.end_snapshot is None and f.path not in present]
             if new or gone:
                 with catalog.transaction(root) as con:
-                    snap = catalog.next_snapshot(con)
-                    registered += catalog.insert_files(con, key, new, snap, "repair")
-                    ended += catalog.end_files(con, gone, snap)
+                    registered += catalog.insert_files(con, key, new, "repair")
+                    ended += catalog.end_files(con, gone)
     return Reconciled(registered, ended)
 
 
@@ -186,7 +185,8 @@ def create(root: Path, *, tag: str | None = None, note: str | None = None, keep:
     with catalog.transaction(root) as con:
         if tag is not None and con.execute("SELECT 1 FROM snapshot WHERE tag = ?", (tag,)).fetchone():
             raise ValueError(f"tag {tag!r} is taken (drop that snapshot first)")
-        snap = catalog.next_snapshot(con)
+        snap = catalog.pending_snapshot(con)
+        con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'last_snapshot'", (snap,))
         con.execute("INSERT INTO snapshot VALUES (?, ?, ?, ?)", (snap, now, tag, note))
     if keep is not None:
         prune(root, keep)

@@ -119,6 +119,11 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
     A crash at any point leaves either no file or the complete file under
     ``name``; a leftover hidden ``.tmp`` file is removed by :func:`sweep_temp`.
     """
+    return _write_part(table, directory, name, digest=False)[0]
+
+
+def _write_part(table: pa.Table, directory: Path, name: str, *, digest: bool) -> tuple[int, str]:
+    """:func:`write_part_atomic`, also returning the file's checksum when ``digest`` (else "")."""
     ensure_dir(directory)
     tmp = directory / layout.temp_name(name)
     try:
@@ -127,6 +132,7 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
         try:
             os.fsync(fd)
             size = os.fstat(fd).st_size
+            checksum = catalog.checksum_fd(fd, size) if digest else ""
         finally:
             os.close(fd)
         os.replace(tmp, directory / name)
@@ -134,7 +140,7 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(directory)
-    return size
+    return size, checksum
 
 
 def split_partitions(ds: DatasetId, table: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -190,9 +196,8 @@ def write_table(
             stamp = layout.new_stamp(stamp_ns)
             name = layout.part_name(first, last, stamp)
             directory = ds_dir / partition
-            size = write_part_atomic(chunk.replace_schema_metadata(meta), directory, name)
+            size, digest = _write_part(chunk.replace_schema_metadata(meta), directory, name, digest=True)
             parts.append(PartInfo(str(directory / name), chunk.num_rows, first, last, size))
-            digest = catalog.checksum_file(directory / name)
             entries.append(
                 catalog.NewFile(f"{ds_key}/{partition}/{name}", chunk.num_rows, first, last, size, digest, stamp)
             )
