@@ -235,10 +235,32 @@ class Service:
         return await trio.to_thread.run_sync(functools.partial(lake.missing_message, dataset, show_root=False))
 
     async def export(
-        self, dataset: DatasetId, fmt: str, start_ns: int | None = None, end_ns: int | None = None
+        self,
+        dataset: DatasetId,
+        fmt: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        as_of: str | int | None = None,
     ) -> Export:
-        """An export of ``dataset`` in ``fmt``, planned in a worker thread (iterate it in worker threads too)."""
-        return await trio.to_thread.run_sync(self.operations.lake.export, dataset, fmt, start_ns, end_ns)
+        """An export of ``dataset`` in ``fmt`` (as of a snapshot if given), planned in a worker thread (iterate it
+        in worker threads too)."""
+        lake = self.operations.lake
+        return await trio.to_thread.run_sync(
+            functools.partial(lake.export, dataset, fmt, start_ns, end_ns, as_of=as_of)
+        )
+
+    async def snapshots(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """A snapshot operation of the lake in a worker thread: ``op`` is ``list_snapshots``, ``snapshot``
+        (resolve), ``create_snapshot``, ``snapshot_diff``, ``drop_snapshot`` or ``prune_snapshots``.
+
+        Raises:
+            ValueError: an unknown ``op`` (or a bad argument of it).
+        """
+        if op not in _SNAPSHOT_OPS:
+            raise ValueError(f"unknown snapshot operation {op!r}")
+        lake = self.operations.lake
+        return await trio.to_thread.run_sync(functools.partial(getattr(lake, op), *args, **kwargs))
 
     async def list_runs(
         self, *, state: str | None = None, operation: str | None = None, limit: int = 50
@@ -264,6 +286,11 @@ class Service:
             return True
         stream = self.streams.get(run_id) if self.streams is not None else None
         return stream is not None and not stream.done.is_set()
+
+
+_SNAPSHOT_OPS = frozenset(
+    ("list_snapshots", "snapshot", "create_snapshot", "snapshot_diff", "drop_snapshot", "prune_snapshots")
+)
 
 
 class _Bus(abc.ObserverBase[Message]):

@@ -29,6 +29,7 @@ from .api_data import DataController
 from .api_live import LiveController
 from .api_ops import OpsController
 from .api_runs import RunsController
+from .api_snapshots import SnapshotsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
@@ -41,6 +42,7 @@ ROUTE_HANDLERS: list[Any] = [
     ControlController,
     DataController,
     LiveController,
+    SnapshotsController,
     ui,
 ]
 

@@ -248,7 +248,9 @@ def test_sigkill_at_random_moments_of_a_streaming_writer_leaves_a_consistent_cat
     the catalog's current view equal the data tree."""
     child = str(Path(__file__).with_name("writer_child.py"))
     for j, delay in enumerate((0.05, 0.11, 0.2)):
-        proc = subprocess.Popen([sys.executable, child, str(tmp_path), str(j * 1000), "0", "50"], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, child, str(tmp_path), str(j * 1000), "0", "50"], stdout=subprocess.PIPE
+        )
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(delay)
