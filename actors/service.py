@@ -231,20 +231,29 @@ class Service:
         return await self.operations.lake.ainventory()
 
     async def check_quality(
-        self, selectors: tuple[str, ...] = (), *, start_ns: int | None = None, end_ns: int | None = None
+        self,
+        selectors: tuple[str, ...] = (),
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        as_of: str | None = None,
     ) -> CheckReport:
         """Run the data contracts over stored datasets (:func:`dccd.contracts.check.check`, in a worker
         thread, one check at a time) and emit one ``DataValidated`` (scope ``check``) per dataset.
 
         Raises:
             SelectorError: a selector matches nothing stored.
+            SnapshotNotFound: ``as_of`` names no retained snapshot.
         """
         lake = self.operations.lake
-        run = functools.partial(check_contracts, lake.root, lake.contracts, selectors, start_ns=start_ns, end_ns=end_ns)
+        run = functools.partial(
+            check_contracts, lake.root, lake.contracts, selectors, start_ns=start_ns, end_ns=end_ns, as_of=as_of
+        )
         async with self._checks:
             report = await trio.to_thread.run_sync(run)
+        snapshot = report.as_of.split(" ", 1)[0] if report.as_of else ""
         for ds in report.datasets:
-            self.emit(DataValidated(ds.dataset, "check", ds.rows, ds.failed))
+            self.emit(DataValidated(ds.dataset, "check", ds.rows, ds.failed, snapshot))
         return report
 
     async def missing_dataset(self, dataset: DatasetId) -> str | None:
@@ -255,10 +264,32 @@ class Service:
         return await trio.to_thread.run_sync(functools.partial(lake.missing_message, dataset, show_root=False))
 
     async def export(
-        self, dataset: DatasetId, fmt: str, start_ns: int | None = None, end_ns: int | None = None
+        self,
+        dataset: DatasetId,
+        fmt: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        as_of: str | int | None = None,
     ) -> Export:
-        """An export of ``dataset`` in ``fmt``, planned in a worker thread (iterate it in worker threads too)."""
-        return await trio.to_thread.run_sync(self.operations.lake.export, dataset, fmt, start_ns, end_ns)
+        """An export of ``dataset`` in ``fmt`` (as of a snapshot if given), planned in a worker thread (iterate it
+        in worker threads too)."""
+        lake = self.operations.lake
+        return await trio.to_thread.run_sync(
+            functools.partial(lake.export, dataset, fmt, start_ns, end_ns, as_of=as_of)
+        )
+
+    async def snapshots(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """A snapshot operation of the lake in a worker thread: ``op`` is ``list_snapshots``, ``snapshot``
+        (resolve), ``create_snapshot``, ``snapshot_diff``, ``drop_snapshot`` or ``prune_snapshots``.
+
+        Raises:
+            ValueError: an unknown ``op`` (or a bad argument of it).
+        """
+        if op not in _SNAPSHOT_OPS:
+            raise ValueError(f"unknown snapshot operation {op!r}")
+        lake = self.operations.lake
+        return await trio.to_thread.run_sync(functools.partial(getattr(lake, op), *args, **kwargs))
 
     async def list_runs(
         self, *, state: str | None = None, operation: str | None = None, limit: int = 50
@@ -284,6 +315,11 @@ class Service:
             return True
         stream = self.streams.get(run_id) if self.streams is not None else None
         return stream is not None and not stream.done.is_set()
+
+
+_SNAPSHOT_OPS = frozenset(
+    ("list_snapshots", "snapshot", "create_snapshot", "snapshot_diff", "drop_snapshot", "prune_snapshots")
+)
 
 
 class _Bus(abc.ObserverBase[Message]):

@@ -263,20 +263,36 @@ class Client:
         span: str | None = None,
         start: str | int | None = None,
         end: str | int | None = None,
+        as_of: str | int | None = None,
     ) -> pa.Table:
         """Stored rows (deduplicated, sorted) as a ``pyarrow.Table``, fetched as an Arrow IPC stream.
 
-        ``symbol``: ``BTC/USDT`` or its slug ``BTC-USDT``; ``start``/``end``: ISO or ns.
+        ``symbol``: ``BTC/USDT`` or its slug ``BTC-USDT``; ``start``/``end``: ISO or ns; ``as_of``: a snapshot
+        id, tag or ISO time (the rows the lake held at that snapshot).
         """
         import pyarrow as pa
 
         path = f"/api/v1/data/{quote(type, safe='')}/{quote(exchange, safe='')}/{quote(_slug(symbol), safe='')}"
-        params = _query(span=span, start=start, end=end, format="arrow")
+        params = _query(span=span, start=start, end=end, format="arrow", as_of=as_of)
         async with self._http.stream("GET", path, params=params) as resp:
             body = await resp.aread()
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, _error_text(resp))
         return pa.ipc.open_stream(body).read_all()
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """Retained snapshots (id, time, tag, note, datasets, parts, rows, bytes), oldest first."""
+        result: list[dict[str, Any]] = await self._call("GET", "/api/v1/snapshots")
+        return result
+
+    async def create_snapshot(
+        self, tag: str | None = None, note: str | None = None, keep: int | None = None
+    ) -> dict[str, Any]:
+        """Take a snapshot now; returns its id, time, tag and note."""
+        result: dict[str, Any] = await self._call(
+            "POST", "/api/v1/snapshots", body=_query(tag=tag, note=note) | ({"keep": keep} if keep is not None else {})
+        )
+        return result
 
     async def read_polars(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`read` as a ``polars.DataFrame``.

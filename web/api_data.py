@@ -19,6 +19,7 @@ from litestar.response import Stream
 
 from dccd.domain import DatasetId
 from dccd.storage.export import Export
+from dccd.storage.snapshots import SnapshotNotFound
 
 from . import params
 from .context import WebContext
@@ -114,13 +115,15 @@ class DataController(Controller):
         start: str | None = None,
         end: str | None = None,
         format: str | None = None,
+        as_of: str | None = None,
     ) -> Stream:
         """Rows with ``start <= ts < end`` (ISO-8601 or integer ns; open ends allowed).
 
         ``symbol`` is the slug (``BTC-USDT``, ``BTC-USDT-PERP``); ``span`` is
         required for ohlc; ``format`` is json (default), jsonl, csv, parquet or arrow.
         A dataset never collected answers 404 naming the nearest stored datasets; a
-        collected one with no rows in the range answers 200 with no rows.
+        collected one with no rows in the range answers 200 with no rows. ``as_of`` (a snapshot id, tag or
+        ISO time) answers the rows the lake held at that snapshot; 404 when it names none.
         """
         # Every path parameter is parsed into a typed value before any path is built from it.
         dtype = params.data_type(data_type)
@@ -132,10 +135,18 @@ class DataController(Controller):
         assert fmt is not None
         ds = DatasetId(name, sym, dtype, sp)
         svc = ctx.stored
+        snapshot_id: int | None = None
+        if as_of is not None:
+            if not as_of or len(as_of) > 80:
+                raise params.bad("as_of", "a snapshot id, tag or ISO time (at most 80 characters)")
+            try:
+                snapshot_id = (await svc.snapshots("snapshot", as_of)).snapshot_id
+            except SnapshotNotFound as exc:
+                raise ApiProblem(404, "as_of", str(exc)) from None
         missing = await svc.missing_dataset(ds)
         if missing is not None:  # never collected: not an empty success
             raise ApiProblem(404, "dataset", missing)
-        export = await svc.export(ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns)
+        export = await svc.export(ds, "jsonl" if fmt == "json" else fmt, start_ns, end_ns, as_of=snapshot_id)
         nursery = ctx.feeds.nursery
         if nursery is None:
             raise RuntimeError("the app's lifespan is not running")

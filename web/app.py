@@ -30,6 +30,7 @@ from .api_live import LiveController
 from .api_ops import OpsController
 from .api_quality import QualityController
 from .api_runs import RunsController
+from .api_snapshots import SnapshotsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
@@ -43,6 +44,7 @@ ROUTE_HANDLERS: list[Any] = [
     DataController,
     LiveController,
     QualityController,
+    SnapshotsController,
     ui,
 ]
 

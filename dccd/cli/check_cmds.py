@@ -10,6 +10,7 @@ from dccd.contracts.check import SelectorError, check
 from dccd.contracts.report import FAIL, CheckReport
 from dccd.contracts.rules import resolve
 from dccd.domain.timeutil import parse_iso_ns
+from dccd.storage.snapshots import SnapshotNotFound
 
 _EXAMPLES_SHOWN = 3
 
@@ -44,6 +45,8 @@ def print_report(report: CheckReport) -> None:
         for bad in ds.skipped_files:
             click.echo(f"  unreadable part {bad.path}: {bad.reason}")
     n = len(report.datasets)
+    if report.as_of:
+        click.echo(f"as of snapshot {report.as_of}")
     click.echo(
         f"{n} dataset(s), {report.rows:,} rows, {report.violations:,} violation(s) in {report.elapsed_s:.2f} s"
         + ("" if report.ok else " — FAILED")
@@ -55,8 +58,9 @@ def print_report(report: CheckReport) -> None:
 @click.argument("datasets", nargs=-1)
 @click.option("--start", default=None, help="Check rows from this ISO date/datetime (UTC), inclusive.")
 @click.option("--end", default=None, help="Check rows before this ISO date/datetime (UTC).")
+@click.option("--as-of", "as_of", default=None, help="Check a snapshot: its id, tag or an ISO time (dccd snapshot).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check_cmd(datasets: tuple[str, ...], start: str | None, end: str | None, as_json: bool) -> None:
+def check_cmd(datasets: tuple[str, ...], start: str | None, end: str | None, as_of: str | None, as_json: bool) -> None:
     """Run the data contracts over stored DATASETs (EXCHANGE[:SYMBOL[:TYPE[:SPAN]]], all when none given).
 
     Exit 0 when every contract passes, 1 when one fails (or a part is unreadable), 2 on bad input.
@@ -69,9 +73,11 @@ def check_cmd(datasets: tuple[str, ...], start: str | None, end: str | None, as_
     if not root.is_dir():
         fail(f"data directory {root} does not exist (set by --data, DCCD_DATA or storage.path)", EXIT_USAGE)
     try:
-        report = check(root, rules, datasets, start_ns=start_ns, end_ns=end_ns)
+        report = check(root, rules, datasets, start_ns=start_ns, end_ns=end_ns, as_of=as_of)
     except SelectorError as exc:
         fail(str(exc), EXIT_USAGE)
+    except SnapshotNotFound as exc:
+        fail(f"--as-of: {exc}", EXIT_USAGE)
     if as_json:
         click.echo(msgspec.json.encode(report).decode())
     else:

@@ -17,6 +17,7 @@ from dccd.domain import SPAN_LABELS, DatasetId, DataType, Span, Symbol, check_ex
 from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
 from dccd.storage import BadFile, Lake
 from dccd.storage.inventory import DatasetInventory, GapRange
+from dccd.storage.snapshots import SnapshotNotFound
 
 _FORMATS = {"table": None, "csv": "csv", "json": "jsonl", "parquet": "parquet"}
 _HEAD = 10
@@ -91,12 +92,12 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
-def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) -> int:
+def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None, as_of: str | None = None) -> int:
     """Head and tail rows plus the count, streaming (memory stays bounded)."""
     head: list[dict[str, Any]] = []
     tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=_HEAD)
     rows = 0
-    with lake.open_reader(ds, start, end) as stream:
+    with lake.open_reader(ds, start, end, as_of=as_of) as stream:
         names = stream.reader.schema.names
         for batch in stream.reader:
             if len(head) < _HEAD:
@@ -127,6 +128,7 @@ def _print_table(lake: Lake, ds: DatasetId, start: int | None, end: int | None) 
 @click.option("--end", default=None, help="ISO date/datetime (UTC), exclusive.")
 @click.option("--format", "fmt", type=click.Choice(list(_FORMATS)), default="table", show_default=True)
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None, help="Output file.")
+@click.option("--as-of", "as_of", default=None, help="Read a snapshot: its id, tag or an ISO time (dccd snapshot).")
 def read_cmd(
     exchange: str,
     symbol: str,
@@ -136,6 +138,7 @@ def read_cmd(
     end: str | None,
     fmt: str,
     out: str | None,
+    as_of: str | None = None,
 ) -> None:
     """Print or export stored data, deduplicated and sorted by ts.
 
@@ -152,22 +155,28 @@ def read_cmd(
     if out is None and export_fmt == "parquet" and sys.stdout.isatty():
         fail("--format parquet writes binary: give --out FILE or redirect stdout", EXIT_USAGE)
     lake = _lake()
-    if not lake.has_dataset(ds):
+    if as_of is not None:
+        try:
+            snap = lake.snapshot(as_of)
+        except SnapshotNotFound as exc:
+            fail(f"--as-of: {exc}", EXIT_USAGE)
+        as_of = str(snap.snapshot_id)  # resolved once: every step below reads the same snapshot
+    elif not lake.has_dataset(ds):
         fail(lake.missing_message(ds), EXIT_FAILED)
     if export_fmt is None:
-        if _print_table(lake, ds, start_ns, end_ns) == 0:
+        if _print_table(lake, ds, start_ns, end_ns, as_of) == 0 and as_of is None:
             _note_empty(lake, ds)
         return
     if out is not None:
-        rows, skipped = lake.export_to(ds, export_fmt, out, start_ns, end_ns)
+        rows, skipped = lake.export_to(ds, export_fmt, out, start_ns, end_ns, as_of=as_of)
     else:
         stdout: BinaryIO = sys.stdout.buffer
-        rows, skipped = lake.export_to(ds, export_fmt, stdout, start_ns, end_ns)
+        rows, skipped = lake.export_to(ds, export_fmt, stdout, start_ns, end_ns, as_of=as_of)
         stdout.flush()
     _warn_skipped(skipped)
     if out is not None:
         click.echo(f"{rows} rows written to {out}", err=True)
-    if rows == 0:
+    if rows == 0 and as_of is None:
         _note_empty(lake, ds)
 
 

@@ -24,7 +24,7 @@ from dccd.contracts.rules import ContractRules, sequential_exchange
 from dccd.domain import DatasetId, DataType
 from dccd.domain.timeutil import NS_PER_DAY, ns_to_iso
 from dccd.errors import StorageError
-from dccd.storage import reader
+from dccd.storage import reader, snapshots
 from dccd.storage.quality import DEFAULT_SKEW_NS
 
 Planner = Callable[[DatasetId, "int | None", "int | None"], reader.Plan]
@@ -226,8 +226,7 @@ def check(
     start_ns: int | None = None,
     end_ns: int | None = None,
     now_ns: int | None = None,
-    planner: Planner | None = None,
-    as_of: str | None = None,
+    as_of: str | int | None = None,
 ) -> CheckReport:
     """Run every contract over the stored datasets ``selectors`` pick (all when empty).
 
@@ -237,15 +236,26 @@ def check(
         selectors: ``EXCHANGE[:SYMBOL[:TYPE[:SPAN]]]`` each (see :func:`select`).
         start_ns, end_ns: check only rows with ``start_ns <= ts < end_ns``.
         now_ns: the clock for the ``ts_not_future`` rule (default: now).
-        planner: how each dataset's parts are found (default: the current parts); ``as_of`` names it.
+        as_of: check the lake as a snapshot held it (an id, tag or ISO time; see :mod:`dccd.storage.snapshots`):
+            its datasets and parts, every contract (the cross-dataset ones too) on that view.
 
     Raises:
         SelectorError: a selector matches nothing stored.
+        SnapshotNotFound: ``as_of`` names no retained snapshot.
         StorageError: the lake could not be read.
     """
     t0 = time.perf_counter()
     now = time.time_ns() if now_ns is None else now_ns
-    everything = reader.datasets(root) if root.is_dir() else []
+    planner: Planner | None = None
+    shown_as_of: str | None = None
+    if as_of is not None:
+        snap = snapshots.resolve(root, as_of)  # resolved once: every dataset reads the same snapshot
+        sid = snap.snapshot_id
+        everything = snapshots.datasets_as_of(root, sid)
+        planner = lambda ds, lo, hi: reader.plan(root, ds, lo, hi, pin=True, as_of=sid)  # noqa: E731
+        shown_as_of = f"{sid}" + (f" ({snap.tag})" if snap.tag else "") + f" at {ns_to_iso(snap.time_ns)}"
+    else:
+        everything = reader.datasets(root) if root.is_dir() else []
     chosen = select(everything, selectors)
     run = _Checker(root, rules, start_ns, end_ns, now, planner, everything)
     reports = [run.dataset(ds) for ds in chosen]
@@ -254,7 +264,7 @@ def check(
     return CheckReport(
         ok, violations, sum(r.rows for r in reports), reports, ns_to_iso(now), round(time.perf_counter() - t0, 3),
         ns_to_iso(start_ns) if start_ns is not None else None, ns_to_iso(end_ns) if end_ns is not None else None,
-        as_of,
+        shown_as_of,
     )  # fmt: skip
 
 

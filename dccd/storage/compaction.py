@@ -15,7 +15,9 @@ twice or miss one:
 1. the merged rows go to a hidden temp file, fsynced (readers skip it; the startup sweep removes it);
 2. a journal ``_dccd/compaction/{dataset}-{token}.json`` naming the output and its inputs is made durable;
 3. under the dataset's listing lock (exclusive; readers list parts under it shared) the temp
-   file is renamed into place and the inputs are deleted, so a listing sees the inputs or the
+   file is renamed into place, the catalog commits the swap (output begins, inputs end at one
+   snapshot id) and the inputs leave the data tree (deleted, or moved to the retained area while
+   a snapshot needs them: :func:`dccd.storage.catalog.retire`), so a listing sees the inputs or the
    merged part, never both, never neither. Raw readers of the hive tree (DuckDB, Spark) can see
    both only for these few milliseconds;
 4. the journal is removed.
@@ -23,7 +25,7 @@ twice or miss one:
 A crash before 3 leaves a journal whose output does not exist: it is dropped. A
 crash inside 3 leaves one whose output exists: the startup sweep
 (:func:`recover`, run by :meth:`Lake.sweep`) or the next compaction of the
-dataset deletes the inputs it names; until then dccd's reader deduplicates.
+dataset commits it to the catalog and retires the inputs it names; until then dccd's reader deduplicates.
 
 The merged part takes the newest input's write time in its stamp and its
 inputs are adjacent in write order, so it ranks among the other parts exactly
@@ -50,7 +52,7 @@ import msgspec
 import pyarrow.parquet as pq
 
 from dccd.domain import DatasetId
-from dccd.storage import layout
+from dccd.storage import catalog, layout
 from dccd.storage.reader import (
     BadFile,
     PartFile,
@@ -197,15 +199,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _unlink_all(paths: Sequence[str]) -> int:
-    removed = 0
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(p)
-            removed += 1
-    return removed
-
-
 def _journal_key(name: str) -> str | None:
     """Dataset key of a journal file name (``{key}-{stamp}.json``), or None for anything else."""
     m = _JOURNAL.match(name)
@@ -236,11 +229,41 @@ def _replay(root: Path, ds: DatasetId) -> list[Path]:
             continue  # not ours or unreadable: leave it for a human
         if output.exists():  # the swap had begun: the merged part supersedes what is left of its inputs
             with listing_lock(root, ds, exclusive=True):
-                removed += [Path(p) for p in inputs if _unlink_all([p])]
+                _commit(root, ds, output, inputs, _output_entry(root, output))
+                removed += catalog.retire(root, [_rel(root, p) for p in inputs])
             fsync_dir(pdir)
         jpath.unlink(missing_ok=True)
         fsync_dir(jpath.parent)
     return removed
+
+
+def _rel(root: Path, path: Path | str) -> str:
+    return str(Path(path).relative_to(root))
+
+
+def _output_entry(root: Path, output: Path) -> catalog.NewFile | None:
+    """What to register for a merged part (from its footer and bytes); None if it cannot be read."""
+    try:
+        meta = pq.read_metadata(output)
+        name = layout.parse_part_name(output.name)
+        digest = catalog.checksum_file(output)
+        size = output.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if name is None:
+        return None
+    return catalog.NewFile(_rel(root, output), meta.num_rows, name.first_ts, name.last_ts, size, digest, name.stamp)
+
+
+def _commit(root: Path, ds: DatasetId, output: Path, inputs: Sequence[str], entry: catalog.NewFile | None) -> None:
+    """The catalog side of a swap: the output begins and the inputs end at one snapshot id."""
+    key = str(layout.dataset_dir(root, ds).relative_to(root))
+    rel_inputs = [_rel(root, p) for p in inputs]
+    if entry is None:  # unreadable output (should not happen): end the inputs; the repair registers what is there
+        with catalog.transaction(root) as con:
+            catalog.end_files(con, rel_inputs)
+        return
+    catalog.commit_merge(root, key, entry, rel_inputs)
 
 
 def recover(root: Path) -> list[Path]:
@@ -285,6 +308,9 @@ def _merge(root: Path, ds: DatasetId, pdir: Path, parts: list[PartFile]) -> Comp
     try:
         pq.write_table(table.replace_schema_metadata(meta), tmp, **parquet_options(table.column_names))
         _fsync_file(tmp)
+        entry = catalog.NewFile(
+            _rel(root, pdir / name), table.num_rows, first, last, tmp.stat().st_size, catalog.checksum_file(tmp), stamp
+        )
         jdir.mkdir(parents=True, exist_ok=True)
         doc = {
             "partition": str(pdir.relative_to(root)),
@@ -296,7 +322,10 @@ def _merge(root: Path, ds: DatasetId, pdir: Path, parts: list[PartFile]) -> Comp
             os.replace(tmp, pdir / name)
             swapped = True
             fsync_dir(pdir)  # the merged part is durable before any input goes
-            removed = _unlink_all([p.path for p in inputs])
+            # The catalog commit, then the inputs leave the data tree: deleted, or moved to the retained
+            # area while a snapshot needs them. A crash in between is finished by the journal's replay.
+            _commit(root, ds, pdir / name, [p.path for p in inputs], entry)
+            removed = len(catalog.retire(root, [_rel(root, p.path) for p in inputs]))
         fsync_dir(pdir)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from dccd.contracts.rules import DEFAULT_RULES, BatchRules, ContractRules, seque
 from dccd.domain import DatasetId
 from dccd.domain.plan import StoredTrades
 from dccd.domain.records import Trade
-from dccd.storage import compaction, layout, reader, writer
+from dccd.storage import catalog, compaction, layout, reader, snapshots, writer
 from dccd.storage import inventory as inv
 from dccd.storage.export import Export
 from dccd.storage.quality import DEFAULT_SKEW_NS
@@ -89,7 +89,14 @@ class Lake:
         had already replaced (:func:`dccd.storage.compaction.recover`); return them."""
         if not self.root.exists():
             return []
-        return writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
+        removed = writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
+        self.repair_catalog()
+        return removed
+
+    def repair_catalog(self) -> snapshots.Reconciled:
+        """Register the parts the catalog lacks (a crash between a part's rename and its registration) and end
+        the rows whose files are gone; see :func:`dccd.storage.snapshots.reconcile`."""
+        return snapshots.reconcile(self.root)
 
     def write(
         self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None
@@ -114,17 +121,33 @@ class Lake:
         )
 
     # -- reading -------------------------------------------------------------------------
-    def read_table(self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> ReadResult:
-        """Rows with ``start_ns <= ts < end_ns`` (None = unbounded), deduplicated, sorted."""
-        table, skipped = reader.read_table(self.root, dataset, start_ns, end_ns)
+    def read_table(
+        self,
+        dataset: DatasetId,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        as_of: str | int | None = None,
+    ) -> ReadResult:
+        """Rows with ``start_ns <= ts < end_ns`` (None = unbounded), deduplicated, sorted.
+
+        ``as_of``: a snapshot id, tag or ISO time; the rows the lake held at that snapshot.
+        """
+        table, skipped = reader.read_table(self.root, dataset, start_ns, end_ns, as_of=as_of)
         return ReadResult(table, skipped)
 
     @contextlib.contextmanager
     def open_reader(
-        self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
+        self,
+        dataset: DatasetId,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        batch_rows: int = 65_536,
+        as_of: str | int | None = None,
     ) -> Iterator[BatchStream]:
         """Stream a read as a ``pyarrow.RecordBatchReader``; the query is closed on exit."""
-        p = reader.plan(self.root, dataset, start_ns, end_ns, pin=True)
+        p = reader.plan(self.root, dataset, start_ns, end_ns, pin=True, as_of=as_of)
         batches = reader.iter_batches(p, batch_rows)
         try:
             yield BatchStream(pa.RecordBatchReader.from_batches(LOOSE_SCHEMAS[dataset.data_type], batches), p.skipped)
@@ -137,13 +160,16 @@ class Lake:
         fmt: str,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        *,
+        as_of: str | int | None = None,
     ) -> Export:
         """An iterable of byte chunks in ``fmt`` (csv, jsonl, parquet, arrow); ``.rows`` after iterating.
 
         Raises:
             ValueError: unknown format.
+            SnapshotNotFound: ``as_of`` names no retained snapshot.
         """
-        return Export(reader.plan(self.root, dataset, start_ns, end_ns, pin=True), fmt)
+        return Export(reader.plan(self.root, dataset, start_ns, end_ns, pin=True, as_of=as_of), fmt)
 
     def export_to(
         self,
@@ -152,9 +178,11 @@ class Lake:
         out: Path | str | BinaryIO,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        *,
+        as_of: str | int | None = None,
     ) -> tuple[int, list[BadFile]]:
         """Write an export to a file path or binary stream; return (rows, skipped files)."""
-        exp = self.export(dataset, fmt, start_ns, end_ns)
+        exp = self.export(dataset, fmt, start_ns, end_ns, as_of=as_of)
         if isinstance(out, str | os.PathLike):
             with open(out, "wb") as f:
                 return exp.write_to(f), exp.plan.skipped
@@ -257,6 +285,8 @@ class Lake:
         os.rename(src, dest)  # same file system: atomic; the part is never half in both places
         writer.fsync_dir(dest.parent)
         writer.fsync_dir(src.parent)
+        with catalog.transaction(root) as con:  # it leaves the current view (snapshots lose it too)
+            catalog.end_files(con, [str(rel)])
         return dest
 
     def inventory(self, dataset: DatasetId | None = None) -> list[inv.DatasetInventory]:
@@ -276,6 +306,43 @@ class Lake:
     ) -> list[compaction.CompactResult]:
         """Serve's maintenance pass over one dataset: closed partitions whole, open ones by ``policy``."""
         return compaction.compact_rolling(self.root, dataset, now_ns, policy)
+
+    # -- snapshots (see dccd.storage.snapshots) ------------------------------------------
+    def create_snapshot(
+        self, *, tag: str | None = None, note: str | None = None, keep: int | None = None
+    ) -> catalog.Snapshot:
+        """Take a snapshot now (``keep``: retention of untagged snapshots applied after)."""
+        return snapshots.create(self.root, tag=tag, note=note, keep=keep)
+
+    def list_snapshots(self) -> list[snapshots.SnapshotInfo]:
+        """Retained snapshots with their datasets, parts, rows and bytes, oldest first."""
+        return snapshots.info(self.root) if catalog.exists(self.root) else []
+
+    def snapshot(self, ref: str | int) -> catalog.Snapshot:
+        """The snapshot ``ref`` names (id, tag or ISO time)."""
+        return snapshots.resolve(self.root, ref)
+
+    def snapshot_diff(self, a: str | int, b: str | int) -> list[snapshots.DatasetDiff]:
+        """Datasets, rows and ranges added and removed from snapshot ``a`` to ``b``."""
+        return snapshots.diff(self.root, a, b)
+
+    def drop_snapshot(self, ref: str | int) -> tuple[catalog.Snapshot, list[str]]:
+        """Drop one snapshot; return it and the parts deleted because nothing references them any more."""
+        return snapshots.drop(self.root, ref)
+
+    def prune_snapshots(self, keep: int) -> tuple[list[catalog.Snapshot], list[str]]:
+        """Retention: keep the newest ``keep`` untagged snapshots (tags forever); return dropped and deleted."""
+        return snapshots.prune(self.root, keep)
+
+    def export_snapshot(self, ref: str | int, out_dir: Path | str) -> dict[str, Any]:
+        """Write snapshot ``ref`` as a self-contained Parquet tree plus manifest; return the manifest."""
+        return snapshots.export(self.root, ref, Path(out_dir))
+
+    def files_as_of(
+        self, dataset: DatasetId, as_of: str | int, start_ns: int | None = None, end_ns: int | None = None
+    ) -> list[reader.PartFile]:
+        """Part files of ``dataset`` at snapshot ``as_of`` (see :func:`dccd.storage.snapshots.files_as_of`)."""
+        return snapshots.files_as_of(self.root, dataset, as_of, start_ns, end_ns)
 
     # -- async twins ---------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -342,15 +409,25 @@ class Lake:
         """Async :meth:`datasets`."""
         return await self._run(self.datasets)
 
+    async def acall(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run any blocking method of this lake (``lake.acall(lake.list_snapshots)``) in a worker thread."""
+        return await self._run(fn, *args, **kwargs)
+
     @contextlib.asynccontextmanager
     async def aopen_batches(
-        self, dataset: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, batch_rows: int = 65_536
+        self,
+        dataset: DatasetId,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        batch_rows: int = 65_536,
+        as_of: str | int | None = None,
     ) -> AsyncIterator[tuple[AsyncIterator[pa.RecordBatch], list[BadFile]]]:
         """Async streaming read: ``async with lake.aopen_batches(ds) as (batches, skipped): async for b in batches``.
 
         Each batch is fetched in a worker thread; the query closes on exit.
         """
-        p = await self._run(functools.partial(reader.plan, pin=True), self.root, dataset, start_ns, end_ns)
+        p = await self._run(functools.partial(reader.plan, pin=True, as_of=as_of), self.root, dataset, start_ns, end_ns)
         batches = reader.iter_batches(p, batch_rows)
         try:
             yield _AsyncPull(batches), p.skipped

@@ -412,15 +412,28 @@ def build_sql(
 
 
 def plan(
-    root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None, *, pin: bool = False
+    root: Path,
+    ds: DatasetId,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    *,
+    pin: bool = False,
+    as_of: str | int | None = None,
 ) -> Plan:
     """List, prune and check the parts for a read; build its SQL.
 
     ``pin=True`` (streaming reads) hard-links the parts while they are listed (:func:`pin_parts`):
     a compaction that replaces them during the read cannot fail it or change what it returns.
+    ``as_of`` (a snapshot id, tag or ISO time) reads the parts the catalog held at that snapshot
+    instead of listing the data tree (:func:`dccd.storage.snapshots.files_as_of`).
+
+    Raises:
+        SnapshotNotFound: ``as_of`` names no retained snapshot.
     """
     pins: Path | None = None
-    if pin:
+    if as_of is not None:
+        good, skipped, pins = _plan_as_of(root, ds, start_ns, end_ns, as_of, pin)
+    elif pin:
         with listing_lock(root, ds):
             good, skipped = _usable(ds, *_scan_parts(root, ds, start_ns, end_ns), locked=True)
             pins, good = pin_parts(root, good)
@@ -432,6 +445,30 @@ def plan(
     else:
         sql = build_sql(ds.data_type, needs_dedup(ds.data_type, good), start_ns, end_ns, files=good)
     return Plan(ds.data_type, good, skipped, sql, pins)
+
+
+def _plan_as_of(
+    root: Path, ds: DatasetId, start_ns: int | None, end_ns: int | None, as_of: str | int, pin: bool
+) -> tuple[list[PartFile], list[BadFile], Path | None]:
+    """The usable parts of a snapshot (pinned if asked); looks again when a compaction moved one meanwhile."""
+    from dccd.storage.snapshots import files_as_of  # imports this module
+
+    for _attempt in range(5):
+        parts = files_as_of(root, ds, as_of, start_ns, end_ns)
+        pins: Path | None = None
+        if pin:
+            pins, linked = pin_parts(root, parts)
+            if pins is None and any(not os.path.exists(p.path) for p in parts):
+                continue  # moved to the retained area between the lookup and the link
+            parts = linked
+        try:
+            good, skipped = _usable(ds, parts, [])
+        except Vanished:
+            if pins is not None:
+                shutil.rmtree(pins, ignore_errors=True)
+            continue
+        return good, skipped, pins
+    raise StorageError(f"{ds}: the parts of snapshot {as_of} kept moving during the read")
 
 
 def _usable(
@@ -486,16 +523,23 @@ def run_table(p: Plan, sql: str | None = None) -> tuple[pa.Table, list[BadFile]]
 
 
 def read_table(
-    root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None
+    root: Path,
+    ds: DatasetId,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    *,
+    as_of: str | int | None = None,
 ) -> tuple[pa.Table, list[BadFile]]:
-    """Rows of ``ds`` in ``[start_ns, end_ns)``, deduplicated and sorted, plus the skipped files.
+    """Rows of ``ds`` in ``[start_ns, end_ns)`` (as of snapshot ``as_of`` if given), deduplicated and sorted,
+    plus the skipped files.
 
     Raises:
         StorageError: parts kept vanishing (compactions racing the read).
+        SnapshotNotFound: ``as_of`` names no retained snapshot.
     """
     for _attempt in range(5):
         try:
-            return run_table(plan(root, ds, start_ns, end_ns))
+            return run_table(plan(root, ds, start_ns, end_ns, as_of=as_of))
         except Vanished:
             continue
     raise StorageError(f"{ds}: parts kept vanishing during the read")

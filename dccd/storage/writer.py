@@ -28,7 +28,7 @@ import dccd
 from dccd.contracts.rules import BatchRules
 from dccd.domain import DatasetId
 from dccd.domain.timeutil import NS_PER_DAY
-from dccd.storage import layout
+from dccd.storage import catalog, layout
 from dccd.storage.quality import DEFAULT_SKEW_NS, contract_counts, gate
 from dccd.storage.schema import conform, records_to_table
 
@@ -126,6 +126,11 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
     A crash at any point leaves either no file or the complete file under
     ``name``; a leftover hidden ``.tmp`` file is removed by :func:`sweep_temp`.
     """
+    return _write_part(table, directory, name, digest=False)[0]
+
+
+def _write_part(table: pa.Table, directory: Path, name: str, *, digest: bool) -> tuple[int, str]:
+    """:func:`write_part_atomic`, also returning the file's checksum when ``digest`` (else "")."""
     ensure_dir(directory)
     tmp = directory / layout.temp_name(name)
     try:
@@ -134,6 +139,7 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
         try:
             os.fsync(fd)
             size = os.fstat(fd).st_size
+            checksum = catalog.checksum_fd(fd, size) if digest else ""
         finally:
             os.close(fd)
         os.replace(tmp, directory / name)
@@ -141,7 +147,7 @@ def write_part_atomic(table: pa.Table, directory: Path, name: str) -> int:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(directory)
-    return size
+    return size, checksum
 
 
 def split_partitions(ds: DatasetId, table: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -192,13 +198,22 @@ def write_table(
     if result.good.num_rows:
         stamp_ns = time.time_ns()
         ds_dir = layout.dataset_dir(root, ds)
+        ds_key = str(ds_dir.relative_to(root))
+        entries = []
         for partition, chunk in split_partitions(ds, result.good):
             ts = chunk["ts"]
             first, last = ts[0].as_py(), ts[-1].as_py()
-            name = layout.part_name(first, last, layout.new_stamp(stamp_ns))
+            stamp = layout.new_stamp(stamp_ns)
+            name = layout.part_name(first, last, stamp)
             directory = ds_dir / partition
-            size = write_part_atomic(chunk.replace_schema_metadata(meta), directory, name)
+            size, digest = _write_part(chunk.replace_schema_metadata(meta), directory, name, digest=True)
             parts.append(PartInfo(str(directory / name), chunk.num_rows, first, last, size))
+            entries.append(
+                catalog.NewFile(f"{ds_key}/{partition}/{name}", chunk.num_rows, first, last, size, digest, stamp)
+            )
+        # The commit point: the parts join the catalog at one snapshot id (a crash before this line
+        # leaves them unregistered; the startup repair registers them).
+        catalog.register(root, ds_key, entries, provenance.transport)
     qparts: tuple[str, ...] = ()
     if result.bad is not None:
         qdir = layout.quarantine_dir(root, ds)

@@ -16,7 +16,10 @@ first ``dccd serve`` start over an old lake), then the same day again with the
 compaction interleaved every 5 minutes as serve runs it (total compaction time,
 most parts seen).
 
-Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]]
+With ``--small-writes [N]`` it measures stream-sized writes (N writes of 10 trades, one part each):
+the per-commit cost of the writer (part file plus its catalog registration).
+
+Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]]
 """
 
 from __future__ import annotations
@@ -284,6 +287,38 @@ def _stream_parts(root: Path, first: int, n: int, rows: int = 10) -> None:
         pq.write_table(table, pdir / name, **writer.parquet_options(table.column_names))
 
 
+def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
+    """Stream-sized writes: ``n`` writes of 10 trades each through ``Lake.write`` (one part per write, as a
+    live stream commits every flush); writes/s and latency percentiles, best of ``rounds`` fresh lakes."""
+    from dccd.domain import DatasetId, DataType, Symbol, Trade
+    from dccd.storage import Lake, Provenance
+
+    ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
+    day = 1_709_251_200_000_000_000
+    prov = Provenance("binance", "ws")
+    batches = [
+        [Trade(day + (k * 10 + j) * 1_000_000, str(k * 10 + j), 60_000.0 + j, 0.01, "buy", None) for j in range(10)]
+        for k in range(n)
+    ]
+    best: list[float] = []
+    for r in range(rounds):
+        root = Path(tmp) / f"small-{r}"
+        lake, times = Lake(root), []
+        for recs in batches:
+            t0 = time.perf_counter()
+            lake.write(ds, recs, prov, now_ns=day + 86_400_000_000_000)
+            times.append(time.perf_counter() - t0)
+        shutil.rmtree(root)
+        if not best or sum(times) < sum(best):
+            best = times
+    q = statistics.quantiles(best, n=100)
+    print(
+        f"{n:,} stream-sized writes (10 trades, 1 part each): {n / sum(best):7.0f} writes/s"
+        f"  p50 {q[49] * 1e3:.2f} ms  p99 {q[98] * 1e3:.2f} ms  (best of {rounds})",
+        flush=True,
+    )
+
+
 def run_rolling(n: int, tmp: str) -> None:
     """Small files: read and inventory of a day of ``n`` stream parts before and after rolling compaction."""
     from dccd.domain import DatasetId, DataType, Symbol
@@ -348,8 +383,14 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=8)
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--rolling", type=int, nargs="?", const=43_200, default=None, metavar="N")
+    ap.add_argument("--small-writes", type=int, nargs="?", const=3000, default=None, metavar="N")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
+    if args.small_writes is not None:
+        print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+        run_small_writes(args.small_writes, tmp)
+        os.rmdir(tmp)
+        return
     if args.rolling is not None:
         print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
         run_rolling(args.rolling, tmp)

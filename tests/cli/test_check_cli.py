@@ -89,3 +89,16 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
         bad.exit_code == 2
         and bad.output == "config error: contracts.bad_tick.window: 1 is not between 3 and 10001 rows\n"
     )
+
+
+def test_as_of_checks_a_snapshot(tmp_path: Path) -> None:
+    """--as-of TAG checks the snapshot (exit 0 and its name) while the current lake fails; an unknown one exits 2."""
+    _clean(tmp_path)
+    Lake(tmp_path).create_snapshot(tag="good")
+    Lake(tmp_path).write(TRADES, [Trade(walk_trades(3600)[-1].ts + 10**9, "3600", 500.0, 0.5, "buy")], PROV, now_ns=NOW)
+    assert run(tmp_path).exit_code == 1
+    res = run(tmp_path, "--as-of", "good")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-2].startswith("as of snapshot ") and "(good)" in res.output
+    bad = run(tmp_path, "--as-of", "nope")
+    assert bad.exit_code == 2 and bad.output.startswith("error: --as-of: no snapshot 'nope'")

@@ -11,7 +11,7 @@ from dccd.contracts.check import SelectorError, check, select
 from dccd.contracts.report import FAIL, PASS, SKIPPED, CheckReport, ContractResult
 from dccd.contracts.rules import ContractRules, MaintenanceWindow
 from dccd.domain import Candle, DatasetId, DataType, Span, Trade
-from dccd.domain.timeutil import NS_PER_DAY, NS_PER_MIN, NS_PER_S, parse_iso_ns
+from dccd.domain.timeutil import NS_PER_DAY, NS_PER_MIN, NS_PER_S, ns_to_iso, parse_iso_ns
 from dccd.storage import Lake, Provenance
 
 from .helpers import BARS, BTC, NOW, PROV, T0, TRADES, bars_of, calm_bars, walk_trades, write_foreign
@@ -285,3 +285,24 @@ def test_bar_count_skips_calendar_spans(tmp_path: Path) -> None:
     assert contract(report, ds, "bar_count").status == SKIPPED
     assert contract(report, ds, "bar_grid").status == PASS
     assert report.ok and NS_PER_MIN
+
+
+def test_as_of_checks_the_lake_a_snapshot_held(tmp_path: Path) -> None:
+    """--as-of: a snapshot taken before a bad tick and a new dataset were written checks clean, names the
+    snapshot, and sees neither; the current view sees both; an unknown snapshot raises SnapshotNotFound."""
+    from dccd.storage.snapshots import SnapshotNotFound
+
+    lake = Lake(tmp_path)
+    trades = walk_trades(1000)
+    lake.write(TRADES, trades, PROV, now_ns=NOW)
+    snap = lake.create_snapshot(tag="clean")
+    lake.write(TRADES, [Trade(trades[-1].ts + NS_PER_S, "1000", 150.0, 0.5, "buy")], PROV, now_ns=NOW)
+    lake.compact(TRADES)
+    lake.write(BARS, calm_bars(10), PROV, now_ns=NOW)
+    then = check(tmp_path, RULES, as_of="clean", now_ns=NOW)
+    assert (then.ok, then.as_of, [(d.dataset, d.rows) for d in then.datasets]) == (
+        True, f"{snap.snapshot_id} (clean) at {ns_to_iso(snap.time_ns)}", [(str(TRADES), 1000)])  # fmt: skip
+    now = check(tmp_path, RULES, now_ns=NOW)
+    assert (now.ok, [(d.dataset, d.rows) for d in now.datasets]) == (False, [(str(BARS), 10), (str(TRADES), 1001)])
+    with pytest.raises(SnapshotNotFound):
+        check(tmp_path, RULES, as_of="nope", now_ns=NOW)

@@ -3,8 +3,8 @@
 Usage: compaction_child.py ROOT POINT
 
 POINT is ``before-swap`` (merged part and journal durable, nothing renamed yet),
-``after-swap`` (merged part renamed into place, no input deleted) or
-``after-unlink:K`` (K inputs deleted). The child ends with ``os._exit(9)``
+``after-swap`` (merged part renamed into place, the catalog not told), ``after-commit``
+(the catalog committed the swap, no input deleted) or ``after-unlink:K`` (K inputs deleted). The child ends with ``os._exit(9)``
 there, like a SIGKILL: no cleanup handler runs.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dccd.domain import DatasetId, DataType, Symbol
-from dccd.storage import compaction
+from dccd.storage import catalog, compaction
 
 DATASET = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
 
@@ -34,14 +34,22 @@ def main() -> None:
         with real_lock(*args, exclusive=exclusive, **kw):
             yield
 
-    def unlink(paths: Sequence[str]) -> int:
+    real_commit = compaction._commit
+
+    def commit(*args: Any) -> None:
+        if point == "after-swap":
+            os._exit(9)
+        real_commit(*args)
+
+    def retire(root: Path, paths: Sequence[str]) -> list[Path]:
         keep = int(point.split(":")[1]) if point.startswith("after-unlink:") else 0
         for p in paths[:keep]:
-            os.unlink(p)
+            os.unlink(root / p)
         os._exit(9)
 
     compaction.listing_lock = lock  # type: ignore[assignment]
-    compaction._unlink_all = unlink  # type: ignore[assignment]
+    compaction._commit = commit  # type: ignore[assignment]
+    catalog.retire = retire  # type: ignore[assignment]
     compaction.compact(root, DATASET)
     sys.exit("the crash point was never reached")
 

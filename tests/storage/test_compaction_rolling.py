@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dccd.domain.timeutil import NS_PER_DAY, NS_PER_S, parse_iso_ns
-from dccd.storage import Lake, compaction, layout, writer
+from dccd.storage import Lake, catalog, compaction, layout, writer
 from dccd.storage.compaction import CompactPolicy, plan_merges, tier
 from dccd.storage.reader import PartFile
 from dccd.storage.schema import records_to_table
@@ -228,7 +228,7 @@ def _journals(root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("repair", ["startup sweep", "next compaction"])
-@pytest.mark.parametrize("point", ["before-swap", "after-swap", "after-unlink:3"])
+@pytest.mark.parametrize("point", ["before-swap", "after-swap", "after-commit", "after-unlink:3"])
 def test_a_merge_killed_at_any_step_is_repaired_and_never_read_twice(tmp_path: Path, point: str, repair: str) -> None:
     """Killed before the swap, after it, or halfway through deleting inputs: dccd's reader sees every row once
     right away, and the startup sweep or the next compaction removes what the merged part replaced."""
@@ -267,6 +267,8 @@ def test_a_merge_killed_at_any_step_is_repaired_and_never_read_twice(tmp_path: P
     if repair == "startup sweep":
         leftovers = [p for p in layout.dataset_dir(tmp_path, TRADES).rglob("*") if p.is_file() and p not in visible]
         assert leftovers == []  # the dead child's temp file went too
+    live = {tmp_path / f.path for f in catalog.files_at(tmp_path, None)}
+    assert live == set(parts_of(tmp_path, TRADES))  # the catalog's current view is the data tree
 
 
 def test_a_listing_never_sees_half_a_swap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,8 +215,8 @@ def test_a_part_compacted_away_mid_read_is_replanned(tmp_path: Path, monkeypatch
         lake.write(OHLC_1M, bars(T0 + i * 10 * NS_PER_MIN, 10), PROV, now_ns=NOW)
     real_plan, calls = reader.plan, []
 
-    def plan_then_compact(*args: object) -> reader.Plan:
-        p = real_plan(*args)  # type: ignore[arg-type]
+    def plan_then_compact(*args: object, **kwargs: object) -> reader.Plan:
+        p = real_plan(*args, **kwargs)  # type: ignore[arg-type]
         calls.append(p)
         if len(calls) == 1:
             lake.compact(OHLC_1M)

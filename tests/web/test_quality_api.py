@@ -92,3 +92,21 @@ async def test_quality_takes_repeated_and_comma_separated_selectors(web: Web, tm
     two = await web.client.get("/api/v1/quality?dataset=binance:BTC-USDT:trades,binance:BTC-USDT:ohlc")
     names = [d["dataset"] for d in one.json()["datasets"]]
     assert names == [d["dataset"] for d in two.json()["datasets"]] == [str(BARS), str(TRADES)]
+
+
+async def test_quality_as_of_a_snapshot(web: Web) -> None:
+    """?as_of=TAG checks the snapshot's view (its DataValidated carry the snapshot id); an unknown one is 404."""
+    lake = _lake(web)
+    trades = walk_trades(300)
+    lake.write(TRADES, trades, PROV, now_ns=NOW)
+    snap = lake.create_snapshot(tag="t1")
+    lake.write(TRADES, [Trade(trades[-1].ts + 10**9, "300", 500.0, 0.5, "buy")], PROV, now_ns=NOW)
+    seen: list[Any] = []
+    web.svc.events.subscribe(on_next=seen.append)
+    res = await web.client.get("/api/v1/quality", params={"as_of": "t1"})
+    assert (res.status_code, res.json()["ok"], res.json()["rows"]) == (200, True, 300)
+    assert [e for e in seen if isinstance(e, DataValidated)] == [
+        DataValidated(str(TRADES), "check", 300, {}, str(snap.snapshot_id))
+    ]
+    missing = await web.client.get("/api/v1/quality", params={"as_of": "t9"})
+    assert missing.status_code == 404 and missing.json()["error"].startswith("as_of: no snapshot 't9'")
