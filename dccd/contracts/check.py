@@ -128,13 +128,13 @@ class _Checker:
         out: list[ContractResult] = []
         rows = stored.row_rules(ds, table, rules, self.now_ns + DEFAULT_SKEW_NS)
         out.append(result("schema_units", rows["schema_units"], n))
-        if len(p.files) > 1 or any(f.foreign for f in p.files):
+        if reader.needs_dedup(dt, p.files):
             out.append(result("unique_key", stored.key_conflicts(con, ds, [f.path for f in p.files]), n))
-        else:
-            out.append(result("unique_key", rows["schema_units"].slice(0, 0), n, "one part: keys unique by the writer"))
+        else:  # one dccd part, or ts-keyed parts whose ranges do not overlap: no key can repeat
+            out.append(result("unique_key", rows["schema_units"].slice(0, 0), n, "no two parts can hold one key"))
         if dt is DataType.TRADES:
             if sequential_exchange(ds.exchange):
-                out.append(result("monotonic_ids", stored.id_descents(con), n))
+                out.append(result("monotonic_ids", stored.id_descents(con, table), n))
             else:
                 out.append(skipped("monotonic_ids", f"{ds.exchange} does not guarantee sequential trade ids"))
         if dt is DataType.OHLC:

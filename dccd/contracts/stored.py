@@ -81,8 +81,14 @@ def key_conflicts(con: duckdb.DuckDBPyConnection, ds: DatasetId, files: list[str
     return _arrow(con, sql, {"files": files})
 
 
-def id_descents(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """``monotonic_ids``: trades whose integer id is lower than the id before them in (ts, id) order."""
+def id_descents(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """``monotonic_ids``: trades whose integer id is lower than the id before them in (ts, id) order.
+
+    The count comes from pyarrow first (:func:`dccd.storage.quality.id_descents`: no sort when the ids
+    already rise); only a dataset with descents runs the SQL that lists them.
+    """
+    if quality.id_descents(table) == 0:
+        return _no_rows()
     return _arrow(
         con,
         """
@@ -96,27 +102,38 @@ def id_descents(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def bad_ticks(con: duckdb.DuckDBPyConnection, ds: DatasetId, rules: ContractRules) -> pa.Table:
     """``bad_tick``: a price (trades) or close (bars) off the median of the ``window`` rows around it by more
-    than ``k`` x their MAD and more than ``min_rel`` of the median (a Hampel filter).
+    than ``k`` x their MAD and more than ``min_rel`` of the median (a Hampel filter with a floor).
 
-    The median is a window function; the MAD is computed only for the rows past the ``min_rel`` floor
-    (a range join back to their window), so a clean day costs one windowed median.
+    One windowed median finds the rows past the ``min_rel`` floor; only those (none on clean data) get their
+    window's MAD, by a range join back to their rows. Both queries number rows in the same (ts, id) order.
     """
     bt = rules.bad_tick
     half = bt.window // 2
     trades = ds.data_type is DataType.TRADES
     price, order, ident = ("price", "ts, id", "id") if trades else ("close", "ts", "NULL")
-    sql = f"""
-        WITH n AS (SELECT row_number() OVER (ORDER BY {order}) AS rn, ts, {ident} AS id, {price} AS p FROM t),
-        m AS (SELECT rn, ts, id, p, median(p) OVER (ORDER BY rn ROWS BETWEEN {half} PRECEDING AND {half} FOLLOWING)
-              AS med FROM n),
-        c AS (SELECT * FROM m WHERE abs(p - med) > $min_rel * med),
+    candidates = _arrow(
+        con,
+        f"""SELECT rn, ts, id, p, med FROM (
+                SELECT row_number() OVER w AS rn, ts, {ident} AS id, {price} AS p, median({price}) OVER w AS med
+                FROM t WINDOW w AS (ORDER BY {order} ROWS BETWEEN {half} PRECEDING AND {half} FOLLOWING))
+            WHERE abs(p - med) > $min_rel * med""",
+        {"min_rel": bt.min_rel},
+    )
+    if candidates.num_rows == 0:
+        return _no_rows()
+    con.register("c", candidates)
+    return _arrow(
+        con,
+        f"""
+        WITH n AS (SELECT row_number() OVER (ORDER BY {order}) AS rn, {price} AS p FROM t),
         d AS (SELECT c.rn, any_value(c.ts) AS ts, any_value(c.id) AS id, any_value(c.p) AS p,
                      any_value(c.med) AS med, median(abs(n.p - c.med)) AS mad
               FROM c JOIN n ON n.rn BETWEEN c.rn - {half} AND c.rn + {half} GROUP BY c.rn)
         SELECT ts, {"id, " if trades else ""}p AS {price}, med AS median, mad FROM d
         WHERE abs(p - med) > $k * mad ORDER BY ts
-    """
-    return _arrow(con, sql, {"min_rel": bt.min_rel, "k": bt.k})
+        """,
+        {"k": bt.k},
+    )
 
 
 def stale(con: duckdb.DuckDBPyConnection, ds: DatasetId, rules: ContractRules) -> pa.Table:

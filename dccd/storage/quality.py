@@ -153,6 +153,9 @@ def unit_mask(ts: pa.ChunkedArray | pa.Array, lo_ns: int, hi_ns: int) -> pa.Chun
     disjoint as ``hi_ns / lo_ns`` < 1000; ns multiplied by 1000 once too often overflows int64 before it
     reaches 2009, so the writer's conversion raises on it instead)."""
     i64 = pa.int64()
+    bounds = pc.min_max(ts).as_py()
+    if bounds["min"] is None or (bounds["min"] >= lo_ns and bounds["max"] <= hi_ns):  # the usual batch: one pass
+        return pc.and_(pc.is_valid(ts), _FALSE)  # all false, shaped like ts
     hits = [
         pc.and_(pc.greater_equal(ts, pa.scalar(-(-lo_ns // k), i64)), pc.less_equal(ts, pa.scalar(hi_ns // k, i64)))
         for _, k in _SCALES

@@ -19,7 +19,12 @@ most parts seen).
 With ``--small-writes [N]`` it measures stream-sized writes (N writes of 10 trades, one part each):
 the per-commit cost of the writer (part file plus its catalog registration).
 
+With ``--contracts`` it measures the write path with the batch data contracts off and on, side by side
+in one run (alternating rounds, best of each): 1M-row trade batches, 10-trade stream writes, 1000-bar
+backfill pages and 60-bar appends, plus the quality gate alone on a 50,000-row flush.
+
 Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]]
+                                  [--contracts]
 """
 
 from __future__ import annotations
@@ -319,6 +324,64 @@ def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
     )
 
 
+def run_contracts(tmp: str, rounds: int = 5) -> None:
+    """Write-path cost of the batch data contracts: the same writes with ``contracts.batch`` off and on."""
+    from dccd.contracts.rules import DEFAULT_RULES, ContractRules
+    from dccd.domain import Candle, DatasetId, DataType, Span, Symbol, Trade
+    from dccd.storage import Lake, Provenance
+    from dccd.storage.quality import gate
+    from dccd.storage.schema import records_to_table
+
+    gen: dict[str, Any] = {}
+    exec(GEN_SRC, gen)
+    sym = Symbol.parse("BTC/USDT")
+    tr = DatasetId("binance", sym, DataType.TRADES)
+    oh = DatasetId("binance", sym, DataType.OHLC, Span.parse("1m"))
+    prov, now = Provenance("bench", "rest"), 1_767_225_600_000_000_000
+    big = [Trade(t, i, p, a, sd, None) for t, i, p, a, sd in gen["trade_rows"](0, 1_000_000)]
+    small = [big[k : k + 10] for k in range(0, 10_000, 10)]
+    year = [Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in gen["bar_rows"](60_000)]
+    pages = [year[k : k + 1000] for k in range(0, 60_000, 1000)]
+    flush = records_to_table(DataType.TRADES, big[:50_000])
+    off_rules, on_rules = ContractRules(batch=False), DEFAULT_RULES
+    best: dict[str, dict[str, float]] = {"off": {}, "on": {}}
+
+    def keep(side: str, name: str, secs: float) -> None:
+        best[side][name] = min(best[side].get(name, float("inf")), secs)
+
+    for r in range(rounds):
+        for side, rules in (
+            (("off", off_rules), ("on", on_rules)) if r % 2 == 0 else (("on", on_rules), ("off", off_rules))
+        ):
+            root = Path(tmp) / f"contracts-{side}-{r}"
+            lake = Lake(root, contracts=rules)
+            t0 = time.perf_counter()
+            lake.write(tr, big, prov, now_ns=now)
+            keep(side, "1M trades in one batch", time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for recs in small:
+                lake.write(tr, recs, prov, now_ns=now)
+            keep(side, "1,000 stream writes of 10 trades", time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for page in pages:
+                lake.write(oh, page, prov, now_ns=now)
+            keep(side, "60 backfill pages of 1,000 bars", time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for k in range(10):
+                lake.write(oh, year[k * 60 : (k + 1) * 60], prov, now_ns=now)
+            keep(side, "10 appends of 60 bars", time.perf_counter() - t0)
+            batch = rules.for_batch(tr, True)
+            t0 = time.perf_counter()
+            for _ in range(20):
+                gate(DataType.TRADES, flush, now_ns=now, rules=batch)
+            keep(side, "gate alone, 50,000-row flush (x20)", time.perf_counter() - t0)
+            shutil.rmtree(root)
+    print(f"\n{'write path (best of ' + str(rounds) + ')':<40}  {'contracts off':>14}  {'contracts on':>14}  overhead")
+    for name, off in best["off"].items():
+        on = best["on"][name]
+        print(f"{name:<40}  {off * 1e3:11.1f} ms  {on * 1e3:11.1f} ms  {(on - off) / off * 100:+6.1f} %")
+
+
 def run_rolling(n: int, tmp: str) -> None:
     """Small files: read and inventory of a day of ``n`` stream parts before and after rolling compaction."""
     from dccd.domain import DatasetId, DataType, Symbol
@@ -384,8 +447,14 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--rolling", type=int, nargs="?", const=43_200, default=None, metavar="N")
     ap.add_argument("--small-writes", type=int, nargs="?", const=3000, default=None, metavar="N")
+    ap.add_argument("--contracts", action="store_true")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
+    if args.contracts:
+        print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+        run_contracts(tmp)
+        os.rmdir(tmp)
+        return
     if args.small_writes is not None:
         print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
         run_small_writes(args.small_writes, tmp)
