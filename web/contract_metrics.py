@@ -25,7 +25,7 @@ class ContractMetrics:
         self.rows = Counter(
             "dccd_contract_rows_checked", "Rows the data contracts examined.", labels, registry=registry
         )
-        self.runs = Counter(
+        self.validations = Counter(
             "dccd_contract_validations", "Contract runs (one per batch or dataset), by result.", [*labels, "result"],
             registry=registry,
         )  # fmt: skip
@@ -44,7 +44,7 @@ class ContractMetrics:
         """Count one ``DataValidated``."""
         exchange, dtype = _labels(event.dataset)
         self.rows.labels(event.scope, exchange, dtype).inc(event.checked)
-        self.runs.labels(event.scope, exchange, dtype, "fail" if event.failed else "pass").inc()
+        self.validations.labels(event.scope, exchange, dtype, "fail" if event.failed else "pass").inc()
         for contract, n in event.failed.items():
             self.violations.labels(contract, event.scope, exchange, dtype).inc(n)
         if event.scope == "check":
