@@ -16,10 +16,13 @@ first ``dccd serve`` start over an old lake), then the same day again with the
 compaction interleaved every 5 minutes as serve runs it (total compaction time,
 most parts seen).
 
+With ``--snapshots`` it measures a year of 1m bars read plainly, snapshot creation, and reads as of the
+snapshot (parts in the data tree, then moved to the retained area by a later compaction).
+
 With ``--small-writes [N]`` it measures stream-sized writes (N writes of 10 trades, one part each):
 the per-commit cost of the writer (part file plus its catalog registration).
 
-Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]]
+Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]] [--snapshots]
 """
 
 from __future__ import annotations
@@ -319,6 +322,64 @@ def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
     )
 
 
+def run_snapshots(tmp: str, reads: int) -> None:
+    """A year of 1m bars (526 backfill pages, compacted): plain read vs snapshot create vs as-of read, then the
+    as-of read again once newer writes and a compaction moved the snapshot's parts to the retained area."""
+    from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
+    from dccd.storage import Lake, Provenance
+
+    gen: dict[str, Any] = {}
+    exec(GEN_SRC, gen)
+    oh = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.OHLC, Span.parse("1m"))
+    prov, now = Provenance("bench", "rest"), 1_767_225_600_000_000_000
+    year_bars = gen["YEAR_BARS"]
+    year = [Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in gen["bar_rows"](year_bars)]
+    root = Path(tmp) / "snapshots"
+    lake = Lake(root)
+    for k in range(0, year_bars, 1000):
+        lake.write(oh, year[k : min(k + 1000, year_bars)], prov, now_ns=now)
+    lake.compact(oh)
+    parts = len(list(root.glob("ohlc/**/part-*.parquet")))
+
+    def timed(fn: Any) -> list[float]:
+        out = []
+        for _ in range(reads):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    plain = timed(lambda: lake.read_table(oh).table)
+    creates = []
+    for i in range(reads):
+        t0 = time.perf_counter()
+        lake.create_snapshot(tag=f"bench{i}")
+        creates.append(time.perf_counter() - t0)
+    as_of = timed(lambda: lake.read_table(oh, as_of="bench0").table)
+    assert lake.read_table(oh, as_of="bench0").table.equals(lake.read_table(oh).table)
+    fixes = [Candle(c.ts, c.open, c.high, c.low, c.close * 1.0001, c.volume) for c in year[:: 60 * 24]]
+    lake.write(oh, fixes, prov, now_ns=now)  # one correction a day, then everything compacted again
+    lake.compact(oh)
+    retained = timed(lambda: lake.read_table(oh, as_of="bench0").table)
+    plain2 = timed(lambda: lake.read_table(oh).table)
+    base = statistics.median(plain)
+
+    def line(label: str, xs: list[float], ref: float | None) -> None:
+        over = f"  ({(statistics.median(xs) / ref - 1) * 100:+5.1f} % vs plain read)" if ref else ""
+        print(f"{label:<44} {_ms(xs)}{over}", flush=True)
+
+    print(f"a year of 1m bars ({year_bars:,} rows), compacted to {parts} parts")
+    line("plain read", plain, None)
+    line("snapshot create (repair pass + commit)", creates, None)
+    line("as-of read, parts still in the data tree", as_of, base)
+    line("as-of read, parts in the retained area", retained, statistics.median(plain2))
+    line("plain read after the corrections", plain2, None)
+    print(
+        f"snapshot create + as-of read vs plain read: {(statistics.median(creates) + statistics.median(as_of)) / base * 100 - 100:+.1f} %"
+    )
+    shutil.rmtree(root)
+
+
 def run_rolling(n: int, tmp: str) -> None:
     """Small files: read and inventory of a day of ``n`` stream parts before and after rolling compaction."""
     from dccd.domain import DatasetId, DataType, Symbol
@@ -384,8 +445,14 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--rolling", type=int, nargs="?", const=43_200, default=None, metavar="N")
     ap.add_argument("--small-writes", type=int, nargs="?", const=3000, default=None, metavar="N")
+    ap.add_argument("--snapshots", action="store_true")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
+    if args.snapshots:
+        print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+        run_snapshots(tmp, args.reads)
+        os.rmdir(tmp)
+        return
     if args.small_writes is not None:
         print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
         run_small_writes(args.small_writes, tmp)
