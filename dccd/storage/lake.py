@@ -64,6 +64,8 @@ class Lake:
         self.root = Path(root)
         self._offload: Offload = offload or trio.to_thread.run_sync
         self.skew_ns = skew_ns
+        self.repaired = snapshots.Reconciled(0, 0)
+        """What the last :meth:`sweep` repaired in the catalog."""
 
     # -- writing -------------------------------------------------------------------------
     def sweep(self) -> list[Path]:
@@ -72,7 +74,7 @@ class Lake:
         if not self.root.exists():
             return []
         removed = writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
-        self.repair_catalog()
+        self.repaired = self.repair_catalog()
         return removed
 
     def repair_catalog(self) -> snapshots.Reconciled:
