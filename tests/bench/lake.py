@@ -290,12 +290,20 @@ def _stream_parts(root: Path, first: int, n: int, rows: int = 10) -> None:
         pq.write_table(table, pdir / name, **writer.parquet_options(table.column_names))
 
 
-def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
+def run_small_writes(n: int, tmp: str, rounds: int = 5) -> None:
     """Stream-sized writes: ``n`` writes of 10 trades each through ``Lake.write`` (one part per write, as a
-    live stream commits every flush); writes/s and latency percentiles, best of ``rounds`` fresh lakes."""
+    live stream commits every flush); writes/s and latency percentiles, best of ``rounds`` fresh lakes.
+
+    Where the checkout has a catalog, rounds alternate with its registration switched off (a no-op in
+    its place), so both sides run under the same machine load and the difference is the catalog's cost.
+    """
     from dccd.domain import DatasetId, DataType, Symbol, Trade
     from dccd.storage import Lake, Provenance
 
+    try:
+        from dccd.storage import catalog
+    except ImportError:
+        catalog = None  # type: ignore[assignment]
     ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
     day = 1_709_251_200_000_000_000
     prov = Provenance("binance", "ws")
@@ -303,23 +311,38 @@ def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
         [Trade(day + (k * 10 + j) * 1_000_000, str(k * 10 + j), 60_000.0 + j, 0.01, "buy", None) for j in range(10)]
         for k in range(n)
     ]
-    best: list[float] = []
+    sides = ["catalog", "no catalog"] if catalog is not None else ["this checkout"]
+    real = catalog.register if catalog is not None else None
+    best: dict[str, list[float]] = {}
     for r in range(rounds):
-        root = Path(tmp) / f"small-{r}"
-        lake, times = Lake(root), []
-        for recs in batches:
-            t0 = time.perf_counter()
-            lake.write(ds, recs, prov, now_ns=day + 86_400_000_000_000)
-            times.append(time.perf_counter() - t0)
-        shutil.rmtree(root)
-        if not best or sum(times) < sum(best):
-            best = times
-    q = statistics.quantiles(best, n=100)
-    print(
-        f"{n:,} stream-sized writes (10 trades, 1 part each): {n / sum(best):7.0f} writes/s"
-        f"  p50 {q[49] * 1e3:.2f} ms  p99 {q[98] * 1e3:.2f} ms  (best of {rounds})",
-        flush=True,
-    )
+        for side in sides:
+            if catalog is not None:
+                catalog.register = real if side == "catalog" else (lambda *a, **k: None)  # type: ignore[assignment]
+            root = Path(tmp) / f"small-{r}"
+            lake, times = Lake(root), []
+            for recs in batches:
+                t0 = time.perf_counter()
+                lake.write(ds, recs, prov, now_ns=day + 86_400_000_000_000)
+                times.append(time.perf_counter() - t0)
+            if catalog is not None:
+                catalog.forget(root)
+            shutil.rmtree(root)
+            if side not in best or statistics.median(times) < statistics.median(best[side]):
+                best[side] = times
+    if catalog is not None:
+        catalog.register = real  # type: ignore[assignment]
+    for side, times in best.items():
+        q = statistics.quantiles(times, n=100)
+        print(
+            f"{side:<14} {n:,} stream-sized writes (10 trades, 1 part each): {n / sum(times):7.0f} writes/s"
+            f"  p50 {q[49] * 1e3:.3f} ms  p99 {q[98] * 1e3:.2f} ms  (best median of {rounds})",
+            flush=True,
+        )
+    if len(best) == 2:
+        on, off = (statistics.median(best[s]) for s in sides)
+        print(
+            f"catalog registration adds {(on - off) * 1e6:.0f} us per write at the median ({(on / off - 1) * 100:+.1f} %)"
+        )
 
 
 def run_snapshots(tmp: str, reads: int) -> None:
