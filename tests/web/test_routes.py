@@ -28,6 +28,8 @@ ROUTES = {
     "/api/v1/inventory": {"get"}, "/api/v1/data/{data_type}/{exchange}/{symbol}": {"get"},
     "/api/v1/config": {"get"}, "/api/v1/live/trades": {"get"}, "/api/v1/live/candles": {"get"},
     "/api/v1/events": {"get"},
+    "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
+    "/api/v1/snapshots/{ref}": {"get", "delete"},
 }  # fmt: skip
 
 
