@@ -150,8 +150,14 @@ async def _open_operations(
     await runs.aregister_owner(now_ns=now_ns())
     swept = await lake.asweep()
     orphans = await runs.amark_orphans(now_ns=now_ns(), ttl_s=lease.get("ttl_s", LEASE_TTL_S))
-    if swept or orphans:
-        log.warning("service.recovered", temp_files_removed=len(swept), orphaned_runs=orphans)
+    if swept or orphans or any(lake.repaired):
+        log.warning(
+            "service.recovered",
+            temp_files_removed=len(swept),
+            orphaned_runs=orphans,
+            catalog_parts_registered=lake.repaired.registered,
+            catalog_parts_ended=lake.repaired.ended,
+        )
     await svc.start_actor("runs:lease", functools.partial(serve_run_lease, runs, **lease))
     limits = LimitStateFile(root.expanduser())
     pool = ClientPool(svc.start_actor, _exchange_settings(config), client_options, limit_state=limits)

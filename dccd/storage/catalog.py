@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS data_file (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS data_file_live_path ON data_file(path) WHERE end_snapshot IS NULL;
 CREATE INDEX IF NOT EXISTS data_file_ended ON data_file(end_snapshot) WHERE end_snapshot IS NOT NULL;
-CREATE INDEX IF NOT EXISTS data_file_dataset ON data_file(dataset, begin_snapshot);
 CREATE TABLE IF NOT EXISTS snapshot (
     snapshot_id INTEGER PRIMARY KEY,
     snapshot_time INTEGER NOT NULL,
@@ -329,35 +328,23 @@ def retire(root: Path, paths: Sequence[str]) -> list[Path]:
 def collect(root: Path) -> list[str]:
     """Delete the ended parts no retained snapshot references (files and rows); return their catalog paths.
 
-    Only files outside the data tree (retained) or ended ones still inside it are touched; a
-    deletion interrupted by a crash is finished by the next call.
+    Only the retained area is touched, never the data tree (a file there under an ended row's path is a
+    compaction input whose journal replay retires it, or a file put back by hand, registered by the next
+    repair once its old row is gone). A deletion interrupted by a crash is finished by the next call.
     """
     with transaction(root, write=False) as con:
         rows = con.execute(
             f"SELECT data_file_id, path FROM data_file f WHERE f.end_snapshot IS NOT NULL AND NOT {_REFERENCED}"
         ).fetchall()
     for _id, rel in rows:
-        for path in (retained_path(root, rel), root / rel):
-            with contextlib.suppress(FileNotFoundError):
-                # A live row of the same path (a foreign file rewritten in place) keeps its data-tree file.
-                if path == root / rel and live_path(root, rel):
-                    continue
-                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(retained_path(root, rel))
     if rows:
         with transaction(root) as con:
             con.executemany(
                 f"DELETE FROM data_file AS f WHERE data_file_id = ? AND NOT {_REFERENCED}", [(r[0],) for r in rows]
             )
     return [r[1] for r in rows]
-
-
-def live_path(root: Path, rel: str) -> bool:
-    """Whether catalog path ``rel`` has a live row."""
-    with transaction(root, write=False) as con:
-        return (
-            con.execute("SELECT 1 FROM data_file WHERE path = ? AND end_snapshot IS NULL", (rel,)).fetchone()
-            is not None
-        )
 
 
 def _file(row: tuple[object, ...]) -> DataFile:

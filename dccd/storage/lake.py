@@ -75,6 +75,8 @@ class Lake:
         self.skew_ns = skew_ns
         self.contracts = contracts
         self._monotonic: dict[str, bool] = {}
+        self.repaired = snapshots.Reconciled(0, 0)
+        """What the last :meth:`sweep` repaired in the catalog."""
 
     def batch_rules(self, dataset: DatasetId) -> BatchRules | None:
         """The batch contracts' settings for a write to ``dataset`` (None: off)."""
@@ -90,7 +92,7 @@ class Lake:
         if not self.root.exists():
             return []
         removed = writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
-        self.repair_catalog()
+        self.repaired = self.repair_catalog()
         return removed
 
     def repair_catalog(self) -> snapshots.Reconciled:

@@ -113,24 +113,34 @@ def reconcile(root: Path) -> Reconciled:
         if key not in keys and (ds := parse_dataset_key(root, key)) is not None:
             keys[key] = ds
     for key, ds in sorted(keys.items()):
+        # Footers and checksums of the unknown parts are read without the lock (a compaction waiting for it
+        # would time out over a large unknown lake); the lists are then taken again under it.
+        described = _describe_unknown(root, ds, key) if ds in on_disk else {}
         with reader.listing_lock(root, ds):
             parts, _bad = reader._scan_parts(root, ds, None, None) if ds in on_disk else ([], [])
             known = catalog.rows_by_path(root, key)
-            present = {str(Path(p.path).relative_to(root)): p for p in parts}
-            new = []
-            for rel, p in present.items():
-                if rel in known:
-                    continue
-                if reader.check_footer(ds.data_type, p.path) is not None:
-                    continue  # corrupt or not lake data: readers skip it too
-                if (nf := describe(root, p)) is not None:
-                    new.append(nf)
+            present = {str(Path(p.path).relative_to(root)) for p in parts}
+            new = [nf for rel, nf in described.items() if rel in present and rel not in known]
             gone = [f.path for f in known.values() if f.end_snapshot is None and f.path not in present]
             if new or gone:
                 with catalog.transaction(root) as con:
                     registered += catalog.insert_files(con, key, new, "repair")
                     ended += catalog.end_files(con, gone)
     return Reconciled(registered, ended)
+
+
+def _describe_unknown(root: Path, ds: DatasetId, key: str) -> dict[str, NewFile]:
+    """What to register for the good parts of ``ds`` the catalog has no row for."""
+    parts, _bad = reader.list_parts(root, ds)
+    known = catalog.rows_by_path(root, key)
+    out = {}
+    for p in parts:
+        rel = str(Path(p.path).relative_to(root))
+        if rel in known or reader.check_footer(ds.data_type, p.path) is not None:
+            continue  # registered, or corrupt / not lake data: readers skip it too
+        if (nf := describe(root, p)) is not None:
+            out[rel] = nf
+    return out
 
 
 def retained_orphans(root: Path) -> list[Path]:

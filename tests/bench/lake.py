@@ -16,6 +16,9 @@ first ``dccd serve`` start over an old lake), then the same day again with the
 compaction interleaved every 5 minutes as serve runs it (total compaction time,
 most parts seen).
 
+With ``--snapshots`` it measures a year of 1m bars read plainly, snapshot creation, and reads as of the
+snapshot (parts in the data tree, then moved to the retained area by a later compaction).
+
 With ``--small-writes [N]`` it measures stream-sized writes (N writes of 10 trades, one part each):
 the per-commit cost of the writer (part file plus its catalog registration).
 
@@ -23,7 +26,7 @@ With ``--contracts`` it measures the write path with the batch data contracts of
 in one run (alternating rounds, best of each): 1M-row trade batches, 10-trade stream writes, 1000-bar
 backfill pages and 60-bar appends, plus the quality gate alone on a 50,000-row flush.
 
-Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]]
+Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]] [--snapshots]
                                   [--contracts]
 """
 
@@ -292,12 +295,20 @@ def _stream_parts(root: Path, first: int, n: int, rows: int = 10) -> None:
         pq.write_table(table, pdir / name, **writer.parquet_options(table.column_names))
 
 
-def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
+def run_small_writes(n: int, tmp: str, rounds: int = 5) -> None:
     """Stream-sized writes: ``n`` writes of 10 trades each through ``Lake.write`` (one part per write, as a
-    live stream commits every flush); writes/s and latency percentiles, best of ``rounds`` fresh lakes."""
+    live stream commits every flush); writes/s and latency percentiles, best of ``rounds`` fresh lakes.
+
+    Where the checkout has a catalog, rounds alternate with its registration switched off (a no-op in
+    its place), so both sides run under the same machine load and the difference is the catalog's cost.
+    """
     from dccd.domain import DatasetId, DataType, Symbol, Trade
     from dccd.storage import Lake, Provenance
 
+    try:
+        from dccd.storage import catalog
+    except ImportError:
+        catalog = None  # type: ignore[assignment]
     ds = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.TRADES)
     day = 1_709_251_200_000_000_000
     prov = Provenance("binance", "ws")
@@ -305,23 +316,96 @@ def run_small_writes(n: int, tmp: str, rounds: int = 3) -> None:
         [Trade(day + (k * 10 + j) * 1_000_000, str(k * 10 + j), 60_000.0 + j, 0.01, "buy", None) for j in range(10)]
         for k in range(n)
     ]
-    best: list[float] = []
+    sides = ["catalog", "no catalog"] if catalog is not None else ["this checkout"]
+    real = catalog.register if catalog is not None else None
+    best: dict[str, list[float]] = {}
     for r in range(rounds):
-        root = Path(tmp) / f"small-{r}"
-        lake, times = Lake(root), []
-        for recs in batches:
+        for side in sides:
+            if catalog is not None:
+                catalog.register = real if side == "catalog" else (lambda *a, **k: None)  # type: ignore[assignment]
+            root = Path(tmp) / f"small-{r}"
+            lake, times = Lake(root), []
+            for recs in batches:
+                t0 = time.perf_counter()
+                lake.write(ds, recs, prov, now_ns=day + 86_400_000_000_000)
+                times.append(time.perf_counter() - t0)
+            if catalog is not None:
+                catalog.forget(root)
+            shutil.rmtree(root)
+            if side not in best or statistics.median(times) < statistics.median(best[side]):
+                best[side] = times
+    if catalog is not None:
+        catalog.register = real  # type: ignore[assignment]
+    for side, times in best.items():
+        q = statistics.quantiles(times, n=100)
+        print(
+            f"{side:<14} {n:,} stream-sized writes (10 trades, 1 part each): {n / sum(times):7.0f} writes/s"
+            f"  p50 {q[49] * 1e3:.3f} ms  p99 {q[98] * 1e3:.2f} ms  (best median of {rounds})",
+            flush=True,
+        )
+    if len(best) == 2:
+        on, off = (statistics.median(best[s]) for s in sides)
+        print(
+            f"catalog registration adds {(on - off) * 1e6:.0f} us per write at the median ({(on / off - 1) * 100:+.1f} %)"
+        )
+
+
+def run_snapshots(tmp: str, reads: int) -> None:
+    """A year of 1m bars (526 backfill pages, compacted): plain read vs snapshot create vs as-of read, then the
+    as-of read again once newer writes and a compaction moved the snapshot's parts to the retained area."""
+    from dccd.domain import Candle, DatasetId, DataType, Span, Symbol
+    from dccd.storage import Lake, Provenance
+
+    gen: dict[str, Any] = {}
+    exec(GEN_SRC, gen)
+    oh = DatasetId("binance", Symbol.parse("BTC/USDT"), DataType.OHLC, Span.parse("1m"))
+    prov, now = Provenance("bench", "rest"), 1_767_225_600_000_000_000
+    year_bars = gen["YEAR_BARS"]
+    year = [Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in gen["bar_rows"](year_bars)]
+    root = Path(tmp) / "snapshots"
+    lake = Lake(root)
+    for k in range(0, year_bars, 1000):
+        lake.write(oh, year[k : min(k + 1000, year_bars)], prov, now_ns=now)
+    lake.compact(oh)
+    parts = len(list(root.glob("ohlc/**/part-*.parquet")))
+
+    def timed(fn: Any) -> list[float]:
+        out = []
+        for _ in range(reads):
             t0 = time.perf_counter()
-            lake.write(ds, recs, prov, now_ns=day + 86_400_000_000_000)
-            times.append(time.perf_counter() - t0)
-        shutil.rmtree(root)
-        if not best or sum(times) < sum(best):
-            best = times
-    q = statistics.quantiles(best, n=100)
+            fn()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    plain = timed(lambda: lake.read_table(oh).table)
+    creates = []
+    for i in range(reads):
+        t0 = time.perf_counter()
+        lake.create_snapshot(tag=f"bench{i}")
+        creates.append(time.perf_counter() - t0)
+    as_of = timed(lambda: lake.read_table(oh, as_of="bench0").table)
+    assert lake.read_table(oh, as_of="bench0").table.equals(lake.read_table(oh).table)
+    fixes = [Candle(c.ts, c.open, c.high, c.low, c.close * 1.0001, c.volume) for c in year[:: 60 * 24]]
+    lake.write(oh, fixes, prov, now_ns=now)  # one correction a day, then everything compacted again
+    lake.compact(oh)
+    retained = timed(lambda: lake.read_table(oh, as_of="bench0").table)
+    plain2 = timed(lambda: lake.read_table(oh).table)
+    base = statistics.median(plain)
+
+    def line(label: str, xs: list[float], ref: float | None) -> None:
+        over = f"  ({(statistics.median(xs) / ref - 1) * 100:+5.1f} % vs plain read)" if ref else ""
+        print(f"{label:<44} {_ms(xs)}{over}", flush=True)
+
+    print(f"a year of 1m bars ({year_bars:,} rows), compacted to {parts} parts")
+    line("plain read", plain, None)
+    line("snapshot create (repair pass + commit)", creates, None)
+    line("as-of read, parts still in the data tree", as_of, base)
+    line("as-of read, parts in the retained area", retained, statistics.median(plain2))
+    line("plain read after the corrections", plain2, None)
     print(
-        f"{n:,} stream-sized writes (10 trades, 1 part each): {n / sum(best):7.0f} writes/s"
-        f"  p50 {q[49] * 1e3:.2f} ms  p99 {q[98] * 1e3:.2f} ms  (best of {rounds})",
-        flush=True,
+        f"snapshot create + as-of read vs plain read: {(statistics.median(creates) + statistics.median(as_of)) / base * 100 - 100:+.1f} %"
     )
+    shutil.rmtree(root)
 
 
 def run_contracts(tmp: str, rounds: int = 5) -> None:
@@ -447,12 +531,18 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--rolling", type=int, nargs="?", const=43_200, default=None, metavar="N")
     ap.add_argument("--small-writes", type=int, nargs="?", const=3000, default=None, metavar="N")
+    ap.add_argument("--snapshots", action="store_true")
     ap.add_argument("--contracts", action="store_true")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dccd-bench-", dir=os.environ.get("DCCD_BENCH_TMP", "/work"))
     if args.contracts:
         print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
         run_contracts(tmp)
+        os.rmdir(tmp)
+        return
+    if args.snapshots:
+        print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; data under {tmp}", flush=True)
+        run_snapshots(tmp, args.reads)
         os.rmdir(tmp)
         return
     if args.small_writes is not None:

@@ -357,3 +357,20 @@ def test_parts_begin_and_end_at_the_first_snapshot_that_holds_them_or_not(tmp_pa
     assert len(catalog.files_at(tmp_path, 1)) == 3
     s2 = lake.create_snapshot()
     assert [f.path for f in catalog.files_at(tmp_path, s2.snapshot_id)] == [out.path]
+
+
+def test_collection_never_deletes_from_the_data_tree(tmp_path: Path) -> None:
+    """A part deleted by hand, its row ended, then put back: dropping snapshots leaves the restored file alone,
+    and the next repair registers it again."""
+    lake = Lake(tmp_path)
+    _stream(lake, 0, 2)
+    victim = parts_of(tmp_path, TRADES)[0]
+    saved = victim.read_bytes()
+    lake.create_snapshot(tag="s")
+    victim.unlink()
+    lake.repair_catalog()
+    victim.write_bytes(saved)
+    lake.drop_snapshot("s")
+    assert victim.exists()
+    assert lake.repair_catalog() == snapshots.Reconciled(1, 0)
+    assert set(_live(tmp_path)) == _data_tree(tmp_path)

@@ -29,6 +29,8 @@ ROUTES = {
     "/api/v1/config": {"get"}, "/api/v1/live/trades": {"get"}, "/api/v1/live/candles": {"get"},
     "/api/v1/events": {"get"},
     "/api/v1/quality": {"get"},
+    "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
+    "/api/v1/snapshots/{ref}": {"get", "delete"},
 }  # fmt: skip
 
 

@@ -75,8 +75,14 @@ async def test_as_of_reads_over_http_and_the_client_are_identical_to_reads_at_sn
         assert r.status_code == 200 and r.json()["parts_deleted"] == 4
         r = await web.client.delete("/api/v1/snapshots/v1", headers=h)
         assert r.status_code == 404
+        await client.create_snapshot()
+        await client.create_snapshot(keep=5)
+        r = await web.client.post("/api/v1/snapshots/prune", params={"keep": "1"}, headers=h)
+        assert r.status_code == 200 and len(r.json()["dropped"]) == 1
+        r = await web.client.post("/api/v1/snapshots/prune", params={"keep": "-1"}, headers=h)
+        assert r.status_code == 400
         r = await web.client.get("/api/v1/snapshots", headers=h)
-        assert [s["tag"] for s in r.json()] == ["v2"]
+        assert [s["tag"] for s in r.json()] == ["v2", None]
         assert r.headers["content-type"].startswith("application/json")
         msgspec.json.decode(r.content)
 
