@@ -142,7 +142,7 @@ class _Checker:
             out.append(result("bar_grid", rows["bar_grid"], n))
             out.extend(self._bars(con, ds, table))
         if dt in (DataType.TRADES, DataType.OHLC):
-            out.append(result("bad_tick", stored.bad_ticks(con, ds, rules), n) if table.num_rows >= 3 else
+            out.append(result("bad_tick", stored.bad_ticks(con, ds, rules, table), n) if table.num_rows >= 3 else
                        skipped("bad_tick", "fewer than 3 rows"))  # fmt: skip
         if dt is DataType.TRADES:
             out.append(result("stale_feed", stored.stale(con, ds, rules), n))

@@ -100,22 +100,29 @@ def id_descents(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
     )
 
 
-def bad_ticks(con: duckdb.DuckDBPyConnection, ds: DatasetId, rules: ContractRules) -> pa.Table:
+def bad_ticks(con: duckdb.DuckDBPyConnection, ds: DatasetId, rules: ContractRules, table: pa.Table) -> pa.Table:
     """``bad_tick``: a price (trades) or close (bars) off the median of the ``window`` rows around it by more
     than ``k`` x their MAD and more than ``min_rel`` of the median (a Hampel filter with a floor).
 
+    Rows are numbered in the read's order (ts, then the key) by pyarrow, so DuckDB orders by one integer.
     One windowed median finds the rows past the ``min_rel`` floor; only those (none on clean data) get their
-    window's MAD, by a range join back to their rows. Both queries number rows in the same (ts, id) order.
+    window's MAD, by a range join back to their rows.
     """
     bt = rules.bad_tick
     half = bt.window // 2
     trades = ds.data_type is DataType.TRADES
-    price, order, ident = ("price", "ts, id", "id") if trades else ("close", "ts", "NULL")
+    price = "price" if trades else "close"
+    rn = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), table.num_rows))
+    cols = {"rn": rn, "ts": table["ts"], "p": table[price]}
+    if trades:
+        cols["id"] = table["id"]
+    con.register("tn", pa.table(cols))
+    ident = "id" if trades else "NULL"
     candidates = _arrow(
         con,
         f"""SELECT rn, ts, id, p, med FROM (
-                SELECT row_number() OVER w AS rn, ts, {ident} AS id, {price} AS p, median({price}) OVER w AS med
-                FROM t WINDOW w AS (ORDER BY {order} ROWS BETWEEN {half} PRECEDING AND {half} FOLLOWING))
+                SELECT rn, ts, {ident} AS id, p, median(p) OVER w AS med
+                FROM tn WINDOW w AS (ORDER BY rn ROWS BETWEEN {half} PRECEDING AND {half} FOLLOWING))
             WHERE abs(p - med) > $min_rel * med""",
         {"min_rel": bt.min_rel},
     )
@@ -125,10 +132,9 @@ def bad_ticks(con: duckdb.DuckDBPyConnection, ds: DatasetId, rules: ContractRule
     return _arrow(
         con,
         f"""
-        WITH n AS (SELECT row_number() OVER (ORDER BY {order}) AS rn, {price} AS p FROM t),
-        d AS (SELECT c.rn, any_value(c.ts) AS ts, any_value(c.id) AS id, any_value(c.p) AS p,
-                     any_value(c.med) AS med, median(abs(n.p - c.med)) AS mad
-              FROM c JOIN n ON n.rn BETWEEN c.rn - {half} AND c.rn + {half} GROUP BY c.rn)
+        WITH d AS (SELECT c.rn, any_value(c.ts) AS ts, any_value(c.id) AS id, any_value(c.p) AS p,
+                          any_value(c.med) AS med, median(abs(n.p - c.med)) AS mad
+                   FROM c JOIN tn AS n ON n.rn BETWEEN c.rn - {half} AND c.rn + {half} GROUP BY c.rn)
         SELECT ts, {"id, " if trades else ""}p AS {price}, med AS median, mad FROM d
         WHERE abs(p - med) > $k * mad ORDER BY ts
         """,

@@ -4,7 +4,9 @@ The bars are a random walk for 2024; the trades fill 2024-03-01 (one every ~43 m
 that day's bars are rebuilt from them, so ``bars_vs_trades`` compares 1,440 bars and the data is clean
 except for planted rows (a bad tick, a silence, two missing bars): the figure is the cost of a real
 check, not of a failure path. Data generation and writing are excluded from the timing; each part is
-compacted first (a serve-maintained lake), and the check runs ``--runs`` times (cold = first).
+compacted first (a serve-maintained lake), and the check runs ``--runs`` times (cold = first). The CPU
+time of all threads is printed too, with the load average: on a shared machine the wall time is
+mostly waiting for a core.
 
 Usage: python tests/bench/check.py [--trades N] [--runs N]
 """
@@ -80,15 +82,18 @@ def main() -> None:
             lake.write(trades_ds, trades[k : k + 1_000_000], prov, now_ns=now)
         lake.write(bars_ds, bars, prov, now_ns=now)
         lake.compact()
-        times, report = [], None
+        times, cpu, report = [], [], None
         for _ in range(args.runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             report = check(Path(tmp), DEFAULT_RULES, now_ns=now)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         assert report is not None
         rows = report.rows
         print(f"\ndccd check of {rows:,} rows ({len(bars):,} 1m bars + {len(trades):,} trades, 2 datasets)")
         print(f"  cold {times[0]:.2f} s   warm median {statistics.median(times[1:] or times):.2f} s   target <= 5 s")
+        print(f"  CPU (all threads) cold {cpu[0]:.2f} s   warm median {statistics.median(cpu[1:] or cpu):.2f} s"
+              f"   load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         for ds in report.datasets:
             failed = ", ".join(f"{c.contract} {c.violations}" for c in ds.contracts if c.status == "fail")
             print(f"  {ds.dataset}: {ds.rows:,} rows, found: {failed or 'nothing'}")
