@@ -294,6 +294,44 @@ class Client:
         )
         return result
 
+    async def sql(
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        as_of: str | int | None = None,
+    ) -> pa.Table:
+        """``POST /api/v1/query``: one read-only DuckDB statement over the lake views, as a ``pyarrow.Table``.
+
+        The views are ``trades``, ``ohlc``, ``book``, ``funding``, ``oi`` and ``signals`` (deduplicated, with
+        partition columns). The table's schema metadata says whether the row limit cut it:
+        ``table.schema.metadata[b"dccd.truncated"]`` is ``b"true"`` or ``b"false"``. ``as_of`` (a snapshot
+        id, tag or ISO time) queries the market data the lake held then.
+
+        Raises:
+            ApiError: refused (400), denied by the engine (403), no such snapshot (404), past its time or
+                memory limit (422).
+        """
+        import pyarrow as pa
+
+        body: dict[str, Any] = {"sql": sql, "format": "arrow"}
+        if max_rows is not None:
+            body["max_rows"] = max_rows
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if as_of is not None:
+            body["as_of"] = as_of
+        wait = httpx.Timeout(self._http.timeout.connect, read=(timeout_s or 30.0) + 30.0)
+        async with self._http.stream("POST", "/api/v1/query", json=body, timeout=wait) as resp:
+            data = await resp.aread()
+            if resp.status_code >= 400:
+                raise ApiError(resp.status_code, _error_text(resp))
+        table = pa.ipc.open_stream(data).read_all()
+        meta = dict(table.schema.metadata or {})
+        meta[b"dccd.truncated"] = resp.headers.get("x-dccd-truncated", "false").encode()
+        return table.replace_schema_metadata(meta)
+
     async def read_polars(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`read` as a ``polars.DataFrame``.
 

@@ -17,7 +17,8 @@
     │   ├── Banned                       418 / IP ban; has ``until_s``
     │   └── Disconnected         (T)     WebSocket dropped or went silent
     ├── StorageError                     lake / run-history failure
-    │   └── CorruptPart                  a Parquet file that cannot be read
+    │   ├── CorruptPart                  a Parquet file that cannot be read
+    │   └── QueryError                   SQL over the lake refused, denied, invalid or past a limit
     └── GapUnfillable                    a range the exchange cannot give back
 
 ``(T)`` marks subclasses of :class:`TransientError`, the one base class a
@@ -163,6 +164,20 @@ class StorageError(DccdError):
 
 class CorruptPart(StorageError):
     """A Parquet file in the lake could not be read."""
+
+
+class QueryError(StorageError):
+    """SQL over the lake did not give an answer; ``kind`` says why, ``str(err)`` is one line.
+
+    Kinds: ``refused`` (not one read-only query), ``denied`` (the engine refused a file or a setting),
+    ``invalid`` (does not parse or bind, or failed while running), ``missing`` (``as_of`` names no
+    snapshot), ``timeout``, ``memory``.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(message)
 
 
 class GapUnfillable(DccdError):

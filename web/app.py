@@ -29,6 +29,7 @@ from .api_data import DataController
 from .api_live import LiveController
 from .api_ops import OpsController
 from .api_quality import QualityController
+from .api_query import QueryController
 from .api_runs import RunsController
 from .api_snapshots import SnapshotsController
 from .auth import AllowedHosts, auth_middleware
@@ -45,6 +46,7 @@ ROUTE_HANDLERS: list[Any] = [
     LiveController,
     QualityController,
     SnapshotsController,
+    QueryController,
     ui,
 ]
 

@@ -80,9 +80,18 @@ from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 from dccd.cli.runs_cmds import COMMANDS as RUNS_COMMANDS  # noqa: E402
 from dccd.cli.snapshot_cmds import COMMANDS as SNAPSHOT_COMMANDS  # noqa: E402
+from dccd.cli.sql_cmds import COMMANDS as SQL_COMMANDS  # noqa: E402
 from dccd.cli.symbols_cmds import COMMANDS as SYMBOLS_COMMANDS  # noqa: E402
 
-for _cmd in (*LAKE_COMMANDS, *RUNS_COMMANDS, *SYMBOLS_COMMANDS, *JOBS_COMMANDS, *SNAPSHOT_COMMANDS, *CHECK_COMMANDS):
+for _cmd in (
+    *LAKE_COMMANDS,
+    *RUNS_COMMANDS,
+    *SYMBOLS_COMMANDS,
+    *JOBS_COMMANDS,
+    *SQL_COMMANDS,
+    *SNAPSHOT_COMMANDS,
+    *CHECK_COMMANDS,
+):
     cli.add_command(_cmd)
 
 

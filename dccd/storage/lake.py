@@ -26,7 +26,7 @@ from dccd.contracts.rules import DEFAULT_RULES, BatchRules, ContractRules, seque
 from dccd.domain import DatasetId
 from dccd.domain.plan import StoredTrades
 from dccd.domain.records import Trade
-from dccd.storage import catalog, compaction, layout, reader, snapshots, writer
+from dccd.storage import catalog, compaction, layout, reader, snapshots, views, writer
 from dccd.storage import inventory as inv
 from dccd.storage.export import Export
 from dccd.storage.quality import DEFAULT_SKEW_NS
@@ -92,6 +92,7 @@ class Lake:
         if not self.root.exists():
             return []
         removed = writer.sweep_temp(self.root) + compaction.recover(self.root) + reader.sweep_pins(self.root)
+        removed += views.sweep_view_pins(self.root)
         self.repaired = self.repair_catalog()
         return removed
 

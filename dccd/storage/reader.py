@@ -584,7 +584,13 @@ def datasets(root: Path) -> list[DatasetId]:
             ds = layout.parse_dataset_dir(root, path)
             if ds is not None:
                 found.append(ds)
-    return sorted(found)
+    return sorted(found, key=_dataset_order)
+
+
+def _dataset_order(ds: DatasetId) -> tuple[object, ...]:
+    """DatasetId order with None first: a spot symbol (market None) and its perp cannot be compared as Structs."""
+    sym = ds.symbol
+    return (ds.exchange, sym.base, sym.quote, sym.market or "", ds.data_type, ds.span is not None, ds.span)
 
 
 def stored_range(root: Path, ds: DatasetId) -> tuple[int, int] | None:

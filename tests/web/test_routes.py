@@ -31,6 +31,7 @@ ROUTES = {
     "/api/v1/quality": {"get"},
     "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
     "/api/v1/snapshots/{ref}": {"get", "delete"},
+    "/api/v1/query": {"post"},
 }  # fmt: skip
 
 
