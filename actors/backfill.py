@@ -91,6 +91,7 @@ class BackfillJob(msgspec.Struct, frozen=True):
     now_ns: int
     concurrency: int = 4
     book_depth: int = 100
+    derive_from: str | None = None  # "trades": bars built from the stored trades (actors.derive)
 
 
 class Backfiller:
@@ -133,6 +134,7 @@ class Backfiller:
         self.page_retries = 0
         self.search_horizon = False
         self.first_stored_ts: int | None = None  # the oldest stored trade in the requested range
+        self.hint: str | None = None  # what the user can do about a shortfall (one clause)
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -167,7 +169,8 @@ class Backfiller:
     @property
     def partial(self) -> str | None:
         """Why the run is partial (one line per shortfall, joined), or None when everything was served."""
-        return "; ".join(s.summary() for s in self.shortfalls) or None
+        text = "; ".join(s.summary() for s in self.shortfalls)
+        return (f"{text}; {self.hint}" if self.hint else text) or None
 
     async def save(self) -> None:
         """Persist progress, page retries and what was unavailable in the run record."""
@@ -376,6 +379,9 @@ class Backfiller:
                 sum(span.count(a, b) for a, b in missing),
                 span.count(start, end),
             )
+            trades = adapter.capabilities.find(DataType.TRADES, Transport.REST)
+            if trades is not None and trades.history is History.FULL:
+                self.hint = "older bars: backfill --type trades, then --type ohlc --derive-from trades"
             await self._shortfall(short, missing)
         return hi
 

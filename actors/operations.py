@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypedDict
 
+import pyarrow as pa
 import structlog
 import trio
 
@@ -37,6 +38,8 @@ from dccd.storage.writer import Provenance
 
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
+from .derive import TRANSPORT as DERIVED
+from .derive import Deriver
 from .messages import Message, RunStateChanged
 from .supervisor import Role
 from .writer import Writer, WriterOptions
@@ -52,6 +55,8 @@ def check_backfill(req: BackfillRequest) -> None:
         ConfigError: unknown exchange.
     """
     adapter = get_adapter(req.exchange)
+    if req.derive_from is not None:
+        return  # bars from the stored trades: any span, no request to the exchange
     for sym in req.symbols:
         adapter.capabilities.require_symbol(req.data_type, Transport.REST, req.span, sym)
 
@@ -149,6 +154,7 @@ class Operations:
                 end,
                 now,
                 concurrency=self.concurrency,
+                derive_from=req.derive_from,
             )
             await self._launch(job)
             run_ids.append(run_id)
@@ -156,17 +162,24 @@ class Operations:
 
     async def _launch(self, job: BackfillJob) -> None:
         handle = RunHandle(job.run_id, f"backfill:{job.run_id}", f"writer:{job.run_id}")
-        provenance = Provenance(job.dataset.exchange, Transport.REST.value, job.run_id)
+        transport = DERIVED if job.derive_from else Transport.REST.value
+        provenance = Provenance(job.dataset.exchange, transport, job.run_id)
         lake, runs = self.lake, self.runs
 
         def write(dataset: DatasetId, records: list[Any]) -> Any:
-            result = lake.write(dataset, records, provenance)
+            if records and isinstance(records[0], pa.Table):  # derived bars travel as Arrow tables
+                result = lake.write_table(dataset, pa.concat_tables(records), provenance)
+            else:
+                result = lake.write(dataset, records, provenance)
             handle.rows_written += result.rows_written
             handle.rows_quarantined += result.rows_quarantined
             runs.add_rows(job.run_id, result.rows_written, result.rows_quarantined)
             return result
 
-        writer = Writer(write, name=handle.writer, **self.writer_options)
+        options = self.writer_options
+        if job.derive_from:  # a derived Batch holds one table (a day of bars): flush every few of them
+            options = {**options, "max_rows": 8}
+        writer = Writer(write, name=handle.writer, **options)
         writer.events.subscribe(on_next=self._emit)  # PartWritten -> service events
         await self._start_actor(handle.writer, writer.run, role=Role.WRITER, escalate=False)
         self.active[job.run_id] = handle
@@ -201,7 +214,13 @@ class Operations:
         await self.runs.astart(job.run_id)
         self._state(job, RunState.RUNNING)
         task_status.started()
-        bf = Backfiller(job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
+        bf: Backfiller | Deriver
+        if job.derive_from:
+            bf = Deriver(job, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit)
+        else:
+            bf = Backfiller(
+                job, self.pool, self.lake, self.runs, writer.input.on_next, writer.wait_writable, self._emit
+            )
         state, error = RunState.SUCCEEDED, None
         try:
             await bf.run()

@@ -368,7 +368,9 @@ class Scheduler:
         )
         try:
             async with slot:
-                req = BackfillRequest(s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id)
+                req = BackfillRequest(
+                    s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id, derive_from=s.derive_from
+                )
                 try:
                     run_ids = list(await self._svc.start_backfill(req))
                 except trio.ClosedResourceError:  # the service is shutting down: no new runs

@@ -44,6 +44,10 @@ class BackfillRequest(msgspec.Struct, frozen=True):
     start: str | None = None
     end: str | None = None
     job_id: str | None = None
+    derive_from: str | None = None  # "trades": OHLC bars built from the stored trades, not fetched
+
+
+DERIVE_SOURCES = ("trades",)
 
 
 class StreamRequest(msgspec.Struct, frozen=True):
@@ -107,6 +111,7 @@ def parse_backfill(
     end: str | None = None,
     now_ns: int | None = None,
     job_id: str | None = None,
+    derive_from: str | None = None,
 ) -> BackfillRequest:
     """Validate raw backfill input.
 
@@ -130,7 +135,12 @@ def parse_backfill(
         raise InvalidRequest("end", str(exc)) from None
     if isinstance(start_v, int) and end_v <= start_v:
         raise InvalidRequest("end", f"{end or 'now'!r} is not after start {start!r}")
-    return BackfillRequest(name, syms, dtype, sp, start, end, job_id)
+    if derive_from is not None:
+        if derive_from not in DERIVE_SOURCES:
+            raise InvalidRequest("derive_from", f"{shown(derive_from)} is not a source to derive from (trades)")
+        if dtype is not DataType.OHLC:
+            raise InvalidRequest("derive_from", f"only ohlc bars are derived, not {dtype.value}")
+    return BackfillRequest(name, syms, dtype, sp, start, end, job_id, derive_from=derive_from)
 
 
 def parse_stream(

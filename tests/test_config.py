@@ -29,7 +29,7 @@ from dccd.errors import ConfigError
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example.yaml"
 EXCHANGES = "binance bitfinex bitmex bybit coinbase kraken okx"
 SPANS = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
-JOB_KEYS = "exchange symbols type operation name span start end every cron once"
+JOB_KEYS = "exchange symbols type operation name span start end every cron once derive_from"
 TRADES = "  - {exchange: binance, symbols: [BTC/USDT], type: trades"  # close with "}\n"
 
 

@@ -36,6 +36,7 @@ class BackfillBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     span: str | None = None
     start: str | None = None
     end: str | None = None
+    derive_from: str | None = None  # "trades": ohlc bars built from the stored trades
 
 
 def run_view(record: RunRecord, active: bool) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class RunsController(Controller):
             start=data.start,
             end=data.end,
             now_ns=time.time_ns(),
+            derive_from=data.derive_from,
         )
         ctx.stored.check_backfill(req)
         run_ids = await ctx.svc.start_backfill(req)

@@ -137,6 +137,13 @@ async def _run(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON (for scripts).")
 @click.option("--progress/--no-progress", "show", default=None, help="Progress bars (default: on a terminal).")
+@click.option(
+    "--derive-from",
+    "derive_from",
+    type=click.Choice(["trades"]),
+    default=None,
+    help="ohlc only: build the bars (any span, 1s too) from the stored trades instead of fetching them.",
+)
 def backfill(
     exchange: str,
     symbols: tuple[str, ...],
@@ -147,6 +154,7 @@ def backfill(
     concurrency: int,
     as_json: bool,
     show: bool | None,
+    derive_from: str | None = None,
 ) -> None:
     """Backfill history of SYMBOLS (BASE/QUOTE) from EXCHANGE into the lake.
 
@@ -167,6 +175,7 @@ def backfill(
         start=start,
         end=end,
         now_ns=time.time_ns(),
+        derive_from=derive_from,
     )
     from dccd.actors.operations import check_backfill
 

@@ -76,6 +76,7 @@ from dccd.cli.stream_cmds import stream_cmd  # noqa: E402
 
 cli.add_command(stream_cmd)
 from dccd.cli.check_cmds import COMMANDS as CHECK_COMMANDS  # noqa: E402
+from dccd.cli.derive_cmds import COMMANDS as DERIVE_COMMANDS  # noqa: E402
 from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 from dccd.cli.runs_cmds import COMMANDS as RUNS_COMMANDS  # noqa: E402
@@ -91,6 +92,7 @@ for _cmd in (
     *SQL_COMMANDS,
     *SNAPSHOT_COMMANDS,
     *CHECK_COMMANDS,
+    *DERIVE_COMMANDS,
 ):
     cli.add_command(_cmd)
 

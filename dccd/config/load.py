@@ -162,6 +162,7 @@ def expand_jobs(cfg: Config) -> list[JobSpec]:
                 schedule=schedule,
                 every_s=parse_duration_s(job.every) if job.every else None,
                 cron=job.cron,
+                derive_from=job.derive_from,
             )
         )
     return out

@@ -68,6 +68,7 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     every: str | None = None
     cron: str | None = None
     once: bool = False
+    derive_from: str | None = None  # ohlc backfills: "trades" builds the bars from the stored trades
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -103,3 +104,4 @@ class JobSpec(msgspec.Struct, frozen=True):
     schedule: str  # 'every' | 'cron' | 'once' | 'stream' | 'manual'
     every_s: int | None = None
     cron: str | None = None
+    derive_from: str | None = None

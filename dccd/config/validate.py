@@ -196,6 +196,11 @@ def check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = Non
             raise ConfigError(f"{p}.span", f"only ohlc jobs take a span, and this is a {dtype.value} job")
     elif dtype is DataType.OHLC:
         raise ConfigError(f"{p}.span", f"ohlc jobs need a span ({SPAN_CHOICES})")
+    if job.derive_from is not None:
+        if job.derive_from != "trades":
+            raise ConfigError(f"{p}.derive_from", f"{job.derive_from!r} is not a source to derive from (trades)")
+        if dtype is not DataType.OHLC or job.operation != "backfill":
+            raise ConfigError(f"{p}.derive_from", "only ohlc backfill jobs derive their bars")
     schedules = [k for k, v in (("every", job.every), ("cron", job.cron), ("once", job.once or None)) if v is not None]
     if job.operation == "stream":
         if dtype.value not in STREAM_TYPES:

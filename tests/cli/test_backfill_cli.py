@@ -158,6 +158,7 @@ def test_partial_range_exits_1_with_the_reason_and_counts_on_its_line(tmp_path: 
     line, done = res.stdout.splitlines()
     assert re.fullmatch(
         r"BTC/USD: partial: kraken serves only the last 720 bars \(from \S+Z\); 1,000 of 1,000 bars unavailable"
+        r"; older bars: backfill --type trades, then --type ohlc --derive-from trades"
         r" — 0 rows written, 0 quarantined, 0 pages, [0-9.]+s",  # the probe is not a data page
         line,
     ), line

@@ -212,6 +212,7 @@ async def test_week_of_1m_bars_exactly_once(venue: Venue, tmp_path: Path) -> Non
         state, probes = "partial", 1  # the rerun asks Kraken once where its bars begin
         note = f"kraken serves only the last 720 bars (from {iso(lo)}); 9,391 of 10,080 bars unavailable"
         events = [("unavailable", JAN1_MS * NS_PER_MS, lo * NS_PER_MS, note)]
+        note += "; older bars: backfill --type trades, then --type ohlc --derive-from trades"  # the run's error
     else:
         assert not [e for e in logs if e["event"] == "backfill.clamped"]
     expected = [venue.bar(t) for t in range(lo, WEEK_END_MS, MIN_MS)]

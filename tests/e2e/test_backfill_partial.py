@@ -95,7 +95,8 @@ async def test_kraken_bars_older_than_its_720_are_all_reported_unavailable(tmp_p
         (rec,) = await svc.backfill(request("kraken", "BTC/USD", "ohlc", lo, hi, KRAKEN_NOW_MS, "1m"))
         ohlc_requests = fake.count("/0/public/OHLC")
     note = f"kraken serves only the last 720 bars (from {iso(KRAKEN_FIRST_MS)}); 1,000 of 1,000 bars unavailable"
-    assert (rec.state, rec.error, rec.rows_written) == ("partial", note, 0)
+    hint = "; older bars: backfill --type trades, then --type ohlc --derive-from trades"  # Kraken's trades are full
+    assert (rec.state, rec.error, rec.rows_written) == ("partial", note + hint, 0)
     assert events(tmp_path, rec.run_id) == [("unavailable", lo * NS_PER_MS, hi * NS_PER_MS, note)]
     assert ohlc_requests == 1
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from tests.fake.exchange import ApiError, FakeRest, FakeWs, Reply, WsSession, cents, dumps, loads, synthetic_bar
 from tests.fake.tape import TAPE_EPOCH_MS, trade_at
+from tests.fake.tape_bars import TapeBar, bar_of
 
 PAIRS: tuple[str, ...] = ("BTCUSD", "BTCUST", "ETHUSD", "AAVE:USD", "TESTBTC:TESTUSD")
 TIMEFRAMES = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "3h": 10_800_000, "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1D": 86_400_000}  # fmt: skip
@@ -54,6 +55,23 @@ class FakeBitfinex(FakeRest):
     """Fake Bitfinex public REST (see the module docstring)."""
 
     log_name = "tests.fake.bitfinex"
+
+    def __init__(self, *, tape_bars: bool = False, **kwargs: Any) -> None:
+        """``tape_bars``: candles are the aggregates of the trades tape (Bitfinex's own definition: no candle
+        for a period without trades) instead of synthetic bars."""
+        super().__init__(**kwargs)
+        self.tape_bars = tape_bars
+
+    @staticmethod
+    def tape_bar(pair: str, open_ms: int, step_ms: int, now_ms: int) -> TapeBar | None:
+        """The bar of the tape trades in ``[open_ms, open_ms + step_ms)`` (3 per tape millisecond)."""
+
+        def first_k(ms: int) -> int:
+            return max(0, -(-(ms - TAPE_EPOCH_MS) // STEP_MS) * PER_MS)
+
+        stop = min(first_k(open_ms + step_ms), first_k(now_ms + 1))
+        rows = [(t.price, t.qty) for t in (trade_at(pair, k) for k in range(first_k(open_ms), stop))]
+        return bar_of(rows)
 
     def error_body(self, status: int) -> bytes:
         return RATELIMIT if status == 429 else b'["error",20060,"maintenance"]'
@@ -97,6 +115,14 @@ class FakeBitfinex(FakeRest):
         first, last = -(-start // step) * step, end // step * step
         opens = range(first, last + 1, step) if params.get("sort") == "1" else range(last, first - 1, -step)
         rows = []
+        if self.tape_bars:
+            for t in opens:
+                b = self.tape_bar(symbol[1:], t, step, now_ms)
+                if b is not None:
+                    rows.append([t, float(b.open), float(b.close), float(b.high), float(b.low), float(b.volume)])
+                if len(rows) == limit:
+                    break
+            return Reply(200, dumps(rows))
         for t in opens[:limit]:
             o, h, lo, c, v, _ = synthetic_bar(f"{symbol}:{tf}", t)
             rows.append([t, o / 100, c / 100, h / 100, lo / 100, v / 1e5])

@@ -25,6 +25,7 @@ from typing import Any
 from dccd.domain.spans import Span
 from dccd.domain.timeutil import ns_to_iso, parse_iso_ns
 from tests.fake import tape
+from tests.fake.tape_bars import TapeBar, bar_of
 from tests.fake.venue import ApiError, FakeRest, FakeWs, WsConnection, bar, open_interest, rate
 
 LISTED = 1_704_067_200_000  # 2024-01-01T00:00Z
@@ -125,9 +126,12 @@ class FakeBitmex(FakeRest):
 
     name = "bitmex"
 
-    def __init__(self, *, null_bins: frozenset[int] = frozenset(), **kwargs: Any) -> None:
+    def __init__(self, *, null_bins: frozenset[int] = frozenset(), tape_bars: bool = False, **kwargs: Any) -> None:
+        """``tape_bars``: buckets are the aggregates of the ``/trade`` tape (BitMEX's own definition; a bucket
+        without trades is a null bin) instead of synthetic bars."""
         super().__init__(**kwargs)
         self.null_bins = null_bins
+        self.tape_bars = tape_bars
         self.routes = {
             "/api/v1/instrument/active": lambda p, now: json.dumps(INSTRUMENTS).encode(),
             "/api/v1/trade/bucketed": self._bucketed,
@@ -136,6 +140,26 @@ class FakeBitmex(FakeRest):
             "/api/v1/funding": self._funding,
             "/api/v1/instrument": self._instrument,
         }
+
+    @staticmethod
+    def tape_bar(symbol: str, open_ms: int, step_ms: int, now_ms: int) -> TapeBar | None:
+        """The bar of the tape trades in ``[open_ms, open_ms + step_ms)`` (3 per tape millisecond)."""
+
+        def first_k(ms: int) -> int:
+            return max(0, -((tape.TAPE_EPOCH_MS - ms) // tape.TAPE_STEP_MS) * PER_MS)
+
+        stop = min(first_k(open_ms + step_ms), first_k(now_ms + 1))
+        return bar_of([(t.price, t.qty) for t in (tape.trade_at(symbol, k) for k in range(first_k(open_ms), stop))])
+
+    def _tape_bin(self, symbol: str, label: str, open_ms: int, now_ms: int) -> dict[str, Any]:
+        step = Span(label).ns // 1_000_000
+        b = self.tape_bar(symbol, open_ms, step, now_ms)
+        if b is None:
+            return bin_row(symbol, label, open_ms, null=True)
+        return {"timestamp": iso(open_ms + step), "symbol": symbol, "open": float(b.open), "high": float(b.high),
+                "low": float(b.low), "close": float(b.close), "trades": b.trades, "volume": 1000,
+                "vwap": float(b.vwap), "lastSize": 10, "turnover": 1, "homeNotional": float(b.volume),
+                "foreignNotional": float(b.quote_volume)}  # fmt: skip
 
     def error_body(self, status: int, message: str) -> bytes:
         if status == 429:
@@ -172,7 +196,10 @@ class FakeBitmex(FakeRest):
         rows: list[dict[str, Any]] = []
         t = span.align_up(max(lo, LISTED + step) * 1_000_000) // 1_000_000  # t: the bucket end
         while t <= hi and len(rows) < start + count:
-            rows.append(bin_row(symbol, label, t - step, (t - step) in self.null_bins))
+            if self.tape_bars:
+                rows.append(self._tape_bin(symbol, label, t - step, now_ms))
+            else:
+                rows.append(bin_row(symbol, label, t - step, (t - step) in self.null_bins))
             t += step
         return json.dumps(rows[start:]).encode()
 

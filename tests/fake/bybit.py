@@ -22,6 +22,7 @@ from typing import Any
 
 from dccd.domain.spans import Span
 from tests.fake import tape
+from tests.fake.tape_bars import TapeBar, bar_of
 from tests.fake.venue import ApiError, FakeRest, FakeWs, WsConnection, bar, open_interest, rate
 
 MIN_MS = 60_000
@@ -76,8 +77,11 @@ class FakeBybit(FakeRest):
 
     name = "bybit"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, tape_bars: bool = False, **kwargs: Any) -> None:
+        """``tape_bars``: spot klines are the aggregates of the trades tape (the one ``publicTrade`` pushes;
+        Bybit's own definition) instead of synthetic bars."""
         super().__init__(**kwargs)
+        self.tape_bars = tape_bars
         self.instruments = {(i.category, i.symbol): i for i in INSTRUMENTS}
         self.book_u = 0
         self.routes = {
@@ -132,10 +136,24 @@ class FakeBybit(FakeRest):
         hi = min(int(p.get("end", str(now_ms))), now_ms)
         key = f"{inst.category}:{inst.symbol}:{label}"
         rows = []
+        step = span.ns // 1_000_000
         for t in reversed(opens(span, lo, hi)[-limit:]):  # newest first; the open bar included
+            if self.tape_bars and inst.category == "spot":
+                tb = self.tape_bar(inst.symbol, t, step, now_ms)
+                if tb is not None:
+                    rows.append([str(t), tb.open, tb.high, tb.low, tb.close, tb.volume, tb.quote_volume])
+                continue
             b = bar(key, t)
             rows.append([str(t), b.open, b.high, b.low, b.close, b.volume, b.quote])
         return envelope({"symbol": inst.symbol, "category": inst.category, "list": rows}, now_ms)
+
+    @staticmethod
+    def tape_bar(symbol: str, open_ms: int, step_ms: int, now_ms: int) -> TapeBar | None:
+        """The bar of the tape trades in ``[open_ms, open_ms + step_ms)`` traded by ``now_ms``."""
+        head = (now_ms - tape.TAPE_EPOCH_MS) // tape.TAPE_STEP_MS
+        stop = min(tape.first_id_at(open_ms + step_ms), head + 1)
+        rows = [(t.price, t.qty) for t in (tape.trade_at(symbol, i) for i in range(tape.first_id_at(open_ms), stop))]
+        return bar_of(rows)
 
     def _recent_trade(self, p: Mapping[str, str], now_ms: int) -> bytes:
         inst = self._instrument(p, "spot", "linear")

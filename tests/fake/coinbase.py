@@ -37,7 +37,8 @@ from tests.fake.exchange import (
     synthetic_bar,
     tape_head,
 )
-from tests.fake.tape import TAPE_EPOCH_MS, trade_at
+from tests.fake.tape import TAPE_EPOCH_MS, first_id_at, trade_at
+from tests.fake.tape_bars import TapeBar, bar_of
 
 PRODUCTS: tuple[tuple[str, str, str, str], ...] = (
     ("BTC-USD", "BTC", "USD", "online"),
@@ -84,15 +85,29 @@ class FakeCoinbase(FakeRest):
         missing_ids: Sequence[tuple[int, int]] = (),
         bar_holes: Sequence[tuple[int, int]] = (),
         bar_before_start: bool = False,
+        tape_bars: bool = False,
         **kwargs: Any,
     ) -> None:
+        """``tape_bars``: ``/candles`` are the aggregates of the ``/trades`` tape (Coinbase's own definition: no
+        candle for a period without trades) instead of synthetic bars."""
         super().__init__(**kwargs)
+        self.tape_bars = tape_bars
         self.missing_ids = list(missing_ids)  # inclusive id ranges the exchange never had
         self.bar_holes = list(bar_holes)  # [lo_ms, hi_ms) without bars
         self.bar_before_start = bar_before_start
 
     def error_body(self, status: int) -> bytes:
         return dumps({"message": "Slow rate limit exceeded" if status == 429 else "Internal server error"})
+
+    def tape_bar(self, product: str, open_ms: int, step_ms: int, now_ms: int) -> TapeBar | None:
+        """The bar of the tape trades (ids from 1, missing ids left out) in ``[open_ms, open_ms + step_ms)``."""
+        first, stop = max(1, first_id_at(open_ms)), min(first_id_at(open_ms + step_ms), tape_head(now_ms) + 1)
+        rows = []
+        for i in range(first, stop):
+            if not self.missing(i):
+                t = trade_at(product, i)
+                rows.append((t.price, t.qty))
+        return bar_of(rows)
 
     def missing(self, trade_id: int) -> bool:
         return any(lo <= trade_id <= hi for lo, hi in self.missing_ids)
@@ -149,6 +164,11 @@ class FakeCoinbase(FakeRest):
         rows = []
         for t in range(last, max(first, TAPE_EPOCH_MS) - 1, -step):
             if any(lo <= t < hi for lo, hi in self.bar_holes):
+                continue
+            if self.tape_bars:
+                b = self.tape_bar(product, t, step, now_ms)
+                if b is not None:
+                    rows.append(f"[{t // 1000},{b.low},{b.high},{b.open},{b.close},{b.volume}]")
                 continue
             o, h, lo, c, v, _ = synthetic_bar(f"{product}:{gran}", t)
             rows.append(f"[{t // 1000},{dec(lo, 2)},{dec(h, 2)},{dec(o, 2)},{dec(c, 2)},{dec(v, 5)}]")

@@ -29,6 +29,7 @@ from typing import Any
 from tests.fake.coinbase import iso_us
 from tests.fake.exchange import ApiError, FakeRest, FakeWs, Reply, WsSession, cents, dec, dumps, loads, synthetic_bar
 from tests.fake.tape import TAPE_EPOCH_MS, trade_at
+from tests.fake.tape_bars import TapeBar, bar_of
 
 # (result key, altname, wsname v1, WS v2 symbol, status)
 PAIRS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -45,23 +46,23 @@ _BY_ALT = {p[1]: p for p in PAIRS} | {p[0]: p for p in PAIRS}
 _BY_WS = {p[3]: p for p in PAIRS}
 
 
-def trade_time_us(k: int) -> int:
-    """Time (µs) of tape trade ``k``: groups of 3 share it, 300 ms apart plus a sub-100 ms part."""
+def trade_time_us(k: int, step_us: int = GROUP_STEP_US) -> int:
+    """Time (µs) of tape trade ``k``: groups of 3 share it, ``step_us`` (300 ms) apart plus a sub-100 ms part."""
     g = k // GROUP
-    return TAPE_EPOCH_MS * 1000 + g * GROUP_STEP_US + g * 1_234_567 % 100_000
+    return TAPE_EPOCH_MS * 1000 + g * step_us + g * 1_234_567 % 100_000
 
 
-def first_k_after(since_us: int) -> int:
+def first_k_after(since_us: int, step_us: int = GROUP_STEP_US) -> int:
     """Smallest tape index whose time is strictly after ``since_us``."""
-    g = max(0, (since_us - TAPE_EPOCH_MS * 1000) // GROUP_STEP_US - 1)
-    while trade_time_us(g * GROUP) <= since_us:
+    g = max(0, (since_us - TAPE_EPOCH_MS * 1000) // step_us - 1)
+    while trade_time_us(g * GROUP, step_us) <= since_us:
         g += 1
     return g * GROUP
 
 
-def head_k(now_ms: int) -> int:
+def head_k(now_ms: int, step_us: int = GROUP_STEP_US) -> int:
     """Last tape index traded at or before ``now_ms`` (-1 before the tape starts)."""
-    k = first_k_after(now_ms * 1000)
+    k = first_k_after(now_ms * 1000, step_us)
     return k - 1
 
 
@@ -70,9 +71,34 @@ class FakeKraken(FakeRest):
 
     log_name = "tests.fake.kraken"
 
-    def __init__(self, *, missing_ids: Sequence[tuple[int, int]] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        missing_ids: Sequence[tuple[int, int]] = (),
+        step_us: int = GROUP_STEP_US,
+        tape_bars: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """``step_us``: tape time between trade groups (REST only; a sparser tape makes months of trades
+        cheap). ``tape_bars``: ``/OHLC`` bars are the aggregates of the ``/Trades`` tape (Kraken's own
+        definition) instead of synthetic ones."""
         super().__init__(**kwargs)
         self.missing_ids = list(missing_ids)
+        self.step_us = step_us
+        self.tape_bars = tape_bars
+
+    def tape_bar(self, altname: str, open_ms: int, step_ms: int) -> TapeBar | None:
+        """The bar of the REST tape trades in ``[open_ms, open_ms + step_ms)`` (ids Kraken never had left out)."""
+        k, stop = (
+            first_k_after(open_ms * 1000 - 1, self.step_us),
+            first_k_after((open_ms + step_ms) * 1000 - 1, self.step_us),
+        )
+        rows = []
+        for i in range(k, stop):
+            if not any(lo <= i + 1 <= hi for lo, hi in self.missing_ids):
+                t = trade_at(altname, i)
+                rows.append((t.price, t.qty))
+        return bar_of(rows)
 
     def error_body(self, status: int) -> bytes:
         return TOO_MANY if status == 429 else b'{"error":["EService:Unavailable"]}'
@@ -107,16 +133,16 @@ class FakeKraken(FakeRest):
             raise ApiError(200, {"error": ["EGeneral:Invalid arguments:count"]})
         since = int(params.get("since", "0") or 0)
         since_us = since * 1_000_000 if since < 10**12 else since // 1000
-        k, head = first_k_after(since_us), head_k(now_ms)
+        k, head = first_k_after(since_us, self.step_us), head_k(now_ms, self.step_us)
         rows: list[str] = []
         while k <= head and len(rows) < count:
             tid = k + 1
             if not any(lo <= tid <= hi for lo, hi in self.missing_ids):
-                t, us = trade_at(pair[1], k), trade_time_us(k)
+                t, us = trade_at(pair[1], k), trade_time_us(k, self.step_us)
                 side = "s" if t.is_buyer_maker else "b"
                 rows.append(f'["{t.price}","{t.qty}",{us // 1_000_000}.{us % 1_000_000:06d},"{side}","l","",{tid}]')
             k += 1
-        last = trade_time_us(k - 1) * 1000 if rows else since_us * 1000
+        last = trade_time_us(k - 1, self.step_us) * 1000 if rows else since_us * 1000
         body = f'{{"error":[],"result":{{"{pair[0]}":[{",".join(rows)}],"last":"{last}"}}}}'
         return Reply(200, body.encode())
 
@@ -130,6 +156,13 @@ class FakeKraken(FakeRest):
         first = max(since_ms // step * step + step, current - 719 * step, TAPE_EPOCH_MS // step * step)
         rows = []
         for t in range(first, current + 1, step):
+            if self.tape_bars:
+                b = self.tape_bar(pair[1], t, step if t < current else now_ms + 1 - t)  # the open bar: up to now
+                if b is not None:
+                    rows.append(
+                        f'[{t // 1000},"{b.open}","{b.high}","{b.low}","{b.close}","{b.vwap}","{b.volume}",{b.trades}]'
+                    )
+                continue
             o, h, lo, c, v, n = synthetic_bar(f"{pair[1]}:{interval}", t)
             vwap = (o + c) // 2
             rows.append(

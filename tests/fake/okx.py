@@ -25,6 +25,7 @@ from typing import Any
 
 from dccd.domain.spans import Span
 from tests.fake import tape
+from tests.fake.tape_bars import TapeBar, bar_of
 from tests.fake.venue import ApiError, FakeRest, FakeWs, WsConnection, bar, open_interest, rate
 
 LISTED = 1_704_067_200_000  # 2024-01-01T00:00Z
@@ -83,9 +84,12 @@ class FakeOkx(FakeRest):
 
     name = "okx"
 
-    def __init__(self, *, skip_ids: frozenset[int] = frozenset(), **kwargs: Any) -> None:
+    def __init__(self, *, skip_ids: frozenset[int] = frozenset(), tape_bars: bool = False, **kwargs: Any) -> None:
+        """``tape_bars``: spot candles are the aggregates of the trades tape (OKX's own definition) instead of
+        synthetic bars."""
         super().__init__(**kwargs)
         self.skip_ids = skip_ids
+        self.tape_bars = tape_bars
         self.routes = {
             "/api/v5/public/instruments": self._instruments,
             "/api/v5/market/candles": lambda p, now: self._candles(p, now, 300, recent=True),
@@ -150,7 +154,29 @@ class FakeOkx(FakeRest):
             opens = opens[-1440:]
         current = opens[-1] if opens else None
         picked = self._between(opens, p, "before", "after")[:limit]
+        if self.tape_bars and not inst.endswith("-SWAP"):
+            step = Span(label).ns // 1_000_000
+            rows = []
+            for t in picked:
+                b = self.tape_bar(inst, t, step, now_ms)
+                if b is not None:
+                    confirm = "0" if t == current else "1"
+                    rows.append(
+                        [str(t), b.open, b.high, b.low, b.close, b.volume, b.quote_volume, b.quote_volume, confirm]
+                    )
+            return ok(rows)
         return ok([candle_row(inst, label, t, "0" if t == current else "1") for t in picked])
+
+    def tape_bar(self, inst: str, open_ms: int, step_ms: int, now_ms: int) -> TapeBar | None:
+        """The bar of the tape trades (``skip_ids`` left out) in ``[open_ms, open_ms + step_ms)``."""
+        head = (now_ms - tape.TAPE_EPOCH_MS) // tape.TAPE_STEP_MS
+        stop = min(tape.first_id_at(open_ms + step_ms), head + 1)
+        rows = []
+        for i in range(tape.first_id_at(open_ms), stop):
+            if i not in self.skip_ids:
+                t = tape.trade_at(inst, i)
+                rows.append((t.price, t.qty))
+        return bar_of(rows)
 
     def _history_trades(self, p: Mapping[str, str], now_ms: int) -> bytes:
         inst = self._inst(p)
