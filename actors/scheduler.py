@@ -66,6 +66,7 @@ from dccd.ops import BackfillRequest, InvalidRequest, StreamRequest
 from dccd.sources.registry import get_adapter
 
 from .messages import JobTriggered
+from .scans import job_scan_spec
 from .supervisor import Role
 
 log = structlog.get_logger()
@@ -122,6 +123,7 @@ class Scheduler:
         self._file_error: str | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._scopes: dict[JobState, trio.CancelScope] = {}  # the loop (or stream start) of each scheduled job
+        self._watches: dict[str, Any] = {}  # on_new_bars scan jobs: their new-bars subscription
         self._nursery: trio.Nursery | None = None
         self._enabled: set[str] = set()
         self._started = False
@@ -227,6 +229,8 @@ class Scheduler:
             self._jobs.pop(job_id, None)
         if (scope := self._scopes.get(job)) is not None:
             scope.cancel()
+        if (watch := self._watches.pop(job_id, None)) is not None:
+            watch.dispose()
         stop_stream = getattr(self._svc, "stop_stream", None)
         if job.stream_id is not None and stop_stream is not None:
             await stop_stream(job.stream_id)
@@ -269,6 +273,8 @@ class Scheduler:
         return [j.stored for j in self._jobs.values() if j.stored is not None]
 
     def _check_capability(self, spec: JobSpec) -> None:
+        if spec.operation == "scan":
+            return  # a scan reads the lake, not the exchange
         transport = Transport.WS if spec.operation == "stream" else Transport.REST
         try:
             adapter = get_adapter(spec.exchange)
@@ -304,6 +310,7 @@ class Scheduler:
     def _schedule(self, job: JobState) -> None:
         if self._nursery is None or job.source not in self._enabled or job in self._scopes:
             return
+        self._watch_bars(job)
         if job.spec.schedule in ("stream", "once") and (job.running or job.last_state is not None):
             return  # started (or failed to) already: the actor's start and start() both schedule
         scope = self._scopes[job] = trio.CancelScope()
@@ -368,11 +375,8 @@ class Scheduler:
         )
         try:
             async with slot:
-                req = BackfillRequest(
-                    s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id, derive_from=s.derive_from
-                )
                 try:
-                    run_ids = list(await self._svc.start_backfill(req))
+                    run_ids = await self._start_fire(s)
                 except trio.ClosedResourceError:  # the service is shutting down: no new runs
                     job.last_state = JobStatus.CANCELLED
                     if manual:
@@ -393,7 +397,8 @@ class Scheduler:
                 log.info("job.fired", job_id=s.id, run_ids=run_ids, manual=manual)
                 task_status.started(run_ids)
                 try:
-                    records = [await self._svc.wait_run(r) for r in run_ids]
+                    wait = self._svc.scans.wait if s.operation == "scan" else self._svc.wait_run
+                    records = [await wait(r) for r in run_ids]
                 except Exception as exc:
                     self._crashed(job, exc)
                     return
@@ -403,6 +408,26 @@ class Scheduler:
                 log.info("job.finished", job_id=s.id, state=job.last_state, run_ids=run_ids)
         finally:
             job.running = False
+
+    async def _start_fire(self, s: JobSpec) -> list[str]:
+        """Start what one fire of the job runs: a backfill (one run per symbol) or a scan run."""
+        if s.operation == "scan":
+            scans = getattr(self._svc, "scans", None)
+            if scans is None:
+                raise ConfigError("operation", "this service cannot run scans (no storage)")
+            return [await scans.start([job_scan_spec(s)], trigger="job", job_id=s.id)]
+        req = BackfillRequest(
+            s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id, derive_from=s.derive_from
+        )
+        return list(await self._svc.start_backfill(req))
+
+    def _watch_bars(self, job: JobState) -> None:
+        """``on_new_bars`` scan jobs: fire (debounced) when bars of their datasets are written."""
+        scans = getattr(self._svc, "scans", None)
+        if not job.spec.on_new_bars or scans is None or job.spec.id in self._watches:
+            return
+        jid = job.spec.id
+        self._watches[jid] = scans.watch(job.spec, lambda: self.triggers.on_next(JobTriggered(jid)))
 
     async def _stream(self, job: JobState, scope: trio.CancelScope) -> None:
         s = job.spec

@@ -50,6 +50,7 @@ from .writer import WriteFn, Writer
 
 if TYPE_CHECKING:
     from .operations import Operations
+    from .scans import ScanOps
     from .scheduler import Scheduler
 
 EVENTS_TOPIC: Key = ("events",)
@@ -86,6 +87,8 @@ class Service:
         """Live recordings (:mod:`~dccd.actors.streams`); set with :attr:`ops`."""
         self.scheduler: Scheduler | None = None
         """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
+        self.scans: ScanOps | None = None
+        """Scanner runs, signals and alerts (:mod:`~dccd.actors.scans`); set with :attr:`ops`."""
         self._checks = trio.CapacityLimiter(1)  # one contract check at a time: each may read a year of data
 
     @property

@@ -5,7 +5,8 @@ The service-level actor graph (every arrow an Rx subscription unless marked ``aw
     supervisor lifecycle (ActorStarted/Restarted/Failed/Stopped) ─┐
     Writer.events (PartWritten) ───────────────────────────────────┤
     streams, backfills, refills (Run*, GapDetected, Overflow…) ───┼─► svc.bus ─► svc.events (Rx Subject)
-    scheduler triggers (job fired) ─► run start                  ─┘                 │
+    scheduler triggers (job fired) ─► run start                  ─┤                 │
+    scans (SignalGenerated, ScanCompleted; actors/scans.py) ──────┘                 │
                                    on_event ◄───────────────────────────────────────┤
                                    Hub.observer(EVENTS_TOPIC) ◄─────────────────────┤ ─► SSE /events feed, CLI
                                    web metrics (create_app) ◄───────────────────────┘
@@ -42,6 +43,7 @@ from .lease import LeaseOptions, serve_run_lease
 from .messages import Message
 from .metrics import register_metrics
 from .operations import Operations, OperationsOptions
+from .scans import ScanOps
 from .scheduler import Scheduler
 from .service import EVENTS_TOPIC, Service
 from .streams import StreamOps, StreamOpsOptions, ws_url_lookup
@@ -76,6 +78,7 @@ async def open_service(
     stream_options: StreamOpsOptions | None = None,
     lease_options: LeaseOptions | None = None,
     storage_offload: Offload | None = None,
+    scan_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Service]:
     """Run the actor runtime for the duration of the block.
 
@@ -92,6 +95,7 @@ async def open_service(
         stream_options: keyword arguments for :class:`StreamOps` (``options``, ``connect``, ``backoff``, ``rand``).
         storage_offload: how the lake and the run store run their blocking calls (default: a worker
             thread each; tests under ``autojump_clock`` run them inline so virtual time cannot race them).
+        scan_options: keyword arguments for :class:`~dccd.actors.scans.ScanOps` (``debounce_s``, ``alert_options``).
         lease_options: keyword arguments for :func:`~dccd.actors.lease.serve_run_lease`
             (``heartbeat_s``, ``check_s``, ``ttl_s``, ``now_ns``; ``now_ns`` also dates the startup check).
 
@@ -109,7 +113,9 @@ async def open_service(
         await sup.start("hub", _run_hub, hub, role=Role.HUB)
         collector = register_metrics(svc, registry) if registry is not None else None
         if isinstance(config, Config):
-            await _open_operations(svc, client_options, ops_options, stream_options, lease_options, storage_offload)
+            await _open_operations(
+                svc, client_options, ops_options, stream_options, lease_options, storage_offload, scan_options
+            )
         log.info("service.started", storage=str(svc.storage_path))
         try:
             with svc._scope:
@@ -135,6 +141,7 @@ async def _open_operations(
     stream_options: StreamOpsOptions | None = None,
     lease_options: LeaseOptions | None = None,
     storage_offload: Offload | None = None,
+    scan_options: dict[str, Any] | None = None,
 ) -> None:
     """Storage, run history and exchange clients; sweeps temp parts and marks orphaned runs first.
 
@@ -168,6 +175,7 @@ async def _open_operations(
         svc.start_actor, svc.stop_actor, svc.bus.on_next, svc.hub, lake, runs, pool,
         ws_url=ws_url_lookup(config), **(stream_options or {}),
     )  # fmt: skip
+    svc.scans = await ScanOps.open(svc, root.expanduser(), config.alerts, **(scan_options or {}))
     svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
 
 

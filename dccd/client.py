@@ -360,6 +360,64 @@ class Client:
             ) from None
         return (await self.read(*args, **kwargs)).to_pandas()
 
+    # -- scanners and signals --------------------------------------------------------------------
+
+    async def scanners(self) -> list[dict[str, Any]]:
+        """Scanners with their parameters (JSON Schema) and defaults."""
+        data: list[dict[str, Any]] = await self._call("GET", "/api/v1/scanners")
+        return data
+
+    async def start_scan(
+        self,
+        scanner: str,
+        *,
+        span: str = "1h",
+        params: Mapping[str, Any] | None = None,
+        universe: Mapping[str, Any] | None = None,
+        confirm: list[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """Start a scan on the server; returns its run id (progress on :meth:`events`)."""
+        body: dict[str, Any] = {"scanner": scanner, "span": span, "params": dict(params or {})}
+        if universe:
+            body["universe"] = dict(universe)
+        if confirm:
+            body["confirm"] = [dict(c) for c in confirm]
+        data = await self._call("POST", "/api/v1/scans", body=body)
+        return str(data["run_id"])
+
+    async def scan(self, scanner: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Run a scan and return its signals (``exchange``, ``symbol``, ``ts``, ``values``...), see :meth:`start_scan`.
+
+        Raises:
+            ApiError: a bad scan (400), or the scan failed on the server (500 with its error).
+        """
+        run_id = await self.start_scan(scanner, **kwargs)
+        while True:
+            run = await self._call("GET", f"/api/v1/scans/{run_id}", params={"wait": "true"})
+            if run["state"] != "running":
+                break
+        if run["state"] == "failed":
+            raise ApiError(500, f"scan {run_id} failed: {run['error']}")
+        return await self.signals(run_id=run_id, limit=10_000)
+
+    async def signals(
+        self,
+        scanner: str | None = None,
+        *,
+        since: str | int | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored signals, newest bar first (``since``: ISO or ns)."""
+        data: list[dict[str, Any]] = await self._call(
+            "GET", "/api/v1/signals", params=_query(scanner=scanner, since=since, run_id=run_id, limit=limit)
+        )
+        return data
+
+    def live_signals(self, *, last_event_id: str | None = None) -> AsyncGenerator[dict[str, Any] | Lagged, None]:
+        """Signals as the server's scans produce them (dicts with ``type: signal_generated``), and :class:`Lagged`."""
+        return self._feed("/api/v1/live/signals", {}, None, last_event_id)
+
     # -- live feeds (SSE) ------------------------------------------------------------------------
 
     def live_trades(

@@ -29,7 +29,7 @@ from dccd.errors import ConfigError
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example.yaml"
 EXCHANGES = "binance bitfinex bitmex bybit coinbase kraken okx"
 SPANS = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
-JOB_KEYS = "exchange symbols type operation name span start end every cron once derive_from"
+JOB_KEYS = "exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars"
 TRADES = "  - {exchange: binance, symbols: [BTC/USDT], type: trades"  # close with "}\n"
 
 
@@ -68,7 +68,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "unknown-top-level-key",
         "storage: {path: x}\nfoo: 1\n",
         {},
-        "foo: unknown key (expected one of: storage server exchanges jobs contracts)",
+        "foo: unknown key (expected one of: storage server exchanges jobs alerts contracts)",
     ),
     (
         "unknown-storage-key",
@@ -127,7 +127,12 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         {},
         "jobs[0].exchange: required key is missing",
     ),
-    ("bad-operation", job("operation: live"), {}, "jobs[0].operation: 'live' is not an operation (backfill stream)"),
+    (
+        "bad-operation",
+        job("operation: live"),
+        {},
+        "jobs[0].operation: 'live' is not an operation (backfill stream scan)",
+    ),
     (
         "bad-span",
         f"jobs:\n{TRADES}}}\n  - {{exchange: binance, symbols: [BTC/USDT], type: ohlc, span: 7m}}\n",
@@ -378,13 +383,13 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "top-level-list",
         "- storage\n- jobs\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs contracts), got a list",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a list",
     ),
     (
         "top-level-scalar",
         "just text\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs contracts), got a string",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a string",
     ),
     (
         "duplicate-job-names",
@@ -538,16 +543,17 @@ def test_bad_config_via_console_script(tmp_path: Path, text: str, env: dict[str,
 
 
 EXAMPLE_JOBS = [
-    "config ok: 4 job(s), data in ./data",
+    "config ok: 5 job(s), data in ./data",
     "  btc-1m: backfill binance ohlc span=1m [BTC/USDT,ETH/USDT] start=2024-01-01 end=now — every 3600s",
     "  btc-trades-nightly: backfill binance trades [BTC/USDT] start=last end=now — cron '5 0 * * *' UTC",
     "  eth-daily-history: backfill binance ohlc span=1d [ETH/USDT] start=origin end=2025-01-01 — once at start",
     "  live-trades: stream binance trades [BTC/USDT,ETH/USDT] — supervised stream",
+    "  breakouts: scan binance ohlc span=1h [] scanner=breakout — every 3600s",
 ]
 
 
 def test_example_config_validates() -> None:
-    """config/example.yaml validates and prints its four jobs expanded."""
+    """config/example.yaml validates and prints its five jobs expanded."""
     result = make_runner().invoke(cli, ["validate", "--config", str(EXAMPLE)])
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout.splitlines() == EXAMPLE_JOBS
@@ -767,7 +773,7 @@ def test_error_messages_are_single_lines() -> None:
     """A key containing a newline still yields a one-line ConfigError."""
     with pytest.raises(ConfigError) as info:
         parse_config('"a\\nb": 1\n', env={})
-    assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs contracts)"
+    assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs alerts contracts)"
     assert len(str(info.value).splitlines()) == 1
 
 
@@ -802,6 +808,7 @@ def test_config_package_public_surface() -> None:
         [
             "OPERATIONS",
             "STREAM_TYPES",
+            "Alert",
             "Config",
             "ExchangeSettings",
             "Job",

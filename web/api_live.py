@@ -10,11 +10,13 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
 from dccd.domain import DataType
+from dccd.errors import NoCapability
 
 from . import params
 from .api_runs import check_run_id
 from .context import WebContext
 from .errors import ApiProblem
+from .forming import candles_encoder
 from .frames import Encoder, closing_sse, data_encoder, event_encoder
 from .sse import Feed
 
@@ -41,12 +43,27 @@ def _start(feed: Feed, last_id: int | None) -> int:
 
 
 async def _open(
-    ctx: WebContext, key: tuple[str, ...], kind: str, encode: Encoder, *, window_s: float, ring: int, buffer: int
+    ctx: WebContext,
+    key: tuple[str, ...],
+    kind: str,
+    encode: Encoder,
+    *,
+    window_s: float,
+    ring: int,
+    buffer: int,
+    extra_topics: tuple[tuple[str, ...], ...] = (),
 ) -> Feed:
     if ctx.feeds.closed:
         raise ApiProblem(503, "server", "shutting down")
     return await ctx.feeds.open(
-        key, kind, encode, window_s=window_s, ring_size=ring, client_maxlen=buffer, ring_bytes=ctx.options.ring_bytes
+        key,
+        kind,
+        encode,
+        window_s=window_s,
+        ring_size=ring,
+        client_maxlen=buffer,
+        ring_bytes=ctx.options.ring_bytes,
+        extra_topics=extra_topics,
     )
 
 
@@ -70,7 +87,7 @@ class LiveController(Controller):
         params.live_capability(ctx.svc.capabilities, name, DataType.TRADES, None, sym)
         return await self._live(ctx, ("trades", name, str(sym)), "trades", last_event_id)
 
-    @get("/live/candles", summary="SSE: live candles (event 'candles', data = JSON list)")
+    @get("/live/candles", summary="SSE: live candles (event 'candles', data = JSON list) and the forming bar")
     async def candles(
         self,
         ctx: WebContext,
@@ -79,22 +96,45 @@ class LiveController(Controller):
         span: str | None = None,
         last_event_id: Annotated[str | None, _LAST_ID] = None,
     ) -> ServerSentEvent:
-        """Batches of ``{ts,open,high,low,close,volume,quote_volume,trades}`` of one span."""
+        """Closed bars: batches of ``{ts,open,high,low,close,volume,quote_volume,trades}`` of one span
+        (event ``candles``). The still-forming bar, from the market's live trades, after every window that saw
+        trades (event ``forming``, one object: ``{ts,open,high,low,close,volume,trades,first_trade_ts,
+        last_trade_ts,complete}``; ``complete`` is false for the bar the feed started in, which it saw only part of).
+        An exchange without live bars (coinbase) still has the forming bar when it has live trades.
+        """
         name = params.exchange(exchange)
         sym = params.symbol(symbol)
         sp = params.span_for(DataType.OHLC, span)
         assert sp is not None
-        params.live_capability(ctx.svc.capabilities, name, DataType.OHLC, sp, sym)
-        return await self._live(ctx, ("ohlc", name, str(sym), sp.label), "candles", last_event_id)
+        try:
+            params.live_capability(ctx.svc.capabilities, name, DataType.OHLC, sp, sym)
+        except (ApiProblem, NoCapability):  # no live bars: the forming bar from live trades still makes a live chart
+            params.live_capability(ctx.svc.capabilities, name, DataType.TRADES, None, sym)
+        key = ("ohlc", name, str(sym), sp.label)
+        encode = candles_encoder(sp, ctx.options.max_records_per_event)
+        return await self._live(ctx, key, "candles", last_event_id, encode, (("trades", name, str(sym)),))
 
     async def _live(
-        self, ctx: WebContext, key: tuple[str, ...], event: str, last_event_id: str | None
+        self,
+        ctx: WebContext,
+        key: tuple[str, ...],
+        event: str,
+        last_event_id: str | None,
+        encode: Encoder | None = None,
+        extra_topics: tuple[tuple[str, ...], ...] = (),
     ) -> ServerSentEvent:
         o = ctx.options
         last_id = _last_id(last_event_id)
-        encode = data_encoder(event, o.max_records_per_event)
+        encode = encode or data_encoder(event, o.max_records_per_event)
         feed = await _open(
-            ctx, key, event, encode, window_s=o.live_window_s, ring=o.live_ring, buffer=o.live_client_buffer
+            ctx,
+            key,
+            event,
+            encode,
+            window_s=o.live_window_s,
+            ring=o.live_ring,
+            buffer=o.live_client_buffer,
+            extra_topics=extra_topics,
         )
         return closing_sse(ctx.feeds.stream(feed, _start(feed, last_id)))
 

@@ -31,11 +31,12 @@ from .api_ops import OpsController
 from .api_quality import QualityController
 from .api_query import QueryController
 from .api_runs import RunsController
+from .api_scan import ScanController
 from .api_snapshots import SnapshotsController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
-from .ui import ui
+from .ui import schema_plugins, ui, ui_asset, vendor_asset
 
 ROUTE_HANDLERS: list[Any] = [
     OpsController,
@@ -47,7 +48,10 @@ ROUTE_HANDLERS: list[Any] = [
     QualityController,
     SnapshotsController,
     QueryController,
+    ScanController,
     ui,
+    ui_asset,
+    vendor_asset,
 ]
 
 
@@ -93,7 +97,9 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="dccd", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="dccd", version=__version__, path="/schema", render_plugins=schema_plugins()
+        ),
         state=None,
     )
     app.state.ctx = ctx

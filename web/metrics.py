@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
+from dccd.actors.alerts import AlertCollector
 from dccd.actors.messages import DataValidated
 from dccd.actors.messages import Message as ActorMessage
 from dccd.actors.metrics import StreamCollector
@@ -74,6 +75,8 @@ class WebMetrics:
         streams = getattr(svc, "streams", None)  # a service with storage records live streams
         if streams is not None:
             r.register(StreamCollector(streams.list, streams.now_ns))
+        if getattr(svc, "scans", None) is not None:  # webhook alerts: dccd_alert_*
+            r.register(AlertCollector(svc.scans.alerts))
         self.requests = Counter(
             "dccd_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
         )

@@ -22,7 +22,7 @@ from dccd.sources.registry import list_adapters
 
 from .errors import ApiProblem
 
-FORMATS: tuple[str, ...] = ("json", "jsonl", "csv", "parquet", "arrow")
+FORMATS: tuple[str, ...] = ("json", "jsonl", "columns", "csv", "parquet", "arrow")
 _NS = re.compile(r"[0-9]{1,19}")
 MAX_LIMIT = 1000
 

@@ -57,9 +57,11 @@ class Feed:
         ring_size: int,
         client_maxlen: int,
         ring_bytes: int = 8 << 20,
+        extra_topics: tuple[Key, ...] = (),
     ) -> None:
         self.feeds = feeds
         self.key = key
+        self.extra_topics = extra_topics  # more hub topics folded into the same events (candles: the trades)
         self.kind = kind
         self.encode = encode
         self.window_s = window_s
@@ -124,6 +126,8 @@ class Feed:
                     windows.subscribe(on_next=self._window)
                 else:
                     items.subscribe(on_next=lambda item: self._window([item]))
+                for topic in self.extra_topics:
+                    await timers.start(self._pump_extra, hub, topic, items)
                 task_status.started()
                 try:
                     while await self._pump(sub, items):
@@ -134,6 +138,15 @@ class Feed:
         finally:
             self.feeds._forget(self)
             self.fanout.close()  # clients still attached end cleanly (hub closed or app stopping)
+
+    async def _pump_extra(
+        self, hub: Hub[Any], topic: Key, items: Subject[Any], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Forward an extra topic into ``items`` for as long as the tap runs (its lifetime is the main topic's)."""
+        async with hub.subscribe(topic, maxlen=self.feeds.tap_maxlen) as sub:
+            task_status.started()
+            async for item in sub:
+                items.on_next(item)
 
     async def _pump(self, sub: Any, items: Subject[Any]) -> bool:
         """Move what the hub has into ``items`` (waiting for the first); False when the tap should end.
@@ -250,6 +263,7 @@ class Feeds:
         ring_size: int,
         client_maxlen: int,
         ring_bytes: int = 8 << 20,
+        extra_topics: tuple[Key, ...] = (),
     ) -> Feed:
         """The running feed of ``key``, its tap started (and subscribed) if needed.
 
@@ -271,6 +285,7 @@ class Feeds:
             ring_size=ring_size,
             client_maxlen=client_maxlen,
             ring_bytes=ring_bytes,
+            extra_topics=extra_topics,
         )
         self.feeds[key] = feed
         await self.nursery.start(feed.run, self.hub)

@@ -153,7 +153,11 @@ async def _run_here(cfg: Config, job_id: str) -> tuple[list[Any], bool]:
                     return
 
         await nursery.start(signals)
-        records = [await svc.wait_run(r) for r in run_ids]
+        scans = svc.scans
+        if scans is not None and all(r in scans.runs for r in run_ids):  # a scan job: in-memory scan runs
+            records: list[Any] = [await scans.wait(r) for r in run_ids]
+        else:
+            records = [await svc.wait_run(r) for r in run_ids]
         nursery.cancel_scope.cancel()
     return records, interrupted
 
@@ -180,7 +184,12 @@ def jobs_run(job_id: str, server: str | None) -> None:
     prepare_data_dir(cfg.data_root)
     records, interrupted = trio.run(_run_here, cfg, job_id)
     for r in records:
-        line = f"{r.run_id[:12]} {r.symbol}: {r.state} — {r.rows_written:,} rows written"
+        if hasattr(r, "results"):  # a scan run
+            for res in r.results:
+                click.echo(f"{r.run_id} {res.scanner}: {len(res.hits)} signal(s) over {res.symbols} {res.span} series")
+            line = f"{r.run_id}: {r.state}"
+        else:
+            line = f"{r.run_id[:12]} {r.symbol}: {r.state} — {r.rows_written:,} rows written"
         click.echo(line + (f" — {r.error}" if r.error else ""))
     if interrupted:
         raise SystemExit(EXIT_INTERRUPTED)

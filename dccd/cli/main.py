@@ -43,6 +43,8 @@ def validate() -> None:
         window = ""
         if j.operation == "backfill":
             window = f" start={j.start or 'last'} end={j.end or 'now'}"
+        elif j.operation == "scan":
+            window = f" scanner={j.scanner}" + (" on new bars" if j.on_new_bars else "")
         syms = ",".join(str(s) for s in j.symbols)
         click.echo(f"  {j.id}: {j.operation} {j.exchange} {j.data_type.value}{span} [{syms}]{window} — {sched}")
 
@@ -80,11 +82,12 @@ from dccd.cli.derive_cmds import COMMANDS as DERIVE_COMMANDS  # noqa: E402
 from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 from dccd.cli.runs_cmds import COMMANDS as RUNS_COMMANDS  # noqa: E402
+from dccd.cli.scan_cmds import COMMANDS as SCAN_COMMANDS  # noqa: E402
 from dccd.cli.snapshot_cmds import COMMANDS as SNAPSHOT_COMMANDS  # noqa: E402
 from dccd.cli.sql_cmds import COMMANDS as SQL_COMMANDS  # noqa: E402
 from dccd.cli.symbols_cmds import COMMANDS as SYMBOLS_COMMANDS  # noqa: E402
 
-for _cmd in (
+_CMDS = (
     *LAKE_COMMANDS,
     *RUNS_COMMANDS,
     *SYMBOLS_COMMANDS,
@@ -93,7 +96,9 @@ for _cmd in (
     *SNAPSHOT_COMMANDS,
     *CHECK_COMMANDS,
     *DERIVE_COMMANDS,
-):
+    *SCAN_COMMANDS,
+)
+for _cmd in _CMDS:
     cli.add_command(_cmd)
 
 

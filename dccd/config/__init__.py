@@ -19,6 +19,7 @@ from dccd.config.load import default_config_text, expand_jobs, load_config, mask
 from dccd.config.schema import (
     OPERATIONS,
     STREAM_TYPES,
+    Alert,
     Config,
     ExchangeSettings,
     Job,
@@ -32,6 +33,7 @@ from dccd.config.validate import check_job, check_url, exchange_names, schema_er
 __all__ = [
     "OPERATIONS",
     "STREAM_TYPES",
+    "Alert",
     "Config",
     "ExchangeSettings",
     "Job",

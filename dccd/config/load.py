@@ -163,6 +163,9 @@ def expand_jobs(cfg: Config) -> list[JobSpec]:
                 every_s=parse_duration_s(job.every) if job.every else None,
                 cron=job.cron,
                 derive_from=job.derive_from,
+                scanner=job.scanner,
+                params=job.params,
+                on_new_bars=job.on_new_bars,
             )
         )
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -13,9 +13,9 @@ from dccd.domain.records import DataType
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 
-OPERATIONS = ("backfill", "stream")
+OPERATIONS = ("backfill", "stream", "scan")
 STREAM_TYPES = ("trades", "ohlc", "book")
-SECTIONS = ("storage", "server", "exchanges", "jobs", "contracts")
+SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts", "contracts")
 
 
 def key_text(key: str) -> str:
@@ -55,12 +55,12 @@ class ExchangeSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One configured job: a scheduled backfill or a supervised stream."""
+    """One configured job: a scheduled backfill, a supervised stream, or a scan (``operation: scan``)."""
 
     exchange: str
     symbols: list[str]
     type: str
-    operation: Literal["backfill", "stream"] = "backfill"
+    operation: Literal["backfill", "stream", "scan"] = "backfill"
     name: str | None = None
     span: str | None = None
     start: str | None = None
@@ -69,6 +69,21 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cron: str | None = None
     once: bool = False
     derive_from: str | None = None  # ohlc backfills: "trades" builds the bars from the stored trades
+    scanner: str | None = None
+    """Scan jobs: the scanner (``dccd scanners``); it reads the job's exchange, symbols (empty: all stored) and span."""
+    params: dict[str, Any] | None = None
+    """Scan jobs: the scanner's parameters."""
+    on_new_bars: bool = False
+    """Scan jobs: also run (debounced) when new bars of the datasets it reads are written."""
+
+
+class Alert(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A webhook: every signal of ``scanners`` (empty: all) is POSTed to ``url`` as JSON."""
+
+    url: str
+    scanners: list[str] = msgspec.field(default_factory=list)
+    timeout_s: float = 5.0
+    retries: int = 5
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -78,6 +93,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server: Server = msgspec.field(default_factory=Server)
     exchanges: dict[str, ExchangeSettings] = msgspec.field(default_factory=dict)
     jobs: list[Job] = msgspec.field(default_factory=list)
+    alerts: list[Alert] = msgspec.field(default_factory=list)
     contracts: Contracts = msgspec.field(default_factory=Contracts)
 
     def exchange(self, name: str) -> ExchangeSettings:
@@ -105,3 +121,6 @@ class JobSpec(msgspec.Struct, frozen=True):
     every_s: int | None = None
     cron: str | None = None
     derive_from: str | None = None
+    scanner: str | None = None
+    params: dict[str, Any] | None = None
+    on_new_bars: bool = False

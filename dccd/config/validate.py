@@ -11,7 +11,7 @@ import msgspec
 
 from dccd.config.contracts import STRUCTS as CONTRACT_STRUCTS
 from dccd.config.contracts import Contracts
-from dccd.config.schema import OPERATIONS, STREAM_TYPES, Config, ExchangeSettings, Job, Server, Storage, key_text
+from dccd.config.schema import OPERATIONS, STREAM_TYPES, Alert, Config, ExchangeSettings, Job, Server, Storage, key_text
 from dccd.config.timeexpr import is_relative, parse_duration_s, resolve_end, resolve_start, shown
 from dccd.cron import cron_trigger
 from dccd.domain.records import DataType
@@ -92,6 +92,8 @@ def _struct_for(path: str) -> type[msgspec.Struct]:
     """The Struct a key path points into (for listing the keys it accepts)."""
     if path.startswith("jobs["):
         return Job
+    if path.startswith("alerts["):
+        return Alert
     if path.startswith("exchanges."):
         return ExchangeSettings
     if path.startswith("contracts"):
@@ -163,6 +165,58 @@ def _check_window(p: str, job: Job, now_ns: int) -> None:
             raise ConfigError(f"{p}.end", f"{job.end!r} is not after start {job.start!r}")
 
 
+def _check_scan(p: str, job: Job, dtype: DataType) -> None:
+    """Scan jobs name a known scanner with valid params over OHLC; other jobs take none of that."""
+    if job.operation != "scan":
+        for key in ("scanner", "params"):
+            if getattr(job, key) is not None:
+                raise ConfigError(f"{p}.{key}", "only scan jobs (operation: scan) take a scanner and params")
+        if job.on_new_bars:
+            raise ConfigError(f"{p}.on_new_bars", "only scan jobs (operation: scan) run on new bars")
+        return
+    from dccd.scan.contract import get_scanner, parse_params
+
+    if dtype is not DataType.OHLC:
+        raise ConfigError(f"{p}.type", f"scan jobs read ohlc bars, not {dtype.value}")
+    if job.scanner is None:
+        raise ConfigError(f"{p}.scanner", "required key is missing (a scan job names its scanner)")
+    for key in ("start", "end"):
+        if getattr(job, key) is not None:
+            raise ConfigError(f"{p}.{key}", "scan jobs take no start/end (they read the newest bars)")
+    try:
+        scanner = get_scanner(job.scanner)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}.scanner", exc.message) from None
+    parse_params(scanner, job.params, f"{p}.params")
+    if scanner.spans and job.span not in scanner.spans:
+        raise ConfigError(f"{p}.span", f"{job.scanner} scans {' '.join(scanner.spans)} bars, not {job.span}")
+
+
+def check_alerts(cfg: Config) -> None:
+    """``alerts[i]``: an http(s) URL, known scanners, a positive timeout, 0-20 retries.
+
+    Raises:
+        ConfigError: the first problem, naming its key path.
+    """
+    from dccd.scan.contract import list_scanners
+
+    known: list[str] | None = None
+    for i, alert in enumerate(cfg.alerts):
+        p = f"alerts[{i}]"
+        try:
+            check_url(alert.url, ("http", "https"))
+        except ValueError as exc:
+            raise ConfigError(f"{p}.url", str(exc)) from None
+        for k, name in enumerate(alert.scanners):
+            known = known if known is not None else list_scanners()
+            if name not in known:
+                raise ConfigError(f"{p}.scanners[{k}]", f"{name!r} is not a scanner ({' '.join(known)})")
+        if not 0 < alert.timeout_s <= 300:  # also false for nan
+            raise ConfigError(f"{p}.timeout_s", f"{alert.timeout_s} is not a timeout in seconds (0 < t <= 300)")
+        if not 0 <= alert.retries <= 20:
+            raise ConfigError(f"{p}.retries", f"{alert.retries} is not between 0 and 20")
+
+
 def check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = None) -> None:
     """The semantic checks of ``jobs[i]`` (exchange among ``known``, symbols, type, span, schedule, window).
 
@@ -172,7 +226,7 @@ def check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = Non
     p = f"jobs[{i}]"
     if job.exchange not in known:
         raise ConfigError(f"{p}.exchange", f"{job.exchange!r} is not a known exchange ({' '.join(known)})")
-    if not job.symbols:
+    if not job.symbols and job.operation != "scan":  # a scan job with no symbols scans every stored one
         raise ConfigError(f"{p}.symbols", "must list at least one symbol")
     seen: dict[Symbol, int] = {}
     for k, s in enumerate(job.symbols):
@@ -222,6 +276,7 @@ def check_job(i: int, job: Job, known: tuple[str, ...], now_ns: int | None = Non
             cron_trigger(job.cron)
         except ValueError as exc:
             raise ConfigError(f"{p}.cron", str(exc)) from None
+    _check_scan(p, job, dtype)
     _check_window(p, job, time.time_ns() if now_ns is None else now_ns)
     if job.name is not None and not _JOB_NAME.fullmatch(job.name):
         raise ConfigError(f"{p}.name", f"{job.name!r} is not a job name (1-64 letters, digits, _ . -)")
@@ -287,6 +342,7 @@ def validate(cfg: Config, known_exchanges: Sequence[str] | None = None, *, now_n
             where = f"jobs[{i}].name" if job.name else f"jobs[{i}]"
             raise ConfigError(where, f"job id {jid!r} is already used by jobs[{ids[jid]}]")
         ids[jid] = i
+    check_alerts(cfg)
     from dccd.contracts.rules import resolve  # here: dccd.contracts imports dccd.config
 
     resolve(cfg.contracts, known)

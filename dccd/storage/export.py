@@ -1,9 +1,11 @@
-"""Streaming exports of a read: CSV, JSON lines, Parquet, Arrow IPC.
+"""Streaming exports of a read: CSV, JSON lines, columnar JSON, Parquet, Arrow IPC.
 
 Rows flow batch by batch from DuckDB to the output; nothing is materialised
 whole in Python. JSON lines are rendered by DuckDB (``to_json``) so no Python
 object is built per row. CSV keeps ``ts`` as int ns; floats print in shortest
-round-trip form.
+round-trip form. ``columns`` yields one JSON object of column arrays per
+batch (``{"ts": [...], "open": [...], ...}``, one line each): what a chart
+loads, without a key per row.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import Any, BinaryIO, Final
 
+import msgspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -19,7 +22,8 @@ from dccd.storage.reader import Plan, iter_batches
 from dccd.storage.schema import LOOSE_SCHEMAS
 from dccd.storage.writer import parquet_options
 
-FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "parquet", "arrow")
+_encode_json = msgspec.json.Encoder().encode
+FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "columns", "parquet", "arrow")
 
 
 class _Sink:
@@ -71,6 +75,9 @@ class Export:
         if self.fmt == "jsonl":
             yield from self._jsonl()
             return
+        if self.fmt == "columns":
+            yield from self._columns()
+            return
         sink = _Sink()
         schema = LOOSE_SCHEMAS[self.plan.data_type]
         writer: Any
@@ -97,6 +104,12 @@ class Export:
         for batch in iter_batches(self.plan, self.batch_rows, sql=sql):
             self.rows += batch.num_rows
             yield "".join(batch.column(0).to_pylist()).encode()
+
+    def _columns(self) -> Iterator[bytes]:
+        for batch in iter_batches(self.plan, self.batch_rows):
+            self.rows += batch.num_rows
+            columns = dict(zip(batch.schema.names, (c.to_pylist() for c in batch.columns), strict=True))
+            yield _encode_json(columns) + b"\n"
 
     def write_to(self, out: BinaryIO) -> int:
         """Write every chunk to a binary stream; return the row count."""

@@ -93,7 +93,7 @@ def test_empty_exports_are_well_formed(tmp_path: Path) -> None:
 
 def test_unknown_format_is_rejected(tmp_path: Path) -> None:
     """An unknown export format is a ValueError naming the choices."""
-    with pytest.raises(ValueError, match="csv jsonl parquet arrow"):
+    with pytest.raises(ValueError, match="csv jsonl columns parquet arrow"):
         Lake(tmp_path).export(OHLC_1M, "xml")
 
 

@@ -23,9 +23,11 @@ MUTATING = [
     ("POST", "/api/v1/jobs", {"exchange": "nope", "symbols": ["BTC/USDT"], "type": "trades", "every": "1h"}),
     ("DELETE", "/api/v1/jobs/some-job", None),
     ("POST", "/api/v1/jobs/some-job/run", None),
+    ("POST", "/api/v1/scans", {"scanner": "nope"}),
 ]
 READS = ["/", "/health", "/ready", "/metrics", "/schema/openapi.json", "/api/v1/config", "/api/v1/exchanges",
-         "/api/v1/runs", "/api/v1/inventory", "/api/v1/streams", "/api/v1/jobs"]  # fmt: skip
+         "/api/v1/runs", "/api/v1/inventory", "/api/v1/streams", "/api/v1/jobs", "/api/v1/scanners",
+         "/api/v1/signals"]  # fmt: skip
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ CASES: list[tuple[str, str, dict[str, Any] | list[Any] | str | None, dict[str, s
     ("GET", f"{DATA}/trades/binance/BTC-USDT", {"start": "2024-01-02", "end": "2024-01-01"}, None, "end: '2024-01-01' is not after start '2024-01-02'"),
     ("GET", f"{DATA}/trades/binance/BTC-USDT", {"start": "2024-01-01", "end": "2024-01-01T00:00Z"}, None, "end: '2024-01-01T00:00Z' is not after start '2024-01-01'"),
     ("GET", f"{DATA}/trades/binance/BTC-USDT", {"start": "-1"}, None, f"start: '-1' is not an ISO-8601 date or datetime {ISO_HINT}"),
-    ("GET", f"{DATA}/trades/binance/BTC-USDT", {"format": "xml"}, None, "format: 'xml' is not one of: json jsonl csv parquet arrow"),
-    ("GET", f"{DATA}/trades/binance/BTC-USDT", {"format": "JSON"}, None, "format: 'JSON' is not one of: json jsonl csv parquet arrow"),
+    ("GET", f"{DATA}/trades/binance/BTC-USDT", {"format": "xml"}, None, "format: 'xml' is not one of: json jsonl columns csv parquet arrow"),
+    ("GET", f"{DATA}/trades/binance/BTC-USDT", {"format": "JSON"}, None, "format: 'JSON' is not one of: json jsonl columns csv parquet arrow"),
     # --- backfills ---------------------------------------------------------------------------
     ("POST", "/api/v1/backfills", "not json", None, "body: JSON is malformed…"),
     ("POST", "/api/v1/backfills", [], None, "body: expected a JSON object, got array"),
