@@ -29,6 +29,8 @@ from reactivex import abc
 from reactivex.subject import Subject
 
 from dccd.config import Config
+from dccd.contracts.check import check as check_contracts
+from dccd.contracts.report import CheckReport
 from dccd.domain.backoff import RestartPolicy
 from dccd.domain.capability import Capabilities
 from dccd.domain.dataset import DatasetId
@@ -40,7 +42,7 @@ from dccd.storage.inventory import DatasetInventory
 from dccd.storage.runs import RunEvent, RunRecord
 
 from .hub import Hub, HubStats, Key
-from .messages import Message
+from .messages import DataValidated, Message
 from .stats import ActorStats
 from .streams import StreamInfo, StreamOps
 from .supervisor import ActorFn, Role, Supervisor
@@ -87,6 +89,7 @@ class Service:
         """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
         self.scans: ScanOps | None = None
         """Scanner runs, signals and alerts (:mod:`~dccd.actors.scans`); set with :attr:`ops`."""
+        self._checks = trio.CapacityLimiter(1)  # one contract check at a time: each may read a year of data
 
     @property
     def has_operations(self) -> bool:
@@ -229,6 +232,32 @@ class Service:
     async def inventory(self) -> list[DatasetInventory]:
         """Every stored dataset with rows, range and exact gaps (computed in a worker thread)."""
         return await self.operations.lake.ainventory()
+
+    async def check_quality(
+        self,
+        selectors: tuple[str, ...] = (),
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        as_of: str | None = None,
+    ) -> CheckReport:
+        """Run the data contracts over stored datasets (:func:`dccd.contracts.check.check`, in a worker
+        thread, one check at a time) and emit one ``DataValidated`` (scope ``check``) per dataset.
+
+        Raises:
+            SelectorError: a selector matches nothing stored.
+            SnapshotNotFound: ``as_of`` names no retained snapshot.
+        """
+        lake = self.operations.lake
+        run = functools.partial(
+            check_contracts, lake.root, lake.contracts, selectors, start_ns=start_ns, end_ns=end_ns, as_of=as_of
+        )
+        async with self._checks:
+            report = await trio.to_thread.run_sync(run)
+        snapshot = report.as_of.split(" ", 1)[0] if report.as_of else ""
+        for ds in report.datasets:
+            self.emit(DataValidated(ds.dataset, "check", ds.rows, ds.failed, snapshot))
+        return report
 
     async def missing_dataset(self, dataset: DatasetId) -> str | None:
         """None when ``dataset`` was collected here, else one line naming the nearest stored datasets (no paths)."""

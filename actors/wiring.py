@@ -31,6 +31,7 @@ from prometheus_client.registry import CollectorRegistry
 from reactivex.subject import Subject
 
 from dccd.config import Config
+from dccd.contracts.rules import resolve as resolve_contracts
 from dccd.domain.backoff import RestartPolicy
 from dccd.sources.archive import archive_origin
 from dccd.storage.lake import Lake
@@ -150,7 +151,7 @@ async def _open_operations(
     """
     config, root = svc.config, svc.storage_path
     assert config is not None and root is not None
-    lake = Lake(root.expanduser(), offload=storage_offload)
+    lake = Lake(root.expanduser(), offload=storage_offload, contracts=resolve_contracts(config.contracts))
     runs = RunStore(root.expanduser(), offload=storage_offload)
     lease: LeaseOptions = {**(lease_options or {})}
     now_ns = lease.setdefault("now_ns", time.time_ns)

@@ -8,7 +8,7 @@ Data path (``input`` in, ``accepted`` and ``events`` observable)::
                                                                          ▼ >= max_rows or age >= max_age_s
                                                   trio.to_thread.run_sync(write, dataset, records)
                                                                          ▼
-                                                       PartWritten ──► events (Rx Subject) ──► service events
+                                  PartWritten, DataValidated ──► events (Rx Subject) ──► service events
 
 The size-and-age flush rule lives in the consumer loop rather than in an Rx
 ``buffer_with_time_or_count``: the count there is per item, but items are
@@ -36,7 +36,7 @@ from dccd.domain.batching import RowBuffer
 from dccd.domain.dataset import DatasetId
 from dccd.domain.records import Record
 
-from .messages import Batch, Flush, Message, PartWritten, Stop
+from .messages import Batch, DataValidated, Flush, Message, PartWritten, Stop
 from .sink import PressureQueue
 from .stats import ActorMetrics
 
@@ -73,6 +73,14 @@ def _part_events(result: Any, dataset: DatasetId, elapsed: float, writer: str) -
         PartWritten(dataset, p.rows, p.path, p.bytes, p.first_ts, p.last_ts, duration_s=elapsed, writer=writer)
         for p in result.parts
     ]
+
+
+def _validated(result: Any, dataset: DatasetId) -> DataValidated | None:
+    """The batch data contracts' outcome of one write (None when the write function reports none)."""
+    checked = getattr(result, "rows_checked", 0)
+    if not checked:
+        return None
+    return DataValidated(str(dataset), "batch", checked, dict(getattr(result, "contract_failures", {})))
 
 
 class _Input(abc.ObserverBase[Batch]):
@@ -149,8 +157,9 @@ class Writer:
         or error does not close the writer."""
         self.commands: abc.ObserverBase[Flush | Stop] = Observer(on_next=self.command)
         """Rx command input (:meth:`command`)."""
-        self.events: Subject[PartWritten] = Subject()
-        """Output: one :class:`PartWritten` per durable part."""
+        self.events: Subject[PartWritten | DataValidated] = Subject()
+        """Output: one :class:`PartWritten` per durable part, then one :class:`DataValidated` per write
+        (the batch data contracts' outcome) when the write function reports one."""
         if emit is not None:
             self.events.subscribe(on_next=emit)
         self._parked: list[tuple[DatasetId, list[Record]]] = []
@@ -276,6 +285,11 @@ class Writer:
             self.parts += 1
             log.info("part.written", dataset=str(dataset), rows=event.rows, path=event.path, duration_s=elapsed)
             self.events.on_next(event)
+        validated = _validated(result, dataset)
+        if validated is not None:
+            if validated.failed:
+                log.warning("batch.contracts_failed", dataset=validated.dataset, failed=validated.failed)
+            self.events.on_next(validated)
 
     def _give_up(self) -> None:
         parked = sum(len(r) for _, r in self._parked)

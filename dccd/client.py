@@ -280,6 +280,20 @@ class Client:
                 raise ApiError(resp.status_code, _error_text(resp))
         return pa.ipc.open_stream(body).read_all()
 
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """Retained snapshots (id, time, tag, note, datasets, parts, rows, bytes), oldest first."""
+        result: list[dict[str, Any]] = await self._call("GET", "/api/v1/snapshots")
+        return result
+
+    async def create_snapshot(
+        self, tag: str | None = None, note: str | None = None, keep: int | None = None
+    ) -> dict[str, Any]:
+        """Take a snapshot now; returns its id, time, tag and note."""
+        result: dict[str, Any] = await self._call(
+            "POST", "/api/v1/snapshots", body=_query(tag=tag, note=note) | ({"keep": keep} if keep is not None else {})
+        )
+        return result
+
     async def sql(
         self,
         sql: str,
@@ -317,20 +331,6 @@ class Client:
         meta = dict(table.schema.metadata or {})
         meta[b"dccd.truncated"] = resp.headers.get("x-dccd-truncated", "false").encode()
         return table.replace_schema_metadata(meta)
-
-    async def snapshots(self) -> list[dict[str, Any]]:
-        """Retained snapshots (id, time, tag, note, datasets, parts, rows, bytes), oldest first."""
-        result: list[dict[str, Any]] = await self._call("GET", "/api/v1/snapshots")
-        return result
-
-    async def create_snapshot(
-        self, tag: str | None = None, note: str | None = None, keep: int | None = None
-    ) -> dict[str, Any]:
-        """Take a snapshot now; returns its id, time, tag and note."""
-        result: dict[str, Any] = await self._call(
-            "POST", "/api/v1/snapshots", body=_query(tag=tag, note=note) | ({"keep": keep} if keep is not None else {})
-        )
-        return result
 
     async def read_polars(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`read` as a ``polars.DataFrame``.

@@ -70,7 +70,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "unknown-top-level-key",
         "storage: {path: x}\nfoo: 1\n",
         {},
-        "foo: unknown key (expected one of: storage server exchanges jobs alerts)",
+        "foo: unknown key (expected one of: storage server exchanges jobs alerts contracts)",
     ),
     (
         "unknown-storage-key",
@@ -385,13 +385,13 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "top-level-list",
         "- storage\n- jobs\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs alerts), got a list",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a list",
     ),
     (
         "top-level-scalar",
         "just text\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs alerts), got a string",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a string",
     ),
     (
         "duplicate-job-names",
@@ -775,7 +775,7 @@ def test_error_messages_are_single_lines() -> None:
     """A key containing a newline still yields a one-line ConfigError."""
     with pytest.raises(ConfigError) as info:
         parse_config('"a\\nb": 1\n', env={})
-    assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs alerts)"
+    assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs alerts contracts)"
     assert len(str(info.value).splitlines()) == 1
 
 

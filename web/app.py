@@ -28,6 +28,7 @@ from .api_control import ControlController
 from .api_data import DataController
 from .api_live import LiveController
 from .api_ops import OpsController
+from .api_quality import QualityController
 from .api_query import QueryController
 from .api_runs import RunsController
 from .api_scan import ScanController
@@ -44,9 +45,10 @@ ROUTE_HANDLERS: list[Any] = [
     ControlController,
     DataController,
     LiveController,
+    QualityController,
+    SnapshotsController,
     QueryController,
     ScanController,
-    SnapshotsController,
     ui,
     ui_asset,
     vendor_asset,

@@ -17,7 +17,7 @@ from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
 from dccd.actors.alerts import AlertCollector
-from dccd.actors.messages import ArchiveFetched
+from dccd.actors.messages import ArchiveFetched, DataValidated
 from dccd.actors.messages import Message as ActorMessage
 from dccd.actors.metrics import StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dccd.transport.http import TRANSPORT_REGISTRY
+
+from .contract_metrics import ContractMetrics
 
 
 class DuplicateMetric(RuntimeError):
@@ -105,6 +107,7 @@ class WebMetrics:
         self.archive_rows = Counter(
             "dccd_archive_rows", "Rows read from archive files and sent to the writers.", ["exchange"], registry=r
         )
+        self.contracts = ContractMetrics(r)
 
     def watch_sse(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         """Export SSE clients and drops from ``stats()`` = {feed kind: (clients, dropped events)} at scrape time."""
@@ -121,6 +124,8 @@ class WebMetrics:
             self.archive_files.labels(message.exchange, message.result).inc()
             self.archive_bytes.labels(message.exchange).inc(message.bytes)
             self.archive_rows.labels(message.exchange).inc(message.rows)
+        elif isinstance(message, DataValidated):
+            self.contracts.on_validated(message)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app and of the HTTP transports.

@@ -8,13 +8,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from dccd.config.contracts import Contracts
 from dccd.domain.records import DataType
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
 
 OPERATIONS = ("backfill", "stream", "scan")
 STREAM_TYPES = ("trades", "ohlc", "book")
-SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts")
+SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts", "contracts")
 SOURCES = ("auto", "archive", "rest")
 """Backfill history sources: exchange archives then REST (``auto``), archives only, REST only."""
 
@@ -100,6 +101,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     exchanges: dict[str, ExchangeSettings] = msgspec.field(default_factory=dict)
     jobs: list[Job] = msgspec.field(default_factory=list)
     alerts: list[Alert] = msgspec.field(default_factory=list)
+    contracts: Contracts = msgspec.field(default_factory=Contracts)
 
     def exchange(self, name: str) -> ExchangeSettings:
         """Settings for one exchange (defaults when not configured)."""

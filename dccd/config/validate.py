@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from dccd.config.contracts import STRUCTS as CONTRACT_STRUCTS
+from dccd.config.contracts import Contracts
 from dccd.config.schema import (
     OPERATIONS,
     SOURCES,
@@ -105,6 +107,8 @@ def _struct_for(path: str) -> type[msgspec.Struct]:
         return Alert
     if path.startswith("exchanges."):
         return ExchangeSettings
+    if path.startswith("contracts"):
+        return CONTRACT_STRUCTS.get(re.sub(r"\.maintenance\[[0-9]+\]$", ".maintenance[]", path), Contracts)
     sections: dict[str, type[msgspec.Struct]] = {"storage": Storage, "server": Server}
     return sections.get(path, Config)
 
@@ -356,4 +360,7 @@ def validate(cfg: Config, known_exchanges: Sequence[str] | None = None, *, now_n
             raise ConfigError(where, f"job id {jid!r} is already used by jobs[{ids[jid]}]")
         ids[jid] = i
     check_alerts(cfg)
+    from dccd.contracts.rules import resolve  # here: dccd.contracts imports dccd.config
+
+    resolve(cfg.contracts, known)
     return cfg

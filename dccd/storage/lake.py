@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import trio
 
+from dccd.contracts.rules import DEFAULT_RULES, BatchRules, ContractRules, sequential_exchange
 from dccd.domain import DatasetId
 from dccd.domain.plan import StoredTrades
 from dccd.domain.records import Trade
@@ -58,14 +59,31 @@ class Lake:
     Args:
         root: lake directory (created on first write).
         skew_ns: clock skew tolerated by the ``ts_not_future`` gate.
+        contracts: the data contracts' settings (the batch contracts run on every write unless off).
     """
 
-    def __init__(self, root: Path | str, *, skew_ns: int = DEFAULT_SKEW_NS, offload: Offload | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        skew_ns: int = DEFAULT_SKEW_NS,
+        offload: Offload | None = None,
+        contracts: ContractRules = DEFAULT_RULES,
+    ) -> None:
         self.root = Path(root)
         self._offload: Offload = offload or trio.to_thread.run_sync
         self.skew_ns = skew_ns
+        self.contracts = contracts
+        self._monotonic: dict[str, bool] = {}
         self.repaired = snapshots.Reconciled(0, 0)
         """What the last :meth:`sweep` repaired in the catalog."""
+
+    def batch_rules(self, dataset: DatasetId) -> BatchRules | None:
+        """The batch contracts' settings for a write to ``dataset`` (None: off)."""
+        exchange = dataset.exchange
+        if exchange not in self._monotonic:
+            self._monotonic[exchange] = sequential_exchange(exchange)
+        return self.contracts.for_batch(dataset, self._monotonic[exchange])
 
     # -- writing -------------------------------------------------------------------------
     def sweep(self) -> list[Path]:
@@ -87,13 +105,23 @@ class Lake:
         self, dataset: DatasetId, records: Sequence[Any], provenance: writer.Provenance, *, now_ns: int | None = None
     ) -> writer.WriteResult:
         """Append domain Structs; see :func:`dccd.storage.writer.write_records`."""
-        return writer.write_records(self.root, dataset, records, provenance, now_ns=now_ns, skew_ns=self.skew_ns)
+        return writer.write_records(
+            self.root,
+            dataset,
+            records,
+            provenance,
+            now_ns=now_ns,
+            skew_ns=self.skew_ns,
+            rules=self.batch_rules(dataset),
+        )
 
     def write_table(
         self, dataset: DatasetId, table: pa.Table, provenance: writer.Provenance, *, now_ns: int | None = None
     ) -> writer.WriteResult:
         """Append an Arrow table with the lake columns."""
-        return writer.write_table(self.root, dataset, table, provenance, now_ns=now_ns, skew_ns=self.skew_ns)
+        return writer.write_table(
+            self.root, dataset, table, provenance, now_ns=now_ns, skew_ns=self.skew_ns, rules=self.batch_rules(dataset)
+        )
 
     # -- reading -------------------------------------------------------------------------
     def read_table(

@@ -11,6 +11,14 @@ Rules: ``required_present`` (non-nullable columns are set), ``ts_positive``,
 ``ohlc_high`` (high >= max(open, close)), ``ohlc_low`` (low <= min(open, close)),
 ``side_valid``, ``values_finite`` (no NaN/inf prices or amounts), ``rate_finite`` and ``unique_key`` (a later row in the same batch
 has the same natural key: the last one wins, earlier ones are quarantined).
+
+With :class:`~dccd.contracts.rules.BatchRules` (the writer passes them unless ``contracts.batch`` is
+off) the batch contracts run too: ``ts_units`` (a ts in s, ms or µs that lands in the exchange's life
+once rescaled), ``ts_in_life`` (before the exchange existed) and, for bars,
+``bar_grid`` (the open time is not on the span's grid) quarantine their rows; ``monotonic_ids``
+(a trade id lower than the one before it in time, on an exchange whose ids are sequential) is only
+counted (:attr:`GateResult.flags`): which of the two rows is wrong is not known. Each rule belongs to
+one contract (:data:`RULE_CONTRACT`).
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from typing import Final, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dccd.domain import DataType
-from dccd.domain.timeutil import NS_PER_S
+from dccd.contracts.rules import BatchRules
+from dccd.domain import DataType, Span
+from dccd.domain.timeutil import NS_PER_DAY, NS_PER_S
 from dccd.storage.schema import ORDER_COLUMNS, SCHEMAS, TRADE_COMPOSITE
 
 DEFAULT_SKEW_NS: Final[int] = 300 * NS_PER_S
@@ -123,15 +132,102 @@ RULES: Final[dict[DataType, list[tuple[str, Check]]]] = {
 }
 
 
+_SCHEMA_RULES = (
+    "required_present", "ts_positive", "ts_units", "ts_in_life", "ts_not_future", "values_finite", "price_positive",
+    "amount_non_negative", "volume_non_negative", "side_valid", "rate_finite",
+)  # fmt: skip
+RULE_CONTRACT: Final[dict[str, str]] = {
+    **dict.fromkeys(_SCHEMA_RULES, "schema_units"),
+    **dict.fromkeys(("ohlc_low_le_high", "ohlc_high", "ohlc_low"), "ohlc_invariants"),
+    "unique_key": "unique_key",
+    "bar_grid": "bar_grid",
+    "monotonic_ids": "monotonic_ids",
+}
+"""Gate rule -> the data contract it belongs to (see :data:`dccd.contracts.rules.CONTRACTS`)."""
+
+_SCALES: Final[tuple[tuple[str, int], ...]] = (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000))
+
+
+def unit_mask(ts: pa.ChunkedArray | pa.Array, lo_ns: int, hi_ns: int) -> pa.ChunkedArray:
+    """True where ``ts`` lands in ``[lo_ns, hi_ns]`` once read as s, ms or µs instead of ns (the windows are
+    disjoint as ``hi_ns / lo_ns`` < 1000; ns multiplied by 1000 once too often overflows int64 before it
+    reaches 2009, so the writer's conversion raises on it instead)."""
+    i64 = pa.int64()
+    bounds = pc.min_max(ts).as_py()
+    if bounds["min"] is None or (bounds["min"] >= lo_ns and bounds["max"] <= hi_ns):  # the usual batch: one pass
+        return pc.and_(pc.is_valid(ts), _FALSE)  # all false, shaped like ts
+    hits = [
+        pc.and_(pc.greater_equal(ts, pa.scalar(-(-lo_ns // k), i64)), pc.less_equal(ts, pa.scalar(hi_ns // k, i64)))
+        for _, k in _SCALES
+    ]
+    return _must(reduce(pc.or_, hits))
+
+
+def grid_mask(ts: pa.ChunkedArray | pa.Array, span: Span) -> pa.ChunkedArray:
+    """True where ``ts`` is a bar open time of ``span`` (:meth:`Span.align` is the identity)."""
+    i64 = pa.int64()
+    if span.calendar:  # 1M: midnight of the 1st
+        midnight = pc.equal(pc.modulo(ts, pa.scalar(NS_PER_DAY, i64)), pa.scalar(0, i64))
+        first = pc.equal(pc.day(pc.cast(ts, pa.timestamp("ns"))), pa.scalar(1, i64))
+        return _must(pc.and_(midnight, first))
+    off = span.align(0) % span.ns  # 1w bars open on Mondays: 4 days after the epoch
+    return _must(pc.equal(pc.modulo(pc.subtract(ts, pa.scalar(off, i64)), pa.scalar(span.ns, i64)), pa.scalar(0, i64)))
+
+
+def _contract_checks(data_type: DataType, rules: BatchRules) -> tuple[list[tuple[str, Check]], list[tuple[str, Check]]]:
+    """The batch contracts' row checks: (after ``ts_positive``, at the end)."""
+    lo = rules.life_start_ns
+    ts_checks: list[tuple[str, Check]] = [
+        ("ts_units", lambda t, hi: pc.invert(unit_mask(t["ts"], lo, hi))),
+        ("ts_in_life", lambda t, _hi: _must(pc.greater_equal(t["ts"], pa.scalar(lo, pa.int64())))),
+    ]
+    tail: list[tuple[str, Check]] = []
+    span = rules.span
+    if data_type is DataType.OHLC and span is not None:
+        tail.append(("bar_grid", lambda t, _hi: grid_mask(t["ts"], span)))
+    return ts_checks, tail
+
+
+def _checks(data_type: DataType, rules: BatchRules | None) -> list[tuple[str, Check]]:
+    base = RULES[data_type]
+    if rules is None:
+        return base
+    ts_checks, tail = _contract_checks(data_type, rules)
+    return [*base[:2], *ts_checks, *base[2:], *tail]  # after required_present and ts_positive
+
+
+def rule_failures(
+    data_type: DataType, table: pa.Table, *, limit_ns: int, rules: BatchRules | None
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray] | None:
+    """``(ok, rule)`` per row of ``table`` (``rule``: the first rule the row breaks, null when it passes),
+    or None when every row passes. ``limit_ns`` is the newest acceptable ts (now + skew)."""
+    masks = [(name, check(table, limit_ns)) for name, check in _checks(data_type, rules)]
+    ok = _all(*(m for _, m in masks))
+    if pc.all(ok).as_py():
+        return None
+    rule = pa.nulls(table.num_rows, pa.string())
+    for name, m in masks:  # first failing rule wins
+        rule = pc.if_else(pc.and_(pc.is_null(rule), pc.invert(m)), pa.scalar(name, pa.string()), rule)
+    return ok, rule
+
+
 class GateResult(NamedTuple):
     """Outcome of :func:`gate`."""
 
     good: pa.Table  # strict lake schema, sorted by ts, natural keys unique
     bad: pa.Table | None  # loose schema plus a ``rule`` column
     reasons: dict[str, int]  # rule -> rows failing it
+    flags: dict[str, int] = {}  # noqa: RUF012 - report-only contracts -> rows (never quarantined)
 
 
-def gate(data_type: DataType, table: pa.Table, *, now_ns: int, skew_ns: int = DEFAULT_SKEW_NS) -> GateResult:
+def gate(
+    data_type: DataType,
+    table: pa.Table,
+    *,
+    now_ns: int,
+    skew_ns: int = DEFAULT_SKEW_NS,
+    rules: BatchRules | None = None,
+) -> GateResult:
     """Split a batch (loose schema) into rows to write and rows to quarantine.
 
     Args:
@@ -139,17 +235,15 @@ def gate(data_type: DataType, table: pa.Table, *, now_ns: int, skew_ns: int = DE
         table: the batch, columns as in :data:`dccd.storage.schema.LOOSE_SCHEMAS`.
         now_ns: current time; rows newer than ``now_ns + skew_ns`` fail ``ts_not_future``.
         skew_ns: tolerated clock skew.
+        rules: the batch contracts' settings for this dataset (None: the gate rules only).
     """
     table = table.combine_chunks()
     if table.num_rows == 0:
         return GateResult(table.cast(SCHEMAS[data_type]), None, {})
-    masks = [(name, check(table, now_ns + skew_ns)) for name, check in RULES[data_type]]
-    ok = _all(*(m for _, m in masks))
     bad_parts: list[pa.Table] = []
-    if not pc.all(ok).as_py():
-        rule = pa.nulls(table.num_rows, pa.string())
-        for name, m in masks:  # first failing rule wins
-            rule = pc.if_else(pc.and_(pc.is_null(rule), pc.invert(m)), pa.scalar(name, pa.string()), rule)
+    found = rule_failures(data_type, table, limit_ns=now_ns + skew_ns, rules=rules)
+    if found is not None:
+        ok, rule = found
         failed = pc.invert(ok)
         bad_parts.append(table.filter(failed).append_column(RULE_COLUMN, pc.filter(rule, failed)))
         table = table.filter(ok)
@@ -169,7 +263,28 @@ def gate(data_type: DataType, table: pa.Table, *, now_ns: int, skew_ns: int = DE
     if bad is not None:
         for item in pc.value_counts(bad[RULE_COLUMN]).to_pylist():
             reasons[item["values"]] = item["counts"]
-    return GateResult(table.cast(SCHEMAS[data_type]), bad, reasons)
+    flags: dict[str, int] = {}
+    if rules is not None and rules.monotonic_ids and (descents := id_descents(table)):
+        flags["monotonic_ids"] = descents
+    return GateResult(table.cast(SCHEMAS[data_type]), bad, reasons, flags)
+
+
+def id_descents(table: pa.Table) -> int:
+    """Trades (sorted by ts) whose integer id is lower than the id before them in (ts, id) order.
+
+    Ids that are not integers are left out (0 when none is).
+    """
+    if table.num_rows < 2:
+        return 0
+    try:
+        ids = pc.cast(table["id"], pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return 0
+    keys = pa.table({"ts": table["ts"], "id": ids}).filter(pc.is_valid(ids))
+    if _strictly_increasing(keys["id"]):
+        return 0
+    keys = keys.sort_by([("ts", "ascending"), ("id", "ascending")])
+    return int(pc.sum(pc.less(keys["id"][1:], keys["id"][:-1])).as_py() or 0)
 
 
 def _ts_sorted(table: pa.Table) -> bool:
@@ -221,3 +336,12 @@ def _eq_null(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     """Equality where null == null (SQL ``IS NOT DISTINCT FROM``)."""
     both_null = pc.and_(pc.is_null(a), pc.is_null(b))
     return pc.or_(both_null, _must(pc.equal(a, b)))
+
+
+def contract_counts(reasons: dict[str, int], flags: dict[str, int]) -> dict[str, int]:
+    """Rows per data contract from a gate's quarantine ``reasons`` and report-only ``flags``."""
+    out: dict[str, int] = {}
+    for rule, n in (*reasons.items(), *flags.items()):
+        contract = RULE_CONTRACT.get(rule, rule)
+        out[contract] = out.get(contract, 0) + n
+    return out

@@ -25,10 +25,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import dccd
+from dccd.contracts.rules import BatchRules
 from dccd.domain import DatasetId
 from dccd.domain.timeutil import NS_PER_DAY
 from dccd.storage import catalog, layout
-from dccd.storage.quality import DEFAULT_SKEW_NS, gate
+from dccd.storage.quality import DEFAULT_SKEW_NS, contract_counts, gate
 from dccd.storage.schema import conform, records_to_table
 
 ROW_GROUP_ROWS: Final[int] = 131_072
@@ -54,13 +55,19 @@ class PartInfo(msgspec.Struct, frozen=True):
 
 
 class WriteResult(msgspec.Struct, frozen=True):
-    """What one write did; ``quarantine_reasons`` maps rule name -> rows."""
+    """What one write did; ``quarantine_reasons`` maps rule name -> rows.
+
+    ``rows_checked`` went through the gate; ``contract_failures`` maps each data contract that failed
+    to its rows (quarantined ones and, for report-only contracts such as ``monotonic_ids``, written ones).
+    """
 
     parts: tuple[PartInfo, ...] = ()
     rows_written: int = 0
     rows_quarantined: int = 0
     quarantine_reasons: dict[str, int] = {}
     quarantine_parts: tuple[str, ...] = ()
+    rows_checked: int = 0
+    contract_failures: dict[str, int] = {}
 
 
 def parquet_options(columns: Sequence[str]) -> dict[str, Any]:
@@ -174,15 +181,18 @@ def write_table(
     *,
     now_ns: int | None = None,
     skew_ns: int = DEFAULT_SKEW_NS,
+    rules: BatchRules | None = None,
 ) -> WriteResult:
     """Gate, split and append ``table`` (lake columns) to ``ds``; never modifies existing parts.
+
+    ``rules`` adds the batch data contracts to the gate (:func:`dccd.storage.quality.gate`).
 
     Raises:
         StorageError: the table lacks lake columns.
         OSError: the disk failed (nothing partial is left visible).
     """
     now_ns = time.time_ns() if now_ns is None else now_ns
-    result = gate(ds.data_type, conform(ds.data_type, table), now_ns=now_ns, skew_ns=skew_ns)
+    result = gate(ds.data_type, conform(ds.data_type, table), now_ns=now_ns, skew_ns=skew_ns, rules=rules)
     meta = provenance_metadata(ds, provenance)
     parts = []
     if result.good.num_rows:
@@ -216,6 +226,8 @@ def write_table(
         rows_quarantined=0 if result.bad is None else result.bad.num_rows,
         quarantine_reasons=result.reasons,
         quarantine_parts=qparts,
+        rows_checked=table.num_rows,
+        contract_failures=contract_counts(result.reasons, result.flags),
     )
 
 
@@ -227,11 +239,13 @@ def write_records(
     *,
     now_ns: int | None = None,
     skew_ns: int = DEFAULT_SKEW_NS,
+    rules: BatchRules | None = None,
 ) -> WriteResult:
     """Append a batch of domain Structs (``Trade``, ``Candle``, ``BookLevel``/``BookSnapshot``, ...)."""
     if not records:
         return WriteResult()
-    return write_table(root, ds, records_to_table(ds.data_type, records), provenance, now_ns=now_ns, skew_ns=skew_ns)
+    table = records_to_table(ds.data_type, records)
+    return write_table(root, ds, table, provenance, now_ns=now_ns, skew_ns=skew_ns, rules=rules)
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,7 +22,12 @@ snapshot (parts in the data tree, then moved to the retained area by a later com
 With ``--small-writes [N]`` it measures stream-sized writes (N writes of 10 trades, one part each):
 the per-commit cost of the writer (part file plus its catalog registration).
 
+With ``--contracts`` it measures the write path with the batch data contracts off and on, side by side
+in one run (alternating rounds, best of each): 1M-row trade batches, 10-trade stream writes, 1000-bar
+backfill pages and 60-bar appends, plus the quality gate alone on a 50,000-row flush.
+
 Usage: python tests/bench/lake.py [--trades N] [--batch N] [--skip-old] [--rolling [N]] [--small-writes [N]] [--snapshots]
+                                  [--contracts]
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ ROUTES = {
     "/api/v1/inventory": {"get"}, "/api/v1/data/{data_type}/{exchange}/{symbol}": {"get"},
     "/api/v1/config": {"get"}, "/api/v1/live/trades": {"get"}, "/api/v1/live/candles": {"get"},
     "/api/v1/events": {"get"},
+    "/api/v1/quality": {"get"},
+    "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
+    "/api/v1/snapshots/{ref}": {"get", "delete"},
     "/api/v1/query": {"post"},
     "/api/v1/scanners": {"get"}, "/api/v1/scans": {"post"}, "/api/v1/scans/{run_id}": {"get"},
     "/api/v1/signals": {"get"}, "/api/v1/live/signals": {"get"},
-    "/api/v1/snapshots": {"get", "post"}, "/api/v1/snapshots/diff": {"get"}, "/api/v1/snapshots/prune": {"post"},
-    "/api/v1/snapshots/{ref}": {"get", "delete"},
 }  # fmt: skip
 
 
