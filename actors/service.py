@@ -84,6 +84,10 @@ class Service:
         """Live recordings (:mod:`~dccd.actors.streams`); set with :attr:`ops`."""
         self.scheduler: Scheduler | None = None
         """Jobs (config and API); set with :attr:`ops`; fires only after ``await scheduler.start()``."""
+        self.bus_publisher: Any = None
+        """The :class:`~dccd.actors.bus.BusPublisher` when the config has ``bus:``."""
+        self.shards: Any = None
+        """The :class:`~dccd.actors.shards.ShardCoordinator` when the config has ``shard:``."""
 
     @property
     def has_operations(self) -> bool:

@@ -75,12 +75,13 @@ cli.add_command(serve)
 from dccd.cli.stream_cmds import stream_cmd  # noqa: E402
 
 cli.add_command(stream_cmd)
+from dccd.cli.bus_cmds import COMMANDS as BUS_COMMANDS  # noqa: E402
 from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
 from dccd.cli.lake_cmds import COMMANDS as LAKE_COMMANDS  # noqa: E402
 from dccd.cli.runs_cmds import COMMANDS as RUNS_COMMANDS  # noqa: E402
 from dccd.cli.symbols_cmds import COMMANDS as SYMBOLS_COMMANDS  # noqa: E402
 
-for _cmd in (*LAKE_COMMANDS, *RUNS_COMMANDS, *SYMBOLS_COMMANDS, *JOBS_COMMANDS):
+for _cmd in (*LAKE_COMMANDS, *RUNS_COMMANDS, *SYMBOLS_COMMANDS, *JOBS_COMMANDS, *BUS_COMMANDS):
     cli.add_command(_cmd)
 
 

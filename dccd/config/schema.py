@@ -14,7 +14,7 @@ from dccd.domain.symbols import Symbol
 
 OPERATIONS = ("backfill", "stream")
 STREAM_TYPES = ("trades", "ohlc", "book")
-SECTIONS = ("storage", "server", "exchanges", "jobs")
+SECTIONS = ("storage", "server", "exchanges", "jobs", "bus", "shard")
 
 
 def key_text(key: str) -> str:
@@ -69,6 +69,21 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     once: bool = False
 
 
+class Bus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The optional NATS JetStream bus: live data, events and signals are published there; shard leases live there."""
+
+    url: str
+    format: Literal["json", "msgpack"] = "json"
+    max_age: str = "24h"
+    """How long the streams keep messages."""
+    duplicate_window: str = "10m"
+    """Within this window a message published again (same ``Nats-Msg-Id``) is stored once."""
+    max_queue: int = 500_000
+    """Messages held for the bus while it is unreachable (the oldest are dropped and counted beyond this)."""
+    lease_ttl: str = "10s"
+    """A shard whose lease is this old is taken as dead and its jobs are taken over."""
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The whole config."""
 
@@ -76,6 +91,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server: Server = msgspec.field(default_factory=Server)
     exchanges: dict[str, ExchangeSettings] = msgspec.field(default_factory=dict)
     jobs: list[Job] = msgspec.field(default_factory=list)
+    bus: Bus | None = None
+    shard: str | None = None
+    """``K/N``: run only this shard's share of the jobs (needs ``bus``: the leases live there)."""
 
     def exchange(self, name: str) -> ExchangeSettings:
         """Settings for one exchange (defaults when not configured)."""
