@@ -35,12 +35,14 @@ class ShardCoordinator:
         ttl_s: float,
         on_change: Callable[[frozenset[int]], Awaitable[None]],
         bucket: str = LEASE_BUCKET,
+        release_on_exit: bool = True,
     ) -> None:
         self.link = link
         self.me, self.n = me, n
         self.ttl_s = ttl_s
         self.on_change = on_change
         self.bucket = bucket
+        self.release_on_exit = release_on_exit
         self.held: dict[int, int] = {}  # shard -> revision of our owner key
         self.takeovers = 0
         self.renew_failures = 0
@@ -69,7 +71,7 @@ class ShardCoordinator:
                         await self.on_change(self.owned)
                 await trio.sleep(self.ttl_s / 4)
         finally:
-            if self.held:
+            if self.held and self.release_on_exit:
                 with trio.CancelScope(shield=True), trio.move_on_after(3.0):
                     await self._release_all()
 
