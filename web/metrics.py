@@ -17,7 +17,7 @@ from typing import Any
 
 from dccd.actors import PartWritten, register_metrics
 from dccd.actors.messages import Message as ActorMessage
-from dccd.actors.metrics import StreamCollector
+from dccd.actors.metrics import BusCollector, StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -71,6 +71,8 @@ class WebMetrics:
         streams = getattr(svc, "streams", None)  # a service with storage records live streams
         if streams is not None:
             r.register(StreamCollector(streams.list, streams.now_ns))
+        if getattr(getattr(svc, "config", None), "bus", None) is not None:
+            r.register(BusCollector(svc))
         self.requests = Counter(
             "dccd_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dccd.bus.consumer import tap
 from tests.bus.natsserver import NatsServer, free_port, nats_server_binary
@@ -145,6 +146,15 @@ def test_two_shards_split_take_over_and_lose_nothing(cluster: tuple[Cluster, Nat
     time.sleep(8)  # the takeover's refills land; the API process reads the shared lake meanwhile
     inventory = httpx.get(c.url("api") + "/api/v1/inventory", timeout=10).json()
     assert {d["exchange"] for d in inventory if d["data_type"] == "trades"} >= set(SEQUENTIAL)
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(httpx.get(c.url(survivor) + "/metrics", timeout=10).text)
+        for s in fam.samples
+    }
+    assert metrics[("dccd_shard_takeovers_total", ())] == 1
+    assert metrics[("dccd_shard_owned", (("shard", "0"),))] == metrics[("dccd_shard_owned", (("shard", "1"),))] == 1
+    assert metrics[("dccd_bus_published_total", ())] > 0 and metrics[("dccd_bus_connected", ())] == 1
+    assert metrics[("dccd_bus_dropped_total", ())] == 0
     c.stop(survivor, "api")
 
     con = duckdb.connect()
