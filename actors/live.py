@@ -257,6 +257,7 @@ class LiveStream:
                     nursery.start_soon(loop)
                 if self.request.data_type is DataType.BOOK:
                     nursery.start_soon(self.repairs.run_books)
+                await self._resume_from_lake()
                 for feed in self.feeds:
                     feed.handle = await nursery.start(self._connection, feed)
                 log.info("stream.started", symbols=[str(s) for s in self.request.symbols], connections=len(self.feeds))
@@ -270,6 +271,33 @@ class LiveStream:
             # Shielded but not time-boxed: the writer bounds its own drain (drain_s), the service its shutdown (grace_s).
             with trio.CancelScope(shield=True):
                 await self._finish(state, error)
+
+    async def _resume_from_lake(self) -> None:
+        """Continue after the newest stored trade (consecutive ids only): the first live id then opens the hole.
+
+        The hole (trades stored last .. the first one received) is refilled over REST like any other,
+        from the stored trade's time; a trade older than ``resume_window_s`` is not resumed from.
+        """
+        window_ns = round(self._opt.resume_window_s * 1e9)
+        if window_ns <= 0:
+            return
+        now = self._ops.now_ns()
+        for st in self.recording.symbols.values():
+            if st.tracker is None or st.tracker.next >= 0:
+                continue
+            last = await self._ops.lake.alast_trade(st.dataset)
+            if last is None or last.id is None:
+                continue
+            # its age by when it was received (an exchange's clock, or a replayed tape, may differ from ours)
+            seen_ns = last.recv_ts if last.recv_ts is not None else last.ts
+            if now - seen_ns > window_ns:
+                continue
+            try:
+                after = int(last.id)
+            except ValueError:
+                continue
+            st.tracker.next, st.seq_ts = after + 1, last.ts
+            log.info("stream.resumed", symbol=str(st.dataset.symbol), after_id=after, age_s=(now - seen_ns) / 1e9)
 
     async def _connection(self, feed: _Feed, *, task_status: trio.TaskStatus[WsHandle]) -> None:
         plan, opt = feed.plan, self._opt

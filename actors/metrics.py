@@ -12,7 +12,7 @@ nothing is registered on the global registry at import time::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
@@ -183,4 +183,52 @@ class StreamCollector:
             "watchdog": c("dccd_stream_watchdog_trips", "Connections replaced because they went silent.", labels=ls),
             "refills": c("dccd_stream_refills", "REST refills of holes, by result.", labels=[*ls, "result"]),
             "gaps_open": g("dccd_stream_gaps_open", "Ranges recorded as unfillable gaps.", labels=ls),
+        }
+
+
+class BusCollector:
+    """``dccd_bus_*`` (the publisher's counters) and ``dccd_shard_*`` (leases) of a service with ``bus:``.
+
+    Reads ``svc.bus_publisher`` and ``svc.shards`` at each scrape (they appear once the bus actor runs).
+    """
+
+    def __init__(self, svc: Any) -> None:
+        self._svc = svc
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric names this collector produces (for the registry's clash check)."""
+        yield from self._families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        """Current values."""
+        f = self._families()
+        pub = getattr(self._svc, "bus_publisher", None)
+        if pub is not None:
+            s = pub.statistics()
+            f["published"].add_metric([], s.published)
+            f["duplicates"].add_metric([], s.duplicates)
+            f["dropped"].add_metric([], s.dropped)
+            f["failures"].add_metric([], s.failed)
+            f["depth"].add_metric([], s.depth)
+            f["connected"].add_metric([], 1.0 if s.connected else 0.0)
+        coord = getattr(self._svc, "shards", None)
+        if coord is not None:
+            for j in range(coord.n):
+                f["owned"].add_metric([str(j)], 1.0 if j in coord.owned else 0.0)
+            f["takeovers"].add_metric([], coord.takeovers)
+            f["renew_failures"].add_metric([], coord.renew_failures)
+        yield from f.values()
+
+    def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+        c, g = CounterMetricFamily, GaugeMetricFamily
+        return {
+            "published": c("dccd_bus_published", "Messages stored by JetStream."),
+            "duplicates": c("dccd_bus_duplicates", "Messages JetStream dropped as already stored (same Nats-Msg-Id)."),
+            "dropped": c("dccd_bus_dropped", "Messages dropped from the full outbox while the bus was unreachable."),
+            "failures": c("dccd_bus_publish_failures", "Publish rounds that failed (and were retried)."),
+            "depth": g("dccd_bus_queue_depth", "Messages waiting in the outbox."),
+            "connected": g("dccd_bus_connected", "1 while the last publish round succeeded."),
+            "owned": g("dccd_shard_owned", "1 for each shard whose jobs this collector runs.", labels=["shard"]),
+            "takeovers": c("dccd_shard_takeovers", "Shards of dead collectors taken over."),
+            "renew_failures": c("dccd_shard_renew_failures", "Lease rounds that failed."),
         }

@@ -45,6 +45,7 @@ import structlog
 import trio
 from reactivex.subject import Subject
 
+from dccd.bus.shard import shard_of
 from dccd.config import Config, JobSpec, expand_jobs
 from dccd.domain.capability import Transport
 from dccd.errors import ConfigError, DccdError
@@ -129,6 +130,8 @@ class Scheduler:
         self._started = False
         self._actor_lock = trio.Lock()
         self._file_lock = trio.Lock()
+        self._sharding: tuple[int, int] | None = None  # (me, n): run only the jobs of the shards owned
+        self._owned: frozenset[int] = frozenset()
         self.triggers: Subject[JobTriggered] = Subject()
         """Output: every trigger of a scheduled job (the wall-clock loops emit; firing is subscribed to it)."""
         self.triggers.subscribe(on_next=self._on_triggered)
@@ -307,8 +310,52 @@ class Scheduler:
         finally:
             self._nursery = None
 
+    # -- sharding --------------------------------------------------------------------------------
+
+    def shard_jobs(self, me: int, n: int) -> None:
+        """Run only the jobs of the shards :meth:`set_owned` gives this collector (none until then)."""
+        self._sharding = (me, n)
+
+    def job_shard(self, job_id: str) -> int | None:
+        """The shard a job belongs to (None without sharding)."""
+        if self._sharding is None:
+            return None
+        s = self._job(job_id).spec
+        return shard_of(s.exchange, s.symbols, self._sharding[1])
+
+    def _owns(self, job: JobState) -> bool:
+        if self._sharding is None:
+            return True
+        return shard_of(job.spec.exchange, job.spec.symbols, self._sharding[1]) in self._owned
+
+    async def set_owned(self, shards: frozenset[int]) -> None:
+        """Start the jobs of newly owned shards and stop (streams: gracefully) those of shards let go."""
+        self._owned = frozenset(shards)
+        for job in list(self._jobs.values()):
+            if self._owns(job):
+                self._schedule(job)
+            else:
+                await self._unschedule(job)
+
+    async def _unschedule(self, job: JobState) -> None:
+        if (watch := self._watches.pop(job.spec.id, None)) is not None:
+            watch.dispose()
+        scope = self._scopes.pop(job, None)
+        if scope is not None:
+            scope.cancel()
+        if job.spec.schedule == "stream" and job.stream_id is not None:
+            stream_id, job.stream_id = job.stream_id, None
+            stop_stream = getattr(self._svc, "stop_stream", None)
+            if stop_stream is not None:
+                await stop_stream(stream_id)
+            log.info("job.released", job_id=job.spec.id, stream_id=stream_id)
+        if job.spec.schedule in ("stream", "once"):
+            job.running, job.last_state = False, None
+
     def _schedule(self, job: JobState) -> None:
         if self._nursery is None or job.source not in self._enabled or job in self._scopes:
+            return
+        if not self._owns(job):
             return
         self._watch_bars(job)
         if job.spec.schedule in ("stream", "once") and (job.running or job.last_state is not None):

@@ -90,6 +90,10 @@ class Service:
         self.scans: ScanOps | None = None
         """Scanner runs, signals and alerts (:mod:`~dccd.actors.scans`); set with :attr:`ops`."""
         self._checks = trio.CapacityLimiter(1)  # one contract check at a time: each may read a year of data
+        self.bus_publisher: Any = None
+        """The :class:`~dccd.actors.bus.BusPublisher` when the config has ``bus:``."""
+        self.shards: Any = None
+        """The :class:`~dccd.actors.shards.ShardCoordinator` when the config has ``shard:``."""
 
     @property
     def has_operations(self) -> bool:

@@ -114,6 +114,10 @@ class StreamOptions(msgspec.Struct, frozen=True):
     ``book_interval_s`` from a book synced with ``snapshot_depth`` levels.
     ``stop_refill_s`` bounds the REST refills a graceful stop still runs
     (pending holes, and the trades missed while disconnected at the stop).
+    ``resume_window_s``: a trades stream with consecutive ids starts after the
+    newest trade the lake holds when that trade is younger than this, so the
+    trades missed while no stream ran (a restart, a shard taking over a dead
+    one's streams) are refilled over REST; 0 starts from the live feed only.
     """
 
     flush_s: float = 0.25
@@ -130,6 +134,7 @@ class StreamOptions(msgspec.Struct, frozen=True):
     snapshot_depth: int = 1000
     progress_s: float = 5.0
     stop_refill_s: float = 10.0
+    resume_window_s: float = 3600.0
     writer: WriterOptions = msgspec.field(
         default_factory=lambda: WriterOptions(max_rows=100_000, max_age_s=2.0, high=8)
     )

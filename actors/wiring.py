@@ -30,6 +30,7 @@ import trio
 from prometheus_client.registry import CollectorRegistry
 from reactivex.subject import Subject
 
+from dccd.bus.shard import parse_shard
 from dccd.config import Config
 from dccd.contracts.rules import resolve as resolve_contracts
 from dccd.domain.backoff import RestartPolicy
@@ -38,6 +39,7 @@ from dccd.storage.lake import Lake
 from dccd.storage.limits import LimitStateFile
 from dccd.storage.runs import LEASE_TTL_S, Offload, RunStore
 
+from .bus import serve_bus
 from .clients import ClientOptions, ClientPool
 from .hub import Hub
 from .lease import LeaseOptions, serve_run_lease
@@ -180,6 +182,11 @@ async def _open_operations(
     )  # fmt: skip
     svc.scans = await ScanOps.open(svc, root.expanduser(), config.alerts, **(scan_options or {}))
     svc.scheduler = await Scheduler.open(svc, svc.config, root.expanduser())
+    if config.shard is not None:
+        me, n = parse_shard(config.shard)
+        svc.scheduler.shard_jobs(me, n)  # no job runs until the coordinator holds a lease
+    if config.bus is not None:
+        await svc.start_actor("bus", functools.partial(serve_bus, svc), role=Role.HUB, escalate=False)
 
 
 async def serve(

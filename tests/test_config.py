@@ -70,7 +70,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "unknown-top-level-key",
         "storage: {path: x}\nfoo: 1\n",
         {},
-        "foo: unknown key (expected one of: storage server exchanges jobs alerts contracts)",
+        "foo: unknown key (expected one of: storage server exchanges jobs alerts contracts bus shard)",
     ),
     (
         "unknown-storage-key",
@@ -385,13 +385,13 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "top-level-list",
         "- storage\n- jobs\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a list",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts bus shard), got a list",
     ),
     (
         "top-level-scalar",
         "just text\n",
         {},
-        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts), got a string",
+        "(top level): expected a mapping of sections (storage server exchanges jobs alerts contracts bus shard), got a string",
     ),
     (
         "duplicate-job-names",
@@ -775,7 +775,10 @@ def test_error_messages_are_single_lines() -> None:
     """A key containing a newline still yields a one-line ConfigError."""
     with pytest.raises(ConfigError) as info:
         parse_config('"a\\nb": 1\n', env={})
-    assert str(info.value) == "'a\\nb': unknown key (expected one of: storage server exchanges jobs alerts contracts)"
+    assert (
+        str(info.value)
+        == "'a\\nb': unknown key (expected one of: storage server exchanges jobs alerts contracts bus shard)"
+    )
     assert len(str(info.value).splitlines()) == 1
 
 
@@ -838,3 +841,29 @@ def test_config_package_public_surface() -> None:
     assert config.Config.__module__ == "dccd.config.schema"
     assert config.resolve_start.__module__ == "dccd.config.timeexpr"
     assert config.apply_env.__module__ == "dccd.config.env"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bus: {url: 'http://x:4222'}", "bus.url: 'http://x:4222' is not a URL like nats://host[:port][/prefix]"),
+        ("bus: {url: 'nats://127.0.0.1:4222', max_age: 'soon'}", "bus.max_age: "),
+        ("bus: {url: 'nats://127.0.0.1:4222', max_queue: 0}", "bus.max_queue: 0 is not a positive number of messages"),
+        ("shard: 2/2\nbus: {url: 'nats://127.0.0.1:4222'}", "shard: '2/2': shard K must be 0..N-1 with N >= 1"),
+        ("shard: 0/2", "shard: needs bus.url: shards hold their leases in the bus's key-value store"),
+    ],
+)
+def test_bus_and_shard_errors_are_one_line(text: str, message: str) -> None:
+    from dccd.config import parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_bus_and_shard_parse() -> None:
+    from dccd.config import parse_config
+
+    cfg = parse_config("shard: 1/3\nbus: {url: 'nats://127.0.0.1:4222', format: msgpack}", env={})
+    assert cfg.shard == "1/3" and cfg.bus is not None and cfg.bus.format == "msgpack" and cfg.bus.lease_ttl == "10s"

@@ -19,7 +19,7 @@ from dccd.actors import PartWritten, register_metrics
 from dccd.actors.alerts import AlertCollector
 from dccd.actors.messages import ArchiveFetched, DataValidated
 from dccd.actors.messages import Message as ActorMessage
-from dccd.actors.metrics import StreamCollector
+from dccd.actors.metrics import BusCollector, StreamCollector
 from litestar.types import ASGIApp, Message, Receive, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -77,6 +77,8 @@ class WebMetrics:
             r.register(StreamCollector(streams.list, streams.now_ns))
         if getattr(svc, "scans", None) is not None:  # webhook alerts: dccd_alert_*
             r.register(AlertCollector(svc.scans.alerts))
+        if getattr(getattr(svc, "config", None), "bus", None) is not None:
+            r.register(BusCollector(svc))
         self.requests = Counter(
             "dccd_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
         )

@@ -77,6 +77,7 @@ cli.add_command(serve)
 from dccd.cli.stream_cmds import stream_cmd  # noqa: E402
 
 cli.add_command(stream_cmd)
+from dccd.cli.bus_cmds import COMMANDS as BUS_COMMANDS  # noqa: E402
 from dccd.cli.check_cmds import COMMANDS as CHECK_COMMANDS  # noqa: E402
 from dccd.cli.derive_cmds import COMMANDS as DERIVE_COMMANDS  # noqa: E402
 from dccd.cli.jobs_cmds import COMMANDS as JOBS_COMMANDS  # noqa: E402
@@ -97,6 +98,7 @@ _CMDS = (
     *CHECK_COMMANDS,
     *DERIVE_COMMANDS,
     *SCAN_COMMANDS,
+    *BUS_COMMANDS,
 )
 for _cmd in _CMDS:
     cli.add_command(_cmd)

@@ -68,7 +68,8 @@ async def serve_main(config: Config, host: str | None, port: int | None, *, read
 @click.option(
     "--port", default=None, type=click.IntRange(0, 65535), help="Port (default: server.port, 8080; 0 = any free port)."
 )
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--shard", default=None, metavar="K/N", help="Run only shard K of N of the jobs (needs bus.url).")
+def serve(host: str | None, port: int | None, shard: str | None) -> None:
     """Run the collector: configured jobs (scheduled backfills, supervised streams), the HTTP API, SSE and UI.
 
     Without --config (or DCCD_CONFIG) the embedded default config runs.
@@ -76,6 +77,8 @@ def serve(host: str | None, port: int | None) -> None:
     """
     st = state()
     cfg = st.config()
+    if shard is not None:
+        cfg = with_shard(cfg, shard)
     prepare_data_dir(cfg.data_root)  # a bad storage path is one line before anything starts
     st.setup_logging("INFO")
     try:
@@ -88,6 +91,19 @@ def serve(host: str | None, port: int | None) -> None:
         click.echo(f"error: cannot serve on {where}: {bind_error.strerror or bind_error}", err=True)
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
+
+
+def with_shard(cfg: Config, shard: str) -> Config:
+    """``cfg`` with ``shard`` set (``--shard``), checked like the config key.
+
+    Raises:
+        ConfigError: not ``K/N``, or no ``bus`` configured.
+    """
+    import msgspec
+
+    from dccd.config.validate import validate
+
+    return validate(msgspec.structs.replace(cfg, shard=shard))
 
 
 def _only_os_error(exc: BaseException) -> OSError | None:

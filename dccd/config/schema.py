@@ -15,7 +15,7 @@ from dccd.domain.symbols import Symbol
 
 OPERATIONS = ("backfill", "stream", "scan")
 STREAM_TYPES = ("trades", "ohlc", "book")
-SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts", "contracts")
+SECTIONS = ("storage", "server", "exchanges", "jobs", "alerts", "contracts", "bus", "shard")
 SOURCES = ("auto", "archive", "rest")
 """Backfill history sources: exchange archives then REST (``auto``), archives only, REST only."""
 
@@ -93,6 +93,21 @@ class Alert(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     retries: int = 5
 
 
+class Bus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The optional NATS JetStream bus: live data, events and signals are published there; shard leases live there."""
+
+    url: str
+    format: Literal["json", "msgpack"] = "json"
+    max_age: str = "24h"
+    """How long the streams keep messages."""
+    duplicate_window: str = "10m"
+    """Within this window a message published again (same ``Nats-Msg-Id``) is stored once."""
+    max_queue: int = 500_000
+    """Messages held for the bus while it is unreachable (the oldest are dropped and counted beyond this)."""
+    lease_ttl: str = "10s"
+    """A shard whose lease is this old is taken as dead and its jobs are taken over."""
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The whole config."""
 
@@ -102,6 +117,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     jobs: list[Job] = msgspec.field(default_factory=list)
     alerts: list[Alert] = msgspec.field(default_factory=list)
     contracts: Contracts = msgspec.field(default_factory=Contracts)
+    bus: Bus | None = None
+    shard: str | None = None
+    """``K/N``: run only this shard's share of the jobs (needs ``bus``: the leases live there)."""
 
     def exchange(self, name: str) -> ExchangeSettings:
         """Settings for one exchange (defaults when not configured)."""

@@ -314,6 +314,30 @@ def _check_exchange(name: str, ex: ExchangeSettings, known: tuple[str, ...]) -> 
         raise ConfigError(f"{p}.rate_limit", f"{ex.rate_limit} is not a share between 0 and 1 (e.g. 0.8)")
 
 
+def _check_bus(cfg: Config) -> None:
+    from dccd.bus.shard import parse_shard  # the bus package is optional at run time, not its parsing
+
+    if cfg.bus is not None:
+        try:
+            check_url(cfg.bus.url, ("tls", "nats"))
+        except ValueError as exc:
+            raise ConfigError("bus.url", str(exc)) from None
+        for key in ("max_age", "duplicate_window", "lease_ttl"):
+            try:
+                parse_duration_s(getattr(cfg.bus, key))
+            except ValueError as exc:
+                raise ConfigError(f"bus.{key}", str(exc)) from None
+        if cfg.bus.max_queue < 1:
+            raise ConfigError("bus.max_queue", f"{cfg.bus.max_queue} is not a positive number of messages")
+    if cfg.shard is not None:
+        try:
+            parse_shard(cfg.shard)
+        except ValueError as exc:
+            raise ConfigError("shard", str(exc)) from None
+        if cfg.bus is None:
+            raise ConfigError("shard", "needs bus.url: shards hold their leases in the bus's key-value store")
+
+
 def validate(cfg: Config, known_exchanges: Sequence[str] | None = None, *, now_ns: int | None = None) -> Config:
     """Semantic checks beyond the schema; job start/end must be moments of exchange history as of
     ``now_ns`` (default: the wall clock).
@@ -351,6 +375,7 @@ def validate(cfg: Config, known_exchanges: Sequence[str] | None = None, *, now_n
             )
     for name, ex in cfg.exchanges.items():
         _check_exchange(name, ex, known)
+    _check_bus(cfg)
     ids: dict[str, int] = {}
     for i, job in enumerate(cfg.jobs):
         check_job(i, job, known, now_ns)

@@ -229,7 +229,8 @@ class Lake:
             return None
         ids = _int_ids(table)
         row = table.slice(table.num_rows - 1, 1).to_pylist()[0]
-        return Trade(row["ts"], str(ids[-1]) if ids else row["id"], row["price"], row["amount"], row["side"])
+        tid = str(ids[-1]) if ids else row["id"]
+        return Trade(row["ts"], tid, row["price"], row["amount"], row["side"], row.get("recv_ts"))
 
     def has_dataset(self, dataset: DatasetId) -> bool:
         """True when ``dataset`` was ever collected here (it has a partition directory)."""
