@@ -94,21 +94,22 @@ class BusPublisher:
         elif isinstance(item, Message):
             if isinstance(item, _QUIET):
                 return
-            kind = msgspec.inspect.type_info(type(item))
-            tag = getattr(kind, "tag", None) or type(item).__name__
-            msgs = [event_message(item, str(tag), self.fmt)]
+            msgs = [event_message(item, self.fmt)]
         else:
             return
         if not msgs:
             return
         self._out.extend(msgs)
         self.queued += len(msgs)
-        over = len(self._out) - self.max_queue
-        if over > 0:
-            for _ in range(over):
-                self._out.popleft()
-            self.dropped += over
+        self._trim()
         self._wake.set()
+
+    def _trim(self) -> None:
+        """Drop the oldest messages beyond ``max_queue`` (counted)."""
+        over = len(self._out) - self.max_queue
+        for _ in range(max(0, over)):
+            self._out.popleft()
+        self.dropped += max(0, over)
 
     def statistics(self) -> BusStats:
         return BusStats(
@@ -168,10 +169,7 @@ class BusPublisher:
             log.warning("bus.publish_failed", error=error, pending=len(chunk) + len(self._out))
         self.connected, self.last_error = False, error
         self._out.extendleft(reversed(chunk))
-        over = len(self._out) - self.max_queue
-        for _ in range(max(0, over)):
-            self._out.popleft()
-        self.dropped += max(0, over)
+        self._trim()
 
 
 async def serve_bus(svc: Any, *, task_status: trio.TaskStatus[BusPublisher] = trio.TASK_STATUS_IGNORED) -> None:

@@ -162,18 +162,21 @@ def batch_messages(dataset: DatasetId, records: list[Record], fmt: Format) -> It
             yield Outgoing(subject, encode(msg, fmt), record_id(dataset, rec))
 
 
-def event_message(event: msgspec.Struct, kind: str, fmt: Format) -> Outgoing:
-    """An event on ``dccd.events.<kind>`` (a ``signal_generated`` goes to ``dccd.signals.<scanner>``).
+def event_message(event: msgspec.Struct, fmt: Format) -> Outgoing:
+    """An event on ``dccd.events.<kind>`` (``kind``: its ``type`` tag); a ``signal_generated`` goes to
+    ``dccd.signals.<scanner>``.
 
-    Its id is a digest of its JSON form: the same event published twice is stored once.
+    A signal's id is its natural key; another event's a digest of its JSON form: the same event published
+    twice is stored once.
     """
+    kind = str(type(event).__struct_config__.tag or type(event).__name__)
     payload = encode(event, fmt)
-    digest = hashlib.blake2b(_json.encode(event), digest_size=12).hexdigest()
     scanner = getattr(event, "scanner", None)
     if kind == "signal_generated" and isinstance(scanner, str):
         ex, sym, ts = getattr(event, "exchange", ""), getattr(event, "symbol", ""), getattr(event, "ts", "")
         params = getattr(event, "params_hash", "")
         return Outgoing(signal_subject(scanner), payload, f"s:{scanner}:{params}:{ex}:{sym}:{ts}")
+    digest = hashlib.blake2b(_json.encode(event), digest_size=12).hexdigest()
     return Outgoing(event_subject(kind), payload, f"e:{kind}:{digest}")
 
 

@@ -72,11 +72,11 @@ def test_msgpack_is_the_compact_form() -> None:
 
 def test_events_go_to_their_kind_and_signals_to_their_scanner() -> None:
     ev = RunStateChanged("r1", "backfill", "failed", "binance:BTC/USDT:trades", "boom")
-    out = event_message(ev, "run_state_changed", "json")
+    out = event_message(ev, "json")
     assert out.subject == "dccd.events.run_state_changed"
-    assert out.msg_id == event_message(ev, "run_state_changed", "json").msg_id  # the same event: the same id
+    assert out.msg_id == event_message(ev, "json").msg_id  # the same event: the same id
     assert decode(out.payload)["error"] == "boom"
     sig = SignalGenerated("r2", "breakout", "1", "abc", "binance", "BTC/USDT", 60 * 10**9, {"close": 1.0})
-    s = event_message(sig, "signal_generated", "json")
+    s = event_message(sig, "json")
     assert s.subject == "dccd.signals.breakout"
     assert s.msg_id == "s:breakout:abc:binance:BTC/USDT:60000000000"
