@@ -152,7 +152,7 @@ class Service:
     @property
     def storage_path(self) -> Path | None:
         """``config.storage.path`` (None for a service without a config: no storage, no operations)."""
-        return None if self.config is None else Path(self.config.storage.path)
+        return None if self.config is None else self.config.data_root
 
     def emit(self, message: Message) -> None:
         """Publish a control event on :attr:`events` (the hub republishes it under :data:`EVENTS_TOPIC`)."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from dccd.config.contracts import Contracts
+from dccd.config.s3 import S3
 from dccd.domain.records import DataType
 from dccd.domain.spans import Span
 from dccd.domain.symbols import Symbol
@@ -35,6 +36,10 @@ class Storage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Parts younger than this are left to settle."""
     compact_fan_in: int = 4
     """A run of this many adjacent parts of one size tier becomes one part."""
+    s3: S3 | None = None
+    """``path: s3://bucket/prefix``: the object store's endpoint, region and credentials (else from the env)."""
+    cache_dir: str | None = None
+    """An object-store lake's local state (catalog cache, run history); default ``~/.cache/dccd/<hash>``."""
 
 
 class Server(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -127,7 +132,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def data_root(self) -> Path:
-        """The lake root as a Path (``~`` expanded)."""
+        """The lake root as a Path (``~`` expanded); for an ``s3://`` lake, its local cache directory."""
+        if self.storage.path.startswith("s3://"):
+            from dccd.storage.objstore import register, resolve
+
+            return register(resolve(self.storage.path, self.storage.s3, self.storage.cache_dir))
         return Path(self.storage.path).expanduser()
 
 

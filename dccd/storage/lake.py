@@ -26,7 +26,7 @@ from dccd.contracts.rules import DEFAULT_RULES, BatchRules, ContractRules, seque
 from dccd.domain import DatasetId
 from dccd.domain.plan import StoredTrades
 from dccd.domain.records import Trade
-from dccd.storage import catalog, compaction, layout, reader, snapshots, views, writer
+from dccd.storage import catalog, compaction, layout, objstore, reader, snapshots, views, writer
 from dccd.storage import inventory as inv
 from dccd.storage.export import Export
 from dccd.storage.quality import DEFAULT_SKEW_NS
@@ -61,6 +61,15 @@ class Lake:
         skew_ns: clock skew tolerated by the ``ts_not_future`` gate.
         contracts: the data contracts' settings (the batch contracts run on every write unless off).
     """
+
+    def __new__(cls, root: Path | str, **kwargs: Any) -> Lake:
+        """``Lake(root)`` of an object-store lake (its ``s3://`` URI, or the local root ``Config.data_root`` gives
+        for one) is a :class:`dccd.storage.objlake.ObjectLake`."""
+        if cls is Lake and (objstore.is_object_uri(root) or objstore.settings_for(root) is not None):
+            from dccd.storage.objlake import ObjectLake  # imports this module
+
+            return super().__new__(ObjectLake)
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import msgspec
@@ -108,6 +108,27 @@ def connect() -> duckdb.DuckDBPyConnection:
         return _db.cursor()
 
 
+_filesystems: set[str] = set()
+
+
+def register_filesystem(fs: Any) -> None:
+    """Let the shared database open ``fs.protocol://`` paths (an object-store lake's parts; fsspec ``fs``)."""
+    global _db
+    with _db_lock:
+        if _db is None:
+            _db = duckdb.connect(":memory:")
+        if fs.protocol not in _filesystems:
+            _db.register_filesystem(fs)
+            _filesystems.add(fs.protocol)
+
+
+def _object_lake(root: Path) -> Any:
+    """The read side of the object-store lake whose local root is ``root`` (None: a lake on local disk)."""
+    from dccd.storage.objread import handle_for  # imports this module
+
+    return handle_for(root)
+
+
 def partitions(root: Path, ds: DatasetId, start_ns: int | None = None, end_ns: int | None = None) -> list[Path]:
     """Partition directories of ``ds`` overlapping ``[start_ns, end_ns)``, oldest first."""
     try:
@@ -169,8 +190,11 @@ def list_parts(
 ) -> tuple[list[PartFile], list[BadFile]]:
     """Parts overlapping the range, sorted by stamp; plus unusable files found on the way.
 
-    Listed under the shared listing lock of ``ds`` (see :func:`listing_lock`).
+    Listed under the shared listing lock of ``ds`` (see :func:`listing_lock`); an object-store lake's
+    come from its catalog.
     """
+    if (obj := _object_lake(root)) is not None:
+        return obj.list_parts(ds, start_ns, end_ns), []
     with listing_lock(root, ds):
         return _scan_parts(root, ds, start_ns, end_ns)
 
@@ -303,7 +327,12 @@ def _ts_stats(meta: pq.FileMetaData) -> tuple[int | None, int | None]:
 
 
 def footer(data_type: DataType, path: str) -> Footer:
-    """Read (once per path, size and mtime: parts are immutable) what a part's footer says."""
+    """Read (once per path, size and mtime: parts are immutable) what a part's footer says.
+
+    An object-store lake's part (a URL) was checked by its writer before the catalog listed it: good.
+    """
+    if "://" in path:
+        return Footer(None)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -430,6 +459,8 @@ def plan(
     Raises:
         SnapshotNotFound: ``as_of`` names no retained snapshot.
     """
+    if (obj := _object_lake(root)) is not None:
+        return obj.plan(ds, start_ns, end_ns, as_of=as_of)  # type: ignore[no-any-return]
     pins: Path | None = None
     if as_of is not None:
         good, skipped, pins = _plan_as_of(root, ds, start_ns, end_ns, as_of, pin)
@@ -574,6 +605,8 @@ def iter_batches(p: Plan, batch_rows: int = 65_536, sql: str | None = None) -> G
 
 def datasets(root: Path) -> list[DatasetId]:
     """Every dataset directory present under ``root`` (foreign directories ignored), sorted."""
+    if (obj := _object_lake(root)) is not None:
+        return obj.datasets()  # type: ignore[no-any-return]
     found = []
     for dt in DataType:
         depth = 3 if dt is DataType.OHLC else 2

@@ -229,6 +229,8 @@ def resolve(root: Path, as_of: str | int) -> Snapshot:
     Raises:
         SnapshotNotFound: it names none (the message says what exists).
     """
+    if (obj := reader._object_lake(root)) is not None:
+        obj.refresh()  # an object-store lake's catalog is the log's local cache: catch it up first
     snaps = _snapshots(root) if catalog.exists(root) else []
     text = str(as_of).strip()
     if text.isdigit():

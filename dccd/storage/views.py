@@ -470,6 +470,8 @@ def open_views(
                 spill_dir.parent.mkdir(parents=True, exist_ok=True)
                 spill = spill_dir
             con = duckdb.connect(":memory:")
+            if (obj := reader._object_lake(root)) is not None:
+                obj.attach(con)  # an object-store lake: its parts (and no other object) by URL, allowed below
             _lock_down(con, pinner.tree, files, spill, memory_limit, threads or os.cpu_count() or 1)
         else:
             con = reader.connect()
