@@ -193,7 +193,7 @@ class ObjectStore:
             yield
         except oe.AlreadyExistsError:
             raise
-        except oe.NotFoundError:
+        except (oe.NotFoundError, FileNotFoundError):
             raise
         except (oe.BaseError, OSError, RuntimeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -226,7 +226,7 @@ class ObjectStore:
         try:
             with self._errors("get", key):
                 return bytes(obstore.get(self._store, key).bytes())
-        except oe.NotFoundError:
+        except (oe.NotFoundError, FileNotFoundError):
             return None
 
     def list(self, prefix: str, *, offset: str | None = None) -> builtins.list[tuple[str, int, float]]:
@@ -246,7 +246,7 @@ class ObjectStore:
         import obstore.exceptions as oe
 
         for key in keys:
-            with contextlib.suppress(oe.NotFoundError), self._errors("delete", key):
+            with contextlib.suppress(oe.NotFoundError, FileNotFoundError), self._errors("delete", key):
                 obstore.delete(self._store, key)
 
     def filesystem(self) -> Any:
