@@ -29,6 +29,8 @@ from dccd.bus.consumer import tap
 from tests.bus.natsserver import NatsServer, free_port, nats_server_binary
 from tests.e2e.test_stall import SEQUENTIAL, wait_for
 from tests.fake.serve import EXCHANGES
+from tests.objstore.conftest import seaweed  # noqa: F401 (the session's SeaweedFS, for the s3 variant)
+from tests.objstore.seaweed import Seaweed
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -46,9 +48,16 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.ports: dict[str, int] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.s3_uri: str | None = None
 
     def serve(self, name: str, config: Path, *args: str) -> None:
         port = self.ports[name] = free_port()
+        if self.s3_uri is not None:  # a config of its own naming its own cache directory
+            own = self.tmp / f"{name}.yaml"
+            own.write_text(
+                config.read_text().replace("cache_dir: CACHE", f"cache_dir: {json.dumps(str(self.tmp / name))}")
+            )
+            config = own
         log = (self.tmp / f"{name}.log").open("w")
         self.procs[name] = subprocess.Popen(
             [str(Path(sys.executable).parent / "dccd"), "serve", "--config", str(config), "--port", str(port), *args],
@@ -74,11 +83,16 @@ class Cluster:
                 self.procs[n].kill()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, NatsServer]]:
+@pytest.fixture(params=["local", "s3"])
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, NatsServer]]:
+    """The processes over a lake on local disk, or (``s3``) on the session's SeaweedFS with one cache per process."""
+    store: Seaweed | None = request.getfixturevalue("seaweed") if request.param == "s3" else None
     nats = NatsServer(tmp_path / "jetstream")
     nats.start()
     c = Cluster(tmp_path)
+    if store is not None:
+        c.s3_uri = store.uri(f"shards-{os.getpid()}-{time.time_ns()}")
+        c.env.update(store.env())
     fake_cfg = tmp_path / "fake.yaml"
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fake.serve", "--rate", "20", "--config-out", str(fake_cfg),
@@ -89,6 +103,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, NatsServer]]:
         assert fake.stdout is not None
         json.loads(fake.stdout.readline())
         text = fake_cfg.read_text()
+        if c.s3_uri is not None:  # every process its own cache directory, as on separate machines
+            text = text.replace(json.dumps(str(c.lake)), json.dumps(c.s3_uri) + ", cache_dir: CACHE")
         bus = f'bus: {{url: "{nats.url}", lease_ttl: 8s}}\n'
         (tmp_path / "shard.yaml").write_text(text + bus)
         (tmp_path / "api.yaml").write_text(text.split("jobs:")[0])  # the same lake and exchanges, no jobs
@@ -103,6 +119,36 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, NatsServer]]:
         if fake.stdout is not None:
             fake.stdout.close()
         nats.kill()
+
+
+def lake_trade_ids(c: Cluster, con: duckdb.DuckDBPyConnection, exchange: str) -> list[int]:
+    """Every stored trade id of ``exchange``, duplicates kept: the raw union of the parts (local glob, or the
+    live parts an s3 lake's catalog lists, read by a fresh cache as another machine would)."""
+    if c.s3_uri is None:
+        glob = str(c.lake / "trades" / f"exchange={exchange}" / "**" / "*.parquet")
+        return [r[0] for r in con.execute(f"SELECT CAST(id AS HUGEINT) FROM read_parquet('{glob}')").fetchall()]
+    from dccd.storage import Lake
+    from dccd.storage.objlake import ObjectLake
+    from dccd.storage.reader import connect
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in c.env.items() if k.startswith("AWS_")})
+    os.environ["XDG_CACHE_HOME"] = str(c.tmp / "checker")
+    try:
+        lake = Lake(c.s3_uri)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert isinstance(lake, ObjectLake)
+    files = [p.path for ds in lake.datasets() if ds.exchange == exchange and ds.data_type.value == "trades"
+             for p in lake.obj.list_parts(ds)]  # fmt: skip
+    if not files:
+        return []
+    cur = connect()
+    try:
+        return [r[0] for r in cur.execute("SELECT CAST(id AS HUGEINT) FROM read_parquet($f)", {"f": files}).fetchall()]
+    finally:
+        cur.close()
 
 
 def nats_trade_ids(url: str) -> dict[str, list[str]]:
@@ -160,8 +206,7 @@ def test_two_shards_split_take_over_and_lose_nothing(cluster: tuple[Cluster, Nat
     con = duckdb.connect()
     on_bus = nats_trade_ids(nats.url)
     for ex in SEQUENTIAL:
-        glob = str(c.lake / "trades" / f"exchange={ex}" / "**" / "*.parquet")
-        ids = [r[0] for r in con.execute(f"SELECT CAST(id AS HUGEINT) FROM read_parquet('{glob}')").fetchall()]
+        ids = lake_trade_ids(c, con, ex)
         assert len(ids) == len(set(ids)), f"{ex}: {len(ids) - len(set(ids))} trades stored twice"
         lo, hi = min(ids), max(ids)
         assert hi - lo + 1 == len(ids), f"{ex}: {hi - lo + 1 - len(ids)} ids missing between {lo} and {hi}"

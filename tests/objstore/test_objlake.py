@@ -28,9 +28,10 @@ def test_reads_equal_the_local_lake(s3_uri: str, tmp_path: Path) -> None:
     for ds in (TRADES, OHLC_1M, FUNDING):
         a, b = s3.read_table(ds).table, local.read_table(ds).table
         assert a.num_rows > 0 and a.equals(b), ds
-        a, b = s3.read_table(ds, T0 + 1_000_000, T0 + 86_400_000_000_000).table, local.read_table(
-            ds, T0 + 1_000_000, T0 + 86_400_000_000_000
-        ).table
+        a, b = (
+            s3.read_table(ds, T0 + 1_000_000, T0 + 86_400_000_000_000).table,
+            local.read_table(ds, T0 + 1_000_000, T0 + 86_400_000_000_000).table,
+        )
         assert a.equals(b)
         with s3.open_reader(ds) as stream:
             assert stream.reader.read_all().equals(local.read_table(ds).table)
@@ -103,7 +104,9 @@ def test_collect_waits_for_the_grace_period(s3_uri: str) -> None:
     assert lake.read_table(TRADES).table.num_rows == 30
 
 
-def test_a_merge_of_inputs_someone_else_ended_aborts(s3_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_merge_of_inputs_someone_else_ended_aborts(
+    s3_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two compactors merging the same parts: the second commit is refused, its output deleted, nothing doubled."""
     a = Lake(s3_uri)
     for k in range(4):
@@ -119,7 +122,9 @@ def test_a_merge_of_inputs_someone_else_ended_aborts(s3_uri: str, tmp_path: Path
     assert b.read_table(TRADES).table.num_rows == 40
     assert len(b.obj.store.list("trades/")) == 5  # a's output + the 4 ended inputs; b's output deleted
     with pytest.raises(commitlog.Conflict):
-        commitlog.commit(b.obj.store, b.root, commitlog.Merge("x", commitlog.FileEntry("p", 1, 1, 1, 1, "", ""), ["gone"], 0), "t")
+        commitlog.commit(
+            b.obj.store, b.root, commitlog.Merge("x", commitlog.FileEntry("p", 1, 1, 1, 1, "", ""), ["gone"], 0), "t"
+        )
 
 
 def test_snapshot_tags_are_unique_across_writers(s3_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
