@@ -106,6 +106,8 @@ def reconcile(root: Path) -> Reconciled:
     other tools dropped in), and by ``dccd catalog rebuild``. Each dataset is checked under its shared
     listing lock, so a compaction's swap is never seen half done.
     """
+    if reader._object_lake(root) is not None:
+        raise StorageError("an object-store lake's catalog is its commit log: nothing on disk to rebuild it from")
     registered = ended = 0
     on_disk = set(reader.datasets(root)) if root.is_dir() else set()
     keys = {dataset_key(root, ds): ds for ds in on_disk}

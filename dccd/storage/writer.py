@@ -28,7 +28,8 @@ import dccd
 from dccd.contracts.rules import BatchRules
 from dccd.domain import DatasetId
 from dccd.domain.timeutil import NS_PER_DAY
-from dccd.storage import catalog, layout
+from dccd.errors import StorageError
+from dccd.storage import catalog, layout, objstore
 from dccd.storage.quality import DEFAULT_SKEW_NS, contract_counts, gate
 from dccd.storage.schema import conform, records_to_table
 
@@ -191,6 +192,8 @@ def write_table(
         StorageError: the table lacks lake columns.
         OSError: the disk failed (nothing partial is left visible).
     """
+    if objstore.settings_for(root) is not None:  # its parts go to the store (ObjectLake.write_table), not here
+        raise StorageError(f"{root} is an object-store lake's local cache: write through Lake, not to the directory")
     now_ns = time.time_ns() if now_ns is None else now_ns
     result = gate(ds.data_type, conform(ds.data_type, table), now_ns=now_ns, skew_ns=skew_ns, rules=rules)
     meta = provenance_metadata(ds, provenance)

@@ -165,3 +165,18 @@ def test_book_round_trip(s3_uri: str, tmp_path: Path) -> None:
     for lake in (s3, local):
         lake.write(BOOK, rows, PROV, now_ns=NOW)
     assert s3.read_table(BOOK).table.equals(local.read_table(BOOK).table)
+
+
+def test_local_only_paths_refuse_an_s3_lakes_cache(s3_uri: str) -> None:
+    """Writing parts into the cache directory (an import) or rebuilding the catalog from it is refused in one line."""
+    from dccd.errors import StorageError
+    from dccd.storage import snapshots, writer
+
+    lake = Lake(s3_uri)
+    lake.write(TRADES, trades(0, 10), PROV, now_ns=NOW)
+    with pytest.raises(StorageError, match="object-store lake"):
+        writer.write_records(lake.root, TRADES, trades(10, 10), PROV, now_ns=NOW)
+    with pytest.raises(StorageError, match="commit log"):
+        snapshots.rebuild(lake.root)
+    assert lake.read_table(TRADES).table.num_rows == 10
+    assert not list(lake.root.glob("trades/**/*.parquet"))
