@@ -17,6 +17,7 @@ replayer, exactly as its committer was told.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -121,16 +122,22 @@ def _seq_of(key: str) -> int | None:
 
 def applied_seq(con: sqlite3.Connection) -> int:
     """The last log entry applied to this cache."""
-    con.executescript(_EXTRA_SCHEMA) if con.in_transaction is False else None
     row = con.execute("SELECT value FROM catalog_meta WHERE key = 'log_seq'").fetchone()
     return int(row[0]) if row else 0
 
 
+_prepared: set[tuple[str, int]] = set()
+
+
 def prepare(root: Path) -> None:
-    """Create the cache's catalog (and the log bookkeeping) if needed."""
+    """Create the cache's catalog (and the log bookkeeping) if needed (once per process)."""
+    key = (os.path.abspath(root), os.getpid())
+    if key in _prepared:
+        return
     db = catalog._db(root)
     with db.lock:
         db.con.executescript(_EXTRA_SCHEMA)
+    _prepared.add(key)
 
 
 def valid(con: sqlite3.Connection, entry: Entry) -> str | None:
@@ -212,6 +219,16 @@ def catch_up(store: ObjectStore, root: Path) -> int:
     return now
 
 
+def _applied_own(store: ObjectStore, root: Path, seq: int, entry: Entry) -> None:
+    """Apply the entry just committed as ``seq`` without reading it back, when the cache stands right before it."""
+    with catalog.transaction(root) as con:
+        if applied_seq(con) == seq - 1:
+            _apply(con, entry)
+            con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'log_seq'", (seq,))
+            return
+    catch_up(store, root)  # another process sharing this cache moved it meanwhile
+
+
 def commit(store: ObjectStore, root: Path, entry: Entry, writer: str) -> int:
     """Append ``entry`` to the log (put-if-absent of the next number, retried past other writers); return its
     sequence number once this cache has applied it.
@@ -228,7 +245,7 @@ def commit(store: ObjectStore, root: Path, entry: Entry, writer: str) -> int:
         if why is not None:
             raise Conflict(why)
         if store.put_if_absent(log_key(seq + 1), body):
-            catch_up(store, root)
+            _applied_own(store, root, seq + 1, entry)
             return seq + 1
         time.sleep(0.001 * (_attempt % 10))  # lost the race: replay what the winner wrote, check, retry
     raise StorageError(f"{store.settings.uri}: no log commit after {MAX_ATTEMPTS} attempts (too many writers racing)")

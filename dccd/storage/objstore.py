@@ -145,7 +145,16 @@ _registry_lock = threading.Lock()
 
 
 def register(settings: StoreSettings) -> Path:
-    """Remember that ``settings.cache_dir`` is the local root of that object-store lake; return the directory."""
+    """Remember that ``settings.cache_dir`` is the local root of that object-store lake (created if missing, so
+    commands that check for the lake directory find it); return the directory.
+
+    Raises:
+        ConfigError: the directory cannot be created.
+    """
+    try:
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("storage.cache_dir", f"{settings.cache_dir}: {exc.strerror or exc}") from None
     with _registry_lock:
         _registry[os.path.abspath(settings.cache_dir)] = settings
     return settings.cache_dir

@@ -539,7 +539,7 @@ def run_table(p: Plan, sql: str | None = None) -> tuple[pa.Table, list[BadFile]]
             return con.sql(sql or p.sql, params={"files": [f.path for f in files]}).to_arrow_table(), skipped
         except duckdb.Error as exc:
             culprits = [f for f in files if f.path in str(exc)]
-            if any(not os.path.exists(f.path) for f in culprits):
+            if any("://" not in f.path and not os.path.exists(f.path) for f in culprits):
                 raise Vanished(str(exc)) from exc
             if not culprits:
                 raise CorruptPart(f"reading {len(files)} parts failed: {exc}") from exc

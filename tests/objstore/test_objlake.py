@@ -180,3 +180,16 @@ def test_local_only_paths_refuse_an_s3_lakes_cache(s3_uri: str) -> None:
         snapshots.rebuild(lake.root)
     assert lake.read_table(TRADES).table.num_rows == 10
     assert not list(lake.root.glob("trades/**/*.parquet"))
+
+
+def test_a_corrupt_object_is_skipped_and_reported(s3_uri: str) -> None:
+    """A part object overwritten with garbage (outside dccd) is skipped and named; the other parts still read."""
+    lake = Lake(s3_uri)
+    assert isinstance(lake, ObjectLake)
+    lake.write(TRADES, trades(0, 10), PROV, now_ns=NOW)
+    lake.write(TRADES, trades(10, 10), PROV, now_ns=NOW)
+    bad = lake.obj.list_parts(TRADES)[0]
+    lake.obj.store.put(lake.obj.rel(bad.path), b"not parquet at all" * 20)
+    res = lake.read_table(TRADES)
+    assert res.table.num_rows == 10 and [b.path for b in res.skipped] == [bad.path]
+    assert res.skipped[0].reason.startswith("corrupt")
