@@ -151,8 +151,12 @@ class Service:
 
     @property
     def storage_path(self) -> Path | None:
-        """``config.storage.path`` (None for a service without a config: no storage, no operations)."""
-        return None if self.config is None else self.config.data_root
+        """``config.storage.path`` (None for a service without a config: no storage, no operations); an
+        ``s3://`` lake's local root (its cache directory)."""
+        if self.config is None:
+            return None
+        path = self.config.storage.path
+        return self.config.data_root if path.startswith("s3://") else Path(path)
 
     def emit(self, message: Message) -> None:
         """Publish a control event on :attr:`events` (the hub republishes it under :data:`EVENTS_TOPIC`)."""

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.objstore.fixtures import seaweed  # noqa: F401 (session SeaweedFS, started only by tests that ask)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:

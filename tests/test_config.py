@@ -76,7 +76,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "unknown-storage-key",
         "storage: {pth: x}\n",
         {},
-        "storage.pth: unknown key (expected one of: path compact_every compact_min_age compact_fan_in)",
+        "storage.pth: unknown key (expected one of: path compact_every compact_min_age compact_fan_in s3 cache_dir)",
     ),
     (
         "unknown-server-key",

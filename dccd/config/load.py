@@ -101,7 +101,12 @@ def _parse(text: str | bytes, env: Mapping[str, str], source: str) -> Config:
         cfg = msgspec.convert(raw, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise schema_error(exc) from None
-    return validate(cfg, known)
+    cfg = validate(cfg, known)
+    if cfg.storage.path.startswith("s3://"):  # an object-store lake: its settings, with this env's fallbacks
+        from dccd.storage.objstore import for_storage
+
+        for_storage(cfg.storage.path, cfg.storage.s3, cfg.storage.cache_dir, env)
+    return cfg
 
 
 def default_config_text() -> str:

@@ -134,9 +134,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def data_root(self) -> Path:
         """The lake root as a Path (``~`` expanded); for an ``s3://`` lake, its local cache directory."""
         if self.storage.path.startswith("s3://"):
-            from dccd.storage.objstore import register, resolve
+            from dccd.storage.objstore import for_storage, register
 
-            return register(resolve(self.storage.path, self.storage.s3, self.storage.cache_dir))
+            return register(for_storage(self.storage.path, self.storage.s3, self.storage.cache_dir))
         return Path(self.storage.path).expanduser()
 
 

@@ -360,11 +360,7 @@ def validate(cfg: Config, known_exchanges: Sequence[str] | None = None, *, now_n
                 parse_duration_s(value)
             except ValueError as exc:
                 raise ConfigError(f"storage.{key}", str(exc)) from None
-    if cfg.storage.path.startswith("s3://"):
-        from dccd.storage.objstore import resolve as resolve_store
-
-        resolve_store(cfg.storage.path, cfg.storage.s3, cfg.storage.cache_dir)  # raises the one-line ConfigError
-    elif cfg.storage.s3 is not None:
+    if cfg.storage.s3 is not None and not cfg.storage.path.startswith("s3://"):
         raise ConfigError("storage.s3", "is only used with storage.path: s3://bucket/prefix")
     if not 2 <= cfg.storage.compact_fan_in <= 1000:
         raise ConfigError("storage.compact_fan_in", f"{cfg.storage.compact_fan_in} is not between 2 and 1000")

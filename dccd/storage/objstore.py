@@ -140,6 +140,23 @@ def resolve(path: str, s3: S3 | None, cache_dir: str | None, env: Mapping[str, s
 
 # -- the cache-root registry: Config.data_root and Lake(root) meet here ----------------------------------
 
+_resolved: dict[tuple[str, S3 | None, str | None], StoreSettings] = {}
+
+
+def for_storage(path: str, s3: S3 | None, cache_dir: str | None, env: Mapping[str, str] | None = None) -> StoreSettings:
+    """:func:`resolve` once per config: the settings the config was loaded with (its environment) are kept for
+    ``Config.data_root``; without ``env`` a config seen before gets its remembered settings.
+
+    Raises:
+        ConfigError: as :func:`resolve`.
+    """
+    key = (path, s3, cache_dir)
+    if env is None and key in _resolved:
+        return _resolved[key]
+    settings = _resolved[key] = resolve(path, s3, cache_dir, env)
+    return settings
+
+
 _registry: dict[str, StoreSettings] = {}
 _registry_lock = threading.Lock()
 
@@ -306,5 +323,13 @@ def duckdb_filesystem(store: ObjectStore) -> tuple[str, Any]:
         proto = _duck_protocols.get(ident)
         if proto is None:
             proto = _duck_protocols[ident] = "s3" if not _duck_protocols else f"s3e{len(_duck_protocols)}"
-    wrapper = type(f"DccdS3_{proto}", (ArrowFSWrapper,), {"protocol": proto})
+
+    def strip(cls: Any, path: Any) -> Any:
+        # fsspec keeps the bucket (the URL's host) only for protocols it knows as object stores: strip just ours
+        if isinstance(path, list):
+            return [strip(cls, p) for p in path]
+        text = str(path)
+        return text[len(proto) + 3 :] if text.startswith(f"{proto}://") else text
+
+    wrapper = type(f"DccdS3_{proto}", (ArrowFSWrapper,), {"protocol": proto, "_strip_protocol": classmethod(strip)})
     return proto, wrapper(store.filesystem())

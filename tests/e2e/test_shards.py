@@ -29,7 +29,6 @@ from dccd.bus.consumer import tap
 from tests.bus.natsserver import NatsServer, free_port, nats_server_binary
 from tests.e2e.test_stall import SEQUENTIAL, wait_for
 from tests.fake.serve import EXCHANGES
-from tests.objstore.conftest import seaweed  # noqa: F401 (the session's SeaweedFS, for the s3 variant)
 from tests.objstore.seaweed import Seaweed
 
 pytestmark = [

