@@ -30,7 +30,11 @@ from dccd.storage import catalog
 from dccd.storage.objstore import ObjectStore
 
 LOG_DIR: Final[str] = "_dccd/log"
+CHECKPOINT_DIR: Final[str] = "_dccd/checkpoint"
 MAX_ATTEMPTS: Final[int] = 200
+CHECKPOINT_EVERY = 1000
+"""The writer of every this-many-th entry also stores the whole catalog as it stands after it, so a new
+machine loads that and replays only the entries after it."""
 
 
 class FileEntry(msgspec.Struct, frozen=True):
@@ -96,12 +100,29 @@ class Record(msgspec.Struct, frozen=True):
     writer: str
 
 
+class Checkpoint(msgspec.Struct, frozen=True):
+    """The catalog after entry ``seq``: every row of its tables (``files`` without their local ids)."""
+
+    seq: int
+    last_snapshot: int
+    files: list[tuple[str, int, int | None, str, int, str, int, int, int, int, str, str, int, str, int]]
+    snapshots: list[tuple[int, int, str | None, str | None]]
+    ended: list[tuple[str, int]]
+
+
+_FILE_COLUMNS = (
+    "dataset, begin_snapshot, end_snapshot, path, path_is_relative, file_format, record_count, file_size_bytes,"
+    " min_ts, max_ts, checksum, stamp, is_foreign, origin, begin_ns"
+)
+
+
 class Conflict(StorageError):
     """The change is no longer valid against the log (another writer ended a merge's inputs, took a tag)."""
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Record)
+_checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 
 _EXTRA_SCHEMA = """
 INSERT OR IGNORE INTO catalog_meta VALUES ('log_seq', 0);
@@ -112,6 +133,52 @@ CREATE TABLE IF NOT EXISTS log_ended (path TEXT PRIMARY KEY, ended_ns INTEGER NO
 def log_key(seq: int) -> str:
     """Lake-relative key of log entry ``seq``."""
     return f"{LOG_DIR}/{seq:020d}.json"
+
+
+def checkpoint_key(seq: int) -> str:
+    """Lake-relative key of the checkpoint taken after entry ``seq``."""
+    return f"{CHECKPOINT_DIR}/{seq:020d}.json"
+
+
+def _dump(con: sqlite3.Connection, seq: int) -> Checkpoint:
+    return Checkpoint(
+        seq,
+        int(con.execute("SELECT value FROM catalog_meta WHERE key = 'last_snapshot'").fetchone()[0]),
+        [tuple(r) for r in con.execute(f"SELECT {_FILE_COLUMNS} FROM data_file ORDER BY data_file_id")],
+        [tuple(r) for r in con.execute("SELECT snapshot_id, snapshot_time, tag, note FROM snapshot")],
+        [tuple(r) for r in con.execute("SELECT path, ended_ns FROM log_ended")],
+    )
+
+
+def write_checkpoint(store: ObjectStore, root: Path, seq: int) -> bool:
+    """Store the catalog as it stands after entry ``seq`` (False: this cache is past it, or one exists)."""
+    with catalog.transaction(root, write=False) as con:
+        if applied_seq(con) != seq:
+            return False
+        cp = _dump(con, seq)
+    return store.put_if_absent(checkpoint_key(seq), _encoder.encode(cp))
+
+
+def _load_checkpoint(store: ObjectStore, root: Path) -> None:
+    """A fresh cache: start from the newest checkpoint, if any (the log after it is replayed as usual)."""
+    seqs = [s for key, _size, _mtime in store.list(CHECKPOINT_DIR + "/") if (s := _seq_of(key)) is not None]
+    if not seqs:
+        return
+    body = store.get(checkpoint_key(max(seqs)))
+    if body is None:
+        return
+    try:
+        cp = _checkpoint_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"{store.settings.uri}: checkpoint {max(seqs)} is not a dccd checkpoint: {exc}") from exc
+    with catalog.transaction(root) as con:
+        if applied_seq(con) != 0:
+            return  # another process sharing this cache started it meanwhile
+        con.executemany(f"INSERT INTO data_file ({_FILE_COLUMNS}) VALUES ({','.join('?' * 15)})", cp.files)
+        con.executemany("INSERT INTO snapshot VALUES (?, ?, ?, ?)", cp.snapshots)
+        con.executemany("INSERT OR REPLACE INTO log_ended VALUES (?, ?)", cp.ended)
+        con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'last_snapshot'", (cp.last_snapshot,))
+        con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'log_seq'", (cp.seq,))
 
 
 def _seq_of(key: str) -> int | None:
@@ -194,6 +261,10 @@ def catch_up(store: ObjectStore, root: Path) -> int:
     prepare(root)
     with catalog.transaction(root, write=False) as con:
         have = applied_seq(con)
+    if have == 0:
+        _load_checkpoint(store, root)
+        with catalog.transaction(root, write=False) as con:
+            have = applied_seq(con)
     listed = store.list(LOG_DIR + "/", offset=log_key(have))
     seqs = sorted(s for key, _size, _mtime in listed if (s := _seq_of(key)) is not None and s > have)
     records: list[tuple[int, Record]] = []
@@ -246,6 +317,8 @@ def commit(store: ObjectStore, root: Path, entry: Entry, writer: str) -> int:
             raise Conflict(why)
         if store.put_if_absent(log_key(seq + 1), body):
             _applied_own(store, root, seq + 1, entry)
+            if (seq + 1) % CHECKPOINT_EVERY == 0:
+                write_checkpoint(store, root, seq + 1)
             return seq + 1
         time.sleep(0.001 * (_attempt % 10))  # lost the race: replay what the winner wrote, check, retry
     raise StorageError(f"{store.settings.uri}: no log commit after {MAX_ATTEMPTS} attempts (too many writers racing)")

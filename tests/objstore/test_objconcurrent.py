@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import msgspec
+import pytest
 
-from dccd.storage import Lake, commitlog
+from dccd.storage import Lake, catalog, commitlog
 from dccd.storage.objlake import ObjectLake
 from tests.storage.writer_child import DATASET
 
@@ -106,3 +107,37 @@ def test_a_lost_race_for_a_log_number_retries_on_the_next(s3_uri: str, tmp_path:
     assert calls == [False, True]  # a's log entry lost the race once, then landed on the next number
     assert sorted(int(i) for i in a.read_table(DATASET).table["id"].to_pylist()) == list(range(20))
     assert b.read_table(DATASET).table.equals(a.read_table(DATASET).table)
+
+
+def test_a_new_machine_starts_from_the_newest_checkpoint(
+    s3_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CHECKPOINT_EVERY-th commit stores the catalog; a fresh cache loads it and reads only the later entries."""
+    from dccd.storage import Provenance
+    from tests.storage.writer_child import NOW, batch
+
+    monkeypatch.setattr(commitlog, "CHECKPOINT_EVERY", 3)
+    a = Lake(s3_uri)
+    assert isinstance(a, ObjectLake)
+    for k in range(7):
+        a.write(DATASET, batch(k, 10), Provenance("a", "test"), now_ns=NOW)
+    a.create_snapshot(tag="s")  # entry 8
+    assert [k for k, _, _ in a.obj.store.list(commitlog.CHECKPOINT_DIR + "/")] == [
+        commitlog.checkpoint_key(3),
+        commitlog.checkpoint_key(6),
+    ]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "new-machine"))
+    b = Lake(s3_uri)
+    assert isinstance(b, ObjectLake)
+    fetched: list[str] = []
+    real = b.obj.store.get
+    monkeypatch.setattr(b.obj.store, "get", lambda key: fetched.append(key) or real(key))
+    assert b.read_table(DATASET).table.equals(a.read_table(DATASET).table)
+    assert fetched == [commitlog.checkpoint_key(6), commitlog.log_key(7), commitlog.log_key(8)]
+    assert b.read_table(DATASET, as_of="s").table.num_rows == 70
+    with catalog.transaction(a.root, write=False) as ca, catalog.transaction(b.root, write=False) as cb:
+        cols = "dataset, begin_snapshot, end_snapshot, path, record_count, checksum, stamp"
+        assert (
+            ca.execute(f"SELECT {cols} FROM data_file ORDER BY path").fetchall()
+            == cb.execute(f"SELECT {cols} FROM data_file ORDER BY path").fetchall()
+        )
