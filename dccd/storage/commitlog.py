@@ -32,6 +32,8 @@ from dccd.storage.objstore import ObjectStore
 LOG_DIR: Final[str] = "_dccd/log"
 CHECKPOINT_DIR: Final[str] = "_dccd/checkpoint"
 MAX_ATTEMPTS: Final[int] = 200
+COMMIT_DEADLINE_S: Final[float] = 600.0
+"""A commit gives up after this long (well inside the orphan sweep's age, so a part it names is never swept)."""
 CHECKPOINT_EVERY = 1000
 """The writer of every this-many-th entry also stores the whole catalog as it stands after it, so a new
 machine loads that and replays only the entries after it."""
@@ -309,7 +311,10 @@ def commit(store: ObjectStore, root: Path, entry: Entry, writer: str) -> int:
         StorageError: the store failed, or too many writers kept winning the race.
     """
     body = _encoder.encode(Record(entry, writer))
+    deadline = time.monotonic() + COMMIT_DEADLINE_S
     for _attempt in range(MAX_ATTEMPTS):
+        if time.monotonic() > deadline:
+            break
         seq = catch_up(store, root)
         with catalog.transaction(root, write=False) as con:
             why = valid(con, entry)
@@ -321,4 +326,6 @@ def commit(store: ObjectStore, root: Path, entry: Entry, writer: str) -> int:
                 write_checkpoint(store, root, seq + 1)
             return seq + 1
         time.sleep(0.001 * (_attempt % 10))  # lost the race: replay what the winner wrote, check, retry
-    raise StorageError(f"{store.settings.uri}: no log commit after {MAX_ATTEMPTS} attempts (too many writers racing)")
+    raise StorageError(
+        f"{store.settings.uri}: no log commit after {_attempt + 1} attempts in {COMMIT_DEADLINE_S:g}s (too many writers racing)"
+    )

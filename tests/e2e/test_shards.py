@@ -191,6 +191,11 @@ def test_two_shards_split_take_over_and_lose_nothing(cluster: tuple[Cluster, Nat
     time.sleep(8)  # the takeover's refills land; the API process reads the shared lake meanwhile
     inventory = httpx.get(c.url("api") + "/api/v1/inventory", timeout=10).json()
     assert {d["exchange"] for d in inventory if d["data_type"] == "trades"} >= set(SEQUENTIAL)
+    d = next(d for d in inventory if d["data_type"] == "trades" and d["exchange"] in SEQUENTIAL)
+    url = f"{c.url('api')}/api/v1/data/trades/{d['exchange']}/{d['symbol'].replace('/', '-')}?format=jsonl"
+    res = httpx.get(url, timeout=30)  # the API process reads the rows back (from the store, in the s3 variant)
+    rows = [json.loads(line) for line in res.text.splitlines()]
+    assert res.status_code == 200 and rows and len({r["id"] for r in rows}) == len(rows), res.text[:300]
     metrics = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for fam in text_string_to_metric_families(httpx.get(c.url(survivor) + "/metrics", timeout=10).text)
