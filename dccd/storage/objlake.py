@@ -338,11 +338,3 @@ class ObjectLake(Lake):
             entry = commitlog.SnapshotsDropped([s.snapshot_id for s in dropped])
             commitlog.commit(self.obj.store, self.root, entry, self.writer_id)
         return dropped, self.collect()
-
-    def snapshot_diff(self, a: str | int, b: str | int) -> list[snapshots.DatasetDiff]:
-        """Not offered on an object store yet."""
-        raise Unsupported(f"snapshot diff is not supported on an object-store lake ({self.uri}) yet")
-
-    def export_snapshot(self, ref: str | int, out_dir: Path | str) -> dict[str, Any]:
-        """Not offered on an object store yet."""
-        raise Unsupported(f"snapshot export is not supported on an object-store lake ({self.uri}) yet")

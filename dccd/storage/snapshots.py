@@ -301,6 +301,8 @@ def prune(root: Path, keep: int) -> tuple[list[Snapshot], list[str]]:
 
 
 def _part(root: Path, f: DataFile) -> PartFile | None:
+    if (obj := reader._object_lake(root)) is not None:  # an object-store lake: parts stay where they were put
+        return PartFile(obj.url(f.path), f.min_ts, f.max_ts, f.stamp, f.size, f.foreign)
     path = catalog.locate(root, f.path)
     if path is None:
         return None
@@ -399,6 +401,18 @@ def diff(root: Path, a: str | int, b: str | int) -> list[DatasetDiff]:
 # -- export ---------------------------------------------------------------------------------------------
 
 
+def _copy_part(root: Path, path: str, dest: Path) -> None:
+    """Copy a part file to ``dest`` (from the store, for an object-store lake's URL)."""
+    obj = reader._object_lake(root) if "://" in path else None
+    if obj is None:
+        shutil.copyfile(path, dest)
+        return
+    data = obj.store.get(obj.rel(path))
+    if data is None:
+        raise StorageError(f"part {path} is missing from the store (deleted outside dccd)")
+    dest.write_bytes(data)
+
+
 def export(root: Path, ref: str | int, out_dir: Path) -> dict[str, Any]:
     """Write snapshot ``ref`` to ``out_dir`` as a self-contained Hive Parquet tree plus ``manifest.json``.
 
@@ -429,7 +443,7 @@ def export(root: Path, ref: str | int, out_dir: Path) -> dict[str, Any]:
             if not reader.needs_dedup(ds.data_type, parts):
                 for p in parts:
                     dest = directory / Path(p.path).name
-                    shutil.copyfile(p.path, dest)
+                    _copy_part(root, p.path, dest)
                     written.append(dest)
             else:
                 table = _read_files(
