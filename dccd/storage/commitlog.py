@@ -13,6 +13,9 @@ that number and applies what is new (one LIST request when nothing is), in one S
 several processes sharing a cache directory never apply an entry twice. Replay is deterministic: an entry
 that is not valid against the state before it (a merge of ended inputs, a taken tag) is skipped by every
 replayer, exactly as its committer was told.
+
+Every :data:`CHECKPOINT_EVERY`-th entry's committer also stores the whole catalog after it
+(``_dccd/checkpoint/{seq:020d}.json``); an empty cache loads the newest checkpoint and replays only what follows.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ class ObjectLake(Lake):
     def sweep(self) -> list[Path]:
         """Startup: catch the catalog up, delete orphan part objects (older than ``orphan_age_s``, referenced by
         no catalog row) and ended parts past their grace; return what was deleted (as lake-relative paths)."""
-        self.obj.refresh(force=True)
+        self.obj.refresh()
         self.repaired = snapshots.Reconciled(0, 0)
         return [Path(p) for p in self.sweep_orphans() + self.collect()]
 
@@ -163,7 +163,7 @@ class ObjectLake(Lake):
         """Delete part objects no catalog row names and older than ``max_age_s`` (default ``orphan_age_s``)."""
         age = self.orphan_age_s if max_age_s is None else max_age_s
         listed = [o for d in DATA_DIRS for o in self.obj.store.list(d)]
-        self.obj.refresh(force=True)  # after the listing: a part committed meanwhile is known now
+        self.obj.refresh()  # after the listing: a part committed meanwhile is known now
         with catalog.transaction(self.root, write=False) as con:
             known = {r[0] for r in con.execute("SELECT path FROM data_file")}
         cutoff = time.time() - age

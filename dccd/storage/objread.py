@@ -11,7 +11,6 @@ once no retained snapshot needs them, so a read needs no pins.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,6 @@ import duckdb
 from dccd.domain import DatasetId
 from dccd.storage import catalog, commitlog, layout
 from dccd.storage.objstore import ObjectStore, StoreSettings, duckdb_filesystem, settings_for, store_for
-
-CATCH_UP_EVERY_S = 0.0
-"""A read catches the catalog up with the log when its last catch-up is older than this (0: every read)."""
 
 
 class ObjectReads:
@@ -38,21 +34,16 @@ class ObjectReads:
         reader.register_filesystem(self.fs)
         prefix = f"{settings.prefix}/" if settings.prefix else ""
         self.base = f"{self.protocol}://{settings.bucket}/{prefix}"
-        self._caught_up = 0.0
         self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
         commitlog.prepare(self.root)
 
-    def refresh(self, *, force: bool = False) -> int:
-        """Apply the log entries the local catalog lacks; return the last applied sequence number."""
+    def refresh(self) -> int:
+        """Apply the log entries the local catalog lacks (one LIST when there are none); return the last applied
+        sequence number. Every read calls it, so a reader sees every commit made before the read began.
+        """
         with self._lock:
-            now = time.monotonic()
-            if not force and CATCH_UP_EVERY_S and now - self._caught_up < CATCH_UP_EVERY_S:
-                with catalog.transaction(self.root, write=False) as con:
-                    return commitlog.applied_seq(con)
-            seq = commitlog.catch_up(self.store, self.root)
-            self._caught_up = now
-            return seq
+            return commitlog.catch_up(self.store, self.root)
 
     def url(self, rel: str) -> str:
         """What DuckDB opens for lake-relative path ``rel``."""

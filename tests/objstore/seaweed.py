@@ -15,8 +15,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 ACCESS_KEY = "dccd-test"
 SECRET_KEY = "dccd-test-secret"
 
@@ -81,6 +79,8 @@ class Seaweed:
 
     def _bucket_ready(self) -> bool:
         """Create the bucket (PUT) and probe it; True once the gateway answers both."""
+        import obstore.exceptions
+        import pyarrow as pa
         from obstore.store import S3Store
 
         try:
@@ -90,7 +90,7 @@ class Seaweed:
             _create_bucket(self.endpoint, self.bucket)
             store.put(f"_probe/{uuid.uuid4().hex}", b"ok")
             return True
-        except (OSError, httpx.HTTPError, RuntimeError, Exception):
+        except (OSError, obstore.exceptions.BaseError, pa.ArrowException):  # not ready yet
             return False
 
     def options(self) -> dict[str, object]:
