@@ -182,4 +182,6 @@ def masked(cfg: Config) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(cfg)
     if data["server"].get("token"):
         data["server"]["token"] = "***"
+    if (data["storage"].get("s3") or {}).get("secret_access_key"):
+        data["storage"]["s3"]["secret_access_key"] = "***"
     return data

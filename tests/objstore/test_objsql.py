@@ -88,3 +88,18 @@ def test_plain_http_to_a_remote_endpoint_is_allowed_only_when_asked() -> None:
 
     s = resolve("s3://b/x", S3(endpoint_url="http://10.1.2.3:9000", allow_http=True), "/tmp/c", {})
     assert s.allow_http and s.endpoint_url == "http://10.1.2.3:9000"
+
+
+def test_the_secret_key_is_masked_in_the_effective_config(tmp_path: Path) -> None:
+    """``dccd config show`` and ``GET /api/v1/config`` never print storage.s3.secret_access_key."""
+    from dccd.config import masked
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "storage: {path: 's3://b/x', cache_dir: "
+        + str(tmp_path)
+        + ", s3: {access_key_id: AK, secret_access_key: SEKRET}}\n"
+    )
+    shown = masked(load_config(path, {}))
+    assert shown["storage"]["s3"]["secret_access_key"] == "***" and "SEKRET" not in str(shown)
+    assert shown["storage"]["s3"]["access_key_id"] == "AK"
