@@ -126,7 +126,7 @@ class Seaweed:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        for port in [self.grpc_port, *self.ports]:
+        for port in [self.port, self.grpc_port, *self.ports]:
             for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
                 with contextlib.suppress(OSError):
                     os.unlink(sock)
