@@ -41,7 +41,7 @@ import trio
 from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, TransportError, leaves
+from dccd.errors import DccdError, TransportError, leaves, sole_leaf
 from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
 from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
 from dccd.storage import reader
@@ -344,40 +344,59 @@ class ArchiveBackfiller:
         """Parse the file (streamed in tables of ~:data:`TABLE_ROWS` when the adapter can), drop what is
         already stored, hand each table to the writer as it comes; returns rows sent.
 
-        Parsing the next table (a worker thread) overlaps writing the previous one (the writer's thread).
+        A worker thread parses (and dedups) continuously, one table ahead of this task, which hands each
+        table to the writer once the previous one is written: parsing never waits for the Trio loop (a
+        writer writing on the Trio thread would otherwise delay the next parse until its write ended).
+
+        Raises:
+            ProtocolDrift: the file does not parse (nothing more of it is sent).
         """
         t0 = trio.current_time()
         stored = bool(await trio.to_thread.run_sync(self._stored_intervals, file.start_ns, file.end_ns))
+        send_ch, recv_ch = trio.open_memory_channel[pa.Table](0)
+        rows = 0
+
+        async def produce() -> None:
+            async with send_ch:
+                await trio.to_thread.run_sync(self._produce, file, path, stored, send_ch)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                async with recv_ch:
+                    async for table in recv_ch:
+                        # One table ahead at most: the writer's gate counts batches, and a table batch is
+                        # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
+                        if self._wait_idle is not None:
+                            await self._wait_idle()
+                        await self._wait_writable()
+                        self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
+                        rows += table.num_rows
+        except BaseExceptionGroup as group:
+            error = sole_leaf(group, skip=(trio.Cancelled,))
+            if isinstance(error, Exception):
+                raise error from None
+            raise
+        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
+        return rows
+
+    def _produce(self, file: ArchiveFile, path: Path, stored: bool, out: trio.MemorySendChannel[pa.Table]) -> None:
+        """(Worker thread) the file's tables minus stored rows, each sent to ``out`` as soon as it is parsed."""
         if isinstance(self.archive, StreamingArchiveAdapter):
             tables: Iterator[pa.Table] = self.archive.iter_archive(file, path, TABLE_ROWS)
         else:
-            tables = iter([await trio.to_thread.run_sync(self.archive.parse_archive, file, path)])
-        rows = 0
+            tables = iter([self.archive.parse_archive(file, path)])
         try:
-            while True:
-                got: pa.Table | None = await trio.to_thread.run_sync(next, tables, None)
-                if got is None:
-                    break
-                table: pa.Table = got
+            for got in tables:
+                table = got
                 if stored:
-                    table = await trio.to_thread.run_sync(
-                        _dedup, self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns
-                    )
+                    table = _dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
                 if table.num_rows:
-                    # One table ahead at most: the writer's gate counts batches, and a table batch is
-                    # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
-                    if self._wait_idle is not None:
-                        await self._wait_idle()
-                    await self._wait_writable()
-                    self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
-                    rows += table.num_rows
+                    trio.from_thread.run(out.send, table)
         finally:
             close = getattr(tables, "close", None)
             if close is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(close)
-        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
-        return rows
+                close()
 
 
 def _replace(src: Path, dest: Path) -> None:

@@ -494,18 +494,23 @@ def iter_csv(
         raise ProtocolDrift(_venue(file), file.name, f"CSV does not parse: {exc}") from exc
 
 
-def coalesce(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Tables of at least ``rows`` rows (the last may be smaller) from a stream of smaller ones, ts ascending each."""
+def coalesce(tables: Iterator[pa.Table], rows: int, first_rows: int | None = None) -> Iterator[pa.Table]:
+    """Tables of at least ``rows`` rows (the last may be smaller) from a stream of smaller ones, ts ascending each.
+
+    The first table is yielded once it holds ``first_rows`` (default ``rows``): a smaller first table lets
+    its consumer (the writer) start while the rest of the file is still being parsed.
+    """
     pending: list[pa.Table] = []
     n = 0
+    want = rows if first_rows is None else min(first_rows, rows)
     for table in tables:
         if not table.num_rows:
             continue
         pending.append(table)
         n += table.num_rows
-        if n >= rows:
+        if n >= want:
             yield sort_ts(pa.concat_tables(pending))
-            pending, n = [], 0
+            pending, n, want = [], 0, rows
     if pending:
         yield sort_ts(pa.concat_tables(pending))
 
