@@ -48,7 +48,7 @@ from dccd.storage import reader
 from dccd.storage.archives import ArchiveStore, ManifestEntry
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
-from dccd.transport.archive import Fetched, fetch, open_archive_client
+from dccd.transport.archive import DownloadAborted, Fetched, GrowingFile, fetch, open_archive_client
 
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
@@ -116,6 +116,8 @@ class ArchiveBackfiller:
         self.shortfalls: list[Shortfall] = []
         self.outcomes: list[_Outcome] = []
         self.bytes_done = 0
+        self.streamed = 0
+        """Files whose rows were parsed while they downloaded (:meth:`_overlapped`)."""
         self._parse_limiter = trio.CapacityLimiter(1)  # one file's columns in memory at a time
 
     # -- what Operations reads ---------------------------------------------------------------------
@@ -135,6 +137,7 @@ class ArchiveBackfiller:
         extra: dict[str, Any] = {
             "archive_files": len(self.outcomes),
             "archive_bytes": self.bytes_done,
+            "archive_streamed": self.streamed,
             "archive_results": counts,
             "page_retries": sum(bf.page_retries for bf in self.rest),
             "pages": self.progress.pages + sum(bf.progress.pages for bf in self.rest),
@@ -264,7 +267,7 @@ class ArchiveBackfiller:
     ) -> None:
         try:
             try:
-                outcome, path = await self._download(client, file)
+                outcome, path = await self._download_and_load(client, file)
             except TransportError as exc:
                 if self.source != "auto":
                     raise
@@ -272,8 +275,6 @@ class ArchiveBackfiller:
                 key = self.store.key(self.ds.exchange, file.path)
                 outcome, path = await self._missing(key, file, f"unreachable: {exc}"), None
             if path is not None:
-                async with self._parse_limiter:
-                    outcome.rows = await self._load(file, path)
                 written.append((outcome, path))
         finally:
             slots.release()
@@ -296,8 +297,92 @@ class ArchiveBackfiller:
         level = "warning" if outcome.result in ("missing", "quarantined") else "info"
         self._log(level, "archive.file_" + outcome.result, file=file.name, bytes=outcome.bytes, rows=outcome.rows)
 
-    async def _download(self, client: httpx.AsyncClient, file: ArchiveFile) -> tuple[_Outcome, Path | None]:
-        """Verified file on disk (re-used from the cache when the manifest has it), or why not."""
+    async def _download_and_load(self, client: httpx.AsyncClient, file: ArchiveFile) -> tuple[_Outcome, Path | None]:
+        """The verified file on disk with its rows sent to the writer (``outcome.rows``), or why not.
+
+        While no other file is being parsed, a streaming adapter parses the file as it downloads
+        (:meth:`_overlapped`); otherwise the file is parsed once verified.
+        """
+        key = self.store.key(self.ds.exchange, file.path)
+        streaming = isinstance(self.archive, StreamingArchiveAdapter) and file.path.endswith(".zip")
+        if streaming and await trio.to_thread.run_sync(self.store.cached, key) is None:
+            try:
+                self._parse_limiter.acquire_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                try:
+                    return await self._overlapped(client, file, key)
+                finally:
+                    self._parse_limiter.release()
+        outcome, path = await self._download(client, file)
+        if path is not None:
+            async with self._parse_limiter:
+                outcome.rows = await self._load(file, path)
+        return outcome, path
+
+    async def _overlapped(self, client: httpx.AsyncClient, file: ArchiveFile, key: str) -> tuple[_Outcome, Path | None]:
+        """Download and parse at once: the parser reads the temp file as it grows (:class:`GrowingFile`),
+        and its tables wait until the download verified; a download that does not verify (404, checksum
+        mismatch, failure) discards them, so nothing unverified reaches the writer. A parse cut short
+        (the download restarted) or failing before any row was sent is done again from the verified file,
+        which decides."""
+        tail = GrowingFile(self.store.temp_path(key))
+        done = trio.Event()
+        got: list[tuple[_Outcome, Path | None]] = []
+        failed: list[BaseException] = []
+
+        async def download() -> None:
+            try:
+                got.append(await self._download(client, file, tail))
+            except BaseException as exc:
+                failed.append(exc)
+            finally:
+                if not got or got[0][1] is None:
+                    tail.abort("the download ended without a verified file")
+                done.set()
+
+        async def verified() -> bool:
+            # The rows read are those of the verified file only if its first attempt was the verified one.
+            await done.wait()
+            return bool(got) and got[0][1] is not None and tail.aborted is None
+
+        sent = [0]
+        error: Exception | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(download)
+                try:
+                    await self._load(file, tail, verified, sent)
+                except _Unverified:
+                    pass
+                except Exception as exc:  # judged below, once the download's outcome is known
+                    error = exc
+        finally:
+            await trio.to_thread.run_sync(tail.close)
+        if failed:
+            raise failed[0]
+        outcome, path = got[0]
+        if path is None:
+            return outcome, None
+        if error is not None or tail.aborted is not None:
+            if sent[0]:
+                raise error or ArchiveFailed(f"{file.name}: parse interrupted after {sent[0]} rows were written")
+            self._log("info", "archive.parse_again", file=file.name, why=str(error or tail.aborted))
+            outcome.rows = await self._load(file, path)
+        else:
+            outcome.rows = sent[0]
+            self.streamed += 1
+        return outcome, path
+
+    async def _download(
+        self, client: httpx.AsyncClient, file: ArchiveFile, tail: GrowingFile | None = None
+    ) -> tuple[_Outcome, Path | None]:
+        """Verified file on disk (re-used from the cache when the manifest has it), or why not.
+
+        ``tail`` (optional) follows the first download attempt as it is written, and is finished once
+        the file is complete on disk (verified or not).
+        """
         key = self.store.key(self.ds.exchange, file.path)
         cached = await trio.to_thread.run_sync(self.store.cached, key)
         if cached is not None:
@@ -305,15 +390,19 @@ class ArchiveBackfiller:
         temp = self.store.temp_path(key)
         got: Fetched | None = None
         expected: str | None = None
-        for _attempt in range(2):  # a mismatch is asked once more: a re-upload may have been in flight
+        for attempt in range(2):  # a mismatch is asked once more: a re-upload may have been in flight
             if file.checksum_path is not None:
                 check = await fetch(client, file.checksum_path)
                 if check.status == 404 or check.body is None:
                     return await self._missing(key, file, "no checksum file"), None
                 expected = self.archive.parse_checksum(file, check.body)
-            got = await fetch(client, file.path, temp)
+            if attempt and tail is not None:
+                tail.abort("the download is retried")  # the file is written again from its start
+            got = await fetch(client, file.path, temp, watcher=tail if not attempt else None)
             if got.status == 404:
                 return await self._missing(key, file, "404"), None
+            if tail is not None and not attempt:
+                tail.finish()
             if expected is None or got.sha256 == expected:
                 break
             self._log("warning", "archive.checksum_mismatch", file=file.name, expected=expected, got=got.sha256)
@@ -340,13 +429,21 @@ class ArchiveBackfiller:
         await self.runs.aevent(self.job.run_id, "archive_missing", file.start_ns, file.end_ns, detail)
         return _Outcome(file, "missing", detail=why)
 
-    async def _load(self, file: ArchiveFile, path: Path) -> int:
+    async def _load(
+        self,
+        file: ArchiveFile,
+        source: Path | GrowingFile,
+        ready: Callable[[], Awaitable[bool]] | None = None,
+        sent: list[int] | None = None,
+    ) -> int:
         """Parse the file (streamed in tables of ~:data:`TABLE_ROWS` when the adapter can), drop what is
         already stored, hand each table to the writer as it comes; returns rows sent.
 
         A worker thread parses (and dedups) continuously, one table ahead of this task, which hands each
         table to the writer once the previous one is written: parsing never waits for the Trio loop (a
         writer writing on the Trio thread would otherwise delay the next parse until its write ended).
+        ``ready`` (a download in progress) is awaited before the first table is sent: False discards the
+        rows (raises :class:`_Unverified`). ``sent[0]`` counts the rows sent, also when this fails.
 
         Raises:
             ProtocolDrift: the file does not parse (nothing more of it is sent).
@@ -354,38 +451,45 @@ class ArchiveBackfiller:
         t0 = trio.current_time()
         stored = bool(await trio.to_thread.run_sync(self._stored_intervals, file.start_ns, file.end_ns))
         send_ch, recv_ch = trio.open_memory_channel[pa.Table](0)
-        rows = 0
+        sent = [0] if sent is None else sent
 
         async def produce() -> None:
             async with send_ch:
-                await trio.to_thread.run_sync(self._produce, file, path, stored, send_ch)
+                await trio.to_thread.run_sync(self._produce, file, source, stored, send_ch)
 
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(produce)
                 async with recv_ch:
                     async for table in recv_ch:
+                        if ready is not None:
+                            if not await ready():
+                                raise _Unverified(file.name)
+                            ready = None
                         # One table ahead at most: the writer's gate counts batches, and a table batch is
                         # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
                         if self._wait_idle is not None:
                             await self._wait_idle()
                         await self._wait_writable()
                         self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
-                        rows += table.num_rows
+                        sent[0] += table.num_rows
         except BaseExceptionGroup as group:
             error = sole_leaf(group, skip=(trio.Cancelled,))
             if isinstance(error, Exception):
                 raise error from None
             raise
-        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
-        return rows
+        log.debug("archive.file_parsed", file=file.name, rows=sent[0], parse_s=round(trio.current_time() - t0, 3))
+        return sent[0]
 
-    def _produce(self, file: ArchiveFile, path: Path, stored: bool, out: trio.MemorySendChannel[pa.Table]) -> None:
+    def _produce(
+        self, file: ArchiveFile, source: Path | GrowingFile, stored: bool, out: trio.MemorySendChannel[pa.Table]
+    ) -> None:
         """(Worker thread) the file's tables minus stored rows, each sent to ``out`` as soon as it is parsed."""
         if isinstance(self.archive, StreamingArchiveAdapter):
-            tables: Iterator[pa.Table] = self.archive.iter_archive(file, path, TABLE_ROWS)
+            tables: Iterator[pa.Table] = self.archive.iter_archive(file, source, TABLE_ROWS)
         else:
-            tables = iter([self.archive.parse_archive(file, path)])
+            assert isinstance(source, Path)
+            tables = iter([self.archive.parse_archive(file, source)])
         try:
             for got in tables:
                 table = got
@@ -393,10 +497,16 @@ class ArchiveBackfiller:
                     table = _dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
                 if table.num_rows:
                     trio.from_thread.run(out.send, table)
+        except DownloadAborted as exc:  # pyarrow may hand the reader's error back wrapped: say it plainly
+            raise ArchiveFailed(f"{file.name}: {exc}") from exc
         finally:
             close = getattr(tables, "close", None)
             if close is not None:
                 close()
+
+
+class _Unverified(Exception):
+    """(internal) rows parsed during a download that did not verify: discarded."""
 
 
 def _replace(src: Path, dest: Path) -> None:

@@ -37,6 +37,7 @@ from dccd.sources.archive import (
     ArchiveFile,
     Granularity,
     Source,
+    StreamSource,
     archive_capability,
     coalesce,
     first_line,
@@ -213,8 +214,9 @@ def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     return _convert(file, pa.table({n: pa.array([], types[n]) for n in types}))  # no rows, the lake's columns
 
 
-def iter_archive(file: ArchiveFile, data: Source, rows: int = 1_000_000) -> Iterator[pa.Table]:
-    """:func:`parse_archive` in tables of about ``rows`` rows (bounded memory for month-long trade files).
+def iter_archive(file: ArchiveFile, data: StreamSource, rows: int = 1_000_000) -> Iterator[pa.Table]:
+    """:func:`parse_archive` in tables of about ``rows`` rows (bounded memory for month-long trade files);
+    ``data`` may be a stream read front to back (a download in progress).
 
     Raises:
         ProtocolDrift: as :func:`parse_archive`.
