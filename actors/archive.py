@@ -42,13 +42,20 @@ from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
 from dccd.errors import DccdError, TransportError, leaves, sole_leaf
-from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
-from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
+from dccd.sources.archive import (
+    ArchiveAdapter,
+    ArchiveFile,
+    Granularity,
+    StreamingArchiveAdapter,
+    archive_capability,
+    market_of,
+)
+from dccd.sources.archive_plan import ArchivePlan, plan_archive, published_periods, uncovered
 from dccd.storage import reader
 from dccd.storage.archives import ArchiveStore, ManifestEntry
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
-from dccd.transport.archive import DownloadAborted, Fetched, GrowingFile, fetch, open_archive_client
+from dccd.transport.archive import DownloadAborted, Fetched, GrowingFile, exists, fetch, open_archive_client
 
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
@@ -197,14 +204,57 @@ class ArchiveBackfiller:
             end = span.align(end)  # the bar holding the end is not closed
         if isinstance(self.job.start, int):
             start = span.align_up(self.job.start) if span is not None else self.job.start
-        elif self.job.start == "last":
-            last = await self.lake.alast_ts(self.ds)
-            if last is None:
-                return None
+        elif self.job.start == "last" and (last := await self.lake.alast_ts(self.ds)) is not None:
             start = span.next(span.align(last)) if span is not None else last + 1
-        else:
-            return None
+        elif self.job.start == "last" and self.ds.data_type is DataType.TRADES:
+            return None  # a trade walk resumes after a stored trade: REST says there is none
+        else:  # origin, or last with nothing stored: the archive's first file
+            origin = await self._archive_origin(end)
+            if origin is None:
+                return None
+            start = span.align_up(origin) if span is not None else origin
         return (start, end) if start < end else None
+
+    async def _archive_origin(self, end_ns: int) -> int | None:
+        """Start of the first period the archive holds a file for, for this dataset, before ``end_ns``.
+
+        Files exist from the symbol's listing on (Binance, Bybit, OKX answer 404 before it): a binary
+        search over the published monthly periods (about 7 requests for 10 years), then over the daily
+        ones after them when no monthly file holds data yet (a symbol listed this month). Each probe asks
+        for the small checksum file where one is published, else the file's headers only. None: the
+        archive holds nothing for it (REST decides the origin, as without archives).
+        """
+        caps = self.archive.archive_capabilities
+        market = market_of(self.ds.symbol)
+        searched_to = 0
+        probes = 0
+        async with open_archive_client(self.origin, max_connections=1, transport=self._transport) as client:
+
+            async def held(granularity: Granularity, period_ns: int) -> bool:
+                nonlocal probes
+                probes += 1
+                f = self.archive.archive_file(self.ds.symbol, self.ds.data_type, self.ds.span, granularity, period_ns)
+                return await exists(client, f.checksum_path or f.path)
+
+            for granularity in (Granularity.MONTHLY, Granularity.DAILY):
+                cap = archive_capability(caps, self.ds.data_type, market, self.ds.span, granularity)
+                if cap is None:
+                    continue
+                periods = published_periods(self.archive, cap, searched_to, end_ns, self.job.now_ns)
+                lo, hi = 0, len(periods)  # the first period held is in periods[lo:hi], or none is (hi)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if await held(granularity, periods[mid]):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                if lo < len(periods):
+                    self._log("info", "archive.origin", origin=ns_to_iso(periods[lo]), probes=probes)
+                    return periods[lo]
+                if periods:  # none of these is held: the data starts after them
+                    searched_to = self.archive.archive_period(granularity, periods[-1])[1]
+        self._log("info", "archive.origin", origin=None, probes=probes)
+        return None
 
     def _stored_intervals(self, start: int, end: int) -> list[tuple[int, int]]:
         parts, _bad = reader.list_parts(self.lake.root, self.ds, start, end)

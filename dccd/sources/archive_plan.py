@@ -127,6 +127,22 @@ def plan_archive(
     return ArchivePlan(files, uncovered(start_ns, end_ns, [(f.start_ns, f.end_ns) for f in files]))
 
 
+def published_periods(
+    adapter: ArchiveAdapter, cap: ArchiveCapability, lo_ns: int, end_ns: int, now_ns: int
+) -> list[int]:
+    """Starts of the periods of ``cap``'s granularity from the one holding ``max(lo_ns, cap.first_ns)``
+    that end by ``end_ns`` and whose files should be published by ``now_ns`` (ascending)."""
+    out: list[int] = []
+    cursor = max(lo_ns, cap.first_ns)
+    while cursor < end_ns:
+        plo, phi = adapter.archive_period(cap.granularity, cursor)
+        if phi > end_ns or phi + cap.delay_s * NS_PER_S > now_ns:
+            break
+        out.append(plo)
+        cursor = phi
+    return out
+
+
 def uncovered(start_ns: int, end_ns: int, covered: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     """The parts of ``[start_ns, end_ns)`` outside the (half-open) ``covered`` intervals, ascending."""
     out: list[tuple[int, int]] = []
@@ -142,4 +158,4 @@ def uncovered(start_ns: int, end_ns: int, covered: Sequence[tuple[int, int]]) ->
     return tuple((lo, hi) for lo, hi in out if lo < hi)
 
 
-__all__ = ["ArchivePlan", "plan_archive", "uncovered"]
+__all__ = ["ArchivePlan", "plan_archive", "published_periods", "uncovered"]

@@ -183,6 +183,40 @@ async def _once(
         raise _map(path, exc) from exc
 
 
+async def exists(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    deadline_s: float = 30.0,
+    attempts: int = ATTEMPTS,
+    base_delay_s: float = 0.5,
+) -> bool:
+    """Whether the archive serves ``path`` (200) or not (404), without reading its body (a GET whose
+    body is not read: archive hosts and CDNs do not all answer HEAD).
+
+    Raises:
+        TransientError: the last attempt failed to connect, timed out or got a 5xx.
+        DccdError: another unexpected status.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with trio.fail_after(deadline_s):
+                async with client.stream("GET", path) as resp:
+                    if resp.status_code in (200, 404):
+                        return resp.status_code == 200
+                    if resp.status_code >= 500 or resp.status_code == 429:
+                        raise ServerError(resp.status_code, path)
+                    raise DccdError(f"archive {path}: HTTP {resp.status_code}")
+        except (httpx.TransportError, trio.TooSlowError) as exc:
+            if attempt == attempts:
+                raise _map(path, exc) from exc
+        except TransientError:
+            if attempt == attempts:
+                raise
+        await trio.sleep(base_delay_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 async def fetch(
     client: httpx.AsyncClient,
     path: str,
@@ -215,4 +249,4 @@ async def fetch(
     raise AssertionError("unreachable")
 
 
-__all__ = ["DownloadAborted", "Fetched", "GrowingFile", "Watcher", "fetch", "open_archive_client"]
+__all__ = ["DownloadAborted", "Fetched", "GrowingFile", "Watcher", "exists", "fetch", "open_archive_client"]

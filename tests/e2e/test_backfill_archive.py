@@ -233,3 +233,32 @@ async def test_one_file_parsed_while_it_downloads(tmp_path: Path) -> None:
             archived = raw_rows(tmp_path / name, "trades", TRADE_COLUMNS, order="ts, id")
             assert len(archived) > 4000 and len({r[1] for r in archived}) == len(archived)
             assert archived == raw_rows(tmp_path / f"{name}-rest", "trades", TRADE_COLUMNS, order="ts, id")
+
+
+NEW = FakeMarket(
+    "NEWUSDT", "NEW", "USDT", listed_ms=parse_iso_ns("2024-02-10T06:00:00Z") // 1_000_000, every_ms=120_000
+)
+
+
+async def test_origin_uses_the_archive_from_its_first_file(tmp_path: Path) -> None:
+    """``--start origin`` (and ``last`` with nothing stored) plans archive files from the first period the
+    archive holds, found by a few probes (404 before the listing), instead of going REST-only: bars and
+    trades equal a REST-only origin backfill, with no file asked that the archive lacks."""
+    now = parse_iso_ns("2024-03-20T12:00:00Z")
+    async with (
+        open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest,
+        open_fake_archive(rest, unlisted_404=True) as arch,
+    ):
+        for name, kind, start in (("ohlc", "ohlc", "origin"), ("last", "ohlc", None), ("trades", "trades", "origin")):
+            rec = await backfill(tmp_path / name, rest, arch, now, ["NEW/USDT"], kind, start=start)
+            assert rec.state is RunState.SUCCEEDED, rec.error
+            assert rec.progress["archive_results"] == {"verified": 19}, rec.progress  # Feb monthly + Mar 1-18
+            probes = [p for p, s in arch.requests if p.endswith(".CHECKSUM") and s == 404]
+            assert 0 < len(probes) <= 8  # a binary search over the monthly periods since 2017-08
+            arch.requests.clear()
+            ref = await backfill(tmp_path / f"{name}-rest", rest, None, now, ["NEW/USDT"], kind, start=start)
+            assert ref.state is RunState.SUCCEEDED, ref.error
+            cols, order = (OHLC_COLUMNS, "ts") if kind == "ohlc" else (TRADE_COLUMNS, "ts, id")
+            archived = raw_rows(tmp_path / name, kind, cols, order=order)
+            assert archived and archived[0][0] == NEW.listed_ms * 1_000_000
+            assert archived == raw_rows(tmp_path / f"{name}-rest", kind, cols, order=order)
