@@ -221,3 +221,23 @@ def test_archive_url_override_from_config_and_env(exchange: str, tmp_path: Path)
     assert archive_origin(load_config(cfg_file, env=env))(exchange) == "http://127.0.0.1:9/from-env"
     real = {"bybit": "https://public.bybit.com", "bitmex": "https://public.bitmex.com", "okx": "https://static.okx.com"}
     assert archive_origin(load_config(None, env={}))(exchange) == real[exchange]
+
+
+async def test_okx_whole_beijing_month_of_candles_from_its_monthly_file(tmp_path: Path) -> None:
+    """A range holding a whole Beijing month takes it from the monthly candle file (one request instead of
+    ~30), the days around it from daily files and the partial edges from REST; every bar equals the fake's."""
+    lo, hi = av.day_ms("2024-02-20"), av.day_ms("2024-04-05")
+    now = av.day_ms("2024-04-20")
+    async with archive_service(tmp_path, "okx", fok.FakeOkx(), now) as (files, svc):
+        (rec,) = await svc.backfill(request("okx", ["BTC/USDT"], "ohlc", lo, hi, now, "1m"))
+    assert rec.state == "succeeded", rec.error
+    expected = []
+    for t in range(lo, hi, 60_000):
+        b = bar("BTC-USDT:1m", t)
+        expected.append((t * NS_PER_MS, *map(float, (b.open, b.high, b.low, b.close, b.volume, b.quote)), None))
+    assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == expected
+    got = [p for p, s in files.requests if s == 200]
+    monthly = [p for p in got if "/monthly/" in p]
+    assert monthly == ["/cdn/okex/traderecords/candlesticks/monthly/202403/BTC-USDT-candlesticks-2024-03.zip"]
+    assert len(got) - len(monthly) == 9 + 4  # Beijing days Feb 21-29 and Apr 1-4; REST the two partial edges
+    assert rec.progress["archive_results"] == {"verified": 14}
