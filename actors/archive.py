@@ -173,15 +173,24 @@ class ArchiveBackfiller:
         start, end = span
         stored = await trio.to_thread.run_sync(self._stored_intervals, start, end)
         plan = plan_archive(self.archive, self.ds.symbol, self.ds.data_type, self.ds.span, start, end, self.job.now_ns, stored)  # fmt: skip
-        self._log("info", "archive.planned", files=len(plan.files), rest_ranges=len(plan.rest), origin=self.origin)
-        if not plan.files:  # nothing whole to take from the archive: the plain REST run, unchanged
+        # A partly stored period of a file without trade ids is merged (see ArchiveCapability.synthetic_ids),
+        # unless that file's rows are what is stored (written before): then it is done, without a request.
+        done = [f for f in plan.files if f.path in plan.merging and self._written(f)]
+        if done:
+            plan = msgspec.structs.replace(plan, files=tuple(f for f in plan.files if f not in done))
+        self._log(
+            "info", "archive.planned", files=len(plan.files), merging=len(plan.merging) - len(done),
+            written_before=len(done), rest_ranges=len(plan.rest), origin=self.origin,
+        )  # fmt: skip
+        if not plan.files and not done:  # nothing whole to take from the archive: the plain REST run, unchanged
             if self.source == "auto":
                 await self._rest_range(None, None)
                 return
-        else:
+        elif plan.files:
             await self._fetch_all(plan)
         failed = [o for o in self.outcomes if o.result == "quarantined"]
         covered = [(o.file.start_ns, o.file.end_ns) for o in self.outcomes if o.result != "missing"]
+        covered += [(f.start_ns, f.end_ns) for f in done]
         rest = uncovered(start, end, covered)
         if self.source == "archive":
             for lo, hi in rest:
@@ -255,6 +264,16 @@ class ArchiveBackfiller:
                     searched_to = self.archive.archive_period(granularity, periods[-1])[1]
         self._log("info", "archive.origin", origin=None, probes=probes)
         return None
+
+    def _written(self, file: ArchiveFile) -> bool:
+        """The manifest says this file's rows were written to the lake."""
+        entry = self.store.get(self.store.key(self.ds.exchange, file.path))
+        return entry is not None and entry.state == "written"
+
+    def _synthetic_ids(self, file: ArchiveFile) -> bool:
+        caps = self.archive.archive_capabilities
+        cap = archive_capability(caps, file.data_type, file.market, self.ds.span, file.granularity)
+        return cap is not None and cap.synthetic_ids
 
     def _stored_intervals(self, start: int, end: int) -> list[tuple[int, int]]:
         parts, _bad = reader.list_parts(self.lake.root, self.ds, start, end)
@@ -540,11 +559,12 @@ class ArchiveBackfiller:
         else:
             assert isinstance(source, Path)
             tables = iter([self.archive.parse_archive(file, source)])
+        dedup = _dedup_counted if self._synthetic_ids(file) else _dedup
         try:
             for got in tables:
                 table = got
                 if stored:
-                    table = _dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
+                    table = dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
                 if table.num_rows:
                     trio.from_thread.run(out.send, table)
         except DownloadAborted as exc:  # pyarrow may hand the reader's error back wrapped: say it plainly
@@ -572,3 +592,28 @@ def _dedup(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, h
     column = "id" if data_type is DataType.TRADES else "ts"
     keep = pc.invert(pc.is_in(table[column], value_set=stored[column].combine_chunks()))
     return table.filter(keep)
+
+
+def _dedup_counted(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, hi: int) -> pa.Table:
+    """``table`` (rows with synthetic ids) minus as many rows per (ts, price, amount, side) as ``[lo, hi)``
+    stores: a trade a stream stored (with its exchange id) is not stored again, and two trades alike in
+    all four (one taker order filling two makers at one price and size) stay two. Rows keep file order."""
+    stored = lake.read_table(ds, lo, hi).table
+    if not stored.num_rows:
+        return table
+    import duckdb
+
+    keys = ("ts", "price", "amount", "side")
+    con = duckdb.connect()
+    try:
+        con.register("a", table.select(list(keys)).append_column("_row", pa.array(range(table.num_rows), pa.int64())))
+        con.register("s", stored.select(list(keys)))
+        rows: pa.Table = con.sql(
+            "SELECT _row FROM (SELECT *, row_number() OVER (PARTITION BY ts, price, amount, side ORDER BY _row) AS rn"
+            " FROM a) x LEFT JOIN (SELECT ts, price, amount, side, count(*) AS c FROM s GROUP BY ALL) y"
+            " ON x.ts = y.ts AND x.price = y.price AND x.amount = y.amount AND x.side IS NOT DISTINCT FROM y.side"
+            " WHERE rn > coalesce(c, 0) ORDER BY _row"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table.take(rows.column("_row"))

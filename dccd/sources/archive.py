@@ -117,6 +117,9 @@ class ArchiveCapability(msgspec.Struct, frozen=True):
         spans: OHLC spans published (dccd labels: ``1M`` for Binance's ``1mo``); empty otherwise.
         delay_s: how long after a period's end its file is expected to exist.
         planned: False when the planner must not use this kind for ``data_type`` (read-only support).
+        synthetic_ids: the files carry no exchange trade id (Bybit spot numbers its rows per file), so
+            the ids dccd gives their rows never equal the ids a stream stored: a period partly stored is
+            still taken from the file, minus the stored rows matched on (ts, price, amount, side) counts.
     """
 
     data_type: DataType
@@ -127,6 +130,7 @@ class ArchiveCapability(msgspec.Struct, frozen=True):
     spans: tuple[str, ...] = ()
     delay_s: int = 86_400
     planned: bool = True
+    synthetic_ids: bool = False
 
 
 class ArchiveFile(msgspec.Struct, frozen=True):

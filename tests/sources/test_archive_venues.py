@@ -292,3 +292,19 @@ def test_okx_monthly_candles_are_beijing_months() -> None:
         a.archive_file(Symbol("BTC", "USDT"), DataType.OHLC, Span("1m"), M, day_ns("2024-04-01"))
     with pytest.raises(NoCapability):
         a.archive_file(Symbol("BTC", "USDT"), T, None, M, lo)
+
+
+def test_bybit_spot_days_partly_stored_are_planned_for_merging() -> None:
+    """Bybit spot files have no trade ids and its REST keeps 60 trades: a day partly stored (by a stream) is
+    still planned from its file, flagged as merging; derivatives files (real ids) leave such a day to REST."""
+    from dccd.sources.archive_plan import plan_archive
+
+    a = BybitArchive()
+    lo, hi = day_ns("2024-01-03"), day_ns("2024-01-05")
+    stored = [(lo + 6 * H, lo + 12 * H)]
+    spot = plan_archive(a, Symbol("BTC", "USDT"), T, None, lo, hi, hi + 2 * 24 * H, stored)
+    assert [f.start_ns for f in spot.files] == [lo, lo + 24 * H] and spot.rest == ()
+    assert spot.merging == (spot.files[0].path,)
+    perp = plan_archive(a, Symbol("BTC", "USDT", "perp"), T, None, lo, hi, hi + 2 * 24 * H, stored)
+    assert [f.start_ns for f in perp.files] == [lo + 24 * H] and perp.rest == ((lo, lo + 24 * H),)
+    assert perp.merging == ()
