@@ -34,7 +34,6 @@ from typing import Any
 import httpx
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 import trio
 
@@ -52,6 +51,7 @@ from dccd.sources.archive import (
 )
 from dccd.sources.archive_plan import ArchivePlan, plan_archive, published_periods, uncovered
 from dccd.storage import reader
+from dccd.storage.archive_dedup import dedup_by_key, dedup_counted
 from dccd.storage.archives import ArchiveStore, ManifestEntry
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
@@ -218,7 +218,13 @@ class ArchiveBackfiller:
         elif self.job.start == "last" and self.ds.data_type is DataType.TRADES:
             return None  # a trade walk resumes after a stored trade: REST says there is none
         else:  # origin, or last with nothing stored: the archive's first file
-            origin = await self._archive_origin(end)
+            try:
+                origin = await self._archive_origin(end)
+            except TransportError as exc:
+                if self.source != "auto":
+                    raise
+                self._log("warning", "archive.origin_unreachable", error=str(exc))  # REST finds the origin
+                return None
             if origin is None:
                 return None
             start = span.align_up(origin) if span is not None else origin
@@ -559,7 +565,7 @@ class ArchiveBackfiller:
         else:
             assert isinstance(source, Path)
             tables = iter([self.archive.parse_archive(file, source)])
-        dedup = _dedup_counted if self._synthetic_ids(file) else _dedup
+        dedup = dedup_counted if self._synthetic_ids(file) else dedup_by_key
         try:
             for got in tables:
                 table = got
@@ -582,38 +588,3 @@ class _Unverified(Exception):
 def _replace(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     src.replace(dest)
-
-
-def _dedup(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, hi: int) -> pa.Table:
-    """``table`` minus the rows whose natural key is stored in ``[lo, hi)`` (trades: id; others: ts)."""
-    stored = lake.read_table(ds, lo, hi).table
-    if not stored.num_rows:
-        return table
-    column = "id" if data_type is DataType.TRADES else "ts"
-    keep = pc.invert(pc.is_in(table[column], value_set=stored[column].combine_chunks()))
-    return table.filter(keep)
-
-
-def _dedup_counted(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, hi: int) -> pa.Table:
-    """``table`` (rows with synthetic ids) minus as many rows per (ts, price, amount, side) as ``[lo, hi)``
-    stores: a trade a stream stored (with its exchange id) is not stored again, and two trades alike in
-    all four (one taker order filling two makers at one price and size) stay two. Rows keep file order."""
-    stored = lake.read_table(ds, lo, hi).table
-    if not stored.num_rows:
-        return table
-    import duckdb
-
-    keys = ("ts", "price", "amount", "side")
-    con = duckdb.connect()
-    try:
-        con.register("a", table.select(list(keys)).append_column("_row", pa.array(range(table.num_rows), pa.int64())))
-        con.register("s", stored.select(list(keys)))
-        rows: pa.Table = con.sql(
-            "SELECT _row FROM (SELECT *, row_number() OVER (PARTITION BY ts, price, amount, side ORDER BY _row) AS rn"
-            " FROM a) x LEFT JOIN (SELECT ts, price, amount, side, count(*) AS c FROM s GROUP BY ALL) y"
-            " ON x.ts = y.ts AND x.price = y.price AND x.amount = y.amount AND x.side IS NOT DISTINCT FROM y.side"
-            " WHERE rn > coalesce(c, 0) ORDER BY _row"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return table.take(rows.column("_row"))

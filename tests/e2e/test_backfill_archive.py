@@ -262,3 +262,19 @@ async def test_origin_uses_the_archive_from_its_first_file(tmp_path: Path) -> No
             archived = raw_rows(tmp_path / name, kind, cols, order=order)
             assert archived and archived[0][0] == NEW.listed_ms * 1_000_000
             assert archived == raw_rows(tmp_path / f"{name}-rest", kind, cols, order=order)
+
+
+async def test_origin_with_the_archive_unreachable_is_found_by_rest(tmp_path: Path) -> None:
+    """``--start origin`` when the archive host refuses connections: after the probe's retries REST finds
+    the origin and fetches everything (auto), as without archives."""
+    now = parse_iso_ns("2024-02-12T00:00:00Z")
+    async with open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest:
+        with trio.socket.socket() as sock:  # a port nobody listens on: bound, never accepting
+            await sock.bind(("127.0.0.1", 0))
+            cfg = archive_config(tmp_path, rest.url, f"http://127.0.0.1:{sock.getsockname()[1]}")
+            async with open_service(cfg, ops_options={"now_ns": lambda: now}) as svc:
+                (rec,) = await svc.backfill(request(["NEW/USDT"], start="origin", now_ns=now))
+    assert rec.state is RunState.SUCCEEDED, rec.error
+    assert "archive_results" not in rec.progress or not rec.progress["archive_results"]
+    rows = raw_rows(tmp_path, "ohlc", "ts")
+    assert rows[0][0] == NEW.listed_ms * 1_000_000 and len(rows) == (now // 1_000_000 - NEW.listed_ms) // 60_000

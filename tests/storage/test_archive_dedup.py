@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-from dccd.actors.archive import _dedup_counted
 
 from dccd.domain import DatasetId, DataType, Symbol
 from dccd.domain.timeutil import parse_iso_ns
 from dccd.storage import Lake
+from dccd.storage.archive_dedup import dedup_counted
 from dccd.storage.writer import Provenance
 
 DAY = parse_iso_ns("2024-01-03")
@@ -46,8 +46,8 @@ def test_rows_alike_in_ts_price_amount_side_are_matched_by_count(tmp_path: Path)
             (3, "d:7", 12.0, 1.0, "sell"),
         ]
     )
-    kept = _dedup_counted(lake, DataType.TRADES, archive, DS, DAY, DAY + 86_400 * 10**9)
+    kept = dedup_counted(lake, DataType.TRADES, archive, DS, DAY, DAY + 86_400 * 10**9)
     assert kept["id"].to_pylist() == ["d:1", "d:4", "d:6", "d:7"]
     assert kept.schema == archive.schema
     empty = Lake(tmp_path / "empty")
-    assert _dedup_counted(empty, DataType.TRADES, archive, DS, DAY, DAY + 86_400 * 10**9).equals(archive)
+    assert dedup_counted(empty, DataType.TRADES, archive, DS, DAY, DAY + 86_400 * 10**9).equals(archive)
