@@ -405,12 +405,12 @@ class ArchiveBackfiller:
         tail = GrowingFile(self.store.temp_path(key))
         done = trio.Event()
         got: list[tuple[_Outcome, Path | None]] = []
-        failed: list[BaseException] = []
+        failed: list[Exception] = []
 
         async def download() -> None:
             try:
                 got.append(await self._download(client, file, tail))
-            except BaseException as exc:
+            except Exception as exc:  # raised below, once the parse has stopped (a cancel propagates as it is)
                 failed.append(exc)
             finally:
                 if not got or got[0][1] is None:

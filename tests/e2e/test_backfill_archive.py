@@ -211,13 +211,15 @@ async def test_unreachable_archive_falls_back_to_rest(tmp_path: Path) -> None:
 
 async def test_one_file_parsed_while_it_downloads(tmp_path: Path) -> None:
     """A lone file is parsed as it downloads (``archive_streamed``); a stale first download (re-upload) is
-    parsed again from the verified file, and a file failing its checksum lands nothing: each day equals
-    REST-only exactly, no row twice."""
+    parsed again from the verified file, a file failing its checksum lands nothing, a 404 leaves its day to
+    REST: each day equals REST-only exactly, no row twice."""
     now = parse_iso_ns("2025-01-08T12:00:00Z")
-    days = {"ok": "2024-12-10", "stale": "2024-12-16", "bad": "2024-12-18"}
+    days = {"ok": "2024-12-10", "stale": "2024-12-16", "bad": "2024-12-18", "missing": "2024-12-20"}
     async with (
         open_fake_binance(weight_limit=10**9, markets=(SPARSE,), clock=lambda: now / NS_PER_S) as rest,
-        open_fake_archive(rest, reuploaded={days["stale"]}, bad_checksum={days["bad"]}) as arch,
+        open_fake_archive(
+            rest, reuploaded={days["stale"]}, bad_checksum={days["bad"]}, missing={days["missing"]}
+        ) as arch,
     ):
         for name, day in days.items():
             end = f"{day[:8]}{int(day[8:]) + 1:02d}"
@@ -228,6 +230,7 @@ async def test_one_file_parsed_while_it_downloads(tmp_path: Path) -> None:
                 continue
             assert rec.state is RunState.SUCCEEDED, rec.error
             assert rec.progress["archive_streamed"] == (1 if name == "ok" else 0)
+            assert rec.progress["archive_results"] == ({"missing": 1} if name == "missing" else {"verified": 1})
             ref = await backfill(tmp_path / f"{name}-rest", rest, None, now, ["BTC/USDT"], "trades", start=day, end=end)
             assert ref.state is RunState.SUCCEEDED, ref.error
             archived = raw_rows(tmp_path / name, "trades", TRADE_COLUMNS, order="ts, id")
