@@ -237,7 +237,8 @@ class ArchiveBackfiller:
         search over the published monthly periods (about 7 requests for 10 years), then over the daily
         ones after them when no monthly file holds data yet (a symbol listed this month). Each probe asks
         for the small checksum file where one is published, else the file's headers only. None: the
-        archive holds nothing for it (REST decides the origin, as without archives).
+        archive holds nothing for it, or its files hold every symbol (BitMEX: a file's existence says
+        nothing of a listing): REST decides the origin, as without archives.
         """
         caps = self.archive.archive_capabilities
         market = market_of(self.ds.symbol)
@@ -256,6 +257,12 @@ class ArchiveBackfiller:
                 if cap is None:
                     continue
                 periods = published_periods(self.archive, cap, searched_to, end_ns, self.job.now_ns)
+                if periods:
+                    f = self.archive.archive_file(
+                        self.ds.symbol, self.ds.data_type, self.ds.span, granularity, periods[0]
+                    )
+                    if f.native not in f.path:  # one file for every symbol (BitMEX): it says nothing of a listing
+                        break
                 lo, hi = 0, len(periods)  # the first period held is in periods[lo:hi], or none is (hi)
                 while lo < hi:
                     mid = (lo + hi) // 2
