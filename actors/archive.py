@@ -126,6 +126,7 @@ class ArchiveBackfiller:
         self.streamed = 0
         """Files whose rows were parsed while they downloaded (:meth:`_overlapped`)."""
         self._parse_limiter = trio.CapacityLimiter(1)  # one file's columns in memory at a time
+        self._unresolved: str | None = None  # why an open start found no archive file (see _range)
 
     # -- what Operations reads ---------------------------------------------------------------------
 
@@ -167,6 +168,12 @@ class ArchiveBackfiller:
             DccdError: as :meth:`Backfiller.run`.
         """
         span = await self._range()
+        if span is None and self.source == "archive":  # REST is not asked: say why nothing was fetched
+            if self._unresolved is not None:
+                end = min(self.job.end_ns, self.job.now_ns)
+                reason = f"{self.ds.exchange}'s archive: {self._unresolved} (--source archive)"
+                self.shortfalls.append(Shortfall(0, end, 0, end, reason, None, unit="ns"))
+            return
         if span is None:  # nothing to plan from (``origin``, ``last`` with nothing stored): REST decides
             await self._rest_range(None, None)
             return
@@ -216,6 +223,8 @@ class ArchiveBackfiller:
         elif self.job.start == "last" and (last := await self.lake.alast_ts(self.ds)) is not None:
             start = span.next(span.align(last)) if span is not None else last + 1
         elif self.job.start == "last" and self.ds.data_type is DataType.TRADES:
+            if self.source == "archive":
+                raise DccdError(f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin")  # fmt: skip
             return None  # a trade walk resumes after a stored trade: REST says there is none
         else:  # origin, or last with nothing stored: the archive's first file
             try:
@@ -226,6 +235,7 @@ class ArchiveBackfiller:
                 self._log("warning", "archive.origin_unreachable", error=str(exc))  # REST finds the origin
                 return None
             if origin is None:
+                self._unresolved = "no file to start from (its first day is not known for this symbol)"
                 return None
             start = span.align_up(origin) if span is not None else origin
         return (start, end) if start < end else None

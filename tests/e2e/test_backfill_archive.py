@@ -281,3 +281,18 @@ async def test_origin_with_the_archive_unreachable_is_found_by_rest(tmp_path: Pa
     assert "archive_results" not in rec.progress or not rec.progress["archive_results"]
     rows = raw_rows(tmp_path, "ohlc", "ts")
     assert rows[0][0] == NEW.listed_ms * 1_000_000 and len(rows) == (now // 1_000_000 - NEW.listed_ms) // 60_000
+
+
+async def test_origin_archive_only_without_a_file_asks_rest_nothing(tmp_path: Path) -> None:
+    """``--start origin --source archive`` for a symbol the archive has no file of yet: the run ends partial
+    saying so, and REST is asked nothing (before, an open start went to REST whatever the source)."""
+    now = parse_iso_ns("2024-02-10T18:00:00Z")  # listed at 06:00: no daily file published yet
+    async with (
+        open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest,
+        open_fake_archive(rest, unlisted_404=True) as arch,
+    ):
+        rec = await backfill(tmp_path, rest, arch, now, ["NEW/USDT"], start="origin", source="archive")
+        assert rest.count("/api/v3/klines") == 0
+    assert rec.state is RunState.PARTIAL
+    assert "no file to start from" in (rec.error or "") and "--source archive" in (rec.error or "")
+    assert raw_rows(tmp_path, "ohlc", "ts") == []
