@@ -3,23 +3,27 @@
 ``--source auto`` (default) and ``archive`` runs of a dataset whose exchange
 publishes archives (``dccd.sources.archive``) go through :class:`ArchiveBackfiller`::
 
+    open start (origin, last with nothing stored) ─► binary search of file probes ─► the first period held
     plan_archive(range, stored parts) ─► files ─┬─ per file (≤ concurrency downloads at once):
                                                  │   manifest says verified + cached?  ─► reuse, no request
                                                  │   GET .CHECKSUM, GET file ══stream══► temp file + SHA-256
+                                                 │     (no file being parsed? parse it as it grows: GrowingFile;
+                                                 │      its tables wait for the verdict below)
                                                  │   404 ─► recorded "missing": its period goes to REST
                                                  │   mismatch ─► fetched once more (a re-upload in flight),
                                                  │             then quarantined: its period FAILS, nothing lands
                                                  │   verified ─► manifest, cache
-                                                 │   parse (pyarrow.csv, one file at a time, worker thread,
-                                                 │   streamed in tables of 500k rows), minus rows already stored
+                                                 │   parse (pyarrow.csv, one file at a time, a worker thread one
+                                                 │   table of ~500k rows ahead), minus rows already stored
                                                  │   ─► previous table written? ─► Batch(table) ─► Writer
                                                  └─ ArchiveFetched events (CLI bar, SSE, metrics)
     then (auto) REST Backfiller for each uncovered range [lo, hi) (newest days, partial days, 404s)
 
 A file's rows reach the lake only through the run's writer and its quality
-gates, as table batches (one lake part each); parsing the next table overlaps
-writing the previous one, and no more than one table waits for the writer, so
-a month of trades needs no more memory than a day. After the archive phase the writer is drained and
+gates, as table batches (one lake part each), and only once the file verified;
+parsing the next table overlaps writing the previous one, and no more than one
+table waits for the writer, so a month of trades needs no more memory than a
+day. After the archive phase the writer is drained and
 the written files' cache copies are dropped (their manifest state becomes
 ``written``). A killed run leaves verified downloads in the cache: the next
 run re-uses them without a request.
