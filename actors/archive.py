@@ -3,23 +3,27 @@
 ``--source auto`` (default) and ``archive`` runs of a dataset whose exchange
 publishes archives (``dccd.sources.archive``) go through :class:`ArchiveBackfiller`::
 
+    open start (origin, last with nothing stored) ─► binary search of file probes ─► the first period held
     plan_archive(range, stored parts) ─► files ─┬─ per file (≤ concurrency downloads at once):
                                                  │   manifest says verified + cached?  ─► reuse, no request
                                                  │   GET .CHECKSUM, GET file ══stream══► temp file + SHA-256
+                                                 │     (no file being parsed? parse it as it grows: GrowingFile;
+                                                 │      its tables wait for the verdict below)
                                                  │   404 ─► recorded "missing": its period goes to REST
                                                  │   mismatch ─► fetched once more (a re-upload in flight),
                                                  │             then quarantined: its period FAILS, nothing lands
                                                  │   verified ─► manifest, cache
-                                                 │   parse (pyarrow.csv, one file at a time, worker thread,
-                                                 │   streamed in tables of 500k rows), minus rows already stored
+                                                 │   parse (pyarrow.csv, one file at a time, a worker thread one
+                                                 │   table of ~500k rows ahead), minus rows already stored
                                                  │   ─► previous table written? ─► Batch(table) ─► Writer
                                                  └─ ArchiveFetched events (CLI bar, SSE, metrics)
     then (auto) REST Backfiller for each uncovered range [lo, hi) (newest days, partial days, 404s)
 
 A file's rows reach the lake only through the run's writer and its quality
-gates, as table batches (one lake part each); parsing the next table overlaps
-writing the previous one, and no more than one table waits for the writer, so
-a month of trades needs no more memory than a day. After the archive phase the writer is drained and
+gates, as table batches (one lake part each), and only once the file verified;
+parsing the next table overlaps writing the previous one, and no more than one
+table waits for the writer, so a month of trades needs no more memory than a
+day. After the archive phase the writer is drained and
 the written files' cache copies are dropped (their manifest state becomes
 ``written``). A killed run leaves verified downloads in the cache: the next
 run re-uses them without a request.
@@ -34,21 +38,28 @@ from typing import Any
 import httpx
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 import trio
 
 from dccd.domain.plan import Shortfall
 from dccd.domain.records import DataType
 from dccd.domain.timeutil import ns_to_iso
-from dccd.errors import DccdError, TransportError, leaves
-from dccd.sources.archive import ArchiveAdapter, ArchiveFile, StreamingArchiveAdapter
-from dccd.sources.archive_plan import ArchivePlan, plan_archive, uncovered
+from dccd.errors import DccdError, TransportError, leaves, sole_leaf
+from dccd.sources.archive import (
+    ArchiveAdapter,
+    ArchiveFile,
+    Granularity,
+    StreamingArchiveAdapter,
+    archive_capability,
+    market_of,
+)
+from dccd.sources.archive_plan import ArchivePlan, plan_archive, published_periods, uncovered
 from dccd.storage import reader
+from dccd.storage.archive_dedup import dedup_by_key, dedup_counted
 from dccd.storage.archives import ArchiveStore, ManifestEntry
 from dccd.storage.lake import Lake
 from dccd.storage.runs import RunStore
-from dccd.transport.archive import Fetched, fetch, open_archive_client
+from dccd.transport.archive import DownloadAborted, Fetched, GrowingFile, exists, fetch, open_archive_client
 
 from .backfill import Backfiller, BackfillJob
 from .clients import ClientPool
@@ -116,7 +127,10 @@ class ArchiveBackfiller:
         self.shortfalls: list[Shortfall] = []
         self.outcomes: list[_Outcome] = []
         self.bytes_done = 0
+        self.streamed = 0
+        """Files whose rows were parsed while they downloaded (:meth:`_overlapped`)."""
         self._parse_limiter = trio.CapacityLimiter(1)  # one file's columns in memory at a time
+        self._unresolved: str | None = None  # why an open start found no archive file (see _range)
 
     # -- what Operations reads ---------------------------------------------------------------------
 
@@ -135,6 +149,7 @@ class ArchiveBackfiller:
         extra: dict[str, Any] = {
             "archive_files": len(self.outcomes),
             "archive_bytes": self.bytes_done,
+            "archive_streamed": self.streamed,
             "archive_results": counts,
             "page_retries": sum(bf.page_retries for bf in self.rest),
             "pages": self.progress.pages + sum(bf.progress.pages for bf in self.rest),
@@ -157,21 +172,36 @@ class ArchiveBackfiller:
             DccdError: as :meth:`Backfiller.run`.
         """
         span = await self._range()
+        if span is None and self.source == "archive":  # REST is not asked: say why nothing was fetched
+            if self._unresolved is not None:
+                end = min(self.job.end_ns, self.job.now_ns)
+                reason = f"{self.ds.exchange}'s archive: {self._unresolved} (--source archive)"
+                self.shortfalls.append(Shortfall(0, end, 0, end, reason, None, unit="ns"))
+            return
         if span is None:  # nothing to plan from (``origin``, ``last`` with nothing stored): REST decides
             await self._rest_range(None, None)
             return
         start, end = span
         stored = await trio.to_thread.run_sync(self._stored_intervals, start, end)
         plan = plan_archive(self.archive, self.ds.symbol, self.ds.data_type, self.ds.span, start, end, self.job.now_ns, stored)  # fmt: skip
-        self._log("info", "archive.planned", files=len(plan.files), rest_ranges=len(plan.rest), origin=self.origin)
-        if not plan.files:  # nothing whole to take from the archive: the plain REST run, unchanged
+        # A partly stored period of a file without trade ids is merged (see ArchiveCapability.synthetic_ids),
+        # unless that file's rows are what is stored (written before): then it is done, without a request.
+        done = [f for f in plan.files if f.path in plan.merging and self._written(f)]
+        if done:
+            plan = msgspec.structs.replace(plan, files=tuple(f for f in plan.files if f not in done))
+        self._log(
+            "info", "archive.planned", files=len(plan.files), merging=len(plan.merging) - len(done),
+            written_before=len(done), rest_ranges=len(plan.rest), origin=self.origin,
+        )  # fmt: skip
+        if not plan.files and not done:  # nothing whole to take from the archive: the plain REST run, unchanged
             if self.source == "auto":
                 await self._rest_range(None, None)
                 return
-        else:
+        elif plan.files:
             await self._fetch_all(plan)
         failed = [o for o in self.outcomes if o.result == "quarantined"]
         covered = [(o.file.start_ns, o.file.end_ns) for o in self.outcomes if o.result != "missing"]
+        covered += [(f.start_ns, f.end_ns) for f in done]
         rest = uncovered(start, end, covered)
         if self.source == "archive":
             for lo, hi in rest:
@@ -194,14 +224,83 @@ class ArchiveBackfiller:
             end = span.align(end)  # the bar holding the end is not closed
         if isinstance(self.job.start, int):
             start = span.align_up(self.job.start) if span is not None else self.job.start
-        elif self.job.start == "last":
-            last = await self.lake.alast_ts(self.ds)
-            if last is None:
-                return None
+        elif self.job.start == "last" and (last := await self.lake.alast_ts(self.ds)) is not None:
             start = span.next(span.align(last)) if span is not None else last + 1
-        else:
-            return None
+        elif self.job.start == "last" and self.ds.data_type is DataType.TRADES:
+            if self.source == "archive":
+                raise DccdError(f"{self.ds}: nothing stored yet, so 'last' has nothing to resume; give --start ISO or origin")  # fmt: skip
+            return None  # a trade walk resumes after a stored trade: REST says there is none
+        else:  # origin, or last with nothing stored: the archive's first file
+            try:
+                origin = await self._archive_origin(end)
+            except TransportError as exc:
+                if self.source != "auto":
+                    raise
+                self._log("warning", "archive.origin_unreachable", error=str(exc))  # REST finds the origin
+                return None
+            if origin is None:
+                self._unresolved = "no file to start from (its first day is not known for this symbol)"
+                return None
+            start = span.align_up(origin) if span is not None else origin
         return (start, end) if start < end else None
+
+    async def _archive_origin(self, end_ns: int) -> int | None:
+        """Start of the first period the archive holds a file for, for this dataset, before ``end_ns``.
+
+        Files exist from the symbol's listing on (Binance, Bybit, OKX answer 404 before it): a binary
+        search over the published monthly periods (about 7 requests for 10 years), then over the daily
+        ones after them when no monthly file holds data yet (a symbol listed this month). Each probe asks
+        for the small checksum file where one is published, else the file's headers only. None: the
+        archive holds nothing for it, or its files hold every symbol (BitMEX: a file's existence says
+        nothing of a listing): REST decides the origin, as without archives.
+        """
+        caps = self.archive.archive_capabilities
+        market = market_of(self.ds.symbol)
+        searched_to = 0
+        probes = 0
+        async with open_archive_client(self.origin, max_connections=1, transport=self._transport) as client:
+
+            async def held(granularity: Granularity, period_ns: int) -> bool:
+                nonlocal probes
+                probes += 1
+                f = self.archive.archive_file(self.ds.symbol, self.ds.data_type, self.ds.span, granularity, period_ns)
+                return await exists(client, f.checksum_path or f.path)
+
+            for granularity in (Granularity.MONTHLY, Granularity.DAILY):
+                cap = archive_capability(caps, self.ds.data_type, market, self.ds.span, granularity)
+                if cap is None:
+                    continue
+                periods = published_periods(self.archive, cap, searched_to, end_ns, self.job.now_ns)
+                if periods:
+                    f = self.archive.archive_file(
+                        self.ds.symbol, self.ds.data_type, self.ds.span, granularity, periods[0]
+                    )
+                    if f.native not in f.path:  # one file for every symbol (BitMEX): it says nothing of a listing
+                        break
+                lo, hi = 0, len(periods)  # the first period held is in periods[lo:hi], or none is (hi)
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if await held(granularity, periods[mid]):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                if lo < len(periods):
+                    self._log("info", "archive.origin", origin=ns_to_iso(periods[lo]), probes=probes)
+                    return periods[lo]
+                if periods:  # none of these is held: the data starts after them
+                    searched_to = self.archive.archive_period(granularity, periods[-1])[1]
+        self._log("info", "archive.origin", origin=None, probes=probes)
+        return None
+
+    def _written(self, file: ArchiveFile) -> bool:
+        """The manifest says this file's rows were written to the lake."""
+        entry = self.store.get(self.store.key(self.ds.exchange, file.path))
+        return entry is not None and entry.state == "written"
+
+    def _synthetic_ids(self, file: ArchiveFile) -> bool:
+        caps = self.archive.archive_capabilities
+        cap = archive_capability(caps, file.data_type, file.market, self.ds.span, file.granularity)
+        return cap is not None and cap.synthetic_ids
 
     def _stored_intervals(self, start: int, end: int) -> list[tuple[int, int]]:
         parts, _bad = reader.list_parts(self.lake.root, self.ds, start, end)
@@ -264,7 +363,7 @@ class ArchiveBackfiller:
     ) -> None:
         try:
             try:
-                outcome, path = await self._download(client, file)
+                outcome, path = await self._download_and_load(client, file)
             except TransportError as exc:
                 if self.source != "auto":
                     raise
@@ -272,8 +371,6 @@ class ArchiveBackfiller:
                 key = self.store.key(self.ds.exchange, file.path)
                 outcome, path = await self._missing(key, file, f"unreachable: {exc}"), None
             if path is not None:
-                async with self._parse_limiter:
-                    outcome.rows = await self._load(file, path)
                 written.append((outcome, path))
         finally:
             slots.release()
@@ -296,8 +393,92 @@ class ArchiveBackfiller:
         level = "warning" if outcome.result in ("missing", "quarantined") else "info"
         self._log(level, "archive.file_" + outcome.result, file=file.name, bytes=outcome.bytes, rows=outcome.rows)
 
-    async def _download(self, client: httpx.AsyncClient, file: ArchiveFile) -> tuple[_Outcome, Path | None]:
-        """Verified file on disk (re-used from the cache when the manifest has it), or why not."""
+    async def _download_and_load(self, client: httpx.AsyncClient, file: ArchiveFile) -> tuple[_Outcome, Path | None]:
+        """The verified file on disk with its rows sent to the writer (``outcome.rows``), or why not.
+
+        While no other file is being parsed, a streaming adapter parses the file as it downloads
+        (:meth:`_overlapped`); otherwise the file is parsed once verified.
+        """
+        key = self.store.key(self.ds.exchange, file.path)
+        streaming = isinstance(self.archive, StreamingArchiveAdapter) and file.path.endswith(".zip")
+        if streaming and await trio.to_thread.run_sync(self.store.cached, key) is None:
+            try:
+                self._parse_limiter.acquire_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                try:
+                    return await self._overlapped(client, file, key)
+                finally:
+                    self._parse_limiter.release()
+        outcome, path = await self._download(client, file)
+        if path is not None:
+            async with self._parse_limiter:
+                outcome.rows = await self._load(file, path)
+        return outcome, path
+
+    async def _overlapped(self, client: httpx.AsyncClient, file: ArchiveFile, key: str) -> tuple[_Outcome, Path | None]:
+        """Download and parse at once: the parser reads the temp file as it grows (:class:`GrowingFile`),
+        and its tables wait until the download verified; a download that does not verify (404, checksum
+        mismatch, failure) discards them, so nothing unverified reaches the writer. A parse cut short
+        (the download restarted) or failing before any row was sent is done again from the verified file,
+        which decides."""
+        tail = GrowingFile(self.store.temp_path(key))
+        done = trio.Event()
+        got: list[tuple[_Outcome, Path | None]] = []
+        failed: list[Exception] = []
+
+        async def download() -> None:
+            try:
+                got.append(await self._download(client, file, tail))
+            except Exception as exc:  # raised below, once the parse has stopped (a cancel propagates as it is)
+                failed.append(exc)
+            finally:
+                if not got or got[0][1] is None:
+                    tail.abort("the download ended without a verified file")
+                done.set()
+
+        async def verified() -> bool:
+            # The rows read are those of the verified file only if its first attempt was the verified one.
+            await done.wait()
+            return bool(got) and got[0][1] is not None and tail.aborted is None
+
+        sent = [0]
+        error: Exception | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(download)
+                try:
+                    await self._load(file, tail, verified, sent)
+                except _Unverified:
+                    pass
+                except Exception as exc:  # judged below, once the download's outcome is known
+                    error = exc
+        finally:
+            await trio.to_thread.run_sync(tail.close)
+        if failed:
+            raise failed[0]
+        outcome, path = got[0]
+        if path is None:
+            return outcome, None
+        if error is not None or tail.aborted is not None:
+            if sent[0]:
+                raise error or ArchiveFailed(f"{file.name}: parse interrupted after {sent[0]} rows were written")
+            self._log("info", "archive.parse_again", file=file.name, why=str(error or tail.aborted))
+            outcome.rows = await self._load(file, path)
+        else:
+            outcome.rows = sent[0]
+            self.streamed += 1
+        return outcome, path
+
+    async def _download(
+        self, client: httpx.AsyncClient, file: ArchiveFile, tail: GrowingFile | None = None
+    ) -> tuple[_Outcome, Path | None]:
+        """Verified file on disk (re-used from the cache when the manifest has it), or why not.
+
+        ``tail`` (optional) follows the first download attempt as it is written, and is finished once
+        the file is complete on disk (verified or not).
+        """
         key = self.store.key(self.ds.exchange, file.path)
         cached = await trio.to_thread.run_sync(self.store.cached, key)
         if cached is not None:
@@ -305,15 +486,19 @@ class ArchiveBackfiller:
         temp = self.store.temp_path(key)
         got: Fetched | None = None
         expected: str | None = None
-        for _attempt in range(2):  # a mismatch is asked once more: a re-upload may have been in flight
+        for attempt in range(2):  # a mismatch is asked once more: a re-upload may have been in flight
             if file.checksum_path is not None:
                 check = await fetch(client, file.checksum_path)
                 if check.status == 404 or check.body is None:
                     return await self._missing(key, file, "no checksum file"), None
                 expected = self.archive.parse_checksum(file, check.body)
-            got = await fetch(client, file.path, temp)
+            if attempt and tail is not None:
+                tail.abort("the download is retried")  # the file is written again from its start
+            got = await fetch(client, file.path, temp, watcher=tail if not attempt else None)
             if got.status == 404:
                 return await self._missing(key, file, "404"), None
+            if tail is not None and not attempt:
+                tail.finish()
             if expected is None or got.sha256 == expected:
                 break
             self._log("warning", "archive.checksum_mismatch", file=file.name, expected=expected, got=got.sha256)
@@ -340,56 +525,87 @@ class ArchiveBackfiller:
         await self.runs.aevent(self.job.run_id, "archive_missing", file.start_ns, file.end_ns, detail)
         return _Outcome(file, "missing", detail=why)
 
-    async def _load(self, file: ArchiveFile, path: Path) -> int:
+    async def _load(
+        self,
+        file: ArchiveFile,
+        source: Path | GrowingFile,
+        ready: Callable[[], Awaitable[bool]] | None = None,
+        sent: list[int] | None = None,
+    ) -> int:
         """Parse the file (streamed in tables of ~:data:`TABLE_ROWS` when the adapter can), drop what is
         already stored, hand each table to the writer as it comes; returns rows sent.
 
-        Parsing the next table (a worker thread) overlaps writing the previous one (the writer's thread).
+        A worker thread parses (and dedups) continuously, one table ahead of this task, which hands each
+        table to the writer once the previous one is written: parsing never waits for the Trio loop (a
+        writer writing on the Trio thread would otherwise delay the next parse until its write ended).
+        ``ready`` (a download in progress) is awaited before the first table is sent: False discards the
+        rows (raises :class:`_Unverified`). ``sent[0]`` counts the rows sent, also when this fails.
+
+        Raises:
+            ProtocolDrift: the file does not parse (nothing more of it is sent).
         """
         t0 = trio.current_time()
         stored = bool(await trio.to_thread.run_sync(self._stored_intervals, file.start_ns, file.end_ns))
-        if isinstance(self.archive, StreamingArchiveAdapter):
-            tables: Iterator[pa.Table] = self.archive.iter_archive(file, path, TABLE_ROWS)
-        else:
-            tables = iter([await trio.to_thread.run_sync(self.archive.parse_archive, file, path)])
-        rows = 0
+        send_ch, recv_ch = trio.open_memory_channel[pa.Table](0)
+        sent = [0] if sent is None else sent
+
+        async def produce() -> None:
+            async with send_ch:
+                await trio.to_thread.run_sync(self._produce, file, source, stored, send_ch)
+
         try:
-            while True:
-                got: pa.Table | None = await trio.to_thread.run_sync(next, tables, None)
-                if got is None:
-                    break
-                table: pa.Table = got
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                async with recv_ch:
+                    async for table in recv_ch:
+                        if ready is not None:
+                            if not await ready():
+                                raise _Unverified(file.name)
+                            ready = None
+                        # One table ahead at most: the writer's gate counts batches, and a table batch is
+                        # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
+                        if self._wait_idle is not None:
+                            await self._wait_idle()
+                        await self._wait_writable()
+                        self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
+                        sent[0] += table.num_rows
+        except BaseExceptionGroup as group:
+            error = sole_leaf(group, skip=(trio.Cancelled,))
+            if isinstance(error, Exception):
+                raise error from None
+            raise
+        log.debug("archive.file_parsed", file=file.name, rows=sent[0], parse_s=round(trio.current_time() - t0, 3))
+        return sent[0]
+
+    def _produce(
+        self, file: ArchiveFile, source: Path | GrowingFile, stored: bool, out: trio.MemorySendChannel[pa.Table]
+    ) -> None:
+        """(Worker thread) the file's tables minus stored rows, each sent to ``out`` as soon as it is parsed."""
+        if isinstance(self.archive, StreamingArchiveAdapter):
+            tables: Iterator[pa.Table] = self.archive.iter_archive(file, source, TABLE_ROWS)
+        else:
+            assert isinstance(source, Path)
+            tables = iter([self.archive.parse_archive(file, source)])
+        dedup = dedup_counted if self._synthetic_ids(file) else dedup_by_key
+        try:
+            for got in tables:
+                table = got
                 if stored:
-                    table = await trio.to_thread.run_sync(
-                        _dedup, self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns
-                    )
+                    table = dedup(self.lake, self.ds.data_type, table, self.ds, file.start_ns, file.end_ns)
                 if table.num_rows:
-                    # One table ahead at most: the writer's gate counts batches, and a table batch is
-                    # 500k rows, so wait until the previous one is written (parsing this one overlapped it).
-                    if self._wait_idle is not None:
-                        await self._wait_idle()
-                    await self._wait_writable()
-                    self._send(Batch(self.ds, [], self.ds.exchange, "archive", table=table))
-                    rows += table.num_rows
+                    trio.from_thread.run(out.send, table)
+        except DownloadAborted as exc:  # pyarrow may hand the reader's error back wrapped: say it plainly
+            raise ArchiveFailed(f"{file.name}: {exc}") from exc
         finally:
             close = getattr(tables, "close", None)
             if close is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(close)
-        log.debug("archive.file_parsed", file=file.name, rows=rows, parse_s=round(trio.current_time() - t0, 3))
-        return rows
+                close()
+
+
+class _Unverified(Exception):
+    """(internal) rows parsed during a download that did not verify: discarded."""
 
 
 def _replace(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     src.replace(dest)
-
-
-def _dedup(lake: Lake, data_type: DataType, table: pa.Table, ds: Any, lo: int, hi: int) -> pa.Table:
-    """``table`` minus the rows whose natural key is stored in ``[lo, hi)`` (trades: id; others: ts)."""
-    stored = lake.read_table(ds, lo, hi).table
-    if not stored.num_rows:
-        return table
-    column = "id" if data_type is DataType.TRADES else "ts"
-    keep = pc.invert(pc.is_in(table[column], value_set=stored[column].combine_chunks()))
-    return table.filter(keep)

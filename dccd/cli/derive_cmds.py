@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, common_options, data_root, fail
+from dccd.cli.common import EXIT_FAILED, EXIT_USAGE, common_options, fail, prepare_data_dir, state
 from dccd.cli.lake_cmds import _dataset, _lake, _time
 from dccd.domain.timeutil import ns_to_iso
+from dccd.errors import sole_leaf
 
 
 def _value(v: Any) -> str:
@@ -80,27 +81,53 @@ def import_cmd(path: str, as_json: bool) -> None:
     Every row goes through the quality gates; the predecessor's known fidelity bugs are
     fixed on the way (Coinbase sides, BitMEX close-time bars, Kraken float-second times,
     bars still open when written) and counted. Rows the lake already holds are skipped,
-    so a second import imports nothing.
+    so a second import imports nothing. The import is one run (``dccd runs``), written
+    through a writer actor.
     """
     from pathlib import Path
 
-    from dccd.storage.importer import ImportFailed, import_v3
+    import trio
 
-    root = data_root()
-    started = time.perf_counter()
-    try:
-        report = import_v3(Path(path), root)
+    from dccd.actors import open_service
+    from dccd.actors.imports import run_import
+    from dccd.storage.importer import ImportFailed, ImportReport, check_source, discover
+    from dccd.storage.runs import RunRecord
+
+    st = state()
+    cfg = st.config()
+    try:  # a bad PATH is one line, before anything (the lake directory included) is created
+        check_source(Path(path), cfg.data_root)
+        discover(Path(path), ImportReport())
     except ImportFailed as exc:
         fail(f"PATH: {exc}", EXIT_USAGE)
+    st.setup_logging("WARNING")
+    prepare_data_dir(cfg.data_root)
+
+    async def main() -> tuple[RunRecord, ImportReport]:
+        async with open_service(cfg) as svc:
+            done: tuple[RunRecord, ImportReport] = await run_import(svc, Path(path))
+            return done
+
+    started = time.perf_counter()
+    try:
+        record, report = trio.run(main)
+    except ImportFailed as exc:
+        fail(f"PATH: {exc}", EXIT_USAGE)
+    except BaseExceptionGroup as group:  # the service's nursery wraps it
+        found = sole_leaf(group)
+        if isinstance(found, ImportFailed):
+            fail(f"PATH: {found}", EXIT_USAGE)
+        raise
     elapsed = time.perf_counter() - started
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({"run_id": record.run_id, "state": record.state, **report.to_dict()}, indent=2))
     else:
+        click.echo(f"run {record.run_id}: {record.state}")
         for line in report.lines():
             click.echo(line)
         rate = report.rows_read / elapsed if elapsed > 0 else 0.0
         click.echo(f"{elapsed:.1f}s, {rate:,.0f} rows/s")
-    if report.files_failed:
+    if record.state != "succeeded":
         raise SystemExit(EXIT_FAILED)
 
 

@@ -93,6 +93,10 @@ NS_THRESHOLD: Final = 10**18
 Source = bytes | str | os.PathLike[str]
 """A downloaded file: its bytes, or the path of the file on disk (read as a stream, never whole)."""
 
+StreamSource = Source | io.IOBase
+"""A :data:`Source`, or a readable binary stream read front to back (a file still being downloaded:
+:meth:`StreamingArchiveAdapter.iter_archive` accepts it)."""
+
 
 class Granularity(enum.StrEnum):
     """How much time one archive file holds."""
@@ -113,6 +117,9 @@ class ArchiveCapability(msgspec.Struct, frozen=True):
         spans: OHLC spans published (dccd labels: ``1M`` for Binance's ``1mo``); empty otherwise.
         delay_s: how long after a period's end its file is expected to exist.
         planned: False when the planner must not use this kind for ``data_type`` (read-only support).
+        synthetic_ids: the files carry no exchange trade id (Bybit spot numbers its rows per file), so
+            the ids dccd gives their rows never equal the ids a stream stored: a period partly stored is
+            still taken from the file, minus the stored rows matched on (ts, price, amount, side) counts.
     """
 
     data_type: DataType
@@ -123,6 +130,7 @@ class ArchiveCapability(msgspec.Struct, frozen=True):
     spans: tuple[str, ...] = ()
     delay_s: int = 86_400
     planned: bool = True
+    synthetic_ids: bool = False
 
 
 class ArchiveFile(msgspec.Struct, frozen=True):
@@ -204,9 +212,10 @@ class ArchiveAdapter(Protocol):
 class StreamingArchiveAdapter(ArchiveAdapter, Protocol):
     """An archive adapter that can also stream a file (optional; the actor prefers it when present)."""
 
-    def iter_archive(self, file: ArchiveFile, data: Source, rows: int = 1_000_000) -> Iterator[pa.Table]:
+    def iter_archive(self, file: ArchiveFile, data: StreamSource, rows: int = 1_000_000) -> Iterator[pa.Table]:
         """The rows of a file as :meth:`parse_archive` gives them, in tables of about ``rows`` rows each
         (each ts ascending, the tables in file order), so a file of any size fits in bounded memory.
+        ``data`` may also be a stream read front to back (a download in progress, see :func:`open_member`).
 
         Raises:
             ProtocolDrift: as :meth:`parse_archive` (possibly after some tables were yielded).
@@ -333,12 +342,27 @@ def _venue(file: ArchiveFile) -> str:
 
 
 @contextlib.contextmanager
-def open_member(file: ArchiveFile, data: Source) -> Iterator[io.BufferedReader]:
+def open_member(file: ArchiveFile, data: StreamSource) -> Iterator[io.BufferedReader]:
     """The one member of a ZIP archive as a buffered stream (``peek`` shows its first bytes).
+
+    ``data`` as bytes or a path is read through the zip's central directory; as a stream it is read
+    front to back (:class:`_StreamedMember`: local header, deflated data, CRC-32 and size checked at
+    its end, a second member refused), so a file can be parsed while it downloads.
 
     Raises:
         ProtocolDrift: not a ZIP, or not exactly one member.
     """
+    if isinstance(data, io.IOBase):
+        try:
+            with _StreamedMember(data) as streamed:
+                yield io.BufferedReader(streamed, buffer_size=1 << 16)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise ProtocolDrift(_venue(file), file.name, f"not a readable zip: {exc}") from exc
+        except Exception as exc:
+            if _fast_zlib is not None and isinstance(exc, _fast_zlib.error):
+                raise ProtocolDrift(_venue(file), file.name, f"not a readable zip: {exc}") from exc
+            raise
+        return
     source: Any = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")  # noqa: SIM115 - closed below
     try:
         with source, zipfile.ZipFile(source) as zf:
@@ -403,6 +427,107 @@ class _Inflater(io.RawIOBase):
         b[:n] = memoryview(self._buf)[self._pos : self._pos + n]
         self._pos += n
         return n
+
+
+def _u16(b: bytes, at: int) -> int:
+    return int.from_bytes(b[at : at + 2], "little")
+
+
+def _u32(b: bytes, at: int) -> int:
+    return int.from_bytes(b[at : at + 4], "little")
+
+
+def _read_exact(raw: Any, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = raw.read(n - len(out))
+        if not chunk:
+            raise zipfile.BadZipFile("zip file is truncated")
+        out += chunk
+    return out
+
+
+class _StreamedMember(io.RawIOBase):
+    """The first member of a zip read front to back from ``raw`` (no seek, no central directory).
+
+    Its local header gives the compression (deflate; stored when its size is in the header) and, unless
+    bit 3 of its flags defers them to a data descriptor after the data, its CRC-32 and sizes. At the end
+    of the member both are checked, and the next record must be the central directory: a second member
+    is refused, as the central-directory reader does.
+
+    Raises (on read) ``zipfile.BadZipFile``.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        header = _read_exact(raw, 30)
+        if header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile("not a zip file (no local file header at its start)")
+        flags, method = _u16(header, 6), _u16(header, 8)
+        _read_exact(raw, _u16(header, 26) + _u16(header, 28))  # name, extra field
+        self._deferred = bool(flags & 0x08)
+        self._want = (_u32(header, 14), _u32(header, 22))  # CRC-32, uncompressed size (unless deferred)
+        if method not in (0, zipfile.ZIP_DEFLATED) or (method == 0 and self._deferred):
+            raise zipfile.BadZipFile(f"zip member compression {method} cannot be streamed")
+        self._raw = raw
+        self._stored_left = _u32(header, 18) if method == 0 else -1
+        zmod: Any = _fast_zlib if _fast_zlib is not None else zlib
+        self._zlib = zmod
+        self._inflate = zmod.decompressobj(-15) if method != 0 else None
+        self._crc, self._size = 0, 0
+        self._buf, self._pos, self._done, self._rest = b"", 0, False, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while self._pos >= len(self._buf):
+            if self._done:
+                return 0
+            self._buf, self._pos = self._next(), 0
+            self._crc = self._zlib.crc32(self._buf, self._crc)
+            self._size += len(self._buf)
+            if self._done:
+                self._check()
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = memoryview(self._buf)[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _next(self) -> bytes:
+        if self._inflate is None:  # stored
+            chunk = self._raw.read(min(self._stored_left, 1 << 20)) if self._stored_left else b""
+            if self._stored_left and not chunk:
+                raise zipfile.BadZipFile("zip member is truncated")
+            self._stored_left -= len(chunk)
+            if not self._stored_left:
+                self._done, self._rest = True, b""
+            return bytes(chunk)
+        chunk = self._raw.read(1 << 20)
+        if not chunk:
+            raise zipfile.BadZipFile("zip member is truncated")
+        out: bytes = self._inflate.decompress(chunk)
+        if self._inflate.eof:
+            self._done, self._rest = True, self._inflate.unused_data
+        return out
+
+    def _check(self) -> None:
+        rest = self._rest
+        if len(rest) < 28:  # enough for [signature] CRC-32, two zip64 sizes and the next record's signature
+            rest += self._raw.read(28 - len(rest)) or b""
+        crc, size = self._want
+        if self._deferred:  # data descriptor: [PK\x07\x08] CRC-32, compressed size, size (4 bytes each; zip64: 8)
+            at = 4 if rest[:4] == b"PK\x07\x08" else 0
+            wide = rest[at + 12 : at + 14] != b"PK"
+            crc = _u32(rest, at)
+            size = int.from_bytes(rest[at + 12 : at + 20], "little") if wide else _u32(rest, at + 8)
+            rest = rest[at + (20 if wide else 12) :]
+        if self._crc != crc or self._size & 0xFFFFFFFF != size & 0xFFFFFFFF:
+            raise zipfile.BadZipFile("zip member is truncated or its CRC-32 does not match")
+        if rest[:4] == b"PK\x03\x04":
+            raise zipfile.BadZipFile("expected one CSV in the zip, found more")
+        if rest[:4] not in (b"PK\x01\x02", b"PK\x05\x06"):
+            raise zipfile.BadZipFile("no central directory after the zip member")
 
 
 @contextlib.contextmanager
@@ -494,18 +619,23 @@ def iter_csv(
         raise ProtocolDrift(_venue(file), file.name, f"CSV does not parse: {exc}") from exc
 
 
-def coalesce(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """Tables of at least ``rows`` rows (the last may be smaller) from a stream of smaller ones, ts ascending each."""
+def coalesce(tables: Iterator[pa.Table], rows: int, first_rows: int | None = None) -> Iterator[pa.Table]:
+    """Tables of at least ``rows`` rows (the last may be smaller) from a stream of smaller ones, ts ascending each.
+
+    The first table is yielded once it holds ``first_rows`` (default ``rows``): a smaller first table lets
+    its consumer (the writer) start while the rest of the file is still being parsed.
+    """
     pending: list[pa.Table] = []
     n = 0
+    want = rows if first_rows is None else min(first_rows, rows)
     for table in tables:
         if not table.num_rows:
             continue
         pending.append(table)
         n += table.num_rows
-        if n >= rows:
+        if n >= want:
             yield sort_ts(pa.concat_tables(pending))
-            pending, n = [], 0
+            pending, n, want = [], 0, rows
     if pending:
         yield sort_ts(pa.concat_tables(pending))
 
@@ -571,6 +701,7 @@ __all__ = [
     "ArchiveFile",
     "Granularity",
     "Source",
+    "StreamSource",
     "StreamingArchiveAdapter",
     "archive_capability",
     "archive_origin",

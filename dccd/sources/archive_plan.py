@@ -13,7 +13,9 @@ same files and leaves the rest unfetched (a ``partial`` run).
 
 Stored data is described by intervals ``[first_ts, last_ts]`` (one per lake
 part, read from part names: no data is read to plan); a period touching any of
-them is "partly stored" and left to REST, whose planning is exact.
+them is "partly stored" and left to REST, whose planning is exact; except for
+files without exchange trade ids (``synthetic_ids``: Bybit spot, whose REST
+serves only the newest trades), which are taken and merged with what is stored.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ NS_PER_S = 1_000_000_000
 
 
 class ArchivePlan(msgspec.Struct, frozen=True):
-    """Files to fetch (ascending coverage) and the ranges ``[lo, hi)`` of the request they do not cover."""
+    """Files to fetch (ascending coverage) and the ranges ``[lo, hi)`` of the request they do not cover.
+
+    ``merging`` lists the paths of files whose period is partly stored already (only files of a
+    capability with ``synthetic_ids``: their rows are merged with the stored ones, see
+    :class:`~dccd.sources.archive.ArchiveCapability`).
+    """
 
     files: tuple[ArchiveFile, ...]
     rest: tuple[tuple[int, int], ...]
+    merging: tuple[str, ...] = ()
 
     @property
     def covered_ns(self) -> int:
@@ -77,7 +85,7 @@ def _usable(
         and hi <= end
         and lo >= cap.first_ns
         and hi + cap.delay_s * NS_PER_S <= now_ns
-        and not stored.touches(lo, hi)
+        and (cap.synthetic_ids or not stored.touches(lo, hi))
     )
 
 
@@ -124,7 +132,24 @@ def plan_archive(
             day = dhi
         cursor = max(block_end, day)
     files = tuple(adapter.archive_file(symbol, data_type, span, g, lo) for g, lo, _ in periods)
-    return ArchivePlan(files, uncovered(start_ns, end_ns, [(f.start_ns, f.end_ns) for f in files]))
+    merging = tuple(f.path for f in files if have.touches(f.start_ns, f.end_ns))
+    return ArchivePlan(files, uncovered(start_ns, end_ns, [(f.start_ns, f.end_ns) for f in files]), merging)
+
+
+def published_periods(
+    adapter: ArchiveAdapter, cap: ArchiveCapability, lo_ns: int, end_ns: int, now_ns: int
+) -> list[int]:
+    """Starts of the periods of ``cap``'s granularity from the one holding ``max(lo_ns, cap.first_ns)``
+    that end by ``end_ns`` and whose files should be published by ``now_ns`` (ascending)."""
+    out: list[int] = []
+    cursor = max(lo_ns, cap.first_ns)
+    while cursor < end_ns:
+        plo, phi = adapter.archive_period(cap.granularity, cursor)
+        if phi > end_ns or phi + cap.delay_s * NS_PER_S > now_ns:
+            break
+        out.append(plo)
+        cursor = phi
+    return out
 
 
 def uncovered(start_ns: int, end_ns: int, covered: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -142,4 +167,4 @@ def uncovered(start_ns: int, end_ns: int, covered: Sequence[tuple[int, int]]) ->
     return tuple((lo, hi) for lo, hi in out if lo < hi)
 
 
-__all__ = ["ArchivePlan", "plan_archive", "uncovered"]
+__all__ = ["ArchivePlan", "plan_archive", "published_periods", "uncovered"]

@@ -52,7 +52,7 @@ from dccd.domain import DatasetId, DataType, Span, Symbol
 from dccd.domain.spans import SPAN_SECONDS
 from dccd.storage import layout, reader
 from dccd.storage.schema import LOOSE_SCHEMAS, TRADE_COMPOSITE
-from dccd.storage.writer import Provenance, write_table
+from dccd.storage.writer import Provenance, WriteResult, write_table
 
 V3_TYPES: Final[dict[str, DataType]] = {
     "ohlc": DataType.OHLC,
@@ -308,8 +308,9 @@ def _not_stored(lake_root: Path, ds: DatasetId, table: pa.Table) -> pa.Table:
     return table.join(stored.select(keys), keys, join_type="left anti")
 
 
-def import_file(v3: V3File, lake_root: Path, report: ImportReport) -> None:
-    """Read, normalise, fix, deduplicate against the lake and write one 3.x file (through the quality gates)."""
+def prepare_file(v3: V3File, lake_root: Path, report: ImportReport) -> pa.Table | None:
+    """Read, normalise, fix and deduplicate against the lake one 3.x file: the rows to write (lake columns,
+    by ts), or None when the lake holds them all. Counts rows read, skipped, dropped and fixed in ``report``."""
     raw = pq.read_table(v3.path)
     report.files += 1
     report.rows_read += raw.num_rows
@@ -319,15 +320,36 @@ def import_file(v3: V3File, lake_root: Path, report: ImportReport) -> None:
     new = _not_stored(lake_root, v3.dataset, table)
     report.rows_skipped += table.num_rows - new.num_rows
     if new.num_rows == 0:
-        return
+        return None
     for name in [n for n in new.column_names if n.startswith(_FIX)]:
         report.fixed[name.removeprefix(_FIX)] += pc.sum(new[name].cast(pa.int64())).as_py() or 0
         new = new.drop_columns([name])
     if new.num_rows > 1:
         new = new.sort_by([(c, "ascending") for c in ("ts",)])
-    result = write_table(lake_root, v3.dataset, new, Provenance(v3.dataset.exchange, TRANSPORT, None))
+    return new
+
+
+def count_written(report: ImportReport, result: WriteResult) -> None:
+    """Add one write's outcome (rows imported, quarantined per rule) to ``report``."""
     report.rows_imported += result.rows_written
     report.quarantined.update(result.quarantine_reasons)
+
+
+def import_file(v3: V3File, lake_root: Path, report: ImportReport) -> None:
+    """Read, normalise, fix, deduplicate against the lake and write one 3.x file (through the quality gates)."""
+    new = prepare_file(v3, lake_root, report)
+    if new is not None:
+        count_written(report, write_table(lake_root, v3.dataset, new, Provenance(v3.dataset.exchange, TRANSPORT, None)))
+
+
+def check_source(path: Path, lake_root: Path) -> None:
+    """Refuse to import the lake into itself.
+
+    Raises:
+        ImportFailed: ``path`` is the lake.
+    """
+    if path.exists() and lake_root.exists() and os.path.samefile(path, lake_root):
+        raise ImportFailed(f"{path} is the lake itself, not a dccd 3.x data directory")
 
 
 def import_v3(path: Path, lake_root: Path) -> ImportReport:
@@ -336,8 +358,7 @@ def import_v3(path: Path, lake_root: Path) -> ImportReport:
     Raises:
         ImportFailed: ``path`` is not a 3.x data directory, or is the lake itself.
     """
-    if path.exists() and lake_root.exists() and os.path.samefile(path, lake_root):
-        raise ImportFailed(f"{path} is the lake itself, not a dccd 3.x data directory")
+    check_source(path, lake_root)
     report = ImportReport()
     for v3 in discover(path, report):
         try:

@@ -65,7 +65,7 @@ STATES: Final[tuple[RunState, ...]] = tuple(RunState)
 TERMINAL: Final[frozenset[RunState]] = frozenset(
     {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED}
 )
-OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact")
+OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact", "import")
 EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect", "unavailable", "archive_missing", "archive_failed")
 ORPHAN_ERROR: Final[str] = "orphaned: process exited"
 LEASE_HEARTBEAT_S: Final[float] = 10.0

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from dccd.actors import Service, open_service
 
@@ -221,3 +222,62 @@ def test_archive_url_override_from_config_and_env(exchange: str, tmp_path: Path)
     assert archive_origin(load_config(cfg_file, env=env))(exchange) == "http://127.0.0.1:9/from-env"
     real = {"bybit": "https://public.bybit.com", "bitmex": "https://public.bitmex.com", "okx": "https://static.okx.com"}
     assert archive_origin(load_config(None, env={}))(exchange) == real[exchange]
+
+
+async def test_okx_whole_beijing_month_of_candles_from_its_monthly_file(tmp_path: Path) -> None:
+    """A range holding a whole Beijing month takes it from the monthly candle file (one request instead of
+    ~30), the days around it from daily files and the partial edges from REST; every bar equals the fake's."""
+    lo, hi = av.day_ms("2024-02-20"), av.day_ms("2024-04-05")
+    now = av.day_ms("2024-04-20")
+    async with archive_service(tmp_path, "okx", fok.FakeOkx(), now) as (files, svc):
+        (rec,) = await svc.backfill(request("okx", ["BTC/USDT"], "ohlc", lo, hi, now, "1m"))
+    assert rec.state == "succeeded", rec.error
+    expected = []
+    for t in range(lo, hi, 60_000):
+        b = bar("BTC-USDT:1m", t)
+        expected.append((t * NS_PER_MS, *map(float, (b.open, b.high, b.low, b.close, b.volume, b.quote)), None))
+    assert raw_rows(tmp_path, "ohlc", OHLC_COLUMNS) == expected
+    got = [p for p, s in files.requests if s == 200]
+    monthly = [p for p in got if "/monthly/" in p]
+    assert monthly == ["/cdn/okex/traderecords/candlesticks/monthly/202403/BTC-USDT-candlesticks-2024-03.zip"]
+    assert len(got) - len(monthly) == 9 + 4  # Beijing days Feb 21-29 and Apr 1-4; REST the two partial edges
+    assert rec.progress["archive_results"] == {"verified": 14}
+
+
+async def test_bybit_spot_day_partly_stored_by_a_stream_is_merged_not_doubled(tmp_path: Path) -> None:
+    """A spot day a live stream stored in part (exchange ids) is still taken from its file, whose rows carry
+    no exchange id: the trades the stream stored are matched on (ts, price, amount, side) and not stored
+    again, the others land with their file ids; a second run asks nothing (the file's rows are written)."""
+    from dccd.domain import DatasetId, DataType, Symbol
+    from dccd.storage import Lake
+    from dccd.storage.writer import Provenance
+
+    lo, now = JAN3_MS, JAN3_MS + 3 * DAY_MS
+    ids = list(av.tape_ids(lo, lo + DAY_MS, EVERY))
+    live = [tid for tid in ids if lo + 6 * 3_600_000 <= tape.trade_at("BTCUSDT", tid).time_ms < lo + 12 * 3_600_000]
+    trades = [tape.trade_at("BTCUSDT", tid) for tid in live]
+    table = pa.table(
+        {
+            "ts": [t.time_ms * NS_PER_MS for t in trades],
+            "id": [str(2_100_000_000_000_000_000 + tid) for tid in live],  # the stream's execIds
+            "price": [float(t.price) for t in trades],
+            "amount": [float(t.qty) for t in trades],
+            "side": [taker(t.is_buyer_maker) for t in trades],
+            "recv_ts": [t.time_ms * NS_PER_MS + 5_000_000 for t in trades],
+        }
+    )
+    ds = DatasetId("bybit", Symbol.parse("BTC/USDT"), DataType.TRADES, None)
+    Lake(tmp_path).write_table(ds, table, Provenance("bybit", "ws"))
+    async with archive_service(tmp_path, "bybit", fby.FakeBybit(), now, every=EVERY) as (files, svc):
+        (rec,) = await svc.backfill(request("bybit", ["BTC/USDT"], "trades", lo, lo + DAY_MS, now))
+        assert (rec.state, rec.error) == ("succeeded", None)
+        assert rec.rows_written == len(ids) - len(live) and 0 < len(live) < len(ids)
+        (again,) = await svc.backfill(request("bybit", ["BTC/USDT"], "trades", lo, lo + DAY_MS, now))
+        assert (again.state, again.rows_written) == ("succeeded", 0)
+    assert files.requests == [("/spot/BTCUSDT/BTCUSDT_2024-01-03.csv.gz", 200)]  # once: the re-run asks nothing
+    rows = raw_rows(tmp_path, "trades", TRADE_COLUMNS, "ts, id")
+    assert len(rows) == len(ids) == len({r[0] for r in rows})  # every trade once
+    streamed = {r[1] for r in rows if not r[1].startswith("2024-01-03:")}
+    assert streamed == {str(2_100_000_000_000_000_000 + tid) for tid in live}
+    expected = sorted((tape.trade_at("BTCUSDT", t).time_ms * NS_PER_MS) for t in ids)
+    assert [r[0] for r in rows] == expected

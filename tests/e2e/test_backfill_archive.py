@@ -207,3 +207,92 @@ async def test_unreachable_archive_falls_back_to_rest(tmp_path: Path) -> None:
     assert rec.state is RunState.SUCCEEDED, rec.error
     assert rec.progress["archive_results"] == {"missing": 1}  # March 5 is not published before the 7th
     assert len(raw_rows(tmp_path, "ohlc", "ts")) == 2 * 1440
+
+
+async def test_one_file_parsed_while_it_downloads(tmp_path: Path) -> None:
+    """A lone file is parsed as it downloads (``archive_streamed``); a stale first download (re-upload) is
+    parsed again from the verified file, a file failing its checksum lands nothing, a 404 leaves its day to
+    REST: each day equals REST-only exactly, no row twice."""
+    now = parse_iso_ns("2025-01-08T12:00:00Z")
+    days = {"ok": "2024-12-10", "stale": "2024-12-16", "bad": "2024-12-18", "missing": "2024-12-20"}
+    async with (
+        open_fake_binance(weight_limit=10**9, markets=(SPARSE,), clock=lambda: now / NS_PER_S) as rest,
+        open_fake_archive(
+            rest, reuploaded={days["stale"]}, bad_checksum={days["bad"]}, missing={days["missing"]}
+        ) as arch,
+    ):
+        for name, day in days.items():
+            end = f"{day[:8]}{int(day[8:]) + 1:02d}"
+            rec = await backfill(tmp_path / name, rest, arch, now, ["BTC/USDT"], "trades", start=day, end=end)
+            if name == "bad":
+                assert rec.state is RunState.FAILED and "quarantined" in (rec.error or "")
+                assert raw_rows(tmp_path / name, "trades", TRADE_COLUMNS) == []
+                continue
+            assert rec.state is RunState.SUCCEEDED, rec.error
+            assert rec.progress["archive_streamed"] == (1 if name == "ok" else 0)
+            assert rec.progress["archive_results"] == ({"missing": 1} if name == "missing" else {"verified": 1})
+            ref = await backfill(tmp_path / f"{name}-rest", rest, None, now, ["BTC/USDT"], "trades", start=day, end=end)
+            assert ref.state is RunState.SUCCEEDED, ref.error
+            archived = raw_rows(tmp_path / name, "trades", TRADE_COLUMNS, order="ts, id")
+            assert len(archived) > 4000 and len({r[1] for r in archived}) == len(archived)
+            assert archived == raw_rows(tmp_path / f"{name}-rest", "trades", TRADE_COLUMNS, order="ts, id")
+
+
+NEW = FakeMarket(
+    "NEWUSDT", "NEW", "USDT", listed_ms=parse_iso_ns("2024-02-10T06:00:00Z") // 1_000_000, every_ms=120_000
+)
+
+
+async def test_origin_uses_the_archive_from_its_first_file(tmp_path: Path) -> None:
+    """``--start origin`` (and ``last`` with nothing stored) plans archive files from the first period the
+    archive holds, found by a few probes (404 before the listing), instead of going REST-only: bars and
+    trades equal a REST-only origin backfill, with no file asked that the archive lacks."""
+    now = parse_iso_ns("2024-03-20T12:00:00Z")
+    async with (
+        open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest,
+        open_fake_archive(rest, unlisted_404=True) as arch,
+    ):
+        for name, kind, start in (("ohlc", "ohlc", "origin"), ("last", "ohlc", None), ("trades", "trades", "origin")):
+            rec = await backfill(tmp_path / name, rest, arch, now, ["NEW/USDT"], kind, start=start)
+            assert rec.state is RunState.SUCCEEDED, rec.error
+            assert rec.progress["archive_results"] == {"verified": 19}, rec.progress  # Feb monthly + Mar 1-18
+            probes = [p for p, s in arch.requests if p.endswith(".CHECKSUM") and s == 404]
+            assert 0 < len(probes) <= 8  # a binary search over the monthly periods since 2017-08
+            arch.requests.clear()
+            ref = await backfill(tmp_path / f"{name}-rest", rest, None, now, ["NEW/USDT"], kind, start=start)
+            assert ref.state is RunState.SUCCEEDED, ref.error
+            cols, order = (OHLC_COLUMNS, "ts") if kind == "ohlc" else (TRADE_COLUMNS, "ts, id")
+            archived = raw_rows(tmp_path / name, kind, cols, order=order)
+            assert archived and archived[0][0] == NEW.listed_ms * 1_000_000
+            assert archived == raw_rows(tmp_path / f"{name}-rest", kind, cols, order=order)
+
+
+async def test_origin_with_the_archive_unreachable_is_found_by_rest(tmp_path: Path) -> None:
+    """``--start origin`` when the archive host refuses connections: after the probe's retries REST finds
+    the origin and fetches everything (auto), as without archives."""
+    now = parse_iso_ns("2024-02-12T00:00:00Z")
+    async with open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest:
+        with trio.socket.socket() as sock:  # a port nobody listens on: bound, never accepting
+            await sock.bind(("127.0.0.1", 0))
+            cfg = archive_config(tmp_path, rest.url, f"http://127.0.0.1:{sock.getsockname()[1]}")
+            async with open_service(cfg, ops_options={"now_ns": lambda: now}) as svc:
+                (rec,) = await svc.backfill(request(["NEW/USDT"], start="origin", now_ns=now))
+    assert rec.state is RunState.SUCCEEDED, rec.error
+    assert "archive_results" not in rec.progress or not rec.progress["archive_results"]
+    rows = raw_rows(tmp_path, "ohlc", "ts")
+    assert rows[0][0] == NEW.listed_ms * 1_000_000 and len(rows) == (now // 1_000_000 - NEW.listed_ms) // 60_000
+
+
+async def test_origin_archive_only_without_a_file_asks_rest_nothing(tmp_path: Path) -> None:
+    """``--start origin --source archive`` for a symbol the archive has no file of yet: the run ends partial
+    saying so, and REST is asked nothing (before, an open start went to REST whatever the source)."""
+    now = parse_iso_ns("2024-02-10T18:00:00Z")  # listed at 06:00: no daily file published yet
+    async with (
+        open_fake_binance(weight_limit=10**9, markets=(NEW,), clock=lambda: now / NS_PER_S) as rest,
+        open_fake_archive(rest, unlisted_404=True) as arch,
+    ):
+        rec = await backfill(tmp_path, rest, arch, now, ["NEW/USDT"], start="origin", source="archive")
+        assert rest.count("/api/v3/klines") == 0
+    assert rec.state is RunState.PARTIAL
+    assert "no file to start from" in (rec.error or "") and "--source archive" in (rec.error or "")
+    assert raw_rows(tmp_path, "ohlc", "ts") == []

@@ -201,6 +201,26 @@ def okx_candles_file(inst: str, date: str) -> bytes:
     return _zip(f"{inst}-candlesticks-{date}.csv", lines())
 
 
+def beijing_month(month: str) -> tuple[int, int]:
+    """``[lo, hi)`` ms of OKX's month ``month`` (``YYYY-MM``, UTC+8): from 16:00 UTC the day before its 1st."""
+    y, m = (int(x) for x in month.split("-"))
+    nxt = f"{y + m // 12:04d}-{m % 12 + 1:02d}-01"
+    return day_ms(f"{month}-01") - BEIJING_MS, day_ms(nxt) - BEIJING_MS
+
+
+def okx_monthly_candles_file(inst: str, month: str) -> bytes:
+    """``<INST>-candlesticks-<YYYY-MM>.zip``: the REST fake's 1m bars of the Beijing month."""
+    lo, hi = beijing_month(month)
+
+    def lines() -> Iterator[str]:
+        yield OKX_CANDLES_HEADER
+        for t in range(lo, hi, 60_000):
+            b = bar(f"{inst}:1m", t)
+            yield f"{t},{b.open},{b.high},{b.low},{b.close},{b.volume},{b.quote},1"
+
+    return _zip(f"{inst}-candlesticks-{month}.csv", lines())
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 _BYBIT_LINEAR = re.compile(r"^/trading/(?P<sym>[A-Z0-9]+)/(?P=sym)(?P<date>\d{4}-\d{2}-\d{2})\.csv\.gz$")
@@ -210,6 +230,10 @@ _OKX = re.compile(
     r"^/cdn/okex/traderecords/(?P<kind>trades|candlesticks)/daily/(?P<d>\d{8})/"
     r"(?P<inst>[A-Z0-9]+-[A-Z0-9]+(?:-SWAP)?)-(?P=kind)-(?P<date>\d{4}-\d{2}-\d{2})\.zip$"
 )
+_OKX_MONTHLY = re.compile(
+    r"^/cdn/okex/traderecords/candlesticks/monthly/(?P<d>\d{6})/"
+    r"(?P<inst>[A-Z0-9]+-[A-Z0-9]+(?:-SWAP)?)-candlesticks-(?P<date>\d{4}-\d{2})\.zip$"
+)
 BITMEX_SYMBOLS = ("XBTUSD", "ETHUSDT", "XBT_USDT")
 
 
@@ -217,7 +241,7 @@ BITMEX_SYMBOLS = ("XBTUSD", "ETHUSDT", "XBT_USDT")
 class FakeVenueArchive:
     """The archive trees of the fake Bybit (``/trading``, ``/spot``), BitMEX (``/data/trade``) and OKX (``/cdn/okex``).
 
-    ``missing`` dates (``YYYY-MM-DD``) answer 404; ``garbled`` ones serve a file whose second data row has
+    ``missing`` dates (``YYYY-MM-DD``, OKX monthly files ``YYYY-MM``) answer 404; ``garbled`` ones serve a file whose second data row has
     a time in another format (``1.7e9``, as a float printer would write it); ``bilingual`` OKX dates have the old header; days
     not over yet by ``clock`` answer 404 (not published). ``requests`` logs ``(path, status)``.
     """
@@ -250,6 +274,9 @@ class FakeVenueArchive:
         elif m := _BITMEX.match(path):
             date = f"{m['d'][:4]}-{m['d'][4:6]}-{m['d'][6:]}"
             data = bitmex_trade_file(date, self.bitmex_symbols, every=self.every)
+        elif m := _OKX_MONTHLY.match(path):
+            date = m["date"]
+            data = okx_monthly_candles_file(m["inst"], date)
         elif m := _OKX.match(path):
             date = m["date"]
             if m["kind"] == "trades":
@@ -305,7 +332,7 @@ class FakeVenueArchive:
 
 
 def _date_in(path: str) -> str | None:
-    for pattern in (_BYBIT_LINEAR, _BYBIT_SPOT, _OKX):
+    for pattern in (_BYBIT_LINEAR, _BYBIT_SPOT, _OKX, _OKX_MONTHLY):
         if m := pattern.match(path):
             return m["date"]
     if m := _BITMEX.match(path):
@@ -314,7 +341,9 @@ def _date_in(path: str) -> str | None:
 
 
 def _day_end_ms(path: str, date: str) -> int:
-    """When the day of a file is over (OKX's Beijing day ends at 16:00 UTC)."""
+    """When the day (OKX: or month) of a file is over (OKX's Beijing day ends at 16:00 UTC)."""
+    if path.startswith("/cdn/okex/") and len(date) == 7:
+        return beijing_month(date)[1]
     return beijing_day(date)[1] if path.startswith("/cdn/okex/") else day_ms(date) + DAY_MS
 
 

@@ -20,7 +20,9 @@ What real archives do, on demand (by the file's date label, ``YYYY-MM-DD`` or ``
 - ``reuploaded``: the first download of the file is a stale version (one price differs), later ones the
   corrected file its checksum describes (a correction in flight);
 - spot times in **microseconds** from ``us_from`` (2025-01-01, as Binance), milliseconds before;
-- a header row on USD-M files and on the dates in ``header`` (spot has none by default).
+- a header row on USD-M files and on the dates in ``header`` (spot has none by default);
+- ``unlisted_404``: 404 for klines/trades/aggTrades files (and checksums) of periods that end before the
+  market's listing, as the real archive (off by default: an empty file is served).
 
 ``requests`` logs ``(path, status)``; :meth:`count` counts downloads of a kind.
 """
@@ -99,6 +101,7 @@ class FakeBinanceArchive:
     header: set[str] = field(default_factory=set)
     us_from_ms: int = US_FROM_MS
     stall_after: int | None = None  # zip downloads answered before every further one hangs (a killed run)
+    unlisted_404: bool = False  # no file for a period that ends before the market's listing
     url: str = ""
     requests: list[tuple[str, int]] = field(default_factory=list)
     _cache: dict[str, bytes] = field(default_factory=dict)
@@ -169,6 +172,9 @@ class FakeBinanceArchive:
             return None
         date = _label(path)
         assert date is not None
+        listed_ms = self.rest.tapes[m["sym"]].market.listed_ms
+        if self.unlisted_404 and m["kind"] in ("klines", "trades", "aggTrades") and _ms(date)[1] <= listed_ms:
+            return None
         text = self.csv(m["kind"], "spot" if m["market"] == "spot" else "um", m["sym"], m["iv"], date)
         if m["market"] != "spot" or date in self.header:
             text = _HEADERS[m["kind"]] + "\n" + text

@@ -163,7 +163,7 @@ def test_inflate_paths_agree_and_check_crc(fast: bool, monkeypatch: pytest.Monke
     data = zipped("k.csv", csv)
     table = ARCHIVE.parse_archive(f, data)
     assert table["trades"].to_pylist() == list(range(1440))
-    assert [t.num_rows for t in ARCHIVE.iter_archive(f, data, rows=500)] == [1440]  # one 16 MiB block
+    assert [t.num_rows for t in ARCHIVE.iter_archive(f, data, rows=500)] == [1440]  # one 4 MiB block
     stored = zipped("k.csv", "x" * 10_000)  # compresses well: flip a byte inside the deflate stream
     bad = bytearray(stored)
     bad[len(bad) // 4] ^= 0xFF
@@ -189,3 +189,16 @@ def test_coalesce_and_stream_blocks() -> None:
     shuffled = pa.table({"ts": [3, 1, 2]})
     (only,) = coalesce(iter([shuffled]), 10)
     assert only["ts"].to_pylist() == [1, 2, 3]
+
+
+def test_coalesce_yields_a_smaller_first_table() -> None:
+    """With ``first_rows`` the first table is yielded as soon as it holds that many rows (the writer starts
+    while the rest parses); the following ones hold ``rows`` again."""
+    import pyarrow as pa
+
+    from dccd.sources.archive import coalesce
+
+    blocks = [pa.table({"ts": list(range(i * 100, i * 100 + 100))}) for i in range(10)]
+    sizes = [t.num_rows for t in coalesce(iter(blocks), 400, first_rows=150)]
+    assert sizes == [200, 400, 400]
+    assert [t.num_rows for t in coalesce(iter(blocks), 400)] == [400, 400, 200]

@@ -276,3 +276,35 @@ def _okx_header_only() -> bytes:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("x.csv", "instrument_name,trade_id,side,price,size,created_time\n")
     return buf.getvalue()
+
+
+def test_okx_monthly_candles_are_beijing_months() -> None:
+    """OKX's month M is [last day of M-1 16:00Z, last day of M 16:00Z); its candle file sits under
+    ``candlesticks/monthly/YYYYMM``; trades have no monthly files."""
+    a = OkxArchive()
+    M = Granularity.MONTHLY
+    lo, hi = a.archive_period(M, day_ns("2024-03-31") + 17 * H)
+    assert (lo, hi) == (day_ns("2024-03-31") + 16 * H, day_ns("2024-04-30") + 16 * H)
+    c = a.archive_file(Symbol("BTC", "USDT", "perp"), DataType.OHLC, Span("1m"), M, lo)
+    assert c.path == "/cdn/okex/traderecords/candlesticks/monthly/202404/BTC-USDT-SWAP-candlesticks-2024-04.zip"
+    assert (c.start_ns, c.end_ns, c.granularity) == (lo, hi, M)
+    with pytest.raises(ValueError, match="not the start of an OKX"):
+        a.archive_file(Symbol("BTC", "USDT"), DataType.OHLC, Span("1m"), M, day_ns("2024-04-01"))
+    with pytest.raises(NoCapability):
+        a.archive_file(Symbol("BTC", "USDT"), T, None, M, lo)
+
+
+def test_bybit_spot_days_partly_stored_are_planned_for_merging() -> None:
+    """Bybit spot files have no trade ids and its REST keeps 60 trades: a day partly stored (by a stream) is
+    still planned from its file, flagged as merging; derivatives files (real ids) leave such a day to REST."""
+    from dccd.sources.archive_plan import plan_archive
+
+    a = BybitArchive()
+    lo, hi = day_ns("2024-01-03"), day_ns("2024-01-05")
+    stored = [(lo + 6 * H, lo + 12 * H)]
+    spot = plan_archive(a, Symbol("BTC", "USDT"), T, None, lo, hi, hi + 2 * 24 * H, stored)
+    assert [f.start_ns for f in spot.files] == [lo, lo + 24 * H] and spot.rest == ()
+    assert spot.merging == (spot.files[0].path,)
+    perp = plan_archive(a, Symbol("BTC", "USDT", "perp"), T, None, lo, hi, hi + 2 * 24 * H, stored)
+    assert [f.start_ns for f in perp.files] == [lo + 24 * H] and perp.rest == ((lo, lo + 24 * H),)
+    assert perp.merging == ()

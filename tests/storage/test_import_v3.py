@@ -188,6 +188,33 @@ def test_an_unreadable_file_is_listed_and_the_others_are_imported(tmp_path: Path
     (src / "coinbase" / "trades" / "BTC-USD" / "notes.txt").write_text("not data")
     res = run(tmp_path / "lake", "import", str(src))
     assert res.exit_code == 1
-    failed, summary, _timing = res.stdout.splitlines()
+    run_line, failed, summary, _timing = res.stdout.splitlines()
+    assert run_line.startswith("run ") and run_line.endswith(": failed")
     assert failed.startswith("failed coinbase/trades/BTC-USD/2024-01-03.parquet: ArrowInvalid: ")
     assert summary.startswith("2 files, 1 datasets: 5,760 rows read, 5,760 imported, ")
+
+
+def test_import_is_one_run_with_its_counts(tmp_path: Path) -> None:
+    """Each ``dccd import`` is one run in ``dccd runs`` (operation ``import``) whose record holds the
+    report's counts (imported, fixed, quarantined, skipped), and whose parts carry its run id: the rows went
+    through the run's writer actor."""
+    src = v3.write_v3_dir(tmp_path / "old")
+    lake = tmp_path / "lake"
+    first = json.loads(run(lake, "import", str(src), "--json").stdout)
+    again = json.loads(run(lake, "import", str(src), "--json").stdout)
+    res = run(lake, "runs", "--json")
+    assert res.exit_code == 0, res.output
+    runs = {r["run_id"]: r for r in json.loads(res.stdout) if r["operation"] == "import"}
+    assert set(runs) == {first["run_id"], again["run_id"]}
+    one, two = runs[first["run_id"]], runs[again["run_id"]]
+    assert one["state"] == two["state"] == "succeeded"
+    assert one["rows_written"] == one["progress"]["imported"] == first["rows_imported"] > 8_000
+    assert one["rows_quarantined"] == one["progress"]["quarantined"] == 1
+    assert one["progress"]["fixed"] == sum(first["fixed"].values()) > 7_000
+    assert one["progress"]["skipped"] == 0 and one["progress"]["done"] == one["progress"]["total"] == 9
+    assert two["rows_written"] == two["progress"]["imported"] == 0
+    assert two["progress"]["skipped"] == first["rows_imported"] + 1  # the quarantined row counts as present
+    parts = list((lake / "trades").rglob("part-*.parquet"))
+    assert parts and {json.loads(pq.read_metadata(p).metadata[b"dccd.provenance"])["run_id"] for p in parts} == {
+        first["run_id"]
+    }

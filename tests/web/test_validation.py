@@ -67,7 +67,7 @@ CASES: list[tuple[str, str, dict[str, Any] | list[Any] | str | None, dict[str, s
     ("POST", "/api/v1/streams", {**GOOD, "span": "2m"}, None, f"span: '2m' is not a span ({SPAN_CHOICES})"),
     # --- runs --------------------------------------------------------------------------------
     ("GET", "/api/v1/runs", {"state": "done"}, None, "state: 'done' is not one of: pending running succeeded partial failed cancelled"),
-    ("GET", "/api/v1/runs", {"operation": "sync"}, None, "operation: 'sync' is not one of: backfill stream compact"),
+    ("GET", "/api/v1/runs", {"operation": "sync"}, None, "operation: 'sync' is not one of: backfill stream compact import"),
     ("GET", "/api/v1/runs", {"limit": "0"}, None, "limit: '0' is not a number between 1 and 1000"),
     ("GET", "/api/v1/runs", {"limit": "ten"}, None, "limit: 'ten' is not a number between 1 and 1000"),
     ("GET", "/api/v1/runs/bad id", None, None, "run_id: 'bad id' is not a run id"),

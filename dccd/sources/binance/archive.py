@@ -37,6 +37,7 @@ from dccd.sources.archive import (
     ArchiveFile,
     Granularity,
     Source,
+    StreamSource,
     archive_capability,
     coalesce,
     first_line,
@@ -69,6 +70,9 @@ UM_FUNDING_FROM: Final = _day(2020, 1, 1)
 UM_METRICS_FROM: Final = _day(2021, 12, 1)
 _D, _M = Granularity.DAILY, Granularity.MONTHLY
 _MONTH_DELAY_S: Final = 7 * 86_400  # monthly files appear in the first week of the next month
+# CSV text per parsed block: 4 MiB parses with less CPU than 16 MiB (measured on a 2M-trade day file:
+# 0.54 vs 0.82 CPU-s) and yields its first rows 4x sooner, so the writer starts while the rest parses.
+BLOCK_BYTES: Final = 1 << 22
 
 
 def _caps() -> tuple[ArchiveCapability, ...]:
@@ -210,8 +214,9 @@ def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     return _convert(file, pa.table({n: pa.array([], types[n]) for n in types}))  # no rows, the lake's columns
 
 
-def iter_archive(file: ArchiveFile, data: Source, rows: int = 1_000_000) -> Iterator[pa.Table]:
-    """:func:`parse_archive` in tables of about ``rows`` rows (bounded memory for month-long trade files).
+def iter_archive(file: ArchiveFile, data: StreamSource, rows: int = 1_000_000) -> Iterator[pa.Table]:
+    """:func:`parse_archive` in tables of about ``rows`` rows (bounded memory for month-long trade files);
+    ``data`` may be a stream read front to back (a download in progress).
 
     Raises:
         ProtocolDrift: as :func:`parse_archive`.
@@ -221,8 +226,11 @@ def iter_archive(file: ArchiveFile, data: Source, rows: int = 1_000_000) -> Iter
         if not line.strip():
             return
         names, types = _columns(file, line)
-        converted = (trim(_convert(file, t), file.start_ns, file.end_ns) for t in iter_csv(file, stream, names, types))
-        yield from coalesce(converted, rows)
+        converted = (
+            trim(_convert(file, t), file.start_ns, file.end_ns)
+            for t in iter_csv(file, stream, names, types, block_size=BLOCK_BYTES)
+        )
+        yield from coalesce(converted, rows, first_rows=rows // 4)  # a smaller first table: the writer starts sooner
 
 
 def _columns(file: ArchiveFile, line: bytes) -> tuple[tuple[str, ...], dict[str, pa.DataType]]:

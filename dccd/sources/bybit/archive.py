@@ -54,7 +54,7 @@ LINEAR_FROM: Final = _day(2020, 3, 25)  # BTCUSDT's first linear trade file
 SPOT_FROM: Final = _day(2022, 11, 10)  # first spot trade files (unverified: the archive has no index page we read)
 CAPABILITIES: Final = (
     ArchiveCapability(DataType.TRADES, "trading", "perp", Granularity.DAILY, LINEAR_FROM),
-    ArchiveCapability(DataType.TRADES, "spot", "spot", Granularity.DAILY, SPOT_FROM),
+    ArchiveCapability(DataType.TRADES, "spot", "spot", Granularity.DAILY, SPOT_FROM, synthetic_ids=True),
 )
 
 _LINEAR_COLS: Final = ("timestamp", "symbol", "side", "size", "price", "tickDirection", "trdMatchID",

@@ -8,9 +8,12 @@ Daily zips of one CSV, no checksums, no listing:
 - candles ``/cdn/okex/traderecords/candlesticks/daily/<YYYYMMDD>/<INST>-candlesticks-<YYYY-MM-DD>.zip``:
   1m bars ``open_time,open,high,low,close,vol_ccy,vol_quote,confirm``; ``vol_ccy`` is the base-currency
   volume and ``vol_quote`` the quote volume (the lake ``volume``/``quote_volume``, as over REST). Older
-  files say ``confirm=0`` on every bar, so a day file's bars are all kept.
+  files say ``confirm=0`` on every bar, so a day file's bars are all kept. Whole months also come as one
+  file, ``/cdn/okex/traderecords/candlesticks/monthly/<YYYYMM>/<INST>-candlesticks-<YYYY-MM>.zip`` (same
+  columns; the planner takes it for a whole missing month, as Binance's monthly files).
 
-**Days follow Beijing time (UTC+8)**: the file of ``D`` holds ``[D-1 16:00Z, D 16:00Z)``, so its rows land
+**Days and months follow Beijing time (UTC+8)**: the file of ``D`` holds ``[D-1 16:00Z, D 16:00Z)`` (a
+month's from 16:00 UTC on the last day of the month before), so its rows land
 in two UTC partitions and a UTC day needs two files; :func:`archive_period` returns these shifted days
 (the planner works on the ns coverage, see :mod:`dccd.sources.archive`). Older files have bilingual
 header cells (``trade_id/成交ID``) and are not always UTF-8: columns are found by the English name inside
@@ -56,29 +59,33 @@ def _beijing_day(y: int, m: int, d: int) -> int:
 TRADES_FROM: Final = _beijing_day(2021, 9, 1)
 CANDLES_FROM: Final = _beijing_day(2021, 9, 1)
 _D: Final = Granularity.DAILY
+_M: Final = Granularity.MONTHLY
+_MONTH_DELAY_S: Final = 7 * 86_400  # (assumed, as Binance's: a monthly file within a week of the month's end)
 CAPABILITIES: Final = (
     ArchiveCapability(DataType.TRADES, "trades", "spot", _D, TRADES_FROM),
     ArchiveCapability(DataType.TRADES, "trades", "perp", _D, TRADES_FROM),
     ArchiveCapability(DataType.OHLC, "candlesticks", "spot", _D, CANDLES_FROM, ("1m",)),
     ArchiveCapability(DataType.OHLC, "candlesticks", "perp", _D, CANDLES_FROM, ("1m",)),
+    ArchiveCapability(DataType.OHLC, "candlesticks", "spot", _M, CANDLES_FROM, ("1m",), delay_s=_MONTH_DELAY_S),
+    ArchiveCapability(DataType.OHLC, "candlesticks", "perp", _M, CANDLES_FROM, ("1m",), delay_s=_MONTH_DELAY_S),
 )
 _TRADE_COLS: Final = ("instrument_name", "trade_id", "side", "price", "size", "created_time")
 _CANDLE_COLS: Final = ("open_time", "open", "high", "low", "close", "vol_ccy", "vol_quote", "confirm")
 
 
 def archive_period(granularity: Granularity, ts_ns: int) -> tuple[int, int]:
-    """The Beijing (UTC+8) day holding ``ts_ns``: ``[D-1 16:00Z, D 16:00Z)``."""
+    """The Beijing (UTC+8) day (or month) holding ``ts_ns``: ``[D-1 16:00Z, D 16:00Z)``."""
     return utc_period(granularity, ts_ns, OFFSET_NS)
 
 
 def archive_file(
     symbol: Symbol, data_type: DataType, span: Span | None, granularity: Granularity, period_ns: int
 ) -> ArchiveFile:
-    """The file of ``symbol``'s trades or 1m candles for the Beijing day starting at ``period_ns``.
+    """The file of ``symbol``'s trades or 1m candles for the Beijing day (candles: or month) starting at ``period_ns``.
 
     Raises:
         NoCapability: another data type, span or granularity.
-        ValueError: ``period_ns`` is not 16:00 UTC.
+        ValueError: ``period_ns`` is not the start of a Beijing day (month).
     """
     market = market_of(symbol)
     cap = archive_capability(CAPABILITIES, data_type, market, span, granularity)
@@ -87,11 +94,11 @@ def archive_file(
         raise NoCapability(NAME, f"{what} archive files")
     lo, hi = archive_period(granularity, period_ns)
     if lo != period_ns:
-        raise ValueError(f"{period_ns} is not the start of an OKX (UTC+8) day")
+        raise ValueError(f"{period_ns} is not the start of an OKX (UTC+8) {'day' if granularity is _D else 'month'}")
     inst = symbol_to_native(symbol)
     date = period_label(granularity, lo, OFFSET_NS)
     folder = period_label(granularity, lo, OFFSET_NS, sep="")
-    path = f"{_ROOT}/{cap.kind}/daily/{folder}/{inst}-{cap.kind}-{date}.zip"
+    path = f"{_ROOT}/{cap.kind}/{granularity.value}/{folder}/{inst}-{cap.kind}-{date}.zip"
     return ArchiveFile(path, None, lo, hi, granularity, data_type, cap.kind, inst, span.label if span else None, market, NAME)  # fmt: skip
 
 
@@ -105,7 +112,7 @@ def parse_checksum(file: ArchiveFile, body: bytes) -> str:
 
 
 def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
-    """A downloaded OKX zip as lake rows (loose schema), ts ascending, trimmed to its Beijing day.
+    """A downloaded OKX zip as lake rows (loose schema), ts ascending, trimmed to its Beijing day (month).
 
     Raises:
         ProtocolDrift: not a zip of one CSV, a missing column or a value that does not parse.
