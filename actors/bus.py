@@ -184,6 +184,7 @@ async def serve_bus(svc: Any, *, task_status: trio.TaskStatus[BusPublisher] = tr
     from dccd.config.timeexpr import parse_duration_s
 
     from .shards import ShardCoordinator
+    from .work import work_queue_of
 
     cfg = svc.config.bus
     pub = BusPublisher(None, fmt=cfg.format, max_queue=cfg.max_queue)
@@ -194,6 +195,7 @@ async def serve_bus(svc: Any, *, task_status: trio.TaskStatus[BusPublisher] = tr
             subs.append(stream.writer.accepted.subscribe(pub.input))
         subs.append(streams.started.subscribe(on_next=lambda s: subs.append(s.writer.accepted.subscribe(pub.input))))
     svc.bus_publisher = pub
+    work = svc.work = work_queue_of(svc, cfg, svc.config.shard) if svc.has_operations else None
     task_status.started(pub)
     delay = 0.5
     try:
@@ -208,6 +210,8 @@ async def serve_bus(svc: Any, *, task_status: trio.TaskStatus[BusPublisher] = tr
                     log.info("bus.connected", url=cfg.url)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(pub.run)
+                        if work is not None:
+                            await nursery.start(work.run, link)
                         if svc.config.shard is not None and svc.scheduler is not None:
                             me, n = parse_shard(svc.config.shard)
                             ttl_s = parse_duration_s(cfg.lease_ttl)

@@ -263,6 +263,25 @@ class ArchiveFetched(Message, frozen=True, gc=False):
     bytes_done: int
 
 
+class WorkUnitFinished(Message, frozen=True, gc=False):
+    """A unit of a distributed backfill (:mod:`dccd.bus.work`) is over on this collector: ``result`` is
+    ``done`` (its rows are written, the unit acked), ``retrying`` (it failed, redelivered later) or
+    ``dead`` (it failed ``max_deliver`` times: dead-lettered, never delivered again).
+    """
+
+    plan: str
+    unit: str
+    exchange: str
+    symbol: str
+    start_ns: int
+    end_ns: int
+    result: str
+    deliveries: int
+    run_id: str | None = None
+    rows: int = 0
+    error: str | None = None
+
+
 Command = Flush | Stop
 Event = (
     PartWritten
@@ -281,6 +300,7 @@ Event = (
     | SignalGenerated
     | DataValidated
     | ArchiveFetched
+    | WorkUnitFinished
 )
 EVENT_TYPES: tuple[type[Message], ...] = (
     PartWritten,
@@ -299,6 +319,7 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     SignalGenerated,
     DataValidated,
     ArchiveFetched,
+    WorkUnitFinished,
 )
 
 _event_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Event)

@@ -467,6 +467,11 @@ class Scheduler:
             s.exchange, s.symbols, s.data_type, s.span, s.start, s.end, s.id,
             derive_from=s.derive_from, source=s.source,
         )  # fmt: skip
+        if s.distribute:  # cut into units on the bus's work queue (actors/work.py); every collector pulls them
+            work = getattr(self._svc, "work", None)
+            if work is None:
+                raise ConfigError("distribute", "needs bus.url: the units travel on the bus's work queue")
+            return list(await work.distribute(req))
         return list(await self._svc.start_backfill(req))
 
     def _watch_bars(self, job: JobState) -> None:

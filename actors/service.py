@@ -92,6 +92,8 @@ class Service:
         self._checks = trio.CapacityLimiter(1)  # one contract check at a time: each may read a year of data
         self.bus_publisher: Any = None
         """The :class:`~dccd.actors.bus.BusPublisher` when the config has ``bus:``."""
+        self.work: Any = None
+        """The :class:`~dccd.actors.work.WorkQueue` (distributed backfills) when the config has ``bus:``."""
         self.shards: Any = None
         """The :class:`~dccd.actors.shards.ShardCoordinator` when the config has ``shard:``."""
 

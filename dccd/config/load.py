@@ -172,6 +172,7 @@ def expand_jobs(cfg: Config) -> list[JobSpec]:
                 params=job.params,
                 on_new_bars=job.on_new_bars,
                 source=job.source,
+                distribute=job.distribute,
             )
         )
     return out

@@ -87,6 +87,8 @@ class Job(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Scan jobs: also run (debounced) when new bars of the datasets it reads are written."""
     source: str = "auto"
     """Backfill history source: ``auto`` (archives, then REST), ``archive`` or ``rest``."""
+    distribute: bool = False
+    """Backfill jobs: cut each fire into work units on the bus's work queue (needs ``bus``)."""
 
 
 class Alert(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -111,6 +113,16 @@ class Bus(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Messages held for the bus while it is unreachable (the oldest are dropped and counted beyond this)."""
     lease_ttl: str = "10s"
     """A shard whose lease is this old is taken as dead and its jobs are taken over."""
+    work_queue: bool = False
+    """Pull units of distributed backfills from the ``DCCD_WORK`` work-queue stream and run them."""
+    work_unit: str = "1d"
+    """Length of a unit of a distributed backfill (ranges are cut at multiples of it: UTC days)."""
+    work_ack_wait: str = "60s"
+    """A unit neither acked nor heartbeated this long is redelivered to another collector."""
+    work_max_deliver: int = 4
+    """Deliveries of a failing unit before it is dead-lettered."""
+    work_concurrency: int = 1
+    """Units this collector runs at once."""
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -159,3 +171,4 @@ class JobSpec(msgspec.Struct, frozen=True):
     params: dict[str, Any] | None = None
     on_new_bars: bool = False
     source: str = "auto"
+    distribute: bool = False

@@ -322,13 +322,20 @@ def _check_bus(cfg: Config) -> None:
             check_url(cfg.bus.url, ("tls", "nats"))
         except ValueError as exc:
             raise ConfigError("bus.url", str(exc)) from None
-        for key in ("max_age", "duplicate_window", "lease_ttl"):
+        for key in ("max_age", "duplicate_window", "lease_ttl", "work_unit", "work_ack_wait"):
             try:
                 parse_duration_s(getattr(cfg.bus, key))
             except ValueError as exc:
                 raise ConfigError(f"bus.{key}", str(exc)) from None
         if cfg.bus.max_queue < 1:
             raise ConfigError("bus.max_queue", f"{cfg.bus.max_queue} is not a positive number of messages")
+        for key in ("work_max_deliver", "work_concurrency"):
+            if getattr(cfg.bus, key) < 1:
+                raise ConfigError(f"bus.{key}", f"{getattr(cfg.bus, key)} is not a positive number")
+    for i, job in enumerate(cfg.jobs):
+        if job.distribute and (cfg.bus is None or job.operation != "backfill" or job.derive_from):
+            why = "needs bus.url (units travel on its work queue)" if cfg.bus is None else "applies to fetched backfills only"
+            raise ConfigError(f"jobs[{i}].distribute", why)
     if cfg.shard is not None:
         try:
             parse_shard(cfg.shard)

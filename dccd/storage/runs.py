@@ -66,7 +66,15 @@ TERMINAL: Final[frozenset[RunState]] = frozenset(
     {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED}
 )
 OPERATIONS: Final[tuple[str, ...]] = ("backfill", "stream", "compact", "import")
-EVENT_KINDS: Final[tuple[str, ...]] = ("gap", "filled", "reconnect", "unavailable", "archive_missing", "archive_failed")
+EVENT_KINDS: Final[tuple[str, ...]] = (
+    "gap",
+    "filled",
+    "reconnect",
+    "unavailable",
+    "archive_missing",
+    "archive_failed",
+    "dead_letter",
+)
 ORPHAN_ERROR: Final[str] = "orphaned: process exited"
 LEASE_HEARTBEAT_S: Final[float] = 10.0
 """How often a process renews its owner lease."""
