@@ -217,6 +217,17 @@ class BusCollector:
                 f["owned"].add_metric([str(j)], 1.0 if j in coord.owned else 0.0)
             f["takeovers"].add_metric([], coord.takeovers)
             f["renew_failures"].add_metric([], coord.renew_failures)
+        work = getattr(self._svc, "work", None)
+        if work is not None:
+            w = work.statistics()
+            f["work_planned"].add_metric([], w.planned)
+            f["work_in_flight"].add_metric([], w.running)
+            f["work_done"].add_metric([], w.done)
+            f["work_failed"].add_metric([], w.retried)
+            f["work_dead"].add_metric([], w.dead)
+            if w.queued is not None and w.ack_pending is not None:
+                f["work_queued"].add_metric([], w.queued)
+                f["work_unacked"].add_metric([], w.ack_pending)
         yield from f.values()
 
     def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
@@ -231,4 +242,11 @@ class BusCollector:
             "owned": g("dccd_shard_owned", "1 for each shard whose jobs this collector runs.", labels=["shard"]),
             "takeovers": c("dccd_shard_takeovers", "Shards of dead collectors taken over."),
             "renew_failures": c("dccd_shard_renew_failures", "Lease rounds that failed."),
+            "work_planned": c("dccd_work_units_planned", "Work units this process queued (new ones, not duplicates)."),
+            "work_in_flight": g("dccd_work_units_in_flight", "Work units this collector is running."),
+            "work_done": c("dccd_work_units_done", "Work units this collector ran and acked."),
+            "work_failed": c("dccd_work_units_failed", "Work unit attempts that failed here (redelivered later)."),
+            "work_dead": c("dccd_work_units_dead", "Work units dead-lettered here (failed max_deliver times)."),
+            "work_queued": g("dccd_work_queued", "Work units waiting in the shared queue (all collectors)."),
+            "work_unacked": g("dccd_work_unacked", "Work units delivered and not yet acked (all collectors)."),
         }

@@ -33,6 +33,7 @@ from .api_query import QueryController
 from .api_runs import RunsController
 from .api_scan import ScanController
 from .api_snapshots import SnapshotsController
+from .api_work import WorkController
 from .auth import AllowedHosts, auth_middleware
 from .context import WebContext, WebOptions
 from .errors import EXCEPTION_HANDLERS
@@ -49,6 +50,7 @@ ROUTE_HANDLERS: list[Any] = [
     SnapshotsController,
     QueryController,
     ScanController,
+    WorkController,
     ui,
     ui_asset,
     vendor_asset,

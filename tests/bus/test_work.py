@@ -43,7 +43,7 @@ def config(root: Path, rest: FakeBinance, arch: FakeBinanceArchive | None, bus: 
 
 
 def bus(url: str, *, worker: bool = True, **kw: Any) -> Bus:
-    return Bus(url=url, work_queue=worker, work_ack_wait="3s", work_max_deliver=2, **kw)
+    return Bus(url=url, work_queue=worker, work_ack_wait="3s", **{"work_max_deliver": 2, **kw})
 
 
 @asynccontextmanager
