@@ -75,7 +75,7 @@ async def _run(tmp_path: Path, nats: NatsServer) -> None:
             f"bus: {{url: '{nats.url}', work_queue: true, work_ack_wait: 3s, work_max_deliver: 3}}\n"
         )
         log = (tmp_path / "worker.log").open("w")
-        worker = subprocess.Popen(
+        worker = await trio.lowlevel.open_process(
             [str(Path(sys.executable).parent / "dccd"), "serve", "--config", str(yaml), "--port", str(free_port())],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -96,7 +96,8 @@ async def _run(tmp_path: Path, nats: NatsServer) -> None:
                 await trio.sleep(3 * 2)  # twice ack_wait: the worker's in-progress heartbeats keep the unit
                 assert await redelivered(link) == 0
                 worker.send_signal(signal.SIGKILL)
-                worker.wait(10)
+                with trio.fail_after(10):
+                    await worker.wait()
                 arch.stall_after = None
                 cfg = config(shared, rest, arch, bus(nats.url, work_max_deliver=3))
                 async with open_service(cfg, ops_options={"now_ns": lambda: NOW, "concurrency": 2}) as other:
@@ -107,9 +108,10 @@ async def _run(tmp_path: Path, nats: NatsServer) -> None:
                 assert {s.status for s in states.values()} == {"done"} and len(states) == 30
                 assert states[held].deliveries == 2
         finally:
-            if worker.poll() is None:
+            if worker.returncode is None:
                 worker.kill()
-                worker.wait(10)
+                with trio.move_on_after(10):
+                    await worker.wait()
             log.close()
         single = await backfill_alone(tmp_path / "single", rest, arch)
     assert single.state is RunState.SUCCEEDED, single.error
