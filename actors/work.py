@@ -190,7 +190,12 @@ class WorkQueue:
 
         self._kv, self._psub = await link.call(make)
 
-    async def _link(self, timeout_s: float = 10.0) -> NatsLink:
+    async def wait_connected(self, timeout_s: float = 10.0) -> NatsLink:
+        """The link once the queue is open on it.
+
+        Raises:
+            BusError: not connected within ``timeout_s``.
+        """
         with trio.move_on_after(timeout_s):
             await self._connected.wait()
         if self.link is None:
@@ -215,7 +220,7 @@ class WorkQueue:
         start, end = resolve_start(req.start, now), resolve_end(req.end, now)
         if not isinstance(start, int):
             raise InvalidRequest("start", "a distributed backfill needs a start time (ISO or -30d), not last/origin")
-        link = await self._link()
+        link = await self.wait_connected()
         run_ids = []
         for sym in req.symbols:
             ds = DatasetId(req.exchange, sym, req.data_type, req.span)
@@ -323,7 +328,7 @@ class WorkQueue:
                     handle.done.set()
 
     async def _states(self, keys: list[str]) -> dict[str, UnitState | None]:
-        link, kv = await self._link(), self._kv
+        link, kv = await self.wait_connected(), self._kv
 
         async def read() -> dict[str, UnitState | None]:
             from nats.js.errors import KeyNotFoundError
@@ -475,6 +480,36 @@ class WorkQueue:
                 if self.worker:
                     self.queued, self.ack_pending = await link.call(info, timeout_s=5.0)
             await trio.sleep(2.0)
+
+
+async def read_queue(link: NatsLink) -> dict[str, Any]:
+    """The shared queue as NATS holds it: backlog, unacked, redelivered units, and unit states by status.
+
+    Raises:
+        BusError: NATS did not answer (or the queue was never created: no collector or planner ran yet).
+    """
+
+    async def read() -> dict[str, Any]:
+        from nats.js.errors import NoKeysError, NotFoundError
+
+        out: dict[str, Any] = {"queued": 0, "unacked": 0, "redelivered": 0, "units": {}}
+        try:
+            ci = await link.js.consumer_info(WORK_STREAM, WORK_CONSUMER)
+            out.update(queued=ci.num_pending or 0, unacked=ci.num_ack_pending or 0, redelivered=ci.num_redelivered or 0)
+        except NotFoundError:
+            pass
+        kv = await link.js.key_value(WORK_BUCKET)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            keys = []
+        for k in keys:
+            st = decode_state((await kv.get(k)).value)
+            status = st.status if st is not None else "unreadable"
+            out["units"][status] = out["units"].get(status, 0) + 1
+        return out
+
+    return await link.call(read, timeout_s=30.0)
 
 
 class _Failed(msgspec.Struct, frozen=True):

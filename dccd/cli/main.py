@@ -87,6 +87,7 @@ from dccd.cli.scan_cmds import COMMANDS as SCAN_COMMANDS  # noqa: E402
 from dccd.cli.snapshot_cmds import COMMANDS as SNAPSHOT_COMMANDS  # noqa: E402
 from dccd.cli.sql_cmds import COMMANDS as SQL_COMMANDS  # noqa: E402
 from dccd.cli.symbols_cmds import COMMANDS as SYMBOLS_COMMANDS  # noqa: E402
+from dccd.cli.work_cmds import COMMANDS as WORK_COMMANDS  # noqa: E402
 
 _CMDS = (
     *LAKE_COMMANDS,
@@ -99,6 +100,7 @@ _CMDS = (
     *DERIVE_COMMANDS,
     *SCAN_COMMANDS,
     *BUS_COMMANDS,
+    *WORK_COMMANDS,
 )
 for _cmd in _CMDS:
     cli.add_command(_cmd)

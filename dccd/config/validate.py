@@ -334,7 +334,11 @@ def _check_bus(cfg: Config) -> None:
                 raise ConfigError(f"bus.{key}", f"{getattr(cfg.bus, key)} is not a positive number")
     for i, job in enumerate(cfg.jobs):
         if job.distribute and (cfg.bus is None or job.operation != "backfill" or job.derive_from):
-            why = "needs bus.url (units travel on its work queue)" if cfg.bus is None else "applies to fetched backfills only"
+            why = (
+                "needs bus.url (units travel on its work queue)"
+                if cfg.bus is None
+                else "applies to fetched backfills only"
+            )
             raise ConfigError(f"jobs[{i}].distribute", why)
     if cfg.shard is not None:
         try:

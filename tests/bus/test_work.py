@@ -7,6 +7,8 @@ Collectors here are services in this process sharing one lake (each with its own
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -56,7 +58,7 @@ async def collectors(cfgs: list[Config]) -> AsyncIterator[list[Service]]:
         ]
         with trio.fail_after(20):
             for s in svcs:
-                await s.work._link()
+                await s.work.wait_connected()
         yield svcs
 
 
@@ -157,3 +159,33 @@ def test_distribute_needs_a_bus() -> None:
         parse_config(text, {}, "t.yaml")
     ok = parse_config(text + "bus: {url: 'nats://127.0.0.1:4222', work_queue: true}\n", {}, "t.yaml")
     assert ok.bus is not None and ok.bus.work_queue and ok.jobs[0].distribute
+
+
+async def test_cli_plans_units_and_status_counts_them(tmp_path: Path, nats_server: NatsServer) -> None:
+    """``dccd work backfill`` queues one unit per UTC day, follows its planner run while a worker collector
+    runs them, exits 0; ``dccd work status`` counts them done; without ``bus.url`` it is a usage error."""
+    dccd = str(Path(sys.executable).parent / "dccd")
+    async with open_fake_binance(weight_limit=10**9) as rest:
+        yaml = tmp_path / "c.yaml"
+        lake = tmp_path / "lake"
+        base = f"storage: {{path: '{lake}'}}\nexchanges: {{binance: {{rest_url: '{rest.url}', rate_limit: 0}}}}\n"
+        yaml.write_text(base)
+        args = [dccd, "work", "backfill", "binance", "BTC/USDT", "--type", "ohlc", "--span", "1h", "--source", "rest"]
+        args += ["--start", "-3d", "--end", "-1d", "--json", "--config", str(yaml)]
+        r = await trio.run_process(args, capture_stdout=True, capture_stderr=True, check=False)
+        assert r.returncode == 2 and b"bus.url" in r.stderr
+        yaml.write_text(base + f"bus: {{url: '{nats_server.url}'}}\n")
+        worker = Config(
+            storage=Storage(path=str(lake)),
+            exchanges={"binance": ExchangeSettings(rest_url=rest.url, rate_limit=0.0)},
+            bus=bus(nats_server.url),
+        )
+        async with open_service(worker) as svc:
+            r = await trio.run_process(args, capture_stdout=True, capture_stderr=True, check=False)
+            assert r.returncode == 0, r.stderr[-2000:]
+            (run,) = json.loads(r.stdout)
+            assert run["state"] == "succeeded" and run["progress"]["total"] in (2, 3)  # -3d..-1d cut at UTC days
+            assert svc.work.done == run["progress"]["total"] == run["progress"]["work"]["done"]
+            status = [dccd, "work", "status", "--json", "--config", str(yaml)]
+            out = json.loads((await trio.run_process(status, capture_stdout=True)).stdout)
+            assert out["queued"] == out["unacked"] == 0 and out["units"] == {"done": run["progress"]["total"]}

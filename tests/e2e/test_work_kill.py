@@ -83,7 +83,7 @@ async def _run(tmp_path: Path, nats: NatsServer) -> None:
             planner_cfg = config(shared, rest, arch, bus(nats.url, worker=False, work_max_deliver=3))
             async with open_service(planner_cfg, ops_options={"now_ns": lambda: NOW}) as planner:
                 with trio.fail_after(20):
-                    await planner.work._link()
+                    await planner.work.wait_connected()
                 (run_id,) = await planner.work.distribute(
                     request(["BTC/USDT"], "trades", start=START, end=END, now_ns=NOW)
                 )

@@ -32,7 +32,7 @@ async def test_distribute_over_http_and_the_counters(tmp_path: Path, nats_server
             body = {"exchange": "binance", "symbols": ["BTC/USDT"], "type": "ohlc", "span": "1h",
                     "start": "2025-01-05", "end": "2025-01-08", "source": "rest"}  # fmt: skip
             with trio.fail_after(20):
-                await web.svc.work._link()
+                await web.svc.work.wait_connected()
             r = await web.client.post("/api/v1/work/backfills", json=body)
             assert r.status_code == 202, r.text
             (run_id,) = r.json()["run_ids"]
