@@ -39,7 +39,23 @@ import trio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
 
-SYMBOLS = [f"S{i:02d}/USDT" for i in range(32)]
+
+def _balanced_symbols(n: int, ways: int = 4) -> list[str]:
+    """``n`` symbols whose jobs the stable shard hash spreads evenly over 1, 2 and 4 collectors
+    (round-robin over the hash classes mod ``ways``; plain ``S00..S07`` would put all 8 on one of 2)."""
+    from dccd.bus.shard import shard_of
+    from dccd.domain.symbols import Symbol
+
+    classes: dict[int, list[str]] = {k: [] for k in range(ways)}
+    i = 0
+    while sum(len(v) for v in classes.values()) < ways * n:
+        name = f"S{i:03d}/USDT"
+        classes[shard_of("binance", [Symbol.parse(name)], ways)].append(name)
+        i += 1
+    return [classes[k % ways][k // ways] for k in range(n)]
+
+
+SYMBOLS = _balanced_symbols(32)
 
 
 # --- the replay server (its own process) ---------------------------------------------------------
