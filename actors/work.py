@@ -245,20 +245,38 @@ class WorkQueue:
         return run_ids
 
     async def _enqueue(self, link: NatsLink, units: list[WorkUnit]) -> None:
-        """Publish the units (pipelined, acked); a unit already queued (same key) keeps its state."""
+        """Publish the units (pipelined, acked) and mark the new ones ``queued``.
+
+        A unit published again within the duplicate window is not enqueued again and keeps its state
+        (running, or done by the earlier plan). A new unit's ``queued`` is written only if its entry is
+        still the one read before publishing: a worker that already took it wrote a newer state.
+        """
         kv = self._kv
 
         async def send() -> int:
+            from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+            before: dict[str, int] = {}
+            for u in units:
+                with contextlib.suppress(KeyNotFoundError):
+                    before[state_key(u)] = (await kv.get(state_key(u))).revision
             futs = []
             for u in units:
                 hdr = {"Nats-Msg-Id": unit_key(u), "Content-Type": "application/json"}
                 futs.append(await link.js.publish_async(unit_subject(u), encode_unit(u), headers=hdr))
             acks = await asyncio.gather(*futs)
             fresh = 0
+            queued = encode_state(UnitState("queued"))
             for u, ack in zip(units, acks, strict=True):
-                if not ack.duplicate:
-                    fresh += 1
-                    await kv.put(state_key(u), encode_state(UnitState("queued")))
+                if ack.duplicate:
+                    continue
+                fresh += 1
+                key = state_key(u)
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    if key in before:
+                        await kv.update(key, queued, last=before[key])
+                    else:
+                        await kv.create(key, queued)
             return fresh
 
         fresh = await link.call(send, timeout_s=link.timeout_s + 0.01 * len(units))
@@ -303,7 +321,7 @@ class WorkQueue:
                 await ops.runs.aprogress(run_id, done=counts.done + counts.dead, work=msgspec.to_builtins(counts))
                 if counts.finished:
                     break
-                await trio.sleep(self.poll_s)
+                await trio.sleep(self.poll_s * max(1.0, len(keys) / 200))  # big plans: fewer reads
             if counts.dead:
                 errors = sorted({st.error or "" for st in states.values() if st is not None and st.status == "dead"})
                 state = RunState.FAILED

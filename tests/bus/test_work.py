@@ -189,3 +189,21 @@ async def test_cli_plans_units_and_status_counts_them(tmp_path: Path, nats_serve
             status = [dccd, "work", "status", "--json", "--config", str(yaml)]
             out = json.loads((await trio.run_process(status, capture_stdout=True)).stdout)
             assert out["queued"] == out["unacked"] == 0 and out["units"] == {"done": run["progress"]["total"]}
+
+
+async def test_replanned_after_the_duplicate_window_runs_again(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Units planned again after the duplicate window are queued and run again (their done state reset),
+    while a plan within the window enqueues nothing and ends at once on the units' done states."""
+    async with open_fake_binance(weight_limit=10**9, clock=lambda: NOW / NS_PER_S) as rest:
+        cfg = config(tmp_path / "lake", rest, None, bus(nats_server.url, duplicate_window="5s"))
+        async with collectors([cfg]) as (svc,):
+            req = request(["BTC/USDT"], "ohlc", span="1h", start="2025-01-05", end="2025-01-07", now_ns=NOW)
+            for _ in range(2):  # the second within the window: nothing queued
+                (run_id,) = await svc.work.distribute(req)
+                assert (await svc.wait_run(run_id)).state is RunState.SUCCEEDED
+            assert (svc.work.planned, svc.work.done) == (2, 2)
+            await trio.sleep(5.5)
+            (run_id,) = await svc.work.distribute(req)
+            rec = await svc.wait_run(run_id)
+            assert rec.state is RunState.SUCCEEDED and rec.progress["work"]["done"] == 2
+            assert (svc.work.planned, svc.work.done) == (4, 4)
