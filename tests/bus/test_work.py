@@ -207,3 +207,28 @@ async def test_replanned_after_the_duplicate_window_runs_again(tmp_path: Path, n
             rec = await svc.wait_run(run_id)
             assert rec.state is RunState.SUCCEEDED and rec.progress["work"]["done"] == 2
             assert (svc.work.planned, svc.work.done) == (4, 4)
+
+
+async def test_a_distribute_job_fires_into_units(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A configured backfill job with ``distribute: true`` fires a planner run (not a local backfill run)
+    whose units the collectors run; the job's last state is the planner run's."""
+    async with open_fake_binance(weight_limit=10**9, clock=lambda: NOW / NS_PER_S) as rest:
+        text = (
+            f"storage: {{path: '{tmp_path / 'lake'}'}}\n"
+            f"exchanges: {{binance: {{rest_url: '{rest.url}', rate_limit: 0}}}}\n"
+            f"bus: {{url: '{nats_server.url}', work_queue: true}}\n"
+            "jobs:\n  - {exchange: binance, symbols: [BTC/USDT], type: ohlc, span: 1h, start: '2025-01-05',"
+            " end: '2025-01-08', once: true, distribute: true, source: rest}\n"
+        )
+        async with collectors([parse_config(text, {}, "t.yaml")]) as (svc,):
+            await svc.scheduler.start(run_config_jobs=True)
+            (job,) = svc.scheduler.list_jobs()
+            with trio.fail_after(30):
+                while job.last_state in (None, "queued", "running"):
+                    await trio.sleep(0.1)
+                    job = svc.scheduler.get_job(job.id)
+            assert job.last_state == "succeeded", job.last_error
+            (run_id,) = job.last_run_ids
+            rec = await svc.get_run(run_id)
+            assert rec is not None and rec.progress["work"]["done"] == 3 and rec.rows_written == 72
+            assert svc.work.done == 3
