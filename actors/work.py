@@ -69,6 +69,7 @@ from .supervisor import Role
 log = structlog.get_logger()
 
 _OK = (RunState.SUCCEEDED, RunState.PARTIAL)
+MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.{WORK_CONSUMER}"
 
 
 class WorkStats(msgspec.Struct, frozen=True):
@@ -131,6 +132,7 @@ class WorkQueue:
         self._connected = trio.Event()
         self._kv: Any = None
         self._psub: Any = None
+        self._advisories: Any = None
         self.planned = self.running = self.done = self.retried = self.dead = 0
         self.queued: int | None = None
         self.ack_pending: int | None = None
@@ -152,6 +154,8 @@ class WorkQueue:
                     for _ in range(self.concurrency):
                         nursery.start_soon(self._pull_loop)
                 nursery.start_soon(self._poll_stats)
+                if self.worker:
+                    nursery.start_soon(self._dead_loop)
         finally:
             self.link, self._psub = None, None
             self._connected = trio.Event()
@@ -186,6 +190,11 @@ class WorkQueue:
                     max_ack_pending=-1,
                 )
                 psub = await js.pull_subscribe(WORK_SUBJECTS[0], durable=WORK_CONSUMER, stream=WORK_STREAM, config=ccfg)
+                ci = await psub.consumer_info()
+                if ci.config.max_deliver and ci.config.max_deliver > 0:
+                    self.max_deliver = int(ci.config.max_deliver)  # the consumer's, should collectors disagree
+                # one collector (a queue group) hears of each unit JetStream stopped delivering
+                self._advisories = await link.nc.subscribe(MAX_DELIVERIES, queue=WORK_CONSUMER)
             return kv, psub
 
         self._kv, self._psub = await link.call(make)
@@ -482,6 +491,47 @@ class WorkQueue:
             record = await self.svc.wait_run(run_id)
             nursery.cancel_scope.cancel()
         return run_id, record
+
+    async def _dead_loop(self) -> None:
+        """Units JetStream stopped delivering without an ack (the collector running their last delivery
+        stopped): read the unit from the stream, record it dead, delete it (the advisory names its sequence)."""
+        import json
+
+        while True:
+            link, sub = self.link, self._advisories
+            if link is None or sub is None:
+                return
+
+            async def next_advisory(sub: Any = sub) -> Any:
+                import nats.errors
+
+                try:
+                    return await sub.next_msg(timeout=2.0)
+                except nats.errors.TimeoutError:
+                    return None
+
+            try:
+                adv = await link.call(next_advisory, timeout_s=7.0)
+                if adv is None:
+                    continue
+                seq = int(json.loads(adv.data)["stream_seq"])
+                raw = await link.call(partial(link.js.get_msg, WORK_STREAM, seq))
+                unit = decode_unit(raw.data)
+            except (BusError, ValueError, KeyError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("work.advisory_unreadable", error=str(exc))
+                continue
+            error = f"delivered {self.max_deliver} times without an ack (the collector running it stopped)"
+            await self._set(link, unit, UnitState("dead", "", None, 0, self.max_deliver, error))
+            with contextlib.suppress(BusError):
+                await link.call(partial(link.js.delete_msg, WORK_STREAM, seq))
+            self.dead += 1
+            log.error("work.unit_dead", unit=unit_key(unit), deliveries=self.max_deliver, error=error)
+            self.svc.emit(
+                WorkUnitFinished(
+                    unit.plan, unit_key(unit), unit.exchange, unit.symbol, unit.start_ns, unit.end_ns, "dead",
+                    self.max_deliver, error=error,
+                )
+            )  # fmt: skip
 
     async def _poll_stats(self) -> None:
         """The shared consumer's backlog (``dccd_work_queued``/``_ack_pending``) every few seconds."""

@@ -92,7 +92,7 @@ def test_plan_coalesces_every_due_slot_into_one_run() -> None:
         ([1], "job: expected a mapping (one job), got a list"),
         (
             {"exchange": "binance", "symbols": ["BTC/USDT"], "type": "trades", "every": "1h", "color": "red"},
-            "color: unknown key (expected one of: exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars source)",
+            "color: unknown key (expected one of: exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars source distribute)",
         ),
         ({"symbols": ["BTC/USDT"], "type": "trades"}, "exchange: required key is missing"),
         ({"exchange": "binance", "symbols": "BTC/USDT", "type": "trades"}, "symbols: expected a list of symbols such as [BTC/USDT], got a string"),

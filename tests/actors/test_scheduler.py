@@ -457,7 +457,7 @@ async def test_a_stored_job_that_no_longer_validates_is_kept_as_it_was(tmp_path:
     assert [(e["job_id"], e["error"]) for e in invalid] == [
         (
             "old",
-            "future_key: unknown key (expected one of: exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars source)",
+            "future_key: unknown key (expected one of: exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars source distribute)",
         )
     ]
     stored = msgspec.json.decode(path.read_bytes())["jobs"]

@@ -232,3 +232,34 @@ async def test_a_distribute_job_fires_into_units(tmp_path: Path, nats_server: Na
             rec = await svc.get_run(run_id)
             assert rec is not None and rec.progress["work"]["done"] == 3 and rec.rows_written == 72
             assert svc.work.done == 3
+
+
+async def test_a_last_delivery_never_acked_is_dead_lettered(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A unit whose last allowed delivery went to a collector that stopped without acking (JetStream's
+    max-deliveries advisory) is recorded dead by a live collector, which uses the consumer's max_deliver
+    over its own; the planner run fails naming why."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from dccd.bus.work import WORK_CONSUMER, WORK_STREAM
+
+    async with open_fake_binance(weight_limit=10**9, clock=lambda: NOW / NS_PER_S) as rest:
+        lake = tmp_path / "lake"
+        async with collectors([config(lake, rest, None, bus(nats_server.url, worker=False))]) as (planner,):
+            req = request(["BTC/USDT"], "ohlc", span="1h", start="2025-01-07", end="2025-01-08", now_ns=NOW)
+            (run_id,) = await planner.work.distribute(req)
+            link = planner.work.link
+
+            async def take_and_die() -> int:  # the workers' durable consumer, one delivery allowed, never acked
+                ccfg = ConsumerConfig(
+                    durable_name=WORK_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0, max_deliver=1,
+                    max_ack_pending=-1,
+                )  # fmt: skip
+                psub = await link.js.pull_subscribe("dccd.work.>", WORK_CONSUMER, stream=WORK_STREAM, config=ccfg)
+                return len(await psub.fetch(1, timeout=5))
+
+            assert await link.call(take_and_die) == 1
+            async with collectors([config(lake, rest, None, bus(nats_server.url, work_max_deliver=5))]) as (w,):
+                with trio.fail_after(30):
+                    rec = await planner.wait_run(run_id)
+                assert w.work.max_deliver == 1 and (w.work.dead, w.work.done) == (1, 0)
+    assert rec.state is RunState.FAILED and "without an ack" in (rec.error or "")
