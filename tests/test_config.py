@@ -31,6 +31,7 @@ EXCHANGES = "binance bitfinex bitmex bybit coinbase kraken okx"
 SPANS = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
 JOB_KEYS = (
     "exchange symbols type operation name span start end every cron once derive_from scanner params on_new_bars source"
+    " distribute"
 )
 TRADES = "  - {exchange: binance, symbols: [BTC/USDT], type: trades"  # close with "}\n"
 

@@ -39,6 +39,7 @@ async def _plan(cfg: Config, req: BackfillRequest) -> list[msgspec.Struct]:
 
 
 @click.group("work")
+@common_options
 def work_group() -> None:
     """Backfills spread over collectors through the bus's work queue."""
 

@@ -31,6 +31,7 @@ ROUTES = {
     "/api/v1/query": {"post"},
     "/api/v1/scanners": {"get"}, "/api/v1/scans": {"post"}, "/api/v1/scans/{run_id}": {"get"},
     "/api/v1/signals": {"get"}, "/api/v1/live/signals": {"get"},
+    "/api/v1/work": {"get"}, "/api/v1/work/backfills": {"post"},
 }  # fmt: skip
 
 
