@@ -196,6 +196,29 @@ class Client:
         body = {"exchange": exchange, "symbols": syms, "type": type, **_query(span=span, start=start, end=end)}
         return _run_ids(await self._call("POST", "/api/v1/backfills", body=body))
 
+    async def distribute(
+        self,
+        exchange: str,
+        symbols: str | Sequence[str],
+        type: str,
+        span: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        source: str | None = None,
+    ) -> list[str]:
+        """Plan a backfill into work units every collector with ``bus.work_queue`` pulls; returns the planner
+        run ids (``POST /api/v1/work/backfills``; the server needs ``bus:``)."""
+        syms = [symbols] if isinstance(symbols, str) else list(symbols)
+        body = {"exchange": exchange, "symbols": syms, "type": type, **_query(span=span, start=start, end=end)}
+        if source is not None:
+            body["source"] = source
+        return _run_ids(await self._call("POST", "/api/v1/work/backfills", body=body))
+
+    async def work(self) -> dict[str, Any]:
+        """The server's work-queue counters (``GET /api/v1/work``)."""
+        result: dict[str, Any] = await self._call("GET", "/api/v1/work")
+        return result
+
     async def run(self, run_id: str) -> dict[str, Any]:
         """One run with its progress and events (``run_id``: the id or a unique prefix of it)."""
         result: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{quote(run_id, safe='')}")

@@ -8,6 +8,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from dccd.client import Client
 from dccd.domain.timeutil import NS_PER_S, parse_iso_ns
 from tests.bus.conftest import nats_server  # noqa: F401  (fixture)
 from tests.bus.natsserver import NatsServer, nats_server_binary
@@ -43,6 +44,12 @@ async def test_distribute_over_http_and_the_counters(tmp_path: Path, nats_server
             assert run["rows_written"] == 72
             status = (await web.client.get("/api/v1/work")).json()
             assert status["enabled"] and status["worker"] and status["done"] == 3 and status["planned"] == 3
+            async with Client(web.url) as client:  # the Python client: the same plan again is not queued twice
+                (again,) = await client.distribute(
+                    "binance", "BTC/USDT", "ohlc", "1h", "2025-01-05", "2025-01-08", "rest"
+                )
+                assert (await web.svc.wait_run(again)).state == "succeeded"
+                assert (await client.work())["planned"] == 3
             text = (await web.client.get("/metrics")).text
             got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
             assert got["dccd_work_units_done_total"] == 3 and got["dccd_work_units_dead_total"] == 0
