@@ -34,7 +34,6 @@ import trio
 
 from dccd.bus.link import BusError, NatsLink
 from dccd.bus.work import (
-    FINAL,
     WORK_BUCKET,
     WORK_CONSUMER,
     WORK_STREAM,
@@ -604,4 +603,4 @@ def work_queue_of(svc: Any, bus: Any, shard: str | None) -> WorkQueue:
     )
 
 
-__all__ = ["FINAL", "WorkQueue", "WorkStats", "work_queue_of"]
+__all__ = ["WorkQueue", "WorkStats", "read_queue", "work_queue_of"]

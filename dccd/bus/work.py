@@ -17,7 +17,7 @@ progress. Pure code here; the actor is :mod:`dccd.actors.work`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
@@ -32,7 +32,6 @@ WORK_CONSUMER = "dccd_workers"
 WORK_BUCKET = "dccd_work"
 
 UnitStatus = Literal["queued", "running", "retrying", "done", "dead"]
-FINAL: frozenset[str] = frozenset({"done", "dead"})
 
 
 class WorkUnit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -176,8 +175,3 @@ def count_units(keys: Iterable[str], states: Mapping[str, UnitState | None]) -> 
         len(keys), by.get("queued", 0), by.get("running", 0), by.get("done", 0), by.get("retrying", 0),
         by.get("dead", 0), rows,
     )  # fmt: skip
-
-
-def chunks(items: list[WorkUnit], size: int) -> Iterator[list[WorkUnit]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
