@@ -20,11 +20,8 @@ rows, reads deduplicate on the natural key), so the lake ends exact. Without ``b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -33,23 +30,17 @@ import structlog
 import trio
 
 from dccd.bus.link import BusError, NatsLink
+from dccd.bus.queue import Reply, WorkQueueClient
 from dccd.bus.work import (
-    WORK_BUCKET,
-    WORK_CONSUMER,
-    WORK_STREAM,
-    WORK_SUBJECTS,
     UnitState,
     WorkCounts,
     WorkUnit,
+    after_failure,
     count_units,
-    decode_state,
     decode_unit,
-    encode_state,
-    encode_unit,
     plan_units,
     state_key,
     unit_key,
-    unit_subject,
 )
 from dccd.config import resolve_end, resolve_start
 from dccd.domain.dataset import DatasetId
@@ -68,7 +59,6 @@ from .supervisor import Role
 log = structlog.get_logger()
 
 _OK = (RunState.SUCCEEDED, RunState.PARTIAL)
-MAX_DELIVERIES = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{WORK_STREAM}.{WORK_CONSUMER}"
 
 
 class WorkStats(msgspec.Struct, frozen=True):
@@ -95,12 +85,12 @@ class WorkQueue:
         worker: pull units (``bus.work_queue``); a planner-only process leaves this off.
         unit_s: length of a unit (ranges are cut at multiples of it: UTC days for ``86400``).
         ack_wait_s: a unit not acked nor marked in progress this long is redelivered.
-        max_deliver: deliveries of a unit before it is dead-lettered.
+        max_deliver: deliveries of a unit before it is dead-lettered (the consumer's wins once open).
         concurrency: units one collector runs at once.
         max_age_s: how long the queue and the unit states are kept.
         duplicate_window_s: a unit planned again within this window is not enqueued again.
         poll_s: how often planner runs read their units' states.
-        name: this collector's name in the unit states (``shard-K`` or the host's pid).
+        name: this collector's name in the unit states (``shard-K/N`` or ``pid-…``).
     """
 
     def __init__(
@@ -127,14 +117,16 @@ class WorkQueue:
         self.duplicate_window_s = duplicate_window_s
         self.poll_s = poll_s
         self.name = name or f"pid-{os.getpid()}"
-        self.link: NatsLink | None = None
+        self.queue: WorkQueueClient | None = None
         self._connected = trio.Event()
-        self._kv: Any = None
-        self._psub: Any = None
-        self._advisories: Any = None
         self.planned = self.running = self.done = self.retried = self.dead = 0
         self.queued: int | None = None
         self.ack_pending: int | None = None
+
+    @property
+    def link(self) -> NatsLink | None:
+        """The bus connection while the queue is open on it."""
+        return self.queue.link if self.queue is not None else None
 
     def statistics(self) -> WorkStats:
         return WorkStats(self.planned, self.running, self.done, self.retried, self.dead, self.queued, self.ack_pending)
@@ -142,61 +134,26 @@ class WorkQueue:
     # -- connection --------------------------------------------------------------------------------
 
     async def run(self, link: NatsLink, *, task_status: trio.TaskStatus[WorkQueue] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the stream, bucket (and, as a worker, the consumer) on ``link``; pull until cancelled."""
-        await self._open(link)
-        self.link = link
+        """Open the queue on ``link`` (as a worker: pull units) until cancelled."""
+        q = await WorkQueueClient.open(
+            link, worker=self.worker, ack_wait_s=self.ack_wait_s, max_deliver=self.max_deliver,
+            max_age_s=self.max_age_s, duplicate_window_s=self.duplicate_window_s,
+        )  # fmt: skip
+        self.queue, self.max_deliver = q, q.max_deliver
         self._connected.set()
         task_status.started(self)
         try:
-            async with trio.open_nursery() as nursery:
-                if self.worker:
-                    for _ in range(self.concurrency):
-                        nursery.start_soon(self._pull_loop)
-                nursery.start_soon(self._poll_stats)
-                if self.worker:
-                    nursery.start_soon(self._dead_loop)
-        finally:
-            self.link, self._psub = None, None
-            self._connected = trio.Event()
-
-    async def _open(self, link: NatsLink) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
-
-        async def make() -> tuple[Any, Any]:
-            js = link.js
-            cfg = StreamConfig(
-                name=WORK_STREAM,
-                subjects=WORK_SUBJECTS,
-                retention=RetentionPolicy.WORK_QUEUE,
-                max_age=self.max_age_s,
-                duplicate_window=self.duplicate_window_s,
-            )
-            try:
-                await js.add_stream(cfg)
-            except Exception:
-                await js.update_stream(cfg)
-            try:
-                kv = await js.key_value(WORK_BUCKET)
-            except Exception:
-                kv = await js.create_key_value(KeyValueConfig(bucket=WORK_BUCKET, history=1, ttl=self.max_age_s))
-            psub = None
             if self.worker:
-                ccfg = ConsumerConfig(
-                    durable_name=WORK_CONSUMER,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=self.ack_wait_s,
-                    max_deliver=self.max_deliver,
-                    max_ack_pending=-1,
-                )
-                psub = await js.pull_subscribe(WORK_SUBJECTS[0], durable=WORK_CONSUMER, stream=WORK_STREAM, config=ccfg)
-                ci = await psub.consumer_info()
-                if ci.config.max_deliver and ci.config.max_deliver > 0:
-                    self.max_deliver = int(ci.config.max_deliver)  # the consumer's, should collectors disagree
-                # one collector (a queue group) hears of each unit JetStream stopped delivering
-                self._advisories = await link.nc.subscribe(MAX_DELIVERIES, queue=WORK_CONSUMER)
-            return kv, psub
-
-        self._kv, self._psub = await link.call(make)
+                async with trio.open_nursery() as nursery:
+                    for _ in range(self.concurrency):
+                        nursery.start_soon(self._pull_loop, q)
+                    nursery.start_soon(self._dead_loop, q)
+                    nursery.start_soon(self._poll_backlog, q)
+            else:
+                await trio.sleep_forever()
+        finally:
+            self.queue = None
+            self._connected = trio.Event()
 
     async def wait_connected(self, timeout_s: float = 10.0) -> NatsLink:
         """The link once the queue is open on it.
@@ -204,11 +161,14 @@ class WorkQueue:
         Raises:
             BusError: not connected within ``timeout_s``.
         """
+        return (await self._queue(timeout_s)).link
+
+    async def _queue(self, timeout_s: float = 10.0) -> WorkQueueClient:
         with trio.move_on_after(timeout_s):
             await self._connected.wait()
-        if self.link is None:
+        if self.queue is None:
             raise BusError(f"the bus is not connected (waited {timeout_s:g} s)")
-        return self.link
+        return self.queue
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -228,7 +188,7 @@ class WorkQueue:
         start, end = resolve_start(req.start, now), resolve_end(req.end, now)
         if not isinstance(start, int):
             raise InvalidRequest("start", "a distributed backfill needs a start time (ISO or -30d), not last/origin")
-        link = await self.wait_connected()
+        q = await self._queue()
         run_ids = []
         for sym in req.symbols:
             ds = DatasetId(req.exchange, sym, req.data_type, req.span)
@@ -237,7 +197,7 @@ class WorkQueue:
             await ops.runs.aprogress(
                 run_id, requested_start=start, requested_end=end, distributed=True, unit="units", total=len(units)
             )
-            await self._enqueue(link, units)
+            self.planned += await q.enqueue(units)
             handle = RunHandle(run_id, f"work-plan:{run_id}", "")
             ops.active[run_id] = handle
             try:
@@ -251,44 +211,6 @@ class WorkQueue:
             log.info("work.planned", run_id=run_id, dataset=str(ds), units=len(units))
             run_ids.append(run_id)
         return run_ids
-
-    async def _enqueue(self, link: NatsLink, units: list[WorkUnit]) -> None:
-        """Publish the units (pipelined, acked) and mark the new ones ``queued``.
-
-        A unit published again within the duplicate window is not enqueued again and keeps its state
-        (running, or done by the earlier plan). A new unit's ``queued`` is written only if its entry is
-        still the one read before publishing: a worker that already took it wrote a newer state.
-        """
-        kv = self._kv
-
-        async def send() -> int:
-            from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-
-            before: dict[str, int] = {}
-            for u in units:
-                with contextlib.suppress(KeyNotFoundError):
-                    before[state_key(u)] = (await kv.get(state_key(u))).revision
-            futs = []
-            for u in units:
-                hdr = {"Nats-Msg-Id": unit_key(u), "Content-Type": "application/json"}
-                futs.append(await link.js.publish_async(unit_subject(u), encode_unit(u), headers=hdr))
-            acks = await asyncio.gather(*futs)
-            fresh = 0
-            queued = encode_state(UnitState("queued"))
-            for u, ack in zip(units, acks, strict=True):
-                if ack.duplicate:
-                    continue
-                fresh += 1
-                key = state_key(u)
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    if key in before:
-                        await kv.update(key, queued, last=before[key])
-                    else:
-                        await kv.create(key, queued)
-            return fresh
-
-        fresh = await link.call(send, timeout_s=link.timeout_s + 0.01 * len(units))
-        self.planned += fresh
 
     async def _track(
         self,
@@ -305,12 +227,13 @@ class WorkQueue:
         task_status.started()
         error: str | None = "cancelled"
         state, counts = RunState.CANCELLED, WorkCounts(len(keys), len(keys), 0, 0, 0, 0, 0)
+        states: dict[str, UnitState | None] = {}
         dead_seen: set[str] = set()
         t0 = trio.current_time()
         try:
             while True:
                 try:
-                    states = await self._states(keys)
+                    states = await (await self._queue()).states(keys)
                 except BusError as exc:
                     log.warning("work.poll_failed", run_id=run_id, error=str(exc))
                     await trio.sleep(self.poll_s * 4)
@@ -320,13 +243,10 @@ class WorkQueue:
                     if st is not None and st.status == "dead" and k not in dead_seen:
                         dead_seen.add(k)
                         await ops.runs.aevent(run_id, "dead_letter", None, None, f"{k}: {st.error}")
-                elapsed = max(trio.current_time() - t0, 1e-9)
-                self.svc.emit(
-                    RunProgressed(
-                        run_id, counts.done + counts.dead, counts.total, "units", 0, counts.rows, counts.rows / elapsed
-                    )
-                )
-                await ops.runs.aprogress(run_id, done=counts.done + counts.dead, work=msgspec.to_builtins(counts))
+                rate = counts.rows / max(trio.current_time() - t0, 1e-9)
+                done = counts.done + counts.dead
+                self.svc.emit(RunProgressed(run_id, done, counts.total, "units", 0, counts.rows, rate))
+                await ops.runs.aprogress(run_id, done=done, work=msgspec.to_builtins(counts))
                 if counts.finished:
                     break
                 await trio.sleep(self.poll_s * max(1.0, len(keys) / 200))  # big plans: fewer reads
@@ -353,63 +273,45 @@ class WorkQueue:
                     ops.active.pop(run_id, None)
                     handle.done.set()
 
-    async def _states(self, keys: list[str]) -> dict[str, UnitState | None]:
-        link, kv = await self.wait_connected(), self._kv
-
-        async def read() -> dict[str, UnitState | None]:
-            from nats.js.errors import KeyNotFoundError
-
-            out: dict[str, UnitState | None] = {}
-            for k in keys:
-                try:
-                    entry = await kv.get(k)
-                    out[k] = decode_state(entry.value)
-                except KeyNotFoundError:
-                    out[k] = None
-            return out
-
-        return await link.call(read, timeout_s=link.timeout_s + 0.005 * len(keys))
-
     # -- working -----------------------------------------------------------------------------------
 
-    async def _pull_loop(self) -> None:
-        fetch_s = 2.0
+    async def _pull_loop(self, q: WorkQueueClient) -> None:
         while True:
-            link, psub = self.link, self._psub
-            if link is None or psub is None:
-                return
-
-            async def fetch(psub: Any = psub) -> list[Any]:
-                import nats.errors
-
-                try:
-                    return list(await psub.fetch(1, timeout=fetch_s))
-                except nats.errors.TimeoutError:
-                    return []
-
             try:
-                msgs = await link.call(fetch, timeout_s=fetch_s + 5.0)
+                msgs = await q.fetch(2.0)
             except BusError as exc:
                 log.warning("work.fetch_failed", error=str(exc))
                 await trio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self._handle(link, msg)
+                await self._handle(q, msg)
 
-    async def _set(self, link: NatsLink, unit: WorkUnit, st: UnitState) -> None:
-        kv = self._kv
+    async def _set(self, q: WorkQueueClient, unit: WorkUnit, st: UnitState) -> None:
         try:
-            await link.call(partial(kv.put, state_key(unit), encode_state(st)))
+            await q.set_state(unit, st)
         except BusError as exc:
             log.warning("work.state_failed", unit=unit_key(unit), status=st.status, error=str(exc))
 
-    async def _reply(self, link: NatsLink, what: Callable[[], Awaitable[Any]], action: str) -> None:
+    async def _reply(self, q: WorkQueueClient, msg: Any, what: Reply, delay_s: float | None = None) -> None:
         try:
-            await link.call(what)
+            await q.reply(msg, what, delay_s=delay_s)
         except BusError as exc:  # not acked: redelivered after ack_wait, and the writer deduplicates
-            log.warning("work.reply_failed", action=action, error=str(exc))
+            log.warning("work.reply_failed", action=what, error=str(exc))
 
-    async def _handle(self, link: NatsLink, msg: Any) -> None:
+    def _finished(
+        self, unit: WorkUnit, result: str, deliveries: int, run_id: str | None, rows: int, error: str | None
+    ) -> None:
+        (log.info if result == "done" else log.error if result == "dead" else log.warning)(
+            "work.unit_" + result, unit=unit_key(unit), run_id=run_id, rows=rows, deliveries=deliveries, error=error
+        )
+        self.svc.emit(
+            WorkUnitFinished(
+                unit.plan, unit_key(unit), unit.exchange, unit.symbol, unit.start_ns, unit.end_ns, result,
+                deliveries, run_id, rows, error,
+            )
+        )  # fmt: skip
+
+    async def _handle(self, q: WorkQueueClient, msg: Any) -> None:
         deliveries = int(msg.metadata.num_delivered)
         try:
             unit = decode_unit(msg.data)
@@ -417,52 +319,40 @@ class WorkQueue:
             self.dead += 1
             log.error("work.unit_unreadable", error=str(exc), subject=msg.subject)
             self.svc.emit(WorkUnitFinished("", "", "", "", 0, 0, "dead", deliveries, error=f"unreadable unit: {exc}"))
-            await self._reply(link, msg.term, "term")
+            await self._reply(q, msg, "term")
             return
-        key = unit_key(unit)
-        await self._set(link, unit, UnitState("running", self.name, deliveries=deliveries))
+        await self._set(q, unit, UnitState("running", self.name, deliveries=deliveries))
         self.running += 1
         try:
-            run_id, record = await self._run_unit(link, unit, msg, deliveries)
+            run_id, state, rows, error = await self._run_unit(q, unit, msg, deliveries)
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-                await self._set(link, unit, UnitState("queued", self.name, deliveries=deliveries, error="interrupted"))
-                await self._reply(link, msg.nak, "nak")  # another collector takes it at once
+                await self._set(q, unit, UnitState("queued", self.name, deliveries=deliveries, error="interrupted"))
+                await self._reply(q, msg, "nak")  # another collector takes it at once
             raise
         finally:
             self.running -= 1
-        rows = record.rows_written if record is not None else 0
-        if record is not None and record.state in _OK:
-            await self._set(link, unit, UnitState("done", self.name, run_id, rows, deliveries))
-            await self._reply(link, msg.ack_sync, "ack")
+        if state in _OK:
+            await self._set(q, unit, UnitState("done", self.name, run_id, rows, deliveries))
+            await self._reply(q, msg, "ack")
             self.done += 1
-            result, error = "done", None
+            self._finished(unit, "done", deliveries, run_id, rows, None)
+            return
+        status, delay_s = after_failure(deliveries, self.max_deliver)
+        await self._set(q, unit, UnitState(status, self.name, run_id, 0, deliveries, error))
+        if status == "dead":
+            await self._reply(q, msg, "term")
+            self.dead += 1
         else:
-            error = (record.error if record is not None else None) or "failed"
-            if record is not None and record.state is RunState.CANCELLED:
-                error = "cancelled"
-            if deliveries >= self.max_deliver:
-                await self._set(link, unit, UnitState("dead", self.name, run_id, 0, deliveries, error))
-                await self._reply(link, msg.term, "term")
-                self.dead += 1
-                result = "dead"
-            else:
-                await self._set(link, unit, UnitState("retrying", self.name, run_id, 0, deliveries, error))
-                await self._reply(link, partial(msg.nak, delay=min(2.0**deliveries, 30.0)), "nak")
-                self.retried += 1
-                result = "retrying"
-        (log.info if result == "done" else log.error if result == "dead" else log.warning)(
-            "work.unit_" + result, unit=key, run_id=run_id, rows=rows, deliveries=deliveries, error=error
-        )
-        self.svc.emit(
-            WorkUnitFinished(
-                unit.plan, key, unit.exchange, unit.symbol, unit.start_ns, unit.end_ns, result, deliveries,
-                run_id, rows, error,
-            )
-        )  # fmt: skip
+            await self._reply(q, msg, "nak", delay_s)
+            self.retried += 1
+        self._finished(unit, status, deliveries, run_id, 0, error)
 
-    async def _run_unit(self, link: NatsLink, unit: WorkUnit, msg: Any, deliveries: int) -> tuple[str | None, Any]:
-        """One ordinary backfill run over the unit's range, heartbeating the message while it runs."""
+    async def _run_unit(
+        self, q: WorkQueueClient, unit: WorkUnit, msg: Any, deliveries: int
+    ) -> tuple[str | None, RunState, int, str | None]:
+        """One ordinary backfill run over the unit's range, heartbeating the message while it runs;
+        returns its run id, final state, rows written and error."""
         try:
             req = BackfillRequest(
                 unit.exchange,
@@ -477,75 +367,45 @@ class WorkQueue:
             (run_id,) = await self.svc.start_backfill(req)
         except (DccdError, ValueError) as exc:
             log.error("work.unit_rejected", unit=unit_key(unit), error=str(exc))
-            return None, _Failed(str(exc))
-        await self._set(link, unit, UnitState("running", self.name, run_id, deliveries=deliveries))
+            return None, RunState.FAILED, 0, str(exc)
+        await self._set(q, unit, UnitState("running", self.name, run_id, deliveries=deliveries))
         async with trio.open_nursery() as nursery:
 
             async def heartbeat() -> None:
                 while True:
                     await trio.sleep(self.ack_wait_s / 3)
-                    await self._reply(link, msg.in_progress, "in_progress")
+                    await self._reply(q, msg, "in_progress")
 
             nursery.start_soon(heartbeat)
             record = await self.svc.wait_run(run_id)
             nursery.cancel_scope.cancel()
-        return run_id, record
+        error = "cancelled" if record.state is RunState.CANCELLED else (record.error or None)
+        return run_id, record.state, record.rows_written, error if record.state not in _OK else None
 
-    async def _dead_loop(self) -> None:
+    async def _dead_loop(self, q: WorkQueueClient) -> None:
         """Units JetStream stopped delivering without an ack (the collector running their last delivery
-        stopped): read the unit from the stream, record it dead, delete it (the advisory names its sequence)."""
-        import json
-
+        stopped): recorded dead by the one collector the advisory reached."""
         while True:
-            link, sub = self.link, self._advisories
-            if link is None or sub is None:
-                return
-
-            async def next_advisory(sub: Any = sub) -> Any:
-                import nats.errors
-
-                try:
-                    return await sub.next_msg(timeout=2.0)
-                except nats.errors.TimeoutError:
-                    return None
-
             try:
-                adv = await link.call(next_advisory, timeout_s=7.0)
-                if adv is None:
+                got = await q.next_dead(2.0)
+                if got is None:
                     continue
-                seq = int(json.loads(adv.data)["stream_seq"])
-                raw = await link.call(partial(link.js.get_msg, WORK_STREAM, seq))
-                unit = decode_unit(raw.data)
+                unit = decode_unit(got[1])
             except (BusError, ValueError, KeyError, msgspec.ValidationError, msgspec.DecodeError) as exc:
                 log.warning("work.advisory_unreadable", error=str(exc))
                 continue
             error = f"delivered {self.max_deliver} times without an ack (the collector running it stopped)"
-            await self._set(link, unit, UnitState("dead", "", None, 0, self.max_deliver, error))
-            with contextlib.suppress(BusError):
-                await link.call(partial(link.js.delete_msg, WORK_STREAM, seq))
+            await self._set(q, unit, UnitState("dead", "", None, 0, self.max_deliver, error))
             self.dead += 1
-            log.error("work.unit_dead", unit=unit_key(unit), deliveries=self.max_deliver, error=error)
-            self.svc.emit(
-                WorkUnitFinished(
-                    unit.plan, unit_key(unit), unit.exchange, unit.symbol, unit.start_ns, unit.end_ns, "dead",
-                    self.max_deliver, error=error,
-                )
-            )  # fmt: skip
+            self._finished(unit, "dead", self.max_deliver, None, 0, error)
 
-    async def _poll_stats(self) -> None:
-        """The shared consumer's backlog (``dccd_work_queued``/``_ack_pending``) every few seconds."""
+    async def _poll_backlog(self, q: WorkQueueClient) -> None:
+        """The shared consumer's backlog (``dccd_work_queued``/``_unacked``) every few seconds."""
         while True:
-            link = self.link
-            if link is None:
-                return
-            with contextlib.suppress(BusError):
-
-                async def info(link: NatsLink = link) -> tuple[int, int]:
-                    ci = await link.js.consumer_info(WORK_STREAM, WORK_CONSUMER)
-                    return int(ci.num_pending or 0), int(ci.num_ack_pending or 0)
-
-                if self.worker:
-                    self.queued, self.ack_pending = await link.call(info, timeout_s=5.0)
+            try:
+                self.queued, self.ack_pending, _ = await q.backlog()
+            except BusError as exc:
+                log.debug("work.backlog_failed", error=str(exc))
             await trio.sleep(2.0)
 
 
@@ -555,36 +415,9 @@ async def read_queue(link: NatsLink) -> dict[str, Any]:
     Raises:
         BusError: NATS did not answer (or the queue was never created: no collector or planner ran yet).
     """
-
-    async def read() -> dict[str, Any]:
-        from nats.js.errors import NoKeysError, NotFoundError
-
-        out: dict[str, Any] = {"queued": 0, "unacked": 0, "redelivered": 0, "units": {}}
-        try:
-            ci = await link.js.consumer_info(WORK_STREAM, WORK_CONSUMER)
-            out.update(queued=ci.num_pending or 0, unacked=ci.num_ack_pending or 0, redelivered=ci.num_redelivered or 0)
-        except NotFoundError:
-            pass
-        kv = await link.js.key_value(WORK_BUCKET)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            keys = []
-        for k in keys:
-            st = decode_state((await kv.get(k)).value)
-            status = st.status if st is not None else "unreadable"
-            out["units"][status] = out["units"].get(status, 0) + 1
-        return out
-
-    return await link.call(read, timeout_s=30.0)
-
-
-class _Failed(msgspec.Struct, frozen=True):
-    """A unit whose run could not even start (bad unit, unknown symbol): looks like a failed run record."""
-
-    error: str
-    state: RunState = RunState.FAILED
-    rows_written: int = 0
+    q = await WorkQueueClient.attach(link)
+    queued, unacked, redelivered = await q.backlog()
+    return {"queued": queued, "unacked": unacked, "redelivered": redelivered, "units": await q.status_counts()}
 
 
 def work_queue_of(svc: Any, bus: Any, shard: str | None) -> WorkQueue:

@@ -175,3 +175,11 @@ def count_units(keys: Iterable[str], states: Mapping[str, UnitState | None]) -> 
         len(keys), by.get("queued", 0), by.get("running", 0), by.get("done", 0), by.get("retrying", 0),
         by.get("dead", 0), rows,
     )  # fmt: skip
+
+
+def after_failure(deliveries: int, max_deliver: int) -> tuple[UnitStatus, float | None]:
+    """What a failed delivery of a unit becomes: ``retrying`` with the delay before its redelivery
+    (2, 4, 8… s, at most 30 s), or ``dead`` when it was the ``max_deliver``-th."""
+    if deliveries >= max_deliver:
+        return "dead", None
+    return "retrying", min(2.0**deliveries, 30.0)

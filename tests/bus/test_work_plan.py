@@ -8,6 +8,7 @@ import pytest
 from dccd.bus.work import (
     UnitState,
     WorkUnit,
+    after_failure,
     count_units,
     decode_state,
     decode_unit,
@@ -93,3 +94,11 @@ def test_wire_forms_round_trip_and_reject_garbage() -> None:
     st = UnitState("done", "shard-0/2", "r1", 5, 2)
     assert decode_state(encode_state(st)) == st
     assert decode_state(b"garbage") is None and decode_state(None) is None
+
+
+def test_a_failed_delivery_is_retried_with_backoff_until_the_last() -> None:
+    """Failed deliveries are redelivered after 2, 4, 8… s (at most 30 s); the max_deliver-th is dead."""
+    assert [after_failure(d, 6) for d in range(1, 7)] == [
+        ("retrying", 2.0), ("retrying", 4.0), ("retrying", 8.0), ("retrying", 16.0), ("retrying", 30.0), ("dead", None),
+    ]  # fmt: skip
+    assert after_failure(3, 2) == ("dead", None)
