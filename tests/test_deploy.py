@@ -15,6 +15,7 @@ ROOT = Path(__file__).parents[1]
 def test_deploy_configs_validate() -> None:
     collector = parse_config((ROOT / "deploy" / "collector.yaml").read_text(), env={})
     assert collector.bus is not None and collector.jobs
+    assert collector.bus.work_queue and any(j.distribute for j in collector.jobs)  # both collectors pull units
     api = parse_config((ROOT / "deploy" / "api.yaml").read_text(), env={})
     assert api.jobs == [] and api.storage.path == collector.storage.path  # one shared lake
 
