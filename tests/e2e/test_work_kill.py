@@ -53,6 +53,35 @@ async def redelivered(link: NatsLink) -> int:
     return await link.call(read)
 
 
+async def take_all(link: NatsLink, seconds: float) -> set[str]:
+    """Pull from the workers' consumer for ``seconds`` (keeping what came in progress), then nak it all;
+    returns the KV keys of the units taken."""
+    import asyncio
+
+    import nats.errors
+
+    from dccd.bus.work import decode_unit, state_key
+
+    async def take() -> set[str]:
+        psub = await link.js.pull_subscribe_bind(WORK_CONSUMER, WORK_STREAM)
+        held: dict[str, object] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            try:
+                for m in await psub.fetch(100, timeout=min(1.0, left)):
+                    held[state_key(decode_unit(m.data))] = m
+            except nats.errors.TimeoutError:
+                pass
+            for m in held.values():
+                await m.in_progress()  # type: ignore[attr-defined]
+        for m in held.values():
+            await m.nak()  # type: ignore[attr-defined]
+        return set(held)
+
+    return await link.call(take, timeout_s=seconds + 10)
+
+
 async def test_killed_worker_mid_unit_is_redelivered_and_the_lake_is_exact(tmp_path: Path) -> None:
     """A worker process holding a unit (heartbeating it past ack_wait, so it is not redelivered meanwhile)
     is SIGKILLed; after ack_wait the unit goes to the other worker, every unit ends done and the lake
@@ -93,7 +122,10 @@ async def _run(tmp_path: Path, nats: NatsServer) -> None:
                         running = [k for k, s in (await kv_states(link)).items() if s and s.status == "running"]
                         held = running[0] if running else None
                         await trio.sleep(0.2)
-                await trio.sleep(3 * 2)  # twice ack_wait: the worker's in-progress heartbeats keep the unit
+                # For twice ack_wait, take every unit the queue hands out: the 29 others, never the held one
+                # (the worker's in-progress heartbeats keep it); then hand them back at once.
+                taken = await take_all(link, 6.0)
+                assert len(taken) == 29 and held not in taken
                 assert await redelivered(link) == 0
                 worker.send_signal(signal.SIGKILL)
                 with trio.fail_after(10):
