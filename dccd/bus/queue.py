@@ -174,11 +174,9 @@ class WorkQueueClient:
         psub = self._psub
 
         async def fetch() -> list[Any]:
-            import nats.errors
-
             try:
                 return list(await psub.fetch(1, timeout=timeout_s))
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's, by code path
                 return []
 
         return await self.link.call(fetch, timeout_s=timeout_s + 5.0)
@@ -204,11 +202,9 @@ class WorkQueueClient:
         sub, js = self._advisories, self.link.js
 
         async def next_one() -> tuple[int, bytes] | None:
-            import nats.errors
-
             try:
                 adv = await sub.next_msg(timeout=timeout_s)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's, by code path
                 return None
             seq = int(json.loads(adv.data)["stream_seq"])
             raw = await js.get_msg(WORK_STREAM, seq)

@@ -58,8 +58,6 @@ async def take_all(link: NatsLink, seconds: float) -> set[str]:
     returns the KV keys of the units taken."""
     import asyncio
 
-    import nats.errors
-
     from dccd.bus.work import decode_unit, state_key
 
     async def take() -> set[str]:
@@ -71,7 +69,7 @@ async def take_all(link: NatsLink, seconds: float) -> set[str]:
             try:
                 for m in await psub.fetch(100, timeout=max(0.2, min(0.5, left))):
                     held[state_key(decode_unit(m.data))] = m
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's, by code path
                 pass
             for m in held.values():
                 await m.in_progress()  # type: ignore[attr-defined]
