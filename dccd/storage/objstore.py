@@ -23,11 +23,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from dccd.config.s3 import S3
 from dccd.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig
 
 SCHEME: Final[str] = "s3://"
 _ENV: Final[dict[str, tuple[str, ...]]] = {
@@ -200,12 +203,12 @@ class ObjectStore:
         if s.access_key_id:
             config["access_key_id"] = s.access_key_id
             config["secret_access_key"] = s.secret_access_key
-        client = {
+        client: ClientConfig = {
             "allow_http": s.allow_http,
             "timeout": f"{s.timeout_s}s",
             "connect_timeout": f"{s.connect_timeout_s}s",
         }
-        retry = {"max_retries": 3, "retry_timeout": datetime.timedelta(seconds=s.timeout_s)}
+        retry: RetryConfig = {"max_retries": 3, "retry_timeout": datetime.timedelta(seconds=s.timeout_s)}
         self._store = S3Store(s.bucket, prefix=s.prefix or None, client_options=client, retry_config=retry, **config)
         self._fs: Any = None
         self._fs_lock = threading.Lock()
