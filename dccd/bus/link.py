@@ -183,7 +183,7 @@ class NatsLink:
             futs = []
             for m in messages:
                 hdr = {"Nats-Msg-Id": m.msg_id, "Content-Type": ctype}
-                futs.append(await self._js.publish_async(m.subject, m.payload, headers=hdr, wait_stall=self.timeout_s))
+                futs.append(await self._js.publish_async(m.subject, m.payload, headers=hdr))
             acks = await asyncio.gather(*futs, return_exceptions=True)
             stored = dup = failed = 0
             error = None
