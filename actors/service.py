@@ -20,6 +20,7 @@ module; :mod:`~dccd.actors.wiring` builds it and composes the graph.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +219,14 @@ class Service:
     def lake_root(self) -> Path | None:
         """The lake's root directory, when the service has storage."""
         return self._operations.lake.root if self._operations is not None else None
+
+    def store_probe(self) -> tuple[str, Callable[[], None]] | None:
+        """An object-store lake's URI and a blocking one-request check that its store answers (raises
+        ``StorageError``); None for a lake on local disk or a service without storage."""
+        obj = getattr(self._operations.lake, "obj", None) if self._operations is not None else None
+        if obj is None:
+            return None
+        return obj.settings.uri, obj.store.probe
 
     def capabilities(self, exchange: str) -> Capabilities:
         """What ``exchange`` declares (registry metadata, no I/O).

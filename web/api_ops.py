@@ -5,6 +5,7 @@ only when nothing below holds, else 503 with one reason per problem:
 
 - the supervisor or the server is shutting down;
 - ``{root}/_dccd`` cannot be written (or writing takes over ``PROBE_TIMEOUT_S``);
+- an object-store lake's store fails or does not answer one request within ``PROBE_TIMEOUT_S``;
 - a stream failed, or is in a state other than connected / reconnecting / stopped;
 - a running stream has no connection up and no data for over ``DOWN_GRACE_S``
   (a reconnect normally takes a few seconds; a refused one keeps failing);
@@ -19,6 +20,7 @@ long it has been down or silent. Stopped streams never make the service unready.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from litestar import Controller, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dccd.domain.spans import Span
+from dccd.errors import StorageError
 from dccd.storage.layout import meta_dir, temp_name
 
 from .context import WebContext
@@ -81,10 +84,39 @@ async def readiness(ctx: WebContext) -> list[str]:
                 reasons.append(f"storage: cannot write {meta_dir(root)}: {exc.strerror or exc}")
         if scope.cancelled_caught:
             reasons.append(f"storage: writing {meta_dir(root)} took over {PROBE_TIMEOUT_S:g}s")
+    probe = svc.store_probe()
+    if probe is not None:
+        reasons.extend(await store_problems(*probe))
     streams = getattr(svc, "streams", None)  # streams exist only with storage
     if streams is not None:
         reasons.extend(stream_problems(svc.list_streams(), streams.now_ns()))
     return reasons
+
+
+_probing: set[str] = set()
+"""Store URIs with a probe in flight (a thread abandoned at the deadline included): at most one each."""
+
+
+async def store_problems(uri: str, probe: Callable[[], None]) -> list[str]:
+    """Why the object store at ``uri`` is not ready: ``probe`` failed or took over ``PROBE_TIMEOUT_S``."""
+    late = [f"storage: {uri} did not answer within {PROBE_TIMEOUT_S:g}s"]
+    if uri in _probing:  # the previous probe is still waiting for the store
+        return late
+    _probing.add(uri)
+
+    def run() -> None:
+        try:
+            probe()
+        finally:
+            _probing.discard(uri)
+
+    with trio.move_on_after(PROBE_TIMEOUT_S):
+        try:
+            await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except StorageError as exc:
+            return [f"storage: {exc}"]
+        return []
+    return late
 
 
 def stream_problems(streams: list[StreamInfo], now_ns: int) -> list[str]:

@@ -247,6 +247,14 @@ class ObjectStore:
             return False
         return True
 
+    def probe(self) -> None:
+        """One request that succeeds only when the store answers (a GET of a key dccd never writes).
+
+        Raises:
+            StorageError: the store failed or did not answer within its deadline.
+        """
+        self.get(PROBE_KEY)
+
     def get(self, key: str) -> bytes | None:
         """An object's bytes (None: no such object)."""
         import obstore
@@ -299,6 +307,9 @@ class ObjectStore:
                 self._fs = fs.S3FileSystem(**opts)
             return self._fs
 
+
+PROBE_KEY: Final[str] = "_dccd/ready-probe"
+"""The key :meth:`ObjectStore.probe` reads (absent: a 404 is an answer)."""
 
 _stores: dict[StoreSettings, ObjectStore] = {}
 _duck_protocols: dict[tuple[str | None, str | None, str], str] = {}
