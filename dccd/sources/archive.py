@@ -259,6 +259,16 @@ ARCHIVES: Final[dict[str, str]] = {
 }
 
 
+def no_checksum_files(file: ArchiveFile, body: bytes) -> str:
+    """``parse_checksum`` of a venue that publishes no checksum files: its files' ``checksum_path`` is None,
+    so the planner never asks.
+
+    Raises:
+        ProtocolDrift: always.
+    """
+    raise ProtocolDrift(file.exchange, file.name, f"{file.exchange} publishes no checksum files")
+
+
 def get_archive(exchange: str) -> ArchiveAdapter | None:
     """The archive adapter of ``exchange`` (an instance), or None when it publishes no archive dccd reads."""
     target = ARCHIVES.get(exchange)
@@ -712,6 +722,7 @@ __all__ = [
     "has_header",
     "iter_csv",
     "market_of",
+    "no_checksum_files",
     "ns_from_epoch",
     "open_gzip",
     "open_member",

@@ -308,3 +308,20 @@ def test_bybit_spot_days_partly_stored_are_planned_for_merging() -> None:
     perp = plan_archive(a, Symbol("BTC", "USDT", "perp"), T, None, lo, hi, hi + 2 * 24 * H, stored)
     assert [f.start_ns for f in perp.files] == [lo + 24 * H] and perp.rest == ((lo, lo + 24 * H),)
     assert perp.merging == ()
+
+
+@pytest.mark.parametrize(
+    ("adapter", "symbol"),
+    [
+        (BybitArchive, Symbol("BTC", "USDT", "perp")),
+        (BitmexArchive, Symbol("BTC", "USD", "perp")),
+        (OkxArchive, Symbol("BTC", "USDT")),
+    ],
+)
+def test_venues_without_checksum_files_never_plan_one_and_refuse_to_parse_one(adapter: object, symbol: Symbol) -> None:
+    a = adapter()  # type: ignore[operator]
+    lo = day_ns("2024-03-01") - (8 * H if adapter is OkxArchive else 0)  # OKX days are UTC+8 days
+    f = a.archive_file(symbol, T, None, D, lo)
+    assert f.checksum_path is None
+    with pytest.raises(ProtocolDrift, match=f"{a.name} publishes no checksum files"):
+        a.parse_checksum(f, b"0" * 64)

@@ -34,6 +34,7 @@ from dccd.sources.archive import (
     Source,
     archive_capability,
     market_of,
+    no_checksum_files,
     period_label,
     utc_period,
 )
@@ -75,15 +76,6 @@ def archive_file(
     return ArchiveFile(
         path, None, lo, hi, granularity, data_type, cap.kind, symbol_to_native(symbol), None, market, NAME
     )
-
-
-def parse_checksum(file: ArchiveFile, body: bytes) -> str:
-    """BitMEX publishes no checksums.
-
-    Raises:
-        ProtocolDrift: always (the planner never asks: ``checksum_path`` is None).
-    """
-    raise ProtocolDrift(NAME, file.name, "bitmex publishes no checksum files")
 
 
 def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
@@ -141,6 +133,6 @@ class BitmexArchive:
     archive_capabilities: tuple[ArchiveCapability, ...] = CAPABILITIES
     archive_period = staticmethod(archive_period)
     archive_file = staticmethod(archive_file)
-    parse_checksum = staticmethod(parse_checksum)
+    parse_checksum = staticmethod(no_checksum_files)
     parse_archive = staticmethod(parse_archive)
     parse_archive_symbols = staticmethod(parse_archive_symbols)

@@ -37,6 +37,7 @@ from dccd.sources.archive import (
     Source,
     archive_capability,
     market_of,
+    no_checksum_files,
     ns_from_epoch,
     period_label,
     utc_period,
@@ -90,15 +91,6 @@ def archive_file(
     return ArchiveFile(path, None, lo, hi, granularity, data_type, cap.kind, sym, None, market, NAME)
 
 
-def parse_checksum(file: ArchiveFile, body: bytes) -> str:
-    """Bybit publishes no checksums.
-
-    Raises:
-        ProtocolDrift: always (the planner never asks: ``checksum_path`` is None).
-    """
-    raise ProtocolDrift(NAME, file.name, "bybit publishes no checksum files")
-
-
 def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     """A downloaded Bybit trade file as lake trades (loose schema), ts ascending, trimmed to its day.
 
@@ -144,5 +136,5 @@ class BybitArchive:
     archive_capabilities: tuple[ArchiveCapability, ...] = CAPABILITIES
     archive_period = staticmethod(archive_period)
     archive_file = staticmethod(archive_file)
-    parse_checksum = staticmethod(parse_checksum)
+    parse_checksum = staticmethod(no_checksum_files)
     parse_archive = staticmethod(parse_archive)

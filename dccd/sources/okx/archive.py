@@ -41,6 +41,7 @@ from dccd.sources.archive import (
     Source,
     archive_capability,
     market_of,
+    no_checksum_files,
     ns_from_epoch,
     period_label,
     utc_period,
@@ -102,15 +103,6 @@ def archive_file(
     return ArchiveFile(path, None, lo, hi, granularity, data_type, cap.kind, inst, span.label if span else None, market, NAME)  # fmt: skip
 
 
-def parse_checksum(file: ArchiveFile, body: bytes) -> str:
-    """OKX publishes no checksums.
-
-    Raises:
-        ProtocolDrift: always (the planner never asks: ``checksum_path`` is None).
-    """
-    raise ProtocolDrift(NAME, file.name, "okx publishes no checksum files")
-
-
 def parse_archive(file: ArchiveFile, data: Source) -> pa.Table:
     """A downloaded OKX zip as lake rows (loose schema), ts ascending, trimmed to its Beijing day (month).
 
@@ -159,5 +151,5 @@ class OkxArchive:
     archive_capabilities: tuple[ArchiveCapability, ...] = CAPABILITIES
     archive_period = staticmethod(archive_period)
     archive_file = staticmethod(archive_file)
-    parse_checksum = staticmethod(parse_checksum)
+    parse_checksum = staticmethod(no_checksum_files)
     parse_archive = staticmethod(parse_archive)
